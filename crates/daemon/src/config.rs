@@ -1,0 +1,307 @@
+//! The daemon's TOML configuration. Unknown keys are refused; every error names the file,
+//! the line and the key. `config/tandem.toml` is the embedded default and
+//! `config/tandem.example.toml` documents every key.
+
+use serde::Deserialize;
+use sip_message::Transport;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The embedded default: what `tandem run` uses without `--config`.
+pub const DEFAULT: &str = include_str!("../../../config/tandem.toml");
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sip: SipConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    pub listen: Vec<Listen>,
+    pub user_agent: String,
+    pub ring_timeout_s: u64,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub timers: Timers,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: vec![
+                Listen {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+                Listen {
+                    transport: Transport::Tcp,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+            ],
+            user_agent: format!("Tandem/{}", env!("CARGO_PKG_VERSION")),
+            ring_timeout_s: 60,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            timers: Timers::default(),
+        }
+    }
+}
+
+/// RFC 3261 §17.1.1.1 timer values.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timers {
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
+}
+
+impl Timers {
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(self.t1_ms)
+    }
+    pub fn t2(&self) -> Duration {
+        Duration::from_millis(self.t2_ms)
+    }
+    pub fn t4(&self) -> Duration {
+        Duration::from_millis(self.t4_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub behaviour: Behaviour,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Behaviour {
+    Echo,
+    Ring,
+    Busy,
+}
+
+/// A listening socket, written "transport:ip:port" ("udp:127.0.0.1:5060", "tcp:[::1]:5060").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (transport, addr) = text
+            .split_once(':')
+            .ok_or_else(|| format!("`{text}` is not \"transport:ip:port\""))?;
+        let transport = match transport.to_ascii_lowercase().as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            other => return Err(format!("transport `{other}` is not supported (udp, tcp)")),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an ip:port address"))?;
+        Ok(Listen { transport, addr })
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport.as_str().to_ascii_lowercase(), self.addr)
+    }
+}
+
+/// A configuration that was refused, with where and why.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub source: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses and checks a configuration. `source` names it in errors (a path, or
+    /// "embedded default").
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            source: source.to_owned(),
+            message: describe(text, &e),
+        })?;
+        config.check().map_err(|message| ConfigError {
+            source: source.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(DEFAULT, "embedded default")
+    }
+
+    /// Checks that span several keys.
+    fn check(&self) -> Result<(), String> {
+        let t = &self.sip.timers;
+        if t.t1_ms == 0 {
+            return Err("key `sip.timers.t1_ms`: must be at least 1".into());
+        }
+        if t.t2_ms < t.t1_ms {
+            return Err("key `sip.timers.t2_ms`: must not be smaller than t1_ms".into());
+        }
+        if self.sip.listen.is_empty() {
+            return Err("key `sip.listen`: at least one socket is needed".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for user in &self.users {
+            if !seen.insert(user.name.as_str()) {
+                return Err(format!("key `users.name`: user `{}` appears twice", user.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// toml's message names the key and shows the line; lead with "line N" so it is
+/// greppable and unambiguous.
+fn describe(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().to_owned();
+    match error.span() {
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map(|before| before.matches('\n').count() + 1)
+                .unwrap_or(1);
+            let content = text.lines().nth(line - 1).unwrap_or_default().trim();
+            format!("line {line}: {message} (in `{content}`)")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_with_demo_users() {
+        let config = Config::embedded().unwrap();
+        assert_eq!(config.sip.listen.len(), 2);
+        assert_eq!(config.sip.listen[0].to_string(), "udp:127.0.0.1:5060");
+        let names: Vec<_> = config.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["echo", "ring", "busy"]);
+        assert_eq!(config.sip.timers, Timers::default());
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../../config/tandem.example.toml");
+        Config::parse(text, "tandem.example.toml").unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = "[sip]\nuser_agent = \"x\"\nlisten_on = []\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml: line 3:"), "{err}");
+        assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_line() {
+        let text = "[sip]\nlisten = [\"sctp:1.2.3.4:5060\"]\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("sctp"), "{err}");
+        let text = "[[users]]\nname = \"a\"\nbehaviour = \"sing\"\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("sing"), "{err}");
+    }
+
+    #[test]
+    fn cross_key_checks() {
+        let err = Config::parse("[sip.timers]\nt1_ms = 0\n", "t").unwrap_err();
+        assert!(err.to_string().contains("t1_ms"));
+        let err = Config::parse(
+            "[[users]]\nname = \"a\"\nbehaviour = \"echo\"\n[[users]]\nname = \"a\"\nbehaviour = \"ring\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("appears twice"));
+    }
+
+    #[test]
+    fn listen_forms() {
+        let l: Listen = "tcp:[::1]:5070".parse().unwrap();
+        assert_eq!(l.transport, Transport::Tcp);
+        assert_eq!(l.addr.port(), 5070);
+        assert!("udp".parse::<Listen>().is_err());
+        assert!("udp:nothost:1".parse::<Listen>().is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! Shared harness for the loopback tests: start the real `tandem` binary on free ports,
+//! run SIPp against it, read back SIPp's statistics and the daemon's stats log line.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP at the time of the call.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tandem-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The daemon under test. Killed on drop.
+pub struct Daemon {
+    child: Child,
+    pub port: u16,
+    pub addr: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `tandem run` with the demo users on a free port; `extra` is appended to the
+    /// config file.
+    pub fn start(name: &str, extra: &str) -> Daemon {
+        let port = free_port();
+        let dir = scratch_dir(name);
+        let config = dir.join("tandem.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\n{extra}\n\
+                 [log]\nlevel = \"info\"\n\
+                 [[users]]\nname = \"echo\"\nbehaviour = \"echo\"\n\
+                 [[users]]\nname = \"ring\"\nbehaviour = \"ring\"\n\
+                 [[users]]\nname = \"busy\"\nbehaviour = \"busy\"\n"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let daemon = Daemon {
+            child,
+            port,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            lines,
+        };
+        daemon.wait_for_line("ready", Duration::from_secs(20));
+        daemon
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `needle` that was not there before the call started
+    /// counting from `from`; returns it.
+    pub fn wait_for_line_after(&self, from: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.lines().iter().skip(from).find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no log line with {needle:?} within {timeout:?}; log:\n{}",
+                    self.lines().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_line_after(0, needle, timeout)
+    }
+
+    /// Asks for a stats line (SIGUSR1) and parses its `key=value` fields.
+    pub fn stats(&self) -> Stats {
+        let from = self.lines().len();
+        let status = Command::new("kill")
+            .args(["-USR1", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let line = self.wait_for_line_after(from, "stats", Duration::from_secs(5));
+        Stats::parse(&line)
+    }
+
+    /// Polls the stats until `done` holds or the timeout passes; returns the last stats.
+    pub fn wait_for_stats(&self, timeout: Duration, done: impl Fn(&Stats) -> bool) -> Stats {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if done(&stats) || Instant::now() > deadline {
+                return stats;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("daemon did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The daemon's `stats` log line, as key=value pairs.
+#[derive(Debug, Clone, Default)]
+pub struct Stats(pub Vec<(String, u64)>);
+
+impl Stats {
+    fn parse(line: &str) -> Stats {
+        Stats(
+            line.split_whitespace()
+                .filter_map(|field| {
+                    let (k, v) = field.split_once('=')?;
+                    Some((k.to_owned(), v.trim_matches('"').parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> u64 {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no `{key}` in stats {:?}", self.0))
+    }
+}
+
+/// What a SIPp run ended with.
+#[derive(Debug)]
+pub struct SippRun {
+    pub exit_code: i32,
+    pub successful: u64,
+    pub failed: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs SIPp against the daemon. `args` are the scenario and rate options.
+pub fn sipp(name: &str, daemon: &Daemon, args: &[&str]) -> SippRun {
+    let dir = scratch_dir(name);
+    let stats = dir.join("stats.csv");
+    let _ = std::fs::remove_file(&stats);
+    let local_port = free_port();
+    let output = Command::new("sipp")
+        .arg(format!("127.0.0.1:{}", daemon.port))
+        .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
+        .args(["-nostdin", "-timeout", "120s", "-timeout_error"])
+        .args(["-trace_stat", "-fd", "1", "-stf"])
+        .arg(&stats)
+        .args(args)
+        .current_dir(repo_root().join("tests/sipp"))
+        .output()
+        .expect("sipp runs (Debian package sip-tester)");
+    let csv = std::fs::read_to_string(&stats).unwrap_or_default();
+    let (successful, failed) = final_counts(&csv);
+    SippRun {
+        exit_code: output.status.code().unwrap_or(-1),
+        successful,
+        failed,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// SuccessfulCall(C) and FailedCall(C) of the last row of SIPp's `-trace_stat` file.
+fn final_counts(csv: &str) -> (u64, u64) {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return (0, 0);
+    };
+    let Some(last) = lines.last() else {
+        return (0, 0);
+    };
+    let columns: Vec<&str> = header.split(';').collect();
+    let values: Vec<&str> = last.split(';').collect();
+    let get = |name: &str| {
+        columns
+            .iter()
+            .position(|c| *c == name)
+            .and_then(|i| values.get(i))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+}
