@@ -470,3 +470,27 @@ impl Transports {
         info!("transport layer shut down");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SentBy;
+
+    #[test]
+    fn sent_by_brackets_ipv6_literals() {
+        let v6 = SentBy {
+            host: "::1".into(),
+            port: 5060,
+        };
+        assert_eq!(v6.to_string(), "[::1]:5060");
+        let bracketed = SentBy {
+            host: "[::1]".into(),
+            port: 5060,
+        };
+        assert_eq!(bracketed.to_string(), "[::1]:5060");
+        let name = SentBy {
+            host: "sip.example.com".into(),
+            port: 5061,
+        };
+        assert_eq!(name.to_string(), "sip.example.com:5061");
+    }
+}

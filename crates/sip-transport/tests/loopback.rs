@@ -636,3 +636,132 @@ async fn bind_failure_names_the_address() {
         other => panic!("expected Bind, got {other:?}"),
     }
 }
+
+/// A stream whose reads never end and whose writes always fail.
+struct FailingWrites(tokio::io::DuplexStream);
+
+impl tokio::io::AsyncRead for FailingWrites {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for FailingWrites {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Err(ErrorKind::BrokenPipe.into()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn write_failure_is_reported_and_closes_the_connection() {
+    let (layer, mut rx) = bind(TransportConfig::new(vec![], vec![])).await;
+    let (_peer, ours) = tokio::io::duplex(64);
+    let remote: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let id = layer
+        .adopt_stream(Transport::Tcp, FailingWrites(ours), any_port(), remote)
+        .unwrap();
+    let flow = tcp_flow(remote, Some(id));
+    layer.send(transmit(flow, message("w", ""))).await.unwrap();
+    let mut saw_error = false;
+    let mut saw_close = false;
+    while !(saw_error && saw_close) {
+        match next(&mut rx).await {
+            Inbound::TransportError { flow: f, error } => {
+                assert_eq!(f.connection, Some(id));
+                assert_eq!(error.io_kind(), Some(ErrorKind::BrokenPipe));
+                saw_error = true;
+            }
+            Inbound::ConnectionClosed { flow: f, reason } => {
+                assert_eq!(f.connection, Some(id));
+                assert_eq!(reason, CloseReason::Io(ErrorKind::BrokenPipe));
+                saw_close = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(layer.connections().is_empty());
+    assert_eq!(layer.stats().send_errors, 1);
+    layer.shutdown().await;
+}
+
+#[tokio::test]
+async fn keepalive_pings_hold_off_the_idle_timeout() {
+    let mut cfg = config();
+    cfg.tcp_idle_timeout = Some(Duration::from_millis(300));
+    let (layer, mut rx) = bind(cfg).await;
+    let listener = layer.local_addr(Transport::Tcp).unwrap();
+    let mut client = TcpStream::connect(listener).await.unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.write_all(b"\r\n\r\n").await.unwrap();
+        assert_eq!(read_exact_bytes(&mut client, 2).await, b"\r\n");
+    }
+    assert_eq!(layer.stats().idle_timeouts, 0);
+    assert_eq!(layer.connections().len(), 1);
+    assert!(closed_by_peer(&mut client).await);
+    assert!(matches!(
+        next(&mut rx).await,
+        Inbound::ConnectionClosed {
+            reason: CloseReason::Idle,
+            ..
+        }
+    ));
+    layer.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_messages_over_udp_and_tcp_all_arrive_in_order_per_flow() {
+    let (a, _a_rx) = bind(config()).await;
+    let (b, mut b_rx) = bind(config()).await;
+    let a_udp = a.local_addr(Transport::Udp).unwrap();
+    let b_udp = b.local_addr(Transport::Udp).unwrap();
+    let b_tcp = b.local_addr(Transport::Tcp).unwrap();
+    const N: usize = 100;
+    for i in 0..N {
+        let m = message(&format!("m{i}"), "");
+        a.send(transmit(udp_flow(a_udp, b_udp), m.clone()))
+            .await
+            .unwrap();
+        a.send(transmit(tcp_flow(b_tcp, None), m)).await.unwrap();
+    }
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    while udp.len() + tcp.len() < 2 * N {
+        let (flow, data) = next_message(&mut b_rx).await;
+        match flow.transport {
+            Transport::Udp => udp.push(data),
+            _ => tcp.push(data),
+        }
+    }
+    let expected: Vec<Bytes> = (0..N)
+        .map(|i| Bytes::from(message(&format!("m{i}"), "")))
+        .collect();
+    assert_eq!(tcp, expected);
+    assert_eq!(udp.len(), N);
+    let stats = b.stats();
+    assert_eq!(stats.datagrams_in, N as u64);
+    assert_eq!(stats.messages_in, N as u64);
+    assert_eq!(a.stats().connections_connected, 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
