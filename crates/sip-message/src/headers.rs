@@ -1,0 +1,423 @@
+//! The header section: order preserving, values byte-exact as received (RFC 3261 §7.3).
+
+use crate::scan::{is_lws, range, scan_quoted, sub, trim_lws_range};
+use crate::typed::{CSeq, Contact, Contacts, MediaType, NameAddr, SipDate, Via, valid_call_id};
+use crate::{HeaderName, ParseError};
+use bytes::Bytes;
+
+/// One header line: the name and the value after the colon, surrounding LWS trimmed,
+/// folded lines kept as received (RFC 3261 §7.3.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub name: HeaderName,
+    pub value: Bytes,
+}
+
+/// The headers of a message, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    list: Vec<Header>,
+}
+
+/// Splits a comma-separated list value (RFC 3261 §7.3.1) honouring quoted strings with
+/// their `\` escapes and `<...>`; yields trimmed, non-empty elements as zero-copy slices.
+#[derive(Debug, Clone)]
+pub struct ListValues {
+    value: Bytes,
+    pos: usize,
+    split: bool,
+}
+
+impl ListValues {
+    /// Iterates the elements of `value` (the whole value once if `split` is false).
+    pub fn new(value: Bytes, split: bool) -> ListValues {
+        ListValues {
+            value,
+            pos: 0,
+            split,
+        }
+    }
+}
+
+/// Index of the first top-level comma at or after `from`, or `b.len()`.
+fn next_comma(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    let mut angle = false;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' if !angle => match scan_quoted(b, i) {
+                Some(e) => {
+                    i = e;
+                    continue;
+                }
+                None => return b.len(),
+            },
+            b'<' => angle = true,
+            b'>' => angle = false,
+            b',' if !angle => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+impl Iterator for ListValues {
+    type Item = Bytes;
+    fn next(&mut self) -> Option<Bytes> {
+        let b: &[u8] = &self.value;
+        if !self.split {
+            if self.pos == 0 {
+                self.pos = usize::MAX;
+                return Some(self.value.clone());
+            }
+            return None;
+        }
+        while self.pos <= b.len() {
+            let end = next_comma(b, self.pos);
+            let (s, e) = trim_lws_range(b, self.pos, end);
+            self.pos = end + 1;
+            if s < e {
+                return Some(sub(&self.value, s, e));
+            }
+        }
+        None
+    }
+}
+
+impl Headers {
+    /// An empty header section.
+    pub fn new() -> Self {
+        Headers { list: Vec::new() }
+    }
+
+    /// An empty header section with room for `n` lines.
+    pub fn with_capacity(n: usize) -> Self {
+        Headers {
+            list: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a header line.
+    pub fn push(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        self.list.push(Header {
+            name,
+            value: value.into(),
+        });
+    }
+
+    /// Removes every header of that name, then pushes one.
+    pub fn set(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        self.remove(&name);
+        self.push(name, value);
+    }
+
+    /// Removes every header line of that name; returns how many.
+    pub fn remove(&mut self, name: &HeaderName) -> usize {
+        let before = self.list.len();
+        self.list.retain(|h| h.name != *name);
+        before - self.list.len()
+    }
+
+    /// The first header line's raw value.
+    pub fn get(&self, name: &HeaderName) -> Option<&Bytes> {
+        self.list.iter().find(|h| h.name == *name).map(|h| &h.value)
+    }
+
+    /// Every raw value of that name, one per header line.
+    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a Bytes> + 'a {
+        self.list
+            .iter()
+            .filter(move |h| h.name == *name)
+            .map(|h| &h.value)
+    }
+
+    /// Values with comma-separated lists split (quotes, `<>` and escapes honoured), each
+    /// trimmed (RFC 3261 §7.3.1).
+    pub fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = Bytes> + 'a {
+        let split = name.is_list();
+        self.get_all(name)
+            .flat_map(move |v| ListValues::new(v.clone(), split))
+    }
+
+    /// Number of header lines of that name.
+    pub fn count(&self, name: &HeaderName) -> usize {
+        self.list.iter().filter(|h| h.name == *name).count()
+    }
+
+    /// All header lines in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
+        self.list.iter()
+    }
+
+    /// Number of header lines.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// True if there is no header line.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Replaces the first *value* of `name`, splitting a comma-joined first line if needed
+    /// (the remaining values move to a new line just after it). Used to stamp
+    /// received/rport on the top Via (RFC 3261 §18.2.1). False if there is no such header.
+    pub fn replace_first_value(&mut self, name: &HeaderName, value: impl Into<Bytes>) -> bool {
+        let Some(idx) = self.list.iter().position(|h| h.name == *name) else {
+            return false;
+        };
+        let value = value.into();
+        let Some(h) = self.list.get_mut(idx) else {
+            return false;
+        };
+        let rest = if name.is_list() {
+            let b: &[u8] = &h.value;
+            let mut start = 0;
+            // skip leading empty elements
+            loop {
+                let end = next_comma(b, start);
+                let (s, e) = trim_lws_range(b, start, end);
+                if s < e || end >= b.len() {
+                    let (rs, re) = trim_lws_range(b, end.saturating_add(1).min(b.len()), b.len());
+                    break if rs < re {
+                        Some(sub(&h.value, rs, re))
+                    } else {
+                        None
+                    };
+                }
+                start = end + 1;
+            }
+        } else {
+            None
+        };
+        h.value = value;
+        if let Some(rest) = rest {
+            self.list.insert(
+                idx + 1,
+                Header {
+                    name: name.clone(),
+                    value: rest,
+                },
+            );
+        }
+        true
+    }
+
+    /// Inserts a header line before all others of that name (e.g. a new top Via,
+    /// RFC 3261 §16.6 step 8); at the very top if there is none.
+    pub fn push_front(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        let idx = self.list.iter().position(|h| h.name == name).unwrap_or(0);
+        self.list.insert(
+            idx,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
+    }
+
+    /// The header line at `i`.
+    pub fn get_index(&self, i: usize) -> Option<&Header> {
+        self.list.get(i)
+    }
+
+    pub(crate) fn push_header(&mut self, h: Header) {
+        self.list.push(h);
+    }
+
+    fn single(&self, name: HeaderName) -> Result<&Bytes, ParseError> {
+        self.get(&name).ok_or(ParseError::MissingHeader(name))
+    }
+
+    // ---------- typed access (parsed on demand, zero-copy slices)
+
+    /// The first Via value (RFC 3261 §20.42).
+    pub fn top_via(&self) -> Result<Via, ParseError> {
+        let v = self
+            .values(&HeaderName::Via)
+            .next()
+            .ok_or(ParseError::MissingHeader(HeaderName::Via))?;
+        Via::parse(&v)
+    }
+
+    /// Every Via value, top first.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via, ParseError>> + '_ {
+        const VIA: &HeaderName = &HeaderName::Via;
+        self.values(VIA).map(|v| Via::parse(&v))
+    }
+
+    /// The From header (RFC 3261 §20.20).
+    pub fn from(&self) -> Result<NameAddr, ParseError> {
+        NameAddr::parse_as(self.single(HeaderName::From)?, HeaderName::From)
+    }
+
+    /// The To header (RFC 3261 §20.39).
+    pub fn to(&self) -> Result<NameAddr, ParseError> {
+        NameAddr::parse_as(self.single(HeaderName::To)?, HeaderName::To)
+    }
+
+    /// The Call-ID (RFC 3261 §20.8), byte-exact; compare it byte-wise.
+    pub fn call_id(&self) -> Result<&str, ParseError> {
+        let v = self.single(HeaderName::CallId)?;
+        let bad = ParseError::BadHeader {
+            name: HeaderName::CallId,
+        };
+        if !valid_call_id(v) {
+            return Err(bad);
+        }
+        std::str::from_utf8(v).map_err(|_| bad)
+    }
+
+    /// The CSeq header (RFC 3261 §20.16).
+    pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        CSeq::parse(self.single(HeaderName::CSeq)?)
+    }
+
+    /// Max-Forwards, 0..=255 (RFC 3261 §20.22); `None` if absent.
+    pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        let Some(v) = self.get(&HeaderName::MaxForwards) else {
+            return Ok(None);
+        };
+        crate::scan::parse_u64(v)
+            .and_then(|n| u8::try_from(n).ok())
+            .map(Some)
+            .ok_or(ParseError::BadHeader {
+                name: HeaderName::MaxForwards,
+            })
+    }
+
+    /// The Contact header(s) (RFC 3261 §20.10): `*` alone, or a list (empty if absent).
+    pub fn contacts(&self) -> Result<Contacts, ParseError> {
+        let mut list = Vec::new();
+        let mut star = false;
+        let mut n = 0;
+        for v in self.values(&HeaderName::Contact) {
+            n += 1;
+            if v.as_ref() == b"*" {
+                star = true;
+            } else {
+                list.push(Contact::parse(&v)?);
+            }
+        }
+        match (star, n) {
+            (true, 1) => Ok(Contacts::Star),
+            (true, _) => Err(ParseError::BadHeader {
+                name: HeaderName::Contact,
+            }),
+            _ => Ok(Contacts::List(list)),
+        }
+    }
+
+    fn name_addrs(&self, name: HeaderName) -> Result<Vec<NameAddr>, ParseError> {
+        self.values(&name)
+            .map(|v| NameAddr::parse_as(&v, name.clone()))
+            .collect()
+    }
+
+    /// The Route values, in order (RFC 3261 §20.34).
+    pub fn routes(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.name_addrs(HeaderName::Route)
+    }
+
+    /// The Record-Route values, in order (RFC 3261 §20.30).
+    pub fn record_routes(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.name_addrs(HeaderName::RecordRoute)
+    }
+
+    /// Content-Length (RFC 3261 §20.14); several header lines are an error.
+    pub fn content_length(&self) -> Result<Option<usize>, ParseError> {
+        let mut it = self.get_all(&HeaderName::ContentLength);
+        let Some(v) = it.next() else {
+            return Ok(None);
+        };
+        if it.next().is_some() {
+            return Err(ParseError::MultipleValues(HeaderName::ContentLength));
+        }
+        crate::scan::parse_u64(v)
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Some)
+            .ok_or(ParseError::BadHeader {
+                name: HeaderName::ContentLength,
+            })
+    }
+
+    /// Content-Type (RFC 3261 §20.15).
+    pub fn content_type(&self) -> Result<Option<MediaType>, ParseError> {
+        self.get(&HeaderName::ContentType)
+            .map(MediaType::parse_bytes)
+            .transpose()
+    }
+
+    /// Expires in seconds, below 2^32 (RFC 3261 §20.19).
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        let Some(v) = self.get(&HeaderName::Expires) else {
+            return Ok(None);
+        };
+        crate::scan::parse_u64(v)
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or(ParseError::BadHeader {
+                name: HeaderName::Expires,
+            })
+    }
+
+    /// The Date header, RFC 1123 format in GMT (RFC 3261 §20.17).
+    pub fn date(&self) -> Result<Option<SipDate>, ParseError> {
+        self.get(&HeaderName::Date)
+            .map(|v| SipDate::parse(v))
+            .transpose()
+    }
+
+    /// Option tags / methods of Require, Supported, Unsupported, Proxy-Require, Allow
+    /// (list split, RFC 3261 §20.37, §20.5).
+    pub fn tokens<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = Bytes> + 'a {
+        self.values(name)
+    }
+
+    /// True if the value holds a `tag` parameter outside `<>` and quotes; needs no typed
+    /// parse, so it works on malformed To headers too.
+    pub(crate) fn raw_has_tag(v: &[u8]) -> bool {
+        let mut i = 0;
+        let mut angle = false;
+        while let Some(&c) = v.get(i) {
+            match c {
+                b'"' if !angle => match scan_quoted(v, i) {
+                    Some(e) => {
+                        i = e;
+                        continue;
+                    }
+                    None => return false,
+                },
+                b'<' => angle = true,
+                b'>' => angle = false,
+                b';' if !angle => {
+                    let mut j = i + 1;
+                    while v.get(j).is_some_and(|&c| is_lws(c)) {
+                        j += 1;
+                    }
+                    if range(v, j, j + 3).eq_ignore_ascii_case(b"tag") {
+                        let mut k = j + 3;
+                        while v.get(k).is_some_and(|&c| is_lws(c)) {
+                            k += 1;
+                        }
+                        if matches!(v.get(k), None | Some(b'=') | Some(b';')) {
+                            return true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}

@@ -1,0 +1,605 @@
+//! Requests and responses: parsing, validation and printing (RFC 3261 §7, §8.2, §18.3).
+
+use crate::headers::{Header, Headers};
+use crate::scan::{TOKEN, is, range, sub, trim_lws_range};
+use crate::{HeaderName, Method, ParseError, Uri};
+use bytes::{BufMut, Bytes, BytesMut};
+use memchr::memchr;
+
+/// The SIP-Version of a start line (RFC 3261 §7.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// "SIP/2.0"
+    Sip20,
+    /// Any other `"SIP" "/" 1*DIGIT "." 1*DIGIT`, as received (answered with 505).
+    Other(Bytes),
+}
+
+impl Version {
+    fn parse_in(src: &Bytes, s: usize, e: usize) -> Option<Version> {
+        let b = range(src, s, e);
+        if b.eq_ignore_ascii_case(b"SIP/2.0") {
+            return Some(Version::Sip20);
+        }
+        let rest = b.get(..4).filter(|p| p.eq_ignore_ascii_case(b"SIP/"))?;
+        let _ = rest;
+        let nums = range(b, 4, b.len());
+        let dot = memchr(b'.', nums)?;
+        let (maj, min) = (range(nums, 0, dot), range(nums, dot + 1, nums.len()));
+        if maj.is_empty()
+            || min.is_empty()
+            || !maj.iter().all(u8::is_ascii_digit)
+            || !min.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        Some(Version::Other(sub(src, s, e)))
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Version::Sip20 => b"SIP/2.0",
+            Version::Other(b) => b,
+        }
+    }
+}
+
+/// A SIP request (RFC 3261 §7.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    /// The raw Request-URI; parse it with [`Request::uri`].
+    pub uri: Bytes,
+    pub version: Version,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+/// A SIP response (RFC 3261 §7.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub reason: Bytes,
+    pub version: Version,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+/// A request or a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Request(Request),
+    Response(Response),
+}
+
+/// Finds the end of the line starting at `pos`: (end excluding CR LF, start of next line).
+#[inline]
+fn line_end(b: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let lf = pos + memchr(b'\n', b.get(pos..)?)?;
+    let end = if lf > pos && b.get(lf - 1) == Some(&b'\r') {
+        lf - 1
+    } else {
+        lf
+    };
+    Some((end, lf + 1))
+}
+
+/// Parses header lines from `pos`; returns the start of the body. Used for messages and
+/// multipart bodies (RFC 3261 §7.3, RFC 2046 §5.1.1). Lines may end in CRLF or a bare LF;
+/// a line starting with SP/HT continues the previous one (folding, §7.3.1).
+pub(crate) fn parse_header_block(
+    src: &Bytes,
+    mut pos: usize,
+    headers: &mut Headers,
+    content_length: &mut Option<Option<usize>>,
+) -> Result<usize, ParseError> {
+    let b: &[u8] = src;
+    loop {
+        match b.get(pos) {
+            None => return Ok(pos),
+            Some(b'\n') => return Ok(pos + 1),
+            Some(b'\r') if b.get(pos + 1) == Some(&b'\n') => return Ok(pos + 2),
+            Some(b' ' | b'\t') => return Err(ParseError::BadHeaderLine),
+            _ => {}
+        }
+        let start = pos;
+        let mut search = pos;
+        let (end, next) = loop {
+            match b.get(search..).and_then(|r| memchr(b'\n', r)) {
+                None => break (b.len(), b.len()),
+                Some(i) => {
+                    let lf = search + i;
+                    if matches!(b.get(lf + 1), Some(b' ' | b'\t')) {
+                        search = lf + 1;
+                        continue;
+                    }
+                    let end = if b.get(lf.wrapping_sub(1)) == Some(&b'\r') && lf > start {
+                        lf - 1
+                    } else {
+                        lf
+                    };
+                    break (end, lf + 1);
+                }
+            }
+        };
+        let line = range(b, start, end);
+        let colon = memchr(b':', line).ok_or(ParseError::BadHeaderLine)?;
+        let mut ne = start + colon;
+        while ne > start && matches!(b.get(ne - 1), Some(b' ' | b'\t')) {
+            ne -= 1;
+        }
+        let name_bytes = range(b, start, ne);
+        if name_bytes.is_empty() || !name_bytes.iter().all(|&c| is(c, TOKEN)) {
+            return Err(ParseError::BadHeaderLine);
+        }
+        let name = HeaderName::parse_in(src, start, ne);
+        let (vs, ve) = trim_lws_range(b, start + colon + 1, end);
+        if content_length.is_none() && name == HeaderName::ContentLength {
+            *content_length = Some(
+                crate::scan::parse_u64(range(b, vs, ve)).and_then(|n| usize::try_from(n).ok()),
+            );
+        }
+        headers.push_header(Header {
+            name,
+            value: sub(src, vs, ve),
+        });
+        pos = next;
+    }
+}
+
+impl Message {
+    /// Parses one whole message (a UDP datagram, or a frame the [`crate::StreamFramer`]
+    /// produced). Lenient: it splits the start line and the header lines and classifies
+    /// names; typed values are parsed on demand. CRLFs before the start line are skipped
+    /// (RFC 3261 §7.5). Content-Length per RFC 3261 §18.3: if present and smaller than
+    /// what follows, the body is truncated to it; larger is an error; absent (datagram),
+    /// the body is the rest. Fails only when the start line or header structure is broken.
+    pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
+        let b: &[u8] = &buf;
+        let mut pos = 0;
+        while matches!(b.get(pos), Some(b'\r' | b'\n')) {
+            pos += 1;
+        }
+        let (sl_end, next) = line_end(b, pos).ok_or(ParseError::BadStartLine)?;
+        let mut headers = Headers::with_capacity(20);
+        let mut cl = None;
+        let body_start = parse_header_block(&buf, next, &mut headers, &mut cl)?;
+        let available = b.len().saturating_sub(body_start);
+        let body = match cl {
+            Some(Some(n)) if n > available => {
+                return Err(ParseError::ContentLengthMismatch {
+                    declared: n,
+                    available,
+                });
+            }
+            Some(Some(n)) => sub(&buf, body_start, body_start + n),
+            _ => sub(&buf, body_start, b.len()),
+        };
+        let line = range(b, pos, sl_end);
+        if line.len() >= 4 && range(line, 0, 4).eq_ignore_ascii_case(b"SIP/") {
+            // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+            let sp = memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+            let version = Version::parse_in(&buf, pos, pos + sp).ok_or(ParseError::BadStartLine)?;
+            let code = range(line, sp + 1, sp + 4);
+            if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+                return Err(ParseError::BadStatusCode);
+            }
+            let status = code.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
+            let reason = match line.get(sp + 4) {
+                None => Bytes::new(),
+                Some(b' ') => sub(&buf, pos + sp + 5, sl_end),
+                Some(_) => return Err(ParseError::BadStatusCode),
+            };
+            return Ok(Message::Response(Response {
+                status,
+                reason,
+                version,
+                headers,
+                body,
+            }));
+        }
+        // Request-Line = Method SP Request-URI SP SIP-Version
+        let sp1 = memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+        let sp2 = memchr::memrchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+        if sp2 <= sp1 + 1 {
+            return Err(ParseError::BadStartLine);
+        }
+        let method = Method::parse_in(&buf, pos, pos + sp1)?;
+        let version =
+            Version::parse_in(&buf, pos + sp2 + 1, sl_end).ok_or(ParseError::BadStartLine)?;
+        let uri = sub(&buf, pos + sp1 + 1, pos + sp2);
+        Ok(Message::Request(Request {
+            method,
+            uri,
+            version,
+            headers,
+            body,
+        }))
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        match self {
+            Message::Request(r) => &r.headers,
+            Message::Response(r) => &r.headers,
+        }
+    }
+
+    /// The headers, mutably.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        match self {
+            Message::Request(r) => &mut r.headers,
+            Message::Response(r) => &mut r.headers,
+        }
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        match self {
+            Message::Request(r) => &r.body,
+            Message::Response(r) => &r.body,
+        }
+    }
+
+    /// Writes the message. Content-Length is always written and always equals
+    /// `body.len()` (a stored Content-Length header is replaced in place); other headers
+    /// byte-exact in order (RFC 3261 §18.3, §20.14).
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Message::Request(r) => r.encode(out),
+            Message::Response(r) => r.encode(out),
+        }
+    }
+
+    /// The message as bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Message::Request(r) => r.to_bytes(),
+            Message::Response(r) => r.to_bytes(),
+        }
+    }
+
+    /// Runs [`Request::validate`] or [`Response::validate`].
+    pub fn validate(&self) -> Result<(), ParseError> {
+        match self {
+            Message::Request(r) => r.validate(),
+            Message::Response(r) => r.validate(),
+        }
+    }
+}
+
+fn encode_headers(headers: &Headers, body: &Bytes, out: &mut BytesMut) {
+    let mut cl_written = false;
+    let (cl_arr, cl_start) = itoa_buf(body.len());
+    let cl_digits = cl_arr.get(cl_start..).unwrap_or_default();
+    for h in headers.iter() {
+        if h.name == HeaderName::ContentLength {
+            if !cl_written {
+                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(cl_digits);
+                out.extend_from_slice(b"\r\n");
+                cl_written = true;
+            }
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !cl_written {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(cl_digits);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+fn itoa_buf(mut n: usize) -> ([u8; 20], usize) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = tmp.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    (tmp, i)
+}
+
+fn headers_size(headers: &Headers, body: &Bytes) -> usize {
+    headers
+        .iter()
+        .map(|h| h.name.as_bytes().len() + h.value.len() + 4)
+        .sum::<usize>()
+        + body.len()
+        + 32
+}
+
+/// Headers that may appear at most once (RFC 3261 §7.3.1, §20).
+const SINGLE: [HeaderName; 9] = [
+    HeaderName::To,
+    HeaderName::From,
+    HeaderName::CallId,
+    HeaderName::CSeq,
+    HeaderName::MaxForwards,
+    HeaderName::ContentLength,
+    HeaderName::ContentType,
+    HeaderName::Expires,
+    HeaderName::Date,
+];
+
+/// Checks shared by requests and responses (RFC 3261 §8.1.1, §8.2).
+fn validate_common(h: &Headers) -> Result<(), ParseError> {
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
+        if h.get(&name).is_none() {
+            return Err(ParseError::MissingHeader(name));
+        }
+    }
+    for name in SINGLE {
+        if h.count(&name) > 1 {
+            return Err(ParseError::MultipleValues(name));
+        }
+    }
+    for v in h.vias() {
+        v?;
+    }
+    h.from()?;
+    h.to()?;
+    h.call_id()?;
+    h.cseq()?;
+    h.max_forwards()?;
+    h.contacts()?;
+    h.content_length()?;
+    h.content_type()?;
+    h.expires()?;
+    h.date()?;
+    h.routes()?;
+    h.record_routes()?;
+    Ok(())
+}
+
+impl Request {
+    /// A request with the given method and URI, version SIP/2.0, no headers, no body.
+    pub fn new(method: Method, uri: &Uri) -> Request {
+        Request {
+            method,
+            uri: uri.to_bytes(),
+            version: Version::Sip20,
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Parses the Request-URI.
+    pub fn uri(&self) -> Result<Uri, ParseError> {
+        Uri::parse_bytes(&self.uri).map_err(|_| ParseError::BadRequestUri)
+    }
+
+    /// Strict check a UAS runs before processing (RFC 3261 §8.2, RFC 4475): version (505),
+    /// Request-URI (no headers in a SIP Request-URI, §19.1.5), mandatory To/From/Call-ID/
+    /// CSeq/Via, single-valued headers not repeated, typed parse of Via, From, To, CSeq,
+    /// Call-ID, Max-Forwards, Contact, Content-Length, Content-Type, Expires, Date, Route,
+    /// Record-Route; CSeq method equals the request method and the number is below 2^31
+    /// (§8.1.1.5). Max-Forwards is not mandatory (RFC 2543 peers).
+    pub fn validate(&self) -> Result<(), ParseError> {
+        if let Version::Other(v) = &self.version {
+            return Err(ParseError::UnsupportedVersion { version: v.clone() });
+        }
+        match self.uri()? {
+            Uri::Sip(u) if !u.headers.is_empty() => return Err(ParseError::BadRequestUri),
+            _ => {}
+        }
+        validate_common(&self.headers)?;
+        let cseq = self.headers.cseq()?;
+        if cseq.seq >= 1 << 31 {
+            return Err(ParseError::BadHeader {
+                name: HeaderName::CSeq,
+            });
+        }
+        if cseq.method != self.method {
+            return Err(ParseError::CSeqMethodMismatch);
+        }
+        Ok(())
+    }
+
+    /// Writes the request (see [`Message::encode`]).
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.reserve(headers_size(&self.headers, &self.body) + self.uri.len() + 32);
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.extend_from_slice(&self.uri);
+        out.put_u8(b' ');
+        out.extend_from_slice(self.version.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        encode_headers(&self.headers, &self.body, out);
+    }
+
+    /// The request as bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(&mut out);
+        out.freeze()
+    }
+}
+
+impl Response {
+    /// A response with the default reason phrase, version SIP/2.0, no headers, no body.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            reason: Bytes::from_static(default_reason_phrase(status).as_bytes()),
+            version: Version::Sip20,
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// RFC 3261 §8.2.6: copies every Via (in order), From, To, Call-ID and CSeq
+    /// byte-exact, adds `;tag=to_tag` to To if given and To has no tag; default reason
+    /// phrase; no body. Works for any request, unknown methods and requests that failed
+    /// validate() included: it copies raw values and never needs a typed parse.
+    pub fn from_request(req: &Request, status: u16, to_tag: Option<&str>) -> Response {
+        let mut r = Response::new(status);
+        r.headers = Headers::with_capacity(req.headers.len().min(16) + 1);
+        for h in req.headers.iter() {
+            match h.name {
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    r.headers.push_header(h.clone())
+                }
+                HeaderName::To => {
+                    let value = match to_tag {
+                        Some(tag) if status > 100 && !Headers::raw_has_tag(&h.value) => {
+                            let mut v = BytesMut::with_capacity(h.value.len() + tag.len() + 5);
+                            v.extend_from_slice(&h.value);
+                            v.extend_from_slice(b";tag=");
+                            v.extend_from_slice(tag.as_bytes());
+                            v.freeze()
+                        }
+                        _ => h.value.clone(),
+                    };
+                    r.headers.push(HeaderName::To, value);
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Checks: version, status 100..=699, mandatory headers, typed parse (RFC 3261 §7.2,
+    /// §8.1.3).
+    pub fn validate(&self) -> Result<(), ParseError> {
+        if let Version::Other(v) = &self.version {
+            return Err(ParseError::UnsupportedVersion { version: v.clone() });
+        }
+        if !(100..=699).contains(&self.status) {
+            return Err(ParseError::BadStatusCode);
+        }
+        validate_common(&self.headers)
+    }
+
+    /// Writes the response (see [`Message::encode`]).
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.reserve(headers_size(&self.headers, &self.body) + self.reason.len() + 16);
+        out.extend_from_slice(self.version.as_bytes());
+        out.put_u8(b' ');
+        let s = self.status.min(999);
+        out.extend_from_slice(&[
+            b'0' + (s / 100) as u8,
+            b'0' + (s / 10 % 10) as u8,
+            b'0' + (s % 10) as u8,
+        ]);
+        out.put_u8(b' ');
+        for &c in self.reason.iter() {
+            out.put_u8(if c == b'\r' || c == b'\n' { b' ' } else { c });
+        }
+        out.extend_from_slice(b"\r\n");
+        encode_headers(&self.headers, &self.body, out);
+    }
+
+    /// The response as bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(&mut out);
+        out.freeze()
+    }
+}
+
+/// The default reason phrase of a status code (RFC 3261 §21 and extensions).
+pub fn default_reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        199 => "Early Dialog Terminated",
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Notification",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        412 => "Conditional Request Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        417 => "Unknown Resource-Priority",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
+        428 => "Use Identity Header",
+        429 => "Provide Referrer Identity",
+        430 => "Flow Failed",
+        433 => "Anonymity Disallowed",
+        436 => "Bad Identity-Info",
+        437 => "Unsupported Certificate",
+        438 => "Invalid Identity Header",
+        439 => "First Hop Lacks Outbound Support",
+        440 => "Max-Breadth Exceeded",
+        469 => "Bad Info Package",
+        470 => "Consent Needed",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        489 => "Bad Event",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        494 => "Security Agreement Required",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        555 => "Push Notification Service Not Supported",
+        580 => "Precondition Failure",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        607 => "Unwanted",
+        608 => "Rejected",
+        _ => match status / 100 {
+            1 => "Provisional",
+            2 => "Success",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            6 => "Global Failure",
+            _ => "Unknown",
+        },
+    }
+}
