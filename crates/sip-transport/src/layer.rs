@@ -73,10 +73,22 @@ impl fmt::Display for SentBy {
 
 /// The transport layer: a cheap, cloneable handle to the bound sockets and the
 /// connection table. Received messages come out of the receiver returned by
-/// [`Transports::bind`]; it ends after [`Transports::shutdown`].
+/// [`Transports::bind`]; it ends after [`Transports::shutdown`], or once every
+/// clone of the handle is dropped (then without waiting for queued writes).
 #[derive(Clone)]
 pub struct Transports {
     inner: Arc<Inner>,
+    /// Shared by the handles only (never by the tasks): when the last handle
+    /// goes, the tasks are told to stop, so nothing outlives its owner.
+    _last_handle: Arc<LastHandle>,
+}
+
+struct LastHandle(Arc<Inner>);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        self.0.begin_shutdown();
+    }
 }
 
 impl fmt::Debug for Transports {
@@ -119,6 +131,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     pub(crate) fn is_shut_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Tells every task to stop and releases what the handle holds: the
+    /// core's channel and the UDP sockets.
+    fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+        lock(&self.inbound).take();
+        self.udp.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     pub(crate) fn inbound_sender(&self) -> Option<mpsc::Sender<Inbound>> {
@@ -221,7 +241,11 @@ impl Transports {
             let task = stream::accept_loop(Arc::clone(&inner), listener, local, tx.clone());
             inner.spawn(task);
         }
-        Ok((Transports { inner }, rx))
+        let transports = Transports {
+            _last_handle: Arc::new(LastHandle(Arc::clone(&inner))),
+            inner,
+        };
+        Ok((transports, rx))
     }
 
     /// Sends an encoded message where `transmit.flow` says.
@@ -442,13 +466,7 @@ impl Transports {
     /// ends the inbound channel. Later sends fail with
     /// [`TransportError::Shutdown`]. Idempotent.
     pub async fn shutdown(&self) {
-        self.inner.shutdown.send_replace(true);
-        lock(&self.inner.inbound).take();
-        self.inner
-            .udp
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.inner.begin_shutdown();
         let deadline = tokio::time::Instant::now() + self.inner.config.shutdown_grace;
         loop {
             let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));

@@ -765,3 +765,17 @@ async fn many_messages_over_udp_and_tcp_all_arrive_in_order_per_flow() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn dropping_every_handle_stops_the_layer() {
+    let (layer, mut rx) = bind(config()).await;
+    let udp = layer.local_addr(Transport::Udp).unwrap();
+    let clone = layer.clone();
+    drop(layer);
+    // A clone keeps it running.
+    let peer = UdpSocket::bind(any_port()).await.unwrap();
+    peer.send_to(b"alive", udp).await.unwrap();
+    assert_eq!(next_message(&mut rx).await.1, "alive".as_bytes());
+    drop(clone);
+    assert!(timeout(WAIT, rx.recv()).await.unwrap().is_none());
+}
