@@ -36,15 +36,14 @@
 
 mod config;
 mod error;
-mod framer_shim;
 mod layer;
 mod stats;
 mod stream;
 mod udp;
 
-/// The stream framer used for TCP (and later TLS).
+/// The stream framer used for TCP (and later TLS): sip-message's.
 pub(crate) mod framing {
-    pub use crate::framer_shim::{Frame, FramingError, Limits, StreamFramer};
+    pub use sip_message::{Frame, FramingError, Limits, StreamFramer};
 }
 
 pub use config::TransportConfig;

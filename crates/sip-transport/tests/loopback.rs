@@ -779,3 +779,43 @@ async fn dropping_every_handle_stops_the_layer() {
     drop(clone);
     assert!(timeout(WAIT, rx.recv()).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn keepalive_ping_split_across_writes_is_answered_once() {
+    let (layer, mut rx) = bind(config()).await;
+    let listener = layer.local_addr(Transport::Tcp).unwrap();
+    let mut client = TcpStream::connect(listener).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    client.write_all(b"\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client.write_all(b"\r\n").await.unwrap();
+    assert_eq!(read_exact_bytes(&mut client, 2).await, b"\r\n");
+    // Nothing more than one pong comes back.
+    let mut extra = [0u8; 1];
+    assert!(timeout(QUIET, client.read(&mut extra)).await.is_err());
+    assert_eq!(layer.stats().keepalive_pings, 1);
+    quiet(&mut rx).await;
+    layer.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcp_body_over_the_limit_closes_the_connection() {
+    let mut cfg = config();
+    cfg.limits.max_body_bytes = 16;
+    let (layer, mut rx) = bind(cfg).await;
+    let listener = layer.local_addr(Transport::Tcp).unwrap();
+    let mut client = TcpStream::connect(listener).await.unwrap();
+    client
+        .write_all(message("big", &"b".repeat(17)).as_bytes())
+        .await
+        .unwrap();
+    assert!(closed_by_peer(&mut client).await);
+    match next(&mut rx).await {
+        Inbound::ConnectionClosed { reason, .. } => assert_eq!(
+            reason,
+            CloseReason::Framing(sip_transport::FramingError::BodyTooLarge)
+        ),
+        other => panic!("expected ConnectionClosed, got {other:?}"),
+    }
+    layer.shutdown().await;
+}
