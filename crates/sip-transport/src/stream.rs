@@ -26,6 +26,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Pause after an accept error (e.g. out of file descriptors), so the loop
 /// cannot spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// How long a closing connection may take to write what is still queued.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The CRLF pong that answers a CRLFCRLF ping (RFC 5626 §3.5.1).
 const PONG: &[u8] = b"\r\n";
 
@@ -401,7 +403,21 @@ async fn run_connection<S>(
         }
     };
     let write = write_side(&inner, writer, flow, rx, &tx, &activity, failed_tx);
-    tokio::join!(read, write);
+    tokio::pin!(read, write);
+    let read_ended_first = tokio::select! {
+        () = &mut read => true,
+        () = &mut write => false,
+    };
+    if read_ended_first {
+        // Flush what is queued, but a peer that stopped reading must not keep
+        // the task (and the socket) forever.
+        if tokio::time::timeout(FLUSH_TIMEOUT, write).await.is_err() {
+            warn!(transport = %flow.transport, remote = %flow.remote,
+                  connection = flow.connection.map(|c| c.0), "flush timed out; queued messages dropped");
+        }
+    } else {
+        read.await;
+    }
 }
 
 async fn read_side<R>(

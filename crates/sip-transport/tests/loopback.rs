@@ -819,3 +819,20 @@ async fn tcp_body_over_the_limit_closes_the_connection() {
     }
     layer.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_grace_period_when_a_peer_stops_reading() {
+    let mut cfg = TransportConfig::new(vec![], vec![]);
+    cfg.shutdown_grace = Duration::from_millis(200);
+    let (layer, _rx) = bind(cfg).await;
+    let (_peer, ours) = tokio::io::duplex(16);
+    let remote: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+    let id = layer
+        .adopt_stream(Transport::Tcp, ours, any_port(), remote)
+        .unwrap();
+    let flow = tcp_flow(remote, Some(id));
+    layer.send(transmit(flow, vec![b'z'; 4096])).await.unwrap();
+    let started = std::time::Instant::now();
+    timeout(WAIT, layer.shutdown()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
