@@ -914,6 +914,20 @@ impl TransactionLayer {
         Ok(())
     }
 
+    /// The TU abandons a transaction; it is removed at once and a
+    /// [`TransactionEvent::Terminated`] is queued. RFC 3261 §9.1: a UAC that
+    /// got no final response 64·T1 after its CANCEL destroys the INVITE
+    /// client transaction (an INVITE client transaction in Proceeding has no
+    /// timer of its own).
+    pub fn terminate(&mut self, _now: Instant, key: &TransactionKey) -> Result<(), Error> {
+        if !self.transactions.contains_key(key) {
+            return Err(Error::NoSuchTransaction { key: key.clone() });
+        }
+        debug!(%key, "terminated by the TU");
+        self.remove(key);
+        Ok(())
+    }
+
     /// The transport could not deliver a message of this transaction: the
     /// TU is told ([`TransactionEvent::TransportError`]) and the transaction
     /// terminates (RFC 3261 §17.1.4, §17.2.4).

@@ -10,7 +10,7 @@
 
 use crate::timer::{Timer, TimerConfig, TimerTable};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Transaction states (RFC 3261 §17.1.1, §17.1.2, §17.2.1, §17.2.2, and
 /// `Accepted` from RFC 6026 §7.1 and §7.2).
@@ -156,7 +156,15 @@ impl Core {
         self.timers.stop_all();
     }
 
-    /// The earliest due timer, disarmed, with the machine state it fired in.
+    /// Re-arms a retransmission timer. The interval is at least 1 ms: a
+    /// zero T1 or T2 from a bad configuration must not make a timer fire
+    /// forever at one instant.
+    fn rearm(&mut self, timer: Timer, now: Instant, interval: Duration) {
+        self.timers
+            .set(timer, now + interval.max(Duration::from_millis(1)));
+    }
+
+    /// The earliest due timer, disarmed.
     fn take_expired(&mut self, now: Instant) -> Option<Timer> {
         let timer = self.timers.expired(now)?;
         self.timers.stop(timer);
@@ -253,7 +261,7 @@ impl ClientInvite {
                 // on every firing, not capped.
                 core.fired = core.fired.saturating_add(1);
                 let next = core.config.doubling_interval(core.fired);
-                core.timers.set(Timer::A, now + next);
+                core.rearm(Timer::A, now, next);
                 TimerAction::Retransmit(Timer::A)
             }
             Timer::B => {
@@ -318,7 +326,7 @@ impl ClientNonInvite {
                 } else {
                     core.config.capped_interval(core.fired)
                 };
-                core.timers.set(Timer::E, now + next);
+                core.rearm(Timer::E, now, next);
                 TimerAction::Retransmit(Timer::E)
             }
             Timer::F => {
@@ -411,7 +419,7 @@ impl ServerInvite {
                 // §17.2.1: doubling, capped at T2.
                 core.fired = core.fired.saturating_add(1);
                 let next = core.config.capped_interval(core.fired);
-                core.timers.set(Timer::G, now + next);
+                core.rearm(Timer::G, now, next);
                 TimerAction::Retransmit(Timer::G)
             }
             Timer::H => {
@@ -484,7 +492,6 @@ impl ServerNonInvite {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -861,6 +868,24 @@ mod tests {
         assert!(a.is_terminated() && b.is_terminated() && s.is_terminated() && n.is_terminated());
         assert_eq!(a.poll_timeout(), None);
         assert_eq!(b.poll_timeout(), None);
+    }
+
+    #[test]
+    fn zero_t2_does_not_spin() {
+        let start = Instant::now();
+        let c = TimerConfig {
+            t2: Duration::ZERO,
+            ..TimerConfig::default()
+        };
+        let mut m = ClientNonInvite::new(start, c, false);
+        let mut fired = 0;
+        while let Some(at) = m.poll_timeout() {
+            if m.handle_timeout(at).is_some() {
+                fired += 1;
+            }
+            assert!(fired < 100_000);
+        }
+        assert!(m.is_terminated());
     }
 
     #[test]
