@@ -235,3 +235,133 @@ fn find_head_end(b: &[u8], from: usize) -> Option<usize> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nl: 5\r\n\r\nhello";
+    const MSG2: &[u8] = b"SIP/2.0 200 OK\r\nContent-Length:\r\n 0\r\n\r\n";
+
+    fn drain(f: &mut StreamFramer) -> Vec<Frame> {
+        let mut out = Vec::new();
+        while let Some(fr) = f.next_frame().unwrap() {
+            out.push(fr);
+        }
+        out
+    }
+
+    fn stream() -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend_from_slice(b"\r\n\r\n");
+        s.extend_from_slice(MSG);
+        s.extend_from_slice(MSG2);
+        s.extend_from_slice(b"\r\n\r\n");
+        s.extend_from_slice(MSG);
+        s
+    }
+
+    #[test]
+    fn whole_stream_at_once() {
+        let mut f = StreamFramer::new(Limits::default());
+        f.push(&stream());
+        assert_eq!(
+            drain(&mut f),
+            [
+                Frame::Ping,
+                Frame::Message(Bytes::from_static(MSG)),
+                Frame::Message(Bytes::from_static(MSG2)),
+                Frame::Ping,
+                Frame::Message(Bytes::from_static(MSG)),
+            ]
+        );
+        assert_eq!(f.buffered(), 0);
+    }
+
+    #[test]
+    fn byte_by_byte_and_every_chunk_size() {
+        let s = stream();
+        for chunk in 1..=s.len() {
+            let mut f = StreamFramer::new(Limits::default());
+            let mut frames = Vec::new();
+            for c in s.chunks(chunk) {
+                f.push(c);
+                frames.extend(drain(&mut f));
+            }
+            let msgs: Vec<_> = frames
+                .iter()
+                .filter(|f| matches!(f, Frame::Message(_)))
+                .collect();
+            assert_eq!(msgs.len(), 3, "chunk {chunk}");
+            // a ping split between pushes shows as Pong then Ping; it is always answered
+            let pings = frames.iter().filter(|f| **f == Frame::Ping).count();
+            assert_eq!(pings, 2, "chunk {chunk}: {frames:?}");
+            assert_eq!(f.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn keep_alives() {
+        let mut f = StreamFramer::new(Limits::default());
+        f.push(b"\r\n");
+        assert_eq!(f.next_frame().unwrap(), Some(Frame::Pong));
+        assert_eq!(f.next_frame().unwrap(), None);
+        // the next CRLF completes a ping split across segments
+        f.push(b"\r\n");
+        assert_eq!(drain(&mut f), [Frame::Ping]);
+        f.push(b"\r\n\r\n\r\n");
+        assert_eq!(drain(&mut f), [Frame::Ping, Frame::Pong]);
+        f.push(b"OPT");
+        assert_eq!(drain(&mut f), []);
+        f.push(b"IONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+        assert!(matches!(drain(&mut f).as_slice(), [Frame::Message(_)]));
+        f.push(b"\r\nOPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
+        assert!(matches!(
+            drain(&mut f).as_slice(),
+            [Frame::Pong, Frame::Message(_)]
+        ));
+        f.push(b"\r");
+        assert_eq!(f.next_frame().unwrap(), None);
+        f.push(b"\n\r\n");
+        assert_eq!(drain(&mut f), [Frame::Ping]);
+    }
+
+    #[test]
+    fn limits_and_errors() {
+        let lim = Limits {
+            max_header_bytes: 64,
+            max_headers: 2,
+            max_body_bytes: 10,
+        };
+        let mut f = StreamFramer::new(lim);
+        f.push(&[b'a'; 65]);
+        assert_eq!(f.next_frame(), Err(FramingError::HeaderTooLarge));
+
+        let mut f = StreamFramer::new(lim);
+        f.push(b"A s SIP/2.0\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(FramingError::TooManyHeaders));
+
+        let mut f = StreamFramer::new(lim);
+        f.push(b"A s SIP/2.0\r\nl: 11\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(FramingError::BodyTooLarge));
+
+        let mut f = StreamFramer::new(lim);
+        f.push(b"A s SIP/2.0\r\nX: 1\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(FramingError::MissingContentLength));
+
+        let mut f = StreamFramer::new(lim);
+        f.push(b"A s SIP/2.0\r\nl: -1\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(FramingError::BadContentLength));
+
+        let mut f = StreamFramer::new(lim);
+        f.push(b"A s SIP/2.0\r\nl: 1\r\nl: 2\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(FramingError::BadContentLength));
+
+        // a body that never completes waits; the caller's idle timer closes the stream
+        let mut f = StreamFramer::new(Limits::default());
+        f.push(b"A s SIP/2.0\r\nl: 5\r\n\r\nabc");
+        assert_eq!(f.next_frame(), Ok(None));
+        assert_eq!(f.buffered(), 24);
+    }
+}

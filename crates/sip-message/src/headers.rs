@@ -421,3 +421,102 @@ impl<'a> IntoIterator for &'a Headers {
         self.list.iter()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn vals(v: &'static str, split: bool) -> Vec<Bytes> {
+        ListValues::new(Bytes::from_static(v.as_bytes()), split).collect()
+    }
+
+    #[test]
+    fn list_splitting_honours_quotes_and_brackets() {
+        let v = vals(
+            "\"Doe, John \\\" x,\" <sip:a@b;p=1,2>;q=1 , <sip:c@d> ,, sip:e@f",
+            true,
+        );
+        assert_eq!(v.len(), 3);
+        assert_eq!(&v[0][..], b"\"Doe, John \\\" x,\" <sip:a@b;p=1,2>;q=1");
+        assert_eq!(&v[1][..], b"<sip:c@d>");
+        assert_eq!(&v[2][..], b"sip:e@f");
+        assert_eq!(vals("a,b", false).len(), 1);
+        assert!(vals(" , ,", true).is_empty());
+        assert_eq!(vals("x, \"unterminated, y", true).len(), 2);
+    }
+
+    #[test]
+    fn editing() {
+        let mut h = Headers::new();
+        h.push(
+            HeaderName::Via,
+            "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2",
+        );
+        h.push(HeaderName::To, "<sip:x@y>");
+        h.push(HeaderName::Via, "SIP/2.0/UDP c");
+        assert_eq!(h.values(&HeaderName::Via).count(), 3);
+        assert!(h.replace_first_value(
+            &HeaderName::Via,
+            "SIP/2.0/UDP a;branch=z9hG4bK1;received=1.2.3.4"
+        ));
+        let vs: Vec<_> = h.values(&HeaderName::Via).collect();
+        assert_eq!(vs.len(), 3);
+        assert_eq!(
+            &vs[0][..],
+            b"SIP/2.0/UDP a;branch=z9hG4bK1;received=1.2.3.4"
+        );
+        assert_eq!(&vs[1][..], b"SIP/2.0/UDP b;branch=z9hG4bK2");
+        h.push_front(HeaderName::Via, "SIP/2.0/TCP top");
+        assert_eq!(
+            h.top_via().unwrap().host,
+            crate::Host::Domain(Bytes::from_static(b"top"))
+        );
+        assert_eq!(h.count(&HeaderName::Via), 4);
+        assert!(!h.replace_first_value(&HeaderName::Route, "x"));
+        h.set(HeaderName::To, "<sip:z@y>");
+        assert_eq!(h.count(&HeaderName::To), 1);
+        assert_eq!(h.remove(&HeaderName::Via), 4);
+        assert_eq!(h.len(), 1);
+        h.push_front(HeaderName::Route, "<sip:r>");
+        assert_eq!(h.iter().next().unwrap().name, HeaderName::Route);
+    }
+
+    #[test]
+    fn typed_accessors() {
+        let mut h = Headers::new();
+        h.push(HeaderName::Allow, "INVITE, ACK,BYE");
+        h.push(HeaderName::Supported, "");
+        h.push(HeaderName::Require, "100rel");
+        h.push(HeaderName::Contact, "*");
+        h.push(HeaderName::Expires, "0");
+        h.push(HeaderName::MaxForwards, "256");
+        let t: Vec<_> = h.tokens(&HeaderName::Allow).collect();
+        assert_eq!(t, ["INVITE", "ACK", "BYE"]);
+        assert_eq!(h.tokens(&HeaderName::Supported).count(), 0);
+        assert_eq!(h.contacts().unwrap(), Contacts::Star);
+        assert_eq!(h.expires().unwrap(), Some(0));
+        assert!(h.max_forwards().is_err());
+        h.push(HeaderName::Contact, "<sip:a@b>");
+        assert!(h.contacts().is_err());
+        assert_eq!(
+            h.call_id(),
+            Err(ParseError::MissingHeader(HeaderName::CallId))
+        );
+        h.push(HeaderName::ContentLength, "1");
+        h.push(HeaderName::ContentLength, "1");
+        assert_eq!(
+            h.content_length(),
+            Err(ParseError::MultipleValues(HeaderName::ContentLength))
+        );
+    }
+
+    #[test]
+    fn raw_tag_detection() {
+        assert!(Headers::raw_has_tag(b"<sip:a@b>;tag=1"));
+        assert!(Headers::raw_has_tag(b"sip:a@b ; TAG = 1"));
+        assert!(!Headers::raw_has_tag(b"<sip:a@b;tag=1>"));
+        assert!(!Headers::raw_has_tag(b"\"x;tag=1\" <sip:a@b>"));
+        assert!(!Headers::raw_has_tag(b"<sip:a@b>;tagx=1"));
+    }
+}

@@ -603,3 +603,251 @@ pub fn default_reason_phrase(status: u16) -> &'static str {
         },
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+v: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+t: Bob <sip:bob@biloxi.com>\r\n\
+f: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+i: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Subject: folded\r\n  across\r\n\tlines\r\n\
+m: <sip:alice@pc33.atlanta.com>\r\n\
+c: application/sdp\r\n\
+l: 4\r\n\
+\r\n\
+v=0\r\nextra";
+
+    fn req(s: &str) -> Request {
+        match Message::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap() {
+            Message::Request(r) => r,
+            m => panic!("{m:?}"),
+        }
+    }
+
+    #[test]
+    fn compact_names_folding_and_body_truncation() {
+        let r = req(INVITE);
+        assert_eq!(r.method, Method::Invite);
+        assert_eq!(&r.uri[..], b"sip:bob@biloxi.com");
+        assert_eq!(r.version, Version::Sip20);
+        assert_eq!(r.headers.len(), 10);
+        assert_eq!(&r.body[..], b"v=0\r");
+        assert_eq!(
+            &r.headers.get(&HeaderName::Subject).unwrap()[..],
+            b"folded\r\n  across\r\n\tlines"
+        );
+        assert_eq!(
+            r.headers.call_id().unwrap(),
+            "a84b4c76e66710@pc33.atlanta.com"
+        );
+        assert_eq!(r.headers.content_length().unwrap(), Some(4));
+        assert!(
+            r.headers
+                .content_type()
+                .unwrap()
+                .unwrap()
+                .is("application", "sdp")
+        );
+        r.validate().unwrap();
+    }
+
+    #[test]
+    fn encode_round_trip() {
+        let r = req(INVITE);
+        let bytes = r.to_bytes();
+        let s = std::str::from_utf8(&bytes).unwrap();
+        assert!(s.starts_with("INVITE sip:bob@biloxi.com SIP/2.0\r\nVia: SIP/2.0/UDP"));
+        assert!(s.contains("\r\nContent-Length: 4\r\n\r\nv=0\r"));
+        let again = req(s);
+        assert_eq!(again, r);
+        let mut m = Message::Request(r);
+        m.headers_mut().remove(&HeaderName::ContentLength);
+        let s = m.to_bytes();
+        assert!(s.ends_with(b"Content-Length: 4\r\n\r\nv=0\r"));
+    }
+
+    #[test]
+    fn start_lines() {
+        let m = Message::parse(Bytes::from_static(
+            b"\r\n\r\nSIP/2.0 180 Ringing\r\nVia: x\r\n\r\n",
+        ))
+        .unwrap();
+        let Message::Response(r) = m else { panic!() };
+        assert_eq!((r.status, &r.reason[..]), (180, &b"Ringing"[..]));
+        let m = Message::parse(Bytes::from_static(b"SIP/2.0 100\r\n\r\n")).unwrap();
+        assert!(matches!(m, Message::Response(Response { status: 100, .. })));
+        for bad in [
+            &b"SIP/2.0 1000 Big\r\n\r\n"[..],
+            b"SIP/2.0 20 Small\r\n\r\n",
+            b"INVITE sip:a@b\r\n\r\n",
+            b"INVITE sip:a@b SIP/2.0 \r\n\r\n",
+            b"INVITE  SIP/2.0\r\n\r\n",
+            b"INV@TE sip:a@b SIP/2.0\r\n\r\n",
+            b"INVITE sip:a@b SIP/2.0\r\nno colon\r\n\r\n",
+            b"INVITE sip:a@b SIP/2.0\r\n folded first\r\n\r\n",
+            b"INVITE sip:a@b SIP/2.0",
+            b"",
+        ] {
+            assert!(
+                Message::parse(Bytes::copy_from_slice(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+        let r = req("FOO sip:a@b SIP/3.1\r\n\r\n");
+        assert_eq!(r.version, Version::Other(Bytes::from_static(b"SIP/3.1")));
+        assert!(matches!(r.method, Method::Extension(_)));
+        assert_eq!(r.validate().unwrap_err().status_code(), 505);
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let e = Message::parse(Bytes::from_static(
+            b"OPTIONS sip:a@b SIP/2.0\r\nl: 10\r\n\r\nabc",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ParseError::ContentLengthMismatch {
+                declared: 10,
+                available: 3
+            }
+        );
+        let r = req("OPTIONS sip:a@b SIP/2.0\r\nX: y\r\n\r\nabc");
+        assert_eq!(&r.body[..], b"abc");
+    }
+
+    #[test]
+    fn from_request_copies_and_tags() {
+        let r = req(
+            "FROBNICATE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1, SIP/2.0/UDP h2\r\nVia: SIP/2.0/UDP h3\r\nTo: <sip:a@b>\r\nFrom: broken\"\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nRecord-Route: <sip:p>\r\n\r\n",
+        );
+        let resp = Response::from_request(&r, 501, Some("t1"));
+        assert_eq!(
+            (resp.status, &resp.reason[..]),
+            (501, &b"Not Implemented"[..])
+        );
+        let names: Vec<_> = resp.headers.iter().map(|h| h.name.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                HeaderName::Via,
+                HeaderName::Via,
+                HeaderName::To,
+                HeaderName::From,
+                HeaderName::CallId,
+                HeaderName::CSeq
+            ]
+        );
+        assert_eq!(
+            &resp.headers.get(&HeaderName::To).unwrap()[..],
+            b"<sip:a@b>;tag=t1"
+        );
+        assert_eq!(
+            &resp.headers.get(&HeaderName::From).unwrap()[..],
+            b"broken\""
+        );
+        assert!(resp.body.is_empty());
+        let bytes = resp.to_bytes();
+        assert!(bytes.starts_with(b"SIP/2.0 501 Not Implemented\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1, SIP/2.0/UDP h2\r\n"));
+        assert!(bytes.ends_with(b"Content-Length: 0\r\n\r\n"));
+        let r2 = req("OPTIONS sip:a@b SIP/2.0\r\nTo: <sip:a@b>;tag=old\r\n\r\n");
+        let resp = Response::from_request(&r2, 200, Some("new"));
+        assert_eq!(
+            &resp.headers.get(&HeaderName::To).unwrap()[..],
+            b"<sip:a@b>;tag=old"
+        );
+        let resp = Response::from_request(&r2, 100, Some("new"));
+        assert_eq!(resp.reason, "Trying");
+    }
+
+    #[test]
+    fn validation_errors() {
+        let base = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x@y\r\nCSeq: 1 INVITE\r\n";
+        req(&format!("{base}\r\n")).validate().unwrap();
+        let cases: &[(&str, ParseError)] = &[
+            (
+                "CSeq: 2 INVITE\r\n",
+                ParseError::MultipleValues(HeaderName::CSeq),
+            ),
+            (
+                "Max-Forwards: x\r\n",
+                ParseError::BadHeader {
+                    name: HeaderName::MaxForwards,
+                },
+            ),
+            (
+                "Expires: 4294967296\r\n",
+                ParseError::BadHeader {
+                    name: HeaderName::Expires,
+                },
+            ),
+            (
+                "Content-Type: sdp\r\n",
+                ParseError::BadHeader {
+                    name: HeaderName::ContentType,
+                },
+            ),
+            (
+                "Route: junk\r\n",
+                ParseError::BadHeader {
+                    name: HeaderName::Route,
+                },
+            ),
+            (
+                "Date: yesterday\r\n",
+                ParseError::BadHeader {
+                    name: HeaderName::Date,
+                },
+            ),
+        ];
+        for (extra, err) in cases {
+            assert_eq!(
+                &req(&format!("{base}{extra}\r\n")).validate().unwrap_err(),
+                err,
+                "{extra}"
+            );
+        }
+        let r = req(&base.replace("CSeq: 1 INVITE", "CSeq: 2147483648 INVITE"));
+        assert_eq!(
+            r.validate().unwrap_err().reason_phrase(),
+            "Bad Header: CSeq"
+        );
+        let r = req(&base.replace("Call-ID: x@y\r\n", ""));
+        assert_eq!(
+            r.validate().unwrap_err().reason_phrase(),
+            "Missing Header: Call-ID"
+        );
+        let r = req(&base.replace("sip:a@b SIP", "sip:a@b?x=y SIP"));
+        assert_eq!(r.validate().unwrap_err(), ParseError::BadRequestUri);
+        let r = req(&base.replace("INVITE sip", "BYE sip"));
+        assert_eq!(
+            r.validate().unwrap_err().reason_phrase(),
+            "CSeq Method Mismatch"
+        );
+    }
+
+    #[test]
+    fn new_messages() {
+        let uri = Uri::parse(b"sip:bob@example.com").unwrap();
+        let mut r = Request::new(Method::Options, &uri);
+        r.headers
+            .push(HeaderName::Via, "SIP/2.0/UDP h;branch=z9hG4bK1");
+        r.body = Bytes::from_static(b"hi");
+        let s = r.to_bytes();
+        assert_eq!(&s[..], b"OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Length: 2\r\n\r\nhi");
+        assert_eq!(r.uri().unwrap(), uri);
+        let resp = Response::new(486);
+        assert_eq!(
+            &resp.to_bytes()[..],
+            b"SIP/2.0 486 Busy Here\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(default_reason_phrase(299), "Success");
+        assert_eq!(default_reason_phrase(1), "Unknown");
+    }
+}

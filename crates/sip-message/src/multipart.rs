@@ -155,3 +155,70 @@ pub fn build(subtype: &str, parts: &[Part]) -> (MediaType, Bytes) {
     });
     (mt, out.freeze())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_with_preamble_and_epilogue() {
+        let ct = MediaType::parse(b"multipart/alternative; boundary=\"b1\"").unwrap();
+        let body = Bytes::from_static(
+            b"preamble\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n\r\n--b1 \r\n\r\nno headers\r\n--b1--\r\nepilogue --b1\r\n",
+        );
+        let parts = parse(&ct, &body).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(&parts[0].body[..], b"hello\r\n");
+        assert!(
+            parts[0]
+                .content_type()
+                .unwrap()
+                .unwrap()
+                .is("text", "plain")
+        );
+        assert!(parts[1].headers.is_empty());
+        assert_eq!(&parts[1].body[..], b"no headers");
+    }
+
+    #[test]
+    fn boundary_must_start_a_line_and_end_cleanly() {
+        let ct = MediaType::parse(b"multipart/mixed;boundary=xx").unwrap();
+        let body = Bytes::from_static(b"--xx\r\n\r\na--xx\r\n--xxy\r\n--xx--");
+        let parts = parse(&ct, &body).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(&parts[0].body[..], b"a--xx\r\n--xxy");
+        for bad in [
+            &b"--xx\r\n\r\nnever closed"[..],
+            b"no delimiter",
+            b"--xx--",
+            b"--xxjunk",
+        ] {
+            assert!(parse(&ct, &Bytes::copy_from_slice(bad)).is_err());
+        }
+        let no_boundary = MediaType::parse(b"multipart/mixed").unwrap();
+        assert!(parse(&no_boundary, &body).is_err());
+    }
+
+    #[test]
+    fn build_round_trip() {
+        let parts = vec![
+            Part::new("application/sdp", Bytes::from_static(b"v=0\r\n")),
+            Part::new(
+                "text/plain",
+                Bytes::from_static(b"contains --tandem-boundary-0 inside"),
+            ),
+            Part::new(
+                "application/octet-stream",
+                Bytes::from_static(b"\r\n\r\n--\r\n"),
+            ),
+        ];
+        let (ct, body) = build("mixed", &parts);
+        assert!(ct.is("multipart", "mixed"));
+        assert_eq!(&ct.param("boundary").unwrap()[..], b"tandem-boundary-1");
+        let back = parse(&MediaType::parse(&ct.to_bytes()).unwrap(), &body).unwrap();
+        assert_eq!(back, parts);
+        let (ct2, body2) = build("mixed", &parts);
+        assert_eq!((ct2, body2), (ct, body), "deterministic");
+    }
+}

@@ -316,3 +316,134 @@ impl From<&str> for HeaderName {
         HeaderName::parse(s.as_bytes())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const ALL: &[HeaderName] = &[
+        HeaderName::Accept,
+        HeaderName::AcceptEncoding,
+        HeaderName::AcceptLanguage,
+        HeaderName::AlertInfo,
+        HeaderName::Allow,
+        HeaderName::AllowEvents,
+        HeaderName::AuthenticationInfo,
+        HeaderName::Authorization,
+        HeaderName::CallId,
+        HeaderName::CallInfo,
+        HeaderName::Contact,
+        HeaderName::ContentDisposition,
+        HeaderName::ContentEncoding,
+        HeaderName::ContentLanguage,
+        HeaderName::ContentLength,
+        HeaderName::ContentType,
+        HeaderName::CSeq,
+        HeaderName::Date,
+        HeaderName::ErrorInfo,
+        HeaderName::Event,
+        HeaderName::Expires,
+        HeaderName::From,
+        HeaderName::InReplyTo,
+        HeaderName::MaxForwards,
+        HeaderName::MimeVersion,
+        HeaderName::MinExpires,
+        HeaderName::MinSE,
+        HeaderName::Organization,
+        HeaderName::Priority,
+        HeaderName::ProxyAuthenticate,
+        HeaderName::ProxyAuthorization,
+        HeaderName::ProxyRequire,
+        HeaderName::RAck,
+        HeaderName::Reason,
+        HeaderName::RecordRoute,
+        HeaderName::ReferTo,
+        HeaderName::ReferredBy,
+        HeaderName::Replaces,
+        HeaderName::ReplyTo,
+        HeaderName::Require,
+        HeaderName::RetryAfter,
+        HeaderName::Route,
+        HeaderName::RSeq,
+        HeaderName::Server,
+        HeaderName::SessionExpires,
+        HeaderName::Subject,
+        HeaderName::SubscriptionState,
+        HeaderName::Supported,
+        HeaderName::Timestamp,
+        HeaderName::To,
+        HeaderName::Unsupported,
+        HeaderName::UserAgent,
+        HeaderName::Via,
+        HeaderName::Warning,
+        HeaderName::WwwAuthenticate,
+    ];
+
+    #[test]
+    fn every_known_name_round_trips_in_any_case() {
+        for n in ALL {
+            let s = n.as_str();
+            assert_eq!(&HeaderName::parse(s.as_bytes()), n, "{s}");
+            assert_eq!(
+                &HeaderName::parse(s.to_ascii_lowercase().as_bytes()),
+                n,
+                "{s}"
+            );
+            assert_eq!(
+                &HeaderName::parse(s.to_ascii_uppercase().as_bytes()),
+                n,
+                "{s}"
+            );
+            assert!(!matches!(
+                HeaderName::parse(s.as_bytes()),
+                HeaderName::Other(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn compact_forms() {
+        for (c, n) in [
+            ("i", HeaderName::CallId),
+            ("m", HeaderName::Contact),
+            ("e", HeaderName::ContentEncoding),
+            ("l", HeaderName::ContentLength),
+            ("c", HeaderName::ContentType),
+            ("f", HeaderName::From),
+            ("s", HeaderName::Subject),
+            ("k", HeaderName::Supported),
+            ("t", HeaderName::To),
+            ("v", HeaderName::Via),
+            ("o", HeaderName::Event),
+            ("u", HeaderName::AllowEvents),
+            ("r", HeaderName::ReferTo),
+            ("b", HeaderName::ReferredBy),
+            ("x", HeaderName::SessionExpires),
+            ("V", HeaderName::Via),
+            ("I", HeaderName::CallId),
+        ] {
+            assert_eq!(HeaderName::parse(c.as_bytes()), n);
+        }
+        assert_eq!(HeaderName::parse(b"y").as_str(), "Identity");
+        assert_eq!(HeaderName::parse(b"y"), HeaderName::parse(b"IDENTITY"));
+        assert_eq!(HeaderName::parse(b"a").as_str(), "Accept-Contact");
+    }
+
+    #[test]
+    fn unknown_names_compare_case_insensitively() {
+        let a = HeaderName::parse(b"X-Custom");
+        assert_eq!(a, HeaderName::parse(b"x-cUSTOM"));
+        assert_eq!(a.as_str(), "X-Custom");
+        use std::collections::hash_map::DefaultHasher;
+        let h = |n: &HeaderName| {
+            let mut s = DefaultHasher::new();
+            n.hash(&mut s);
+            s.finish()
+        };
+        assert_eq!(h(&a), h(&HeaderName::parse(b"X-CUSTOM")));
+        assert!(HeaderName::Via.is_list() && HeaderName::Contact.is_list());
+        assert!(!HeaderName::WwwAuthenticate.is_list() && !HeaderName::Date.is_list());
+        assert!(!HeaderName::Authorization.is_list() && !HeaderName::From.is_list());
+    }
+}

@@ -632,3 +632,147 @@ pub(crate) fn valid_call_id(b: &[u8]) -> bool {
     }
     at <= 1 && !b.starts_with(b"@") && !b.ends_with(b"@")
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn via_params() {
+        let v = Via::parse(&b(
+            "SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bK77;received=2001:db8::7;rport=5071;maddr=224.2.0.1;ttl=16;x=\"q;v\";flag",
+        ))
+        .unwrap();
+        assert_eq!(&v.protocol[..], b"SIP/2.0");
+        assert_eq!(v.transport, ViaTransport::Known(Transport::Udp));
+        assert_eq!(v.host, Host::Ipv6("2001:db8::9".parse().unwrap()));
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.branch(), Some(&b"z9hG4bK77"[..]));
+        assert!(v.has_magic_cookie());
+        assert_eq!(v.received(), Some("2001:db8::7".parse().unwrap()));
+        assert_eq!(v.rport(), Some(Some(5071)));
+        assert_eq!(v.maddr(), Some(Host::Ipv4("224.2.0.1".parse().unwrap())));
+        assert_eq!(v.ttl(), Some(16));
+        assert_eq!(v.params[5].value.as_deref(), Some(&b"\"q;v\""[..]));
+        assert_eq!(v.params[6].value, None);
+
+        let mut v = Via::parse(&b(
+            "SIP / 2.0 / tcp\r\n  host.example.com ; rport ; branch = abc",
+        ))
+        .unwrap();
+        assert_eq!(v.transport, ViaTransport::Known(Transport::Tcp));
+        assert_eq!(v.rport(), Some(None));
+        assert!(!v.has_magic_cookie());
+        v.set_param("rport", Some("4000"));
+        v.set_param("received", Some("192.0.2.1"));
+        assert_eq!(
+            &v.to_bytes()[..],
+            b"SIP/2.0/TCP host.example.com;rport=4000;branch=abc;received=192.0.2.1"
+        );
+        assert_eq!(Via::parse(&v.to_bytes()).unwrap(), v);
+    }
+
+    #[test]
+    fn bad_vias() {
+        for s in [
+            "",
+            "SIP/2.0/UDP",
+            "SIP/2.0 UDP host",
+            "SIP/2.0/UDP host;",
+            "SIP/2.0/UDP host;;",
+            "SIP/2.0/UDP host;branch=",
+            "SIP/2.0/UDP host:70000",
+            "SIP/2.0/UDP [::1",
+            "SIP/2.0/UDP host junk",
+        ] {
+            assert!(Via::parse(&b(s)).is_err(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse(&b("\"A \\\"B\\\" C\" <sip:a@b.com;lr>;tag=x1;foo")).unwrap();
+        assert_eq!(n.display_name.as_deref(), Some("A \"B\" C"));
+        assert_eq!(n.tag(), Some(&b"x1"[..]));
+        assert_eq!(n.param("foo"), Some(None));
+        assert_eq!(n.uri.as_sip().unwrap().param("lr"), Some(None));
+
+        let n = NameAddr::parse(&b("Bob Smith<sip:bob@b.com>")).unwrap();
+        assert_eq!(n.display_name.as_deref(), Some("Bob Smith"));
+
+        // §20.10: without <>, the params belong to the header
+        let n = NameAddr::parse(&b("sip:carol@chicago.com;tag=887s")).unwrap();
+        assert_eq!(n.tag(), Some(&b"887s"[..]));
+        assert!(n.uri.as_sip().unwrap().params.is_empty());
+        let n = NameAddr::parse(&b("<sip:carol@chicago.com;tag=887s>")).unwrap();
+        assert_eq!(n.tag(), None);
+        assert_eq!(
+            n.uri.as_sip().unwrap().param("tag"),
+            Some(Some(&b"887s"[..]))
+        );
+
+        for s in [
+            "sip:user@example.com?Route=%3Csip:x%3E",
+            "Bell, Alexander <sip:a@b>",
+            "\"unbalanced <sip:a@b>",
+            "< sip:a@b >",
+            "<sip:a@b>;;",
+            "<sip:a@b",
+            "",
+        ] {
+            assert!(NameAddr::parse(&b(s)).is_none(), "{s:?}");
+        }
+        let n = NameAddr::parse(&b("\"x\" <sip:a@b>")).unwrap();
+        assert_eq!(NameAddr::parse(&n.to_bytes()).unwrap(), n);
+    }
+
+    #[test]
+    fn cseq_and_contact() {
+        let c = CSeq::parse(&b("  4711\r\n  INVITE ")).unwrap();
+        assert_eq!((c.seq, c.method), (4711, Method::Invite));
+        assert!(CSeq::parse(&b("4294967296 INVITE")).is_err());
+        assert!(CSeq::parse(&b("1INVITE")).is_err());
+        assert!(CSeq::parse(&b("1 INVITE x")).is_err());
+        let c = Contact::parse(&b("<sip:a@b>;expires=3600;q=0.7")).unwrap();
+        assert_eq!(c.expires(), Some(3600));
+        assert_eq!(c.q(), Some(0.7));
+        assert!(Contact::parse(&b("<sip:a@b>;expires=4294967296")).is_err());
+        assert!(Contact::parse(&b("<sip:a@b>;q=1.5")).is_err());
+    }
+
+    #[test]
+    fn media_type_and_date() {
+        let m =
+            MediaType::parse(b"multipart/mixed ; boundary=\"a b\\\"c\"; charset=UTF-8").unwrap();
+        assert!(m.is("Multipart", "MIXED"));
+        assert_eq!(&m.param("boundary").unwrap()[..], b"a b\"c");
+        assert_eq!(&m.param("Charset").unwrap()[..], b"UTF-8");
+        assert!(MediaType::parse(b"application").is_err());
+        assert!(MediaType::parse(b"a/b;").is_err());
+
+        let d = SipDate::parse(b"Sat, 13 Nov 2010 23:29:00 GMT").unwrap();
+        assert_eq!(
+            (d.year, d.month, d.day, d.hour, d.minute, d.second),
+            (2010, 11, 13, 23, 29, 0)
+        );
+        assert!(SipDate::parse(b"Fri, 01 Jan 2010 16:00:00 EST").is_err());
+        assert!(SipDate::parse(b"Fri, 1 Jan 2010 16:00:00 GMT").is_err());
+        assert!(SipDate::parse(b"Thu, 44 Dec 19999 16:00:00 EDT").is_err());
+    }
+
+    #[test]
+    fn call_ids() {
+        assert!(valid_call_id(
+            b"f81d4fae-7dec-11d0-a765-00a0c91e6bf6@foo.bar.com"
+        ));
+        assert!(valid_call_id(b"a84b4c76e66710"));
+        assert!(!valid_call_id(b""));
+        assert!(!valid_call_id(b"a@b@c"));
+        assert!(!valid_call_id(b"a b"));
+    }
+}

@@ -565,3 +565,153 @@ impl fmt::Display for Uri {
         f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn sip(s: &str) -> SipUri {
+        match Uri::parse(s.as_bytes()).unwrap() {
+            Uri::Sip(u) => u,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_sip_uri() {
+        let u = sip(
+            "sips:alice:secret@atlanta.example.com:5061;transport=tcp;lr?subject=project%20x&priority=urgent",
+        );
+        assert!(u.secure);
+        assert_eq!(u.user.as_deref(), Some(&b"alice"[..]));
+        assert_eq!(u.password.as_deref(), Some(&b"secret"[..]));
+        assert_eq!(
+            u.host,
+            Host::Domain(Bytes::from_static(b"atlanta.example.com"))
+        );
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.param("transport"), Some(Some(&b"tcp"[..])));
+        assert_eq!(u.param("lr"), Some(None));
+        assert_eq!(u.headers.len(), 2);
+        assert_eq!(u.headers[0].value.as_deref(), Some(&b"project%20x"[..]));
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_hosts() {
+        let u = sip("sip:192.0.2.4:5060");
+        assert_eq!(u.host, Host::Ipv4("192.0.2.4".parse().unwrap()));
+        assert_eq!(u.user, None);
+        let u = sip("sip:bob@[2001:db8::10]:5070;maddr=[2001:db8::1]");
+        assert_eq!(u.host, Host::Ipv6("2001:db8::10".parse().unwrap()));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.host.to_string(), "[2001:db8::10]");
+        assert_eq!(u.param("maddr"), Some(Some(&b"[2001:db8::1]"[..])));
+        assert!(Uri::parse(b"sip:[2001:db8::10").is_err());
+        assert!(Uri::parse(b"sip:[zz::1]").is_err());
+        assert!(Uri::parse(b"sip:host:99999").is_err());
+        assert!(Uri::parse(b"sip:host:").is_err());
+    }
+
+    #[test]
+    fn escaping() {
+        let u = sip("sip:sips%3Auser%40example.com@example.net");
+        assert_eq!(
+            u.user_unescaped().unwrap().as_ref(),
+            b"sips:user@example.com"
+        );
+        assert!(Uri::parse(b"sip:us%zzer@host").is_err());
+        assert!(Uri::parse(b"sip:us%2@host").is_err());
+        let u = sip("sip:user;par=u%40example.net@example.com");
+        assert_eq!(
+            u.user_unescaped().unwrap().as_ref(),
+            b"user;par=u@example.net"
+        );
+    }
+
+    #[test]
+    fn tel_and_other() {
+        let Uri::Tel(t) = Uri::parse(b"tel:+1-201-555-0123;phone-context=example.com").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(&t.number[..], b"+1-201-555-0123");
+        assert_eq!(t.digits(), "+12015550123");
+        assert_eq!(t.params.len(), 1);
+        let u = Uri::parse(b"http://www.example.com/x").unwrap();
+        assert!(matches!(u, Uri::Other { ref scheme, .. } if &scheme[..] == b"http"));
+        assert!(Uri::parse(b"<sip:a@b>").is_err());
+        assert!(Uri::parse(b"sip:a@b c").is_err());
+        assert!(Uri::parse(b"nocolon").is_err());
+        assert!(Uri::parse(b"1x:foo").is_err());
+    }
+
+    #[test]
+    fn comparison_rfc3261_19_1_4() {
+        let eq = |a: &str, b: &str| {
+            Uri::parse(a.as_bytes())
+                .unwrap()
+                .equivalent(&Uri::parse(b.as_bytes()).unwrap())
+        };
+        // equivalent pairs from §19.1.4
+        assert!(eq(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
+        ));
+        assert!(eq(
+            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+            "sip:alice@atlanta.com?priority=urgent&subject=project%20x"
+        ));
+        // non-equivalent pairs from §19.1.4
+        assert!(!eq(
+            "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+            "sip:alice@AtLanTa.CoM;Transport=UDP"
+        ));
+        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com;transport=udp"
+        ));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com:6000;transport=tcp"
+        ));
+        assert!(!eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com?Subject=next%20meeting"
+        ));
+        assert!(!eq("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"));
+        assert!(!eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;security=off"
+        ));
+        assert!(!eq("sip:a@b", "sips:a@b"));
+    }
+
+    #[test]
+    fn print_round_trip() {
+        for s in [
+            "sip:alice@atlanta.com",
+            "sips:a:b@[2001:db8::1]:5061;transport=tls;lr?h=v&x=",
+            "sip:192.0.2.1;maddr=239.255.255.1;ttl=15",
+            "tel:+358-555-1234567;postd=pp22",
+            "urn:service:sos",
+        ] {
+            let u = Uri::parse(s.as_bytes()).unwrap();
+            assert_eq!(u.to_string(), s);
+            assert_eq!(Uri::parse_bytes(&u.to_bytes()).unwrap(), u);
+        }
+    }
+}
