@@ -355,9 +355,9 @@ fn response_flow(via: &Via, flow: &Flow) -> Flow {
     } else {
         let ip = via.received().unwrap_or(flow.remote.ip());
         let port = match via.rport() {
-            Some(Some(port)) => port,
+            Some(Some(port)) if port != 0 => port,
             // `rport` without a value: the source port (RFC 3581 §4).
-            Some(None) => flow.remote.port(),
+            Some(_) => flow.remote.port(),
             None => sent_by_port,
         };
         SocketAddr::new(ip, port)
@@ -458,6 +458,9 @@ impl TransactionLayer {
                 continue;
             }
             if let Some(key) = self.ids.get(&id).cloned() {
+                let call_id = self.transactions.get(&key).map(|t| t.call_id.clone());
+                let span = span(key.method(), key.branch(), call_id.as_ref());
+                let _guard = span.enter();
                 self.drive(now, &key);
             }
         }
