@@ -176,6 +176,10 @@ impl Message {
             _ => sub(&buf, body_start, b.len()),
         };
         let line = range(b, pos, sl_end);
+        if memchr(b'\r', line).is_some() {
+            // a bare CR inside the start line (RFC 3261 §7.1, §7.2 allow none)
+            return Err(ParseError::BadStartLine);
+        }
         if line.len() >= 4 && range(line, 0, 4).eq_ignore_ascii_case(b"SIP/") {
             // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
             let sp = memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
