@@ -159,7 +159,12 @@ impl std::str::FromStr for Listen {
 
 impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.transport.as_str().to_ascii_lowercase(), self.addr)
+        write!(
+            f,
+            "{}:{}",
+            self.transport.as_str().to_ascii_lowercase(),
+            self.addr
+        )
     }
 }
 
@@ -220,7 +225,10 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for user in &self.users {
             if !seen.insert(user.name.as_str()) {
-                return Err(format!("key `users.name`: user `{}` appears twice", user.name));
+                return Err(format!(
+                    "key `users.name`: user `{}` appears twice",
+                    user.name
+                ));
             }
         }
         Ok(())

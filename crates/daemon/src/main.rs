@@ -1,1 +1,210 @@
-fn main() {}
+//! `tandem`: the Tandem SIP user agent and B2BUA daemon.
+//!
+//! ```text
+//! tandem run [--config FILE]
+//! tandem check-config FILE
+//! ```
+
+mod config;
+
+use config::{Behaviour, Config, LogFormat};
+use runtime::sip_core::{self, EndpointConfig};
+use runtime::{Control, RuntimeConfig};
+use sip_message::Transport;
+use sip_transaction::TimerConfig;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+const USAGE: &str = "\
+usage: tandem run [--config FILE]     start the daemon (embedded default config without --config)
+       tandem check-config FILE       check a configuration file: exit 0 if good, 1 if refused
+       tandem --version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("run") => run(args.get(1..).unwrap_or_default()),
+        Some("check-config") => check_config(args.get(1..).unwrap_or_default()),
+        Some("--version" | "-V" | "version") => {
+            println!("tandem {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_config(args: &[String]) -> ExitCode {
+    let [path] = args else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match Config::load(&PathBuf::from(path)) {
+        Ok(_) => {
+            println!("{path}: ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem: configuration refused: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> ExitCode {
+    let config = match args {
+        [] => Config::embedded(),
+        [flag, path] if flag == "--config" || flag == "-c" => Config::load(&PathBuf::from(path)),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("tandem: configuration refused: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config);
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tokio.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal());
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime_config(config: &Config) -> RuntimeConfig {
+    let addrs = |transport| {
+        config
+            .sip
+            .listen
+            .iter()
+            .filter(|l| l.transport == transport)
+            .map(|l| l.addr)
+            .collect::<Vec<_>>()
+    };
+    let mut transport =
+        runtime::sip_transport::TransportConfig::new(addrs(Transport::Udp), addrs(Transport::Tcp));
+    transport.limits.max_header_bytes = config.sip.max_header_bytes;
+    transport.limits.max_body_bytes = config.sip.max_body_bytes;
+    let timers = &config.sip.timers;
+    let endpoint = EndpointConfig {
+        timers: TimerConfig {
+            t1: timers.t1(),
+            t2: timers.t2(),
+            t4: timers.t4(),
+        },
+        users: config
+            .users
+            .iter()
+            .map(|u| {
+                let behaviour = match u.behaviour {
+                    Behaviour::Echo => sip_core::Behaviour::Echo,
+                    Behaviour::Ring => sip_core::Behaviour::Ring,
+                    Behaviour::Busy => sip_core::Behaviour::Busy,
+                };
+                (u.name.clone(), behaviour)
+            })
+            .collect(),
+        user_agent: config.sip.user_agent.clone(),
+        ring_timeout: Duration::from_secs(config.sip.ring_timeout_s),
+        seed: seed(),
+    };
+    RuntimeConfig {
+        transport,
+        endpoint,
+    }
+}
+
+/// Seeds tag and branch generation: different on every start (RFC 3261 §19.3 wants
+/// tags globally unique), from the std hasher's per-process random keys and the time.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+async fn serve(config: Config) -> Result<(), runtime::RuntimeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (control_tx, control_rx) = mpsc::channel(8);
+    let mut usr1 = signal(SignalKind::user_defined1()).ok();
+    tokio::spawn(async move {
+        if let Some(usr1) = usr1.as_mut() {
+            while usr1.recv().await.is_some() {
+                if control_tx.send(Control::LogStats).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let shutdown = async {
+        let mut term = signal(SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(term) => {
+                    term.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+            () = term => info!("SIGTERM: stopping"),
+        }
+    };
+    runtime::run(runtime_config(&config), control_rx, shutdown, |addrs| {
+        let listening: Vec<String> = addrs
+            .iter()
+            .map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase()))
+            .collect();
+        info!(listen = %listening.join(" "), "ready");
+    })
+    .await
+}

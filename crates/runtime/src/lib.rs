@@ -1,1 +1,168 @@
-//! placeholder
+//! `runtime`: the tokio driver of Tandem's sans-IO core.
+//!
+//! One task owns the [`Endpoint`] (the protocol core, which never reads the clock or
+//! touches a socket) and the [`Transports`]. It feeds the core what arrives and the
+//! time it asked to be woken at, and sends what the core hands back. Shutdown is an
+//! input: [`run`] returns when the `shutdown` future completes.
+#![forbid(unsafe_code)]
+
+use sip_core::{Endpoint, EndpointConfig, EndpointEvent};
+use sip_transport::{Inbound, TransportConfig, TransportError, Transports};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+pub use sip_core;
+pub use sip_transport;
+
+/// What the driver needs to start.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub transport: TransportConfig,
+    pub endpoint: EndpointConfig,
+}
+
+/// Requests from the process around the driver (signals, later the control API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Control {
+    /// Log a `stats` line.
+    LogStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    #[error("cannot bind the SIP sockets: {0}")]
+    Bind(#[from] TransportError),
+}
+
+/// Messages drained from the inbound queue per wake-up before the core's output is
+/// flushed: bounds latency while letting a burst be handled in one pass.
+const INBOUND_BATCH: usize = 64;
+
+/// The tokio clock as the core's `now`. Under `tokio::time::pause` it is virtual.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Binds the sockets, then drives the core until `shutdown` completes. `ready` is
+/// called once every socket is bound, with their addresses (the daemon logs them and
+/// tells systemd).
+pub async fn run(
+    config: RuntimeConfig,
+    mut control: mpsc::Receiver<Control>,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(&[(sip_message::Transport, SocketAddr)]),
+) -> Result<(), RuntimeError> {
+    let (transports, mut inbound) = Transports::bind(config.transport).await?;
+    ready(&transports.local_addrs());
+    let mut endpoint = Endpoint::new(config.endpoint);
+    tokio::pin!(shutdown);
+    let mut control_open = true;
+    loop {
+        let deadline = endpoint.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            item = control.recv(), if control_open => match item {
+                Some(Control::LogStats) => log_stats(&endpoint, &transports),
+                None => control_open = false,
+            },
+            item = inbound.recv() => {
+                let Some(item) = item else { break };
+                let now = now();
+                feed(&mut endpoint, now, item);
+                for _ in 1..INBOUND_BATCH {
+                    match inbound.try_recv() {
+                        Ok(item) => feed(&mut endpoint, now, item),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = sleep_until(deadline) => endpoint.handle_timeout(now()),
+        }
+        flush(&mut endpoint, &transports).await;
+    }
+    log_stats(&endpoint, &transports);
+    transports.shutdown().await;
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn feed(endpoint: &mut Endpoint, now: Instant, item: Inbound) {
+    match item {
+        Inbound::Message { flow, data } => endpoint.handle_message(now, data, flow),
+        Inbound::TransportError { flow, error } => {
+            debug!(remote = %flow.remote, transport = %flow.transport, %error, "transport error");
+            endpoint.handle_transport_error(now, flow);
+        }
+        Inbound::ConnectionClosed { flow, reason } => {
+            debug!(remote = %flow.remote, ?reason, "connection closed");
+        }
+        _ => {}
+    }
+}
+
+/// Sends everything the core queued and logs its events.
+async fn flush(endpoint: &mut Endpoint, transports: &Transports) {
+    while let Some(transmit) = endpoint.poll_transmit() {
+        let flow = transmit.flow;
+        if let Err(error) = transports.send(transmit).await {
+            debug!(remote = %flow.remote, transport = %flow.transport, %error, "send failed");
+            endpoint.handle_transport_error(now(), flow);
+        }
+    }
+    while let Some(event) = endpoint.poll_event() {
+        log_event(&event);
+    }
+}
+
+fn log_event(event: &EndpointEvent) {
+    match event {
+        EndpointEvent::Dropped { reason, remote } => {
+            debug!(%remote, %reason, "message dropped");
+        }
+        EndpointEvent::CallEnded { call_id, reason } => {
+            info!(call_id = %call_id, ?reason, "call ended");
+        }
+        other => debug!(event = ?other, "endpoint"),
+    }
+}
+
+fn log_stats(endpoint: &Endpoint, transports: &Transports) {
+    let s = endpoint.stats();
+    let t = transports.stats();
+    info!(
+        transactions = s.transactions,
+        client_invite = s.client_invite,
+        client_non_invite = s.client_non_invite,
+        server_invite = s.server_invite,
+        server_non_invite = s.server_non_invite,
+        dialogs = s.dialogs,
+        requests_in = s.requests_in,
+        responses_in = s.responses_in,
+        invites_new = s.invites_new,
+        calls_answered = s.calls_answered,
+        rejected_400 = s.rejected_invalid,
+        dropped = s.dropped,
+        udp_in = t.datagrams_in,
+        udp_out = t.datagrams_out,
+        tcp_open = t.connections_open,
+        "stats"
+    );
+    if s.dropped > 0 {
+        warn!(
+            dropped = s.dropped,
+            "messages dropped since start (malformed or stray)"
+        );
+    }
+}

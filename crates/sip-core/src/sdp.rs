@@ -78,7 +78,11 @@ pub fn offer(local: LocalMedia) -> String {
 }
 
 fn header(local: LocalMedia) -> String {
-    let family = if local.address.is_ipv4() { "IP4" } else { "IP6" };
+    let family = if local.address.is_ipv4() {
+        "IP4"
+    } else {
+        "IP6"
+    };
     let mut sdp = String::with_capacity(256);
     let _ = write!(
         sdp,
@@ -128,9 +132,15 @@ mod tests {
     #[test]
     fn refuses_without_pcmu() {
         let offer = "v=0\r\nm=audio 4000 RTP/AVP 8\r\n";
-        assert_eq!(answer(offer.as_bytes(), local()), Err(SdpError::NoCommonCodec));
+        assert_eq!(
+            answer(offer.as_bytes(), local()),
+            Err(SdpError::NoCommonCodec)
+        );
         assert_eq!(answer(b"v=0\r\n", local()), Err(SdpError::NoMedia));
-        assert_eq!(answer(b"m=audio\r\n", local()), Err(SdpError::BadLine { line: 1 }));
+        assert_eq!(
+            answer(b"m=audio\r\n", local()),
+            Err(SdpError::BadLine { line: 1 })
+        );
         assert_eq!(answer(&[0xff, 0xfe], local()), Err(SdpError::NotText));
     }
 
