@@ -59,35 +59,45 @@ fn measure(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // `cargo bench -p sip-message --bench parse -- typed` runs only the phases named.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let msg = invite();
     println!("message: {} bytes", msg.len());
     let parsed = Message::parse(msg.clone()).unwrap();
     parsed.validate().unwrap();
 
-    let parse = measure(|| {
-        black_box(Message::parse(black_box(msg.clone())).unwrap());
-    });
-    println!("parse:               {:>12.0} parses/s", parse);
-
-    let typed = measure(|| {
-        let m = Message::parse(black_box(msg.clone())).unwrap();
-        let h = m.headers();
-        black_box(h.top_via().unwrap());
-        black_box(h.from().unwrap());
-        black_box(h.to().unwrap());
-        black_box(h.cseq().unwrap());
-        black_box(h.call_id().unwrap());
-    });
-    println!(
-        "parse + typed:       {:>12.0} parses/s (top Via, From, To, CSeq, Call-ID)",
-        typed
-    );
-
-    let mut out = BytesMut::with_capacity(2048);
-    let print = measure(|| {
-        out.clear();
-        black_box(&parsed).encode(&mut out);
-        black_box(&out);
-    });
-    println!("encode:              {:>12.0} prints/s", print);
+    if run("parse") {
+        let parse = measure(|| {
+            black_box(Message::parse(black_box(msg.clone())).unwrap());
+        });
+        println!("parse:               {:>12.0} parses/s", parse);
+    }
+    if run("typed") {
+        let typed = measure(|| {
+            let m = Message::parse(black_box(msg.clone())).unwrap();
+            let h = m.headers();
+            black_box(h.top_via().unwrap());
+            black_box(h.from().unwrap());
+            black_box(h.to().unwrap());
+            black_box(h.cseq().unwrap());
+            black_box(h.call_id().unwrap());
+        });
+        println!(
+            "parse + typed:       {:>12.0} parses/s (top Via, From, To, CSeq, Call-ID)",
+            typed
+        );
+    }
+    if run("encode") {
+        let mut out = BytesMut::with_capacity(2048);
+        let print = measure(|| {
+            out.clear();
+            black_box(&parsed).encode(&mut out);
+            black_box(&out);
+        });
+        println!("encode:              {:>12.0} prints/s", print);
+    }
 }

@@ -464,7 +464,7 @@ impl Response {
                 }
                 HeaderName::To => {
                     let value = match to_tag {
-                        Some(tag) if status > 100 && !Headers::raw_has_tag(&h.value) => {
+                        Some(tag) if !Headers::raw_has_tag(&h.value) => {
                             let mut v = BytesMut::with_capacity(h.value.len() + tag.len() + 5);
                             v.extend_from_slice(&h.value);
                             v.extend_from_slice(b";tag=");
@@ -766,8 +766,12 @@ v=0\r\nextra";
             &resp.headers.get(&HeaderName::To).unwrap()[..],
             b"<sip:a@b>;tag=old"
         );
-        let resp = Response::from_request(&r2, 100, Some("new"));
+        let resp = Response::from_request(&r2, 100, None);
         assert_eq!(resp.reason, "Trying");
+        assert_eq!(
+            &resp.headers.get(&HeaderName::To).unwrap()[..],
+            b"<sip:a@b>;tag=old"
+        );
     }
 
     #[test]

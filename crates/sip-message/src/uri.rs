@@ -66,16 +66,23 @@ impl Host {
                 inner.parse().ok().map(Host::Ipv6)
             }
             _ => {
-                if !b.iter().all(|&c| is(c, HOST)) {
+                // one pass: host characters, no empty label, IPv4 if digits and dots only
+                let mut numeric = true;
+                let mut prev = b'.';
+                for &c in b {
+                    if !is(c, HOST) || (c == b'.' && prev == b'.') {
+                        return None;
+                    }
+                    numeric &= c.is_ascii_digit() || c == b'.';
+                    prev = c;
+                }
+                if b.first() == Some(&b'-') {
                     return None;
                 }
-                if b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+                if numeric {
                     if let Some(ip) = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()) {
                         return Some(Host::Ipv4(ip));
                     }
-                }
-                if b.starts_with(b".") || b.starts_with(b"-") || b.windows(2).any(|w| w == b"..") {
-                    return None;
                 }
                 Some(Host::Domain(sub(src, s, e)))
             }
