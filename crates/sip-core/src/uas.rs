@@ -314,16 +314,14 @@ impl Endpoint {
                 request,
                 invite,
             } => self.on_cancel(now, key, &request, invite),
-            RequestOutcome::Invalid { request, error } => {
-                if request.method != Method::Ack {
-                    self.stats.rejected_invalid += 1;
-                    let mut response = self.response(&request, 400, None);
-                    response.reason = Bytes::from(error.to_string().replace(['\r', '\n'], " "));
-                    self.transmits.push_back(Transmit {
-                        flow,
-                        payload: response.to_bytes(),
-                    });
-                }
+            RequestOutcome::Invalid { request, error } if request.method != Method::Ack => {
+                self.stats.rejected_invalid += 1;
+                let mut response = self.response(&request, 400, None);
+                response.reason = Bytes::from(error.to_string().replace(['\r', '\n'], " "));
+                self.transmits.push_back(Transmit {
+                    flow,
+                    payload: response.to_bytes(),
+                });
             }
             // Retransmissions and the ACK of a non-2xx are the transaction's business.
             _ => {}

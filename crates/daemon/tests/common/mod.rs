@@ -31,6 +31,7 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 }
 
 /// The daemon under test. Killed on drop.
+#[derive(Debug)]
 pub struct Daemon {
     child: Child,
     pub port: u16,
@@ -226,7 +227,7 @@ fn final_counts(csv: &str) -> (u64, u64) {
     let Some(header) = lines.next() else {
         return (0, 0);
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return (0, 0);
     };
     let columns: Vec<&str> = header.split(';').collect();

@@ -1,0 +1,338 @@
+//! Whole call flows through the sans-IO endpoint on a virtual clock: every timer of a
+//! 64·T1 flow runs in microseconds, and the schedules are asserted exactly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use sip_message::{HeaderName, Message, Method, Transport};
+use std::time::Duration;
+use support::*;
+
+const T1: Duration = Duration::from_millis(500);
+
+#[test]
+fn echo_answers_and_bye_ends_the_call() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKa1", "call-1", true));
+    assert_eq!(statuses(&out), [100, 180, 200]);
+    let ringing = response(&out[1]);
+    let ok = response(&out[2]);
+    // One dialog: the 180 and the 200 carry the same To tag, and every response goes
+    // back to the source (RFC 3261 §18.2.2).
+    let tag = to_tag(&ok);
+    assert!(!tag.is_empty());
+    assert_eq!(to_tag(&ringing), tag);
+    assert!(out.iter().all(|t| t.flow.remote == peer()));
+    assert_eq!(header(&ok, HeaderName::ContentType), "application/sdp");
+    let answer = String::from_utf8_lossy(&ok.body).into_owned();
+    assert!(answer.contains("m=audio 9 RTP/AVP 0\r\n"), "{answer}");
+    assert!(header(&ok, HeaderName::Contact).starts_with("<sip:echo@127.0.0.1:5060"));
+    assert_eq!(h.endpoint.stats().dialogs, 1);
+
+    // The ACK stops the 2xx retransmissions.
+    assert!(
+        h.send(&in_dialog("ACK", "echo", "z9hG4bKa2", "call-1", &tag, 1))
+            .is_empty()
+    );
+    assert!(h.advance(Duration::from_secs(10)).is_empty());
+
+    let out = h.send(&in_dialog("BYE", "echo", "z9hG4bKa3", "call-1", &tag, 2));
+    assert_eq!(statuses(&out), [200]);
+    assert_eq!(h.endpoint.stats().dialogs, 0);
+
+    // Timer J (64·T1 over UDP) retires the BYE's server transaction; the INVITE's ended
+    // with Timer L. Nothing is left.
+    h.advance(64 * T1);
+    let stats = h.endpoint.stats();
+    assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
+    assert_eq!(stats.calls_answered, 1);
+}
+
+#[test]
+fn unacknowledged_2xx_is_retransmitted_then_bye_at_64_t1() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKb1", "call-2", true));
+    let ok_bytes = out[2].payload.clone();
+    let out = h.advance(40 * T1);
+    // §13.3.1.4: T1, then doubling up to T2 = 4 s: 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5 s.
+    let times: Vec<Duration> = h
+        .sent
+        .iter()
+        .filter(|(_, t)| t.payload == ok_bytes)
+        .map(|(at, _)| *at)
+        .collect();
+    let want: Vec<Duration> = [0, 500, 1500, 3500, 7500, 11500, 15500, 19500]
+        .into_iter()
+        .map(Duration::from_millis)
+        .collect();
+    assert_eq!(times, want);
+    assert!(out.iter().all(|t| t.payload == ok_bytes));
+
+    // At 64·T1 = 32 s without ACK the dialog is over: a BYE with a Reason goes out.
+    let out = h.advance(24 * T1 + Duration::from_millis(1));
+    let byes: Vec<_> = out
+        .iter()
+        .filter_map(|t| match Message::parse(t.payload.clone()).unwrap() {
+            Message::Request(r) if r.method == Method::Bye => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(byes.len(), 1, "one BYE, the rest 2xx retransmissions");
+    let bye = &byes[0];
+    assert_eq!(bye.uri().unwrap().to_string(), format!("sip:alice@{PEER}"));
+    assert_eq!(bye.headers.cseq().unwrap().seq, 1);
+    assert_eq!(bye.headers.to().unwrap().tag(), Some(&b"alice1"[..]));
+    assert!(bye.headers.get(&HeaderName::Reason).is_some());
+    assert_eq!(h.endpoint.stats().dialogs, 0);
+    let ok_at_32 = h.sent.iter().filter(|(_, t)| t.payload == ok_bytes).count();
+
+    // Nobody answers the BYE: Timer E retransmits it and Timer F ends it; no more 2xx.
+    h.advance(70 * T1);
+    assert_eq!(
+        h.sent.iter().filter(|(_, t)| t.payload == ok_bytes).count(),
+        ok_at_32
+    );
+    let stats = h.endpoint.stats();
+    assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn ack_after_lost_2xx_stops_retransmission() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKc1", "call-3", true));
+    let tag = to_tag(&response(&out[2]));
+    assert_eq!(h.advance(2 * T1).len(), 1, "one retransmission at T1");
+    h.send(&in_dialog("ACK", "echo", "z9hG4bKc2", "call-3", &tag, 1));
+    assert!(
+        h.advance(100 * T1).is_empty(),
+        "no retransmission and no BYE after the ACK"
+    );
+    assert_eq!(h.endpoint.stats().dialogs, 1, "the call goes on");
+}
+
+#[test]
+fn ring_rings_then_480_after_the_ring_timeout() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("ring", "z9hG4bKd1", "call-4", true));
+    assert_eq!(statuses(&out), [100, 180]);
+    let tag = to_tag(&response(&out[1]));
+    assert!(h.advance(Duration::from_secs(59)).is_empty());
+    let out = h.advance(Duration::from_secs(1));
+    assert_eq!(statuses(&out), [480]);
+    assert_eq!(to_tag(&response(&out[0])), tag);
+    // The 480 is retransmitted (Timer G) until the ACK, which the transaction absorbs.
+    let out = h.advance(T1);
+    assert_eq!(statuses(&out), [480]);
+    let ack = in_dialog("ACK", "ring", "z9hG4bKd1", "call-4", &tag, 1);
+    assert!(h.send(&ack).is_empty());
+    assert!(h.advance(Duration::from_secs(40)).is_empty());
+    let stats = h.endpoint.stats();
+    assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn cancel_gets_200_and_the_invite_487() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("ring", "z9hG4bKe1", "call-5", true));
+    let tag = to_tag(&response(&out[1]));
+    let cancel = format!(
+        "CANCEL sip:ring@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKe1\r\n\
+         Max-Forwards: 70\r\nFrom: Alice <sip:alice@{PEER}>;tag=alice1\r\nTo: <sip:ring@{LOCAL}>\r\n\
+         Call-ID: call-5\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    let out = h.send(&cancel);
+    assert_eq!(statuses(&out), [200, 487]);
+    let (ok, terminated) = (response(&out[0]), response(&out[1]));
+    assert_eq!(ok.headers.cseq().unwrap().method, Method::Cancel);
+    assert_eq!(terminated.headers.cseq().unwrap().method, Method::Invite);
+    // §9.2: same To tag on both, and the one the 180 had.
+    assert_eq!(to_tag(&ok), tag);
+    assert_eq!(to_tag(&terminated), tag);
+    assert_eq!(h.endpoint.stats().dialogs, 0);
+    // A CANCEL for nothing gets 481.
+    let stray = cancel
+        .replace("z9hG4bKe1", "z9hG4bKe9")
+        .replace("call-5", "call-x");
+    assert_eq!(statuses(&h.send(&stray)), [481]);
+}
+
+#[test]
+fn busy_declines_486() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("busy", "z9hG4bKf1", "call-6", true));
+    assert_eq!(statuses(&out), [100, 486]);
+    assert_eq!(h.endpoint.stats().dialogs, 0);
+}
+
+#[test]
+fn retransmitted_invite_gets_the_same_provisional() {
+    let mut h = Harness::new();
+    let first = h.send(&invite("ring", "z9hG4bKg1", "call-7", true));
+    let again = h.send(&invite("ring", "z9hG4bKg1", "call-7", true));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].payload, first[1].payload, "the very same 180");
+    assert_eq!(h.endpoint.stats().invites_new, 1);
+    assert_eq!(h.endpoint.stats().dialogs, 1);
+}
+
+#[test]
+fn late_offer_gets_an_offer_in_the_2xx() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKh1", "call-8", false));
+    let ok = response(&out[2]);
+    assert_eq!(ok.status, 200);
+    assert!(String::from_utf8_lossy(&ok.body).contains("m=audio 9 RTP/AVP 0"));
+}
+
+#[test]
+fn offer_without_pcmu_is_refused_488() {
+    let mut h = Harness::new();
+    let text = invite_with_sdp(
+        "echo",
+        "z9hG4bKh2",
+        "call-9",
+        &SDP.replace("RTP/AVP 0 8", "RTP/AVP 8"),
+    );
+    let out = h.send(&text);
+    assert_eq!(statuses(&out), [100, 488]);
+    assert!(header(&response(&out[1]), HeaderName::Warning).starts_with("304 "));
+}
+
+#[test]
+fn options_lists_what_we_do() {
+    let mut h = Harness::new();
+    let options = format!(
+        "OPTIONS sip:{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKi1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@{PEER}>;tag=a\r\nTo: <sip:{LOCAL}>\r\n\
+         Call-ID: opt-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    let out = h.send(&options);
+    assert_eq!(statuses(&out), [200]);
+    let ok = response(&out[0]);
+    assert!(header(&ok, HeaderName::Allow).contains("INVITE"));
+    assert_eq!(header(&ok, HeaderName::Accept), "application/sdp");
+    assert!(ok.headers.get(&HeaderName::Supported).is_some());
+    // To a user that does not exist: 404.
+    let to_nobody = options.replace(
+        &format!("sip:{LOCAL} SIP"),
+        &format!("sip:nobody@{LOCAL} SIP"),
+    );
+    let to_nobody = to_nobody.replace("z9hG4bKi1", "z9hG4bKi2");
+    assert_eq!(statuses(&h.send(&to_nobody)), [404]);
+}
+
+#[test]
+fn unknown_and_unserved_methods() {
+    let mut h = Harness::new();
+    let request = |method: &str, branch: &str| {
+        format!(
+            "{method} sip:echo@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@{PEER}>;tag=a\r\nTo: <sip:echo@{LOCAL}>\r\n\
+             Call-ID: m-{branch}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let out = h.send(&request("FROBNICATE", "z9hG4bKj1"));
+    assert_eq!(statuses(&out), [501]);
+    assert!(header(&response(&out[0]), HeaderName::Allow).contains("INVITE"));
+    let out = h.send(&request("SUBSCRIBE", "z9hG4bKj2"));
+    assert_eq!(statuses(&out), [405]);
+    assert!(header(&response(&out[0]), HeaderName::Allow).contains("OPTIONS"));
+    // BYE outside a dialog.
+    assert_eq!(statuses(&h.send(&request("BYE", "z9hG4bKj3"))), [481]);
+}
+
+#[test]
+fn invalid_request_gets_400_naming_the_problem() {
+    let mut h = Harness::new();
+    let text = invite("echo", "z9hG4bKk1", "call-10", false).replace("CSeq: 1 INVITE\r\n", "");
+    let out = h.send(&text);
+    assert_eq!(statuses(&out), [400]);
+    let reason = String::from_utf8_lossy(&response(&out[0]).reason).into_owned();
+    assert!(reason.contains("CSeq"), "{reason}");
+    assert_eq!(h.endpoint.stats().rejected_invalid, 1);
+    // A version other than SIP/2.0 gets 505.
+    let text =
+        invite("echo", "z9hG4bKk2", "call-11", false).replacen("SIP/2.0\r\n", "SIP/3.0\r\n", 1);
+    assert_eq!(statuses(&h.send(&text)), [505]);
+    // Garbage is dropped and counted.
+    assert!(h.send("\u{1}\u{2} not sip at all\r\n\r\n").is_empty());
+    assert_eq!(h.endpoint.stats().dropped, 1);
+}
+
+#[test]
+fn via_gets_received_and_rport_and_the_response_goes_there() {
+    let mut h = Harness::new();
+    let text = invite("busy", "z9hG4bKl1", "call-12", false).replace(
+        &format!("Via: SIP/2.0/UDP {PEER};branch=z9hG4bKl1"),
+        "Via: SIP/2.0/UDP 10.9.9.9:5070;rport;branch=z9hG4bKl1",
+    );
+    let out = h.send(&text);
+    assert_eq!(statuses(&out), [100, 486]);
+    for t in &out {
+        assert_eq!(
+            t.flow.remote,
+            peer(),
+            "RFC 3581: to the source address and port"
+        );
+        let via = response(t).headers.top_via().unwrap();
+        assert_eq!(via.received(), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(via.rport(), Some(Some(5099)));
+    }
+}
+
+#[test]
+fn tcp_responses_use_the_request_connection() {
+    let mut h = Harness::new();
+    let text = invite("echo", "z9hG4bKm1", "call-13", true).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let connection = Some(sip_core::ConnectionId(7));
+    let mut flow = flow(Transport::Tcp);
+    flow.connection = connection;
+    h.endpoint
+        .handle_message(h.now, bytes::Bytes::from(text), flow);
+    let mut out = Vec::new();
+    while let Some(t) = h.endpoint.poll_transmit() {
+        out.push(t);
+    }
+    assert_eq!(statuses(&out), [100, 180, 200]);
+    assert!(
+        out.iter()
+            .all(|t| t.flow.connection == connection && t.flow.transport == Transport::Tcp)
+    );
+    assert!(header(&response(&out[2]), HeaderName::Contact).contains("transport=tcp"));
+}
+
+#[test]
+fn bye_with_the_wrong_tag_or_an_old_cseq() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKn1", "call-14", true));
+    let tag = to_tag(&response(&out[2]));
+    h.send(&in_dialog("ACK", "echo", "z9hG4bKn2", "call-14", &tag, 1));
+    let wrong = in_dialog("BYE", "echo", "z9hG4bKn3", "call-14", "not-our-tag", 2);
+    assert_eq!(statuses(&h.send(&wrong)), [481]);
+    let old = in_dialog("BYE", "echo", "z9hG4bKn4", "call-14", &tag, 1);
+    assert_eq!(statuses(&h.send(&old)), [500]);
+    assert_eq!(h.endpoint.stats().dialogs, 1);
+    let good = in_dialog("BYE", "echo", "z9hG4bKn5", "call-14", &tag, 3);
+    assert_eq!(statuses(&h.send(&good)), [200]);
+    assert_eq!(h.endpoint.stats().dialogs, 0);
+}
+
+#[test]
+fn reinvite_is_answered_in_the_dialog() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKo1", "call-15", true));
+    let tag = to_tag(&response(&out[2]));
+    h.send(&in_dialog("ACK", "echo", "z9hG4bKo2", "call-15", &tag, 1));
+    let reinvite = in_dialog("INVITE", "echo", "z9hG4bKo3", "call-15", &tag, 2);
+    let out = h.send(&reinvite);
+    assert_eq!(statuses(&out), [100, 200]);
+    assert_eq!(to_tag(&response(&out[1])), tag);
+    h.send(&in_dialog("ACK", "echo", "z9hG4bKo4", "call-15", &tag, 2));
+    assert!(h.advance(100 * T1).is_empty());
+    assert_eq!(h.endpoint.stats().dialogs, 1);
+}
