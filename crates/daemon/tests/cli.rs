@@ -1,0 +1,67 @@
+//! The `tandem` command line: configuration refused with file, line and key; check-config
+//! exit codes; usage errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+fn tandem(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_config_is_refused_at_start_naming_line_and_key() {
+    let dir = common::scratch_dir("cli-bad");
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser_agnet = \"typo\"\n",
+    )
+    .unwrap();
+    let out = tandem(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("user_agnet"), "{stderr}");
+}
+
+#[test]
+fn check_config_exit_codes() {
+    let dir = common::scratch_dir("cli-check");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\n").unwrap();
+    assert_eq!(
+        tandem(&["check-config", good.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[log]\nlevel = 3\n").unwrap();
+    let out = tandem(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    let example = common::repo_root().join("config/tandem.example.toml");
+    assert_eq!(
+        tandem(&["check-config", example.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let missing = tandem(&["check-config", "/nonexistent/tandem.toml"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(tandem(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(tandem(&["run", "--config"]).status.code(), Some(2));
+    assert_eq!(tandem(&[]).status.code(), Some(2));
+    let version = tandem(&["--version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("tandem "));
+}
