@@ -55,6 +55,32 @@ pub enum FramingError {
     BadContentLength,
 }
 
+impl From<FramingError> for crate::ParseError {
+    /// Maps a framing failure to the error a UAS would report (513 for oversized
+    /// headers, 413 for an oversized body, 400 otherwise).
+    fn from(e: FramingError) -> Self {
+        use crate::ParseError as P;
+        match e {
+            FramingError::HeaderTooLarge => P::TooLarge {
+                what: "header section",
+                limit: 0,
+            },
+            FramingError::TooManyHeaders => P::TooLarge {
+                what: "header count",
+                limit: 0,
+            },
+            FramingError::BodyTooLarge => P::TooLarge {
+                what: "body",
+                limit: 0,
+            },
+            FramingError::MissingContentLength => P::MissingHeader(HeaderName::ContentLength),
+            FramingError::BadContentLength => P::BadHeader {
+                name: HeaderName::ContentLength,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum State {
     /// Looking for the end of the header section; `scanned` bytes hold no end.
@@ -345,6 +371,14 @@ mod tests {
         let mut f = StreamFramer::new(lim);
         f.push(b"A s SIP/2.0\r\nl: 11\r\n\r\n");
         assert_eq!(f.next_frame(), Err(FramingError::BodyTooLarge));
+        assert_eq!(
+            crate::ParseError::from(FramingError::BodyTooLarge).status_code(),
+            413
+        );
+        assert_eq!(
+            crate::ParseError::from(FramingError::HeaderTooLarge).status_code(),
+            513
+        );
 
         let mut f = StreamFramer::new(lim);
         f.push(b"A s SIP/2.0\r\nX: 1\r\n\r\n");
