@@ -300,10 +300,12 @@ impl Endpoint {
             return;
         }
         stamp_via(&mut request, &flow);
+        // Field values are evaluated only when the span is enabled.
         let span = debug_span!(
             "request",
             method = %request.method,
             call_id = request.headers.call_id().unwrap_or_default(),
+            branch = %top_branch(&request),
         );
         let _guard = span.enter();
         match self.transactions.handle_request(now, request, flow) {
@@ -853,6 +855,15 @@ fn stamp_via(request: &mut Request, flow: &Flow) {
     request
         .headers
         .replace_first_value(&HeaderName::Via, via.to_bytes());
+}
+
+fn top_branch(request: &Request) -> String {
+    request
+        .headers
+        .top_via()
+        .ok()
+        .and_then(|v| v.branch().map(|b| String::from_utf8_lossy(b).into_owned()))
+        .unwrap_or_default()
 }
 
 /// The dialog an in-dialog request (or an ACK) names: Call-ID and its To tag.
