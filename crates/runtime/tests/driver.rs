@@ -1,6 +1,11 @@
 //! The driver on real loopback sockets: it answers, reports its addresses when ready, and
 //! returns when its shutdown input completes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use runtime::sip_core::EndpointConfig;
 use runtime::sip_transport::TransportConfig;
