@@ -840,6 +840,39 @@ v=0\r\nextra";
         );
     }
 
+    /// Regression (proptest): a bare CR inside a reason phrase was printed as SP, so the
+    /// printed message differed from the parsed one. The start line admits no CR.
+    #[test]
+    fn bare_cr_in_start_line_is_rejected() {
+        for bad in [
+            &b"SIP/2.0 200 O\rK\r\n\r\n"[..],
+            b"OPTIONS sip:a@b\r SIP/2.0\r\n\r\n",
+        ] {
+            assert_eq!(
+                Message::parse(Bytes::copy_from_slice(bad)),
+                Err(ParseError::BadStartLine)
+            );
+        }
+    }
+
+    /// Regression (fuzz): printing rewrites Content-Length, so a message rejected for
+    /// repeated Content-Length (RFC 4475 mcl01) prints as a valid one; a valid message
+    /// always stays valid.
+    #[test]
+    fn printing_collapses_repeated_content_length() {
+        let r = req(
+            "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcdef",
+        );
+        assert_eq!(&r.body[..], b"abc");
+        assert_eq!(
+            r.validate(),
+            Err(ParseError::MultipleValues(HeaderName::ContentLength))
+        );
+        let printed = req(std::str::from_utf8(&r.to_bytes()).unwrap());
+        assert_eq!(printed.headers.count(&HeaderName::ContentLength), 1);
+        printed.validate().unwrap();
+    }
+
     #[test]
     fn new_messages() {
         let uri = Uri::parse(b"sip:bob@example.com").unwrap();
