@@ -73,6 +73,12 @@ impl Iterator for ListValues {
             }
             return None;
         }
+        if self.pos == 0 && memchr::memchr(b',', b).is_none() {
+            // fast path: a single element
+            self.pos = usize::MAX;
+            let (s, e) = trim_lws_range(b, 0, b.len());
+            return (s < e).then(|| sub(&self.value, s, e));
+        }
         while self.pos <= b.len() {
             let end = next_comma(b, self.pos);
             let (s, e) = trim_lws_range(b, self.pos, end);

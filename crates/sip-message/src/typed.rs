@@ -266,17 +266,13 @@ pub struct NameAddr {
 /// Finds `needle` outside quoted strings.
 fn find_unquoted(b: &[u8], from: usize, needle: u8) -> Option<usize> {
     let mut i = from;
-    while let Some(&c) = b.get(i) {
-        if c == needle {
-            return Some(i);
+    loop {
+        let at = i + memchr::memchr2(needle, b'"', b.get(i..)?)?;
+        if b.get(at) == Some(&needle) {
+            return Some(at);
         }
-        if c == b'"' {
-            i = scan_quoted(b, i)?;
-        } else {
-            i += 1;
-        }
+        i = scan_quoted(b, at)?;
     }
-    None
 }
 
 impl NameAddr {
