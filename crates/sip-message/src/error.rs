@@ -14,7 +14,7 @@ pub enum ParseError {
     /// The Request-Line or Status-Line is malformed (RFC 3261 §7.1, §7.2).
     #[error("malformed start line")]
     BadStartLine,
-    /// A SIP-Version other than SIP/2.0 (RFC 3261 §8.2.2... answered with 505, §21.5.6).
+    /// A SIP-Version other than SIP/2.0 (RFC 3261 §7.1; answered with 505, §21.5.6).
     #[error("unsupported SIP version {}", String::from_utf8_lossy(.version))]
     UnsupportedVersion {
         /// The version as received.
@@ -58,7 +58,7 @@ pub enum ParseError {
         /// Bytes after the header section.
         available: usize,
     },
-    /// A size limit was exceeded (RFC 3261 §21.4.11, §21.5.8).
+    /// A size limit was exceeded (RFC 3261 §21.4.11, §21.5.7).
     #[error("{what} exceeds the limit of {limit}")]
     TooLarge {
         /// What was too large ("body", "header section", ...).
@@ -92,7 +92,7 @@ fn ascii(s: &str) -> String {
 impl ParseError {
     /// Status a UAS answers with: 400 for most, 505 for a version other than SIP/2.0
     /// (RFC 3261 §21.5.6), 413 for a too-large body (§21.4.11), 513 for a too-large
-    /// message (§21.5.8).
+    /// message (§21.5.7).
     pub fn status_code(&self) -> u16 {
         match self {
             ParseError::UnsupportedVersion { .. } => 505,

@@ -21,8 +21,9 @@ impl Version {
         if b.eq_ignore_ascii_case(b"SIP/2.0") {
             return Some(Version::Sip20);
         }
-        let rest = b.get(..4).filter(|p| p.eq_ignore_ascii_case(b"SIP/"))?;
-        let _ = rest;
+        if !b.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+            return None;
+        }
         let nums = range(b, 4, b.len());
         let dot = memchr(b'.', nums)?;
         let (maj, min) = (range(nums, 0, dot), range(nums, dot + 1, nums.len()));
@@ -392,7 +393,7 @@ impl Request {
     }
 
     /// Strict check a UAS runs before processing (RFC 3261 §8.2, RFC 4475): version (505),
-    /// Request-URI (no headers in a SIP Request-URI, §19.1.5), mandatory To/From/Call-ID/
+    /// Request-URI (no headers in a SIP Request-URI, §19.1.1), mandatory To/From/Call-ID/
     /// CSeq/Via, single-valued headers not repeated, typed parse of Via, From, To, CSeq,
     /// Call-ID, Max-Forwards, Contact, Content-Length, Content-Type, Expires, Date, Route,
     /// Record-Route; CSeq method equals the request method and the number is below 2^31
