@@ -148,6 +148,7 @@ fn runtime_config(config: &Config) -> RuntimeConfig {
             .collect(),
         user_agent: config.sip.user_agent.clone(),
         ring_timeout: Duration::from_secs(config.sip.ring_timeout_s),
+        max_call_duration: Duration::from_secs(config.sip.max_call_duration_s),
         seed: seed(),
     };
     RuntimeConfig {

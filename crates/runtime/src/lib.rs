@@ -81,6 +81,12 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
+                // `biased` polls input before the timer: under a sustained flood the
+                // timer branch would never run, so retransmissions and the removal of
+                // finished transactions would stop. Fire what is due after each batch.
+                if endpoint.poll_timeout().is_some_and(|due| due <= now) {
+                    endpoint.handle_timeout(now);
+                }
             }
             () = sleep_until(deadline) => endpoint.handle_timeout(now()),
         }

@@ -111,7 +111,7 @@ pub fn check_method(method: &Method) -> Result<(), Rejection> {
 }
 
 /// §8.2.2.3: every option tag in Require must be supported, else 420 listing them.
-fn check_require(request: &Request) -> Result<(), Rejection> {
+pub fn check_require(request: &Request) -> Result<(), Rejection> {
     if matches!(request.method, Method::Ack | Method::Cancel) {
         return Ok(());
     }
@@ -135,7 +135,7 @@ fn is_supported(tag: &[u8]) -> bool {
 }
 
 /// §8.2.3: a body we cannot read gets 415 with what we can.
-fn check_content(request: &Request) -> Result<(), Rejection> {
+pub fn check_content(request: &Request) -> Result<(), Rejection> {
     if request.body.is_empty() {
         return Ok(());
     }

@@ -30,6 +30,9 @@ pub struct EndpointConfig {
     pub ring_timeout: Duration,
     /// Seeds tags and branches (the core has no entropy source of its own).
     pub seed: u64,
+    /// A call still up this long after its answer is ended with BYE, so a peer that
+    /// never hangs up cannot hold state forever (session timers arrive with [dialog]).
+    pub max_call_duration: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -44,6 +47,7 @@ impl Default for EndpointConfig {
             user_agent: concat!("Tandem/", env!("CARGO_PKG_VERSION")).into(),
             ring_timeout: Duration::from_secs(60),
             seed: 0,
+            max_call_duration: Duration::from_secs(3600),
         }
     }
 }
@@ -76,6 +80,10 @@ pub enum EndReason {
     AckTimeout,
     /// The transport could not reach the peer.
     TransportError,
+    /// A transaction of the call timed out (Timer H: no ACK for a final response).
+    Timeout,
+    /// The call reached `max_call_duration`: we sent BYE.
+    MaxDuration,
 }
 
 /// Counters and gauges, for the `stats` line and tests.
@@ -109,6 +117,14 @@ struct DialogKey {
     local_tag: Bytes,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MergeKey {
+    call_id: Bytes,
+    from_tag: Bytes,
+    cseq: u32,
+    method: Method,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DialogState {
     /// 180 sent, no final response yet (an early dialog).
@@ -122,7 +138,6 @@ enum DialogState {
 #[derive(Debug)]
 struct Dialog {
     state: DialogState,
-    behaviour: Behaviour,
     /// The INVITE server transaction of the initial or latest (re-)INVITE.
     invite: TransactionKey,
     /// The flow the INVITE came on: our in-dialog requests go back along it.
@@ -148,6 +163,14 @@ struct Dialog {
     local_sdp: Bytes,
     /// The INVITE while it awaits a final response: 487 and 480 are built from it.
     pending_invite: Option<Request>,
+    /// Record-Route values of the INVITE, in order: the route set (RFC 3261 §12.1.1).
+    route_set: Vec<Bytes>,
+    /// When the call is ended for running too long.
+    hangup_at: Option<Instant>,
+    /// The o= version of our SDP (RFC 3264 §8).
+    sdp_version: u64,
+    session_id: u64,
+    user: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -158,6 +181,8 @@ enum TimerKind {
     AckTimeout,
     /// The ring timeout of a `ring` user.
     RingTimeout,
+    /// `max_call_duration` after the answer.
+    MaxDuration,
 }
 
 /// The sans-IO endpoint: transaction layer plus the first user agent server.
@@ -170,6 +195,10 @@ pub struct Endpoint {
     dialogs: HashMap<DialogKey, Dialog>,
     /// INVITE server transaction → its dialog, for CANCEL.
     invites: HashMap<TransactionKey, DialogKey>,
+    /// Live server transactions of requests outside a dialog, by From tag, Call-ID and
+    /// CSeq: a second one with another branch is a merged request (§8.2.2.2).
+    merge: HashMap<MergeKey, TransactionKey>,
+    merge_by_key: HashMap<TransactionKey, MergeKey>,
     /// Deadlines; an entry is live only if the dialog still holds that deadline.
     timers: BinaryHeap<Reverse<(Instant, TimerKind, DialogKey)>>,
     ids: IdGenerator,
@@ -186,6 +215,8 @@ impl Endpoint {
             transactions: TransactionLayer::new(config.timers),
             dialogs: HashMap::new(),
             invites: HashMap::new(),
+            merge: HashMap::new(),
+            merge_by_key: HashMap::new(),
             timers: BinaryHeap::new(),
             ids: IdGenerator::new(config.seed),
             transmits: VecDeque::new(),
@@ -221,8 +252,13 @@ impl Endpoint {
     }
 
     /// The transport could not deliver to `flow` (connection refused, reset, send
-    /// failure): the dialogs on that flow end and their transactions are failed.
+    /// failure): over a connection, the dialogs on that flow end and their transactions
+    /// are failed. A datagram send error (ENOBUFS, a full queue) is transient: the
+    /// transactions' retransmissions and timeouts deal with it (RFC 3261 §17.1.4).
     pub fn handle_transport_error(&mut self, now: Instant, flow: Flow) {
+        if !flow.transport.is_reliable() {
+            return;
+        }
         let failed: Vec<DialogKey> = self
             .dialogs
             .iter()
@@ -234,7 +270,7 @@ impl Endpoint {
                 let invite = dialog.invite.clone();
                 let _ = self.transactions.handle_transport_error(now, &invite);
             }
-            self.end_dialog(&key, EndReason::TransportError);
+            self.end_dialog(now, &key, EndReason::TransportError);
         }
         self.pump(now);
     }
@@ -289,7 +325,9 @@ impl Endpoint {
             }
             self.stats.rejected_invalid += 1;
             debug!(remote = %flow.remote, reason = %error.reason_phrase(), "invalid request");
-            let mut response = self.response(&request, error.status_code(), None);
+            // §8.2.6.2: a final response gets a To tag (ours if the To had none).
+            let tag = self.ids.tag();
+            let mut response = self.response(&request, error.status_code(), Some(&tag));
             response.reason = Bytes::from(error.reason_phrase().into_owned());
             // No transaction can be trusted to exist for it: answer statelessly to the
             // source (RFC 3581 symmetric response), on the same connection for streams.
@@ -318,7 +356,8 @@ impl Endpoint {
             } => self.on_cancel(now, key, &request, invite),
             RequestOutcome::Invalid { request, error } if request.method != Method::Ack => {
                 self.stats.rejected_invalid += 1;
-                let mut response = self.response(&request, 400, None);
+                let tag = self.ids.tag();
+                let mut response = self.response(&request, 400, Some(&tag));
                 response.reason = Bytes::from(error.to_string().replace(['\r', '\n'], " "));
                 self.transmits.push_back(Transmit {
                     flow,
@@ -361,6 +400,11 @@ impl Endpoint {
         if let Some(tag) = to_tag {
             self.in_dialog(now, key, request, tag);
             return;
+        }
+        if self.is_merged(&key, &request) {
+            let mut response = self.response(&request, 482, None);
+            response.reason = Bytes::from_static(b"Loop Detected (merged request)");
+            return self.respond(now, &key, response);
         }
         let target = match inspect::inspect(&request, |user| self.users.get(user).copied()) {
             Ok(target) => target,
@@ -409,11 +453,13 @@ impl Endpoint {
             let response = self.response(&request, 486, Some(&tag));
             return self.respond(now, &key, response);
         }
+        let session_id = self.ids.next_u64() >> 1;
         let local = LocalMedia {
             address: flow.local.ip(),
             // No media yet: the discard port, until [media] gives echo a real stream.
             port: 9,
-            session_id: self.ids.next_u64() >> 1,
+            session_id,
+            version: 1,
         };
         let local_sdp = match offer_in(&request) {
             Ok(Some(offer)) => match sdp::answer(&offer, local) {
@@ -454,14 +500,18 @@ impl Endpoint {
             call_id: Bytes::from(call_id),
             local_tag: Bytes::from(tag.clone()),
         };
+        let route_set: Vec<Bytes> = request.headers.values(&HeaderName::RecordRoute).collect();
         let mut ringing = self.response(&request, 180, Some(&tag));
+        // §12.1.1: a response that makes a dialog carries the request's Record-Route.
+        for route in &route_set {
+            ringing.headers.push(HeaderName::RecordRoute, route.clone());
+        }
         ringing
             .headers
             .push(HeaderName::Contact, contact(&name, &flow));
         self.respond(now, &key, ringing);
         let mut dialog = Dialog {
             state: DialogState::Ringing,
-            behaviour,
             invite: key.clone(),
             flow,
             remote_tag: from.tag().map(Bytes::copy_from_slice).unwrap_or_default(),
@@ -482,6 +532,11 @@ impl Endpoint {
             ring_until: None,
             local_sdp: Bytes::from(local_sdp),
             pending_invite: (behaviour == Behaviour::Ring).then(|| request.clone()),
+            route_set,
+            hangup_at: None,
+            sdp_version: 1,
+            session_id,
+            user: name.clone(),
         };
         if behaviour == Behaviour::Ring {
             let at = now + self.config.ring_timeout;
@@ -492,28 +547,40 @@ impl Endpoint {
         self.invites.insert(key.clone(), dialog_key.clone());
         self.dialogs.insert(dialog_key.clone(), dialog);
         if behaviour == Behaviour::Echo {
-            self.answer(now, &dialog_key, &request, &name);
+            self.answer(now, &dialog_key, &request);
         }
     }
 
     /// Sends the 2xx with our SDP and starts its retransmission (§13.3.1.4).
-    fn answer(&mut self, now: Instant, dialog_key: &DialogKey, request: &Request, user: &str) {
+    fn answer(&mut self, now: Instant, dialog_key: &DialogKey, request: &Request) {
         let Some(dialog) = self.dialogs.get(dialog_key) else {
             return;
         };
         let tag = String::from_utf8_lossy(&dialog_key.local_tag).into_owned();
         let mut ok = self.response(request, 200, Some(&tag));
+        for route in &dialog.route_set {
+            ok.headers.push(HeaderName::RecordRoute, route.clone());
+        }
         ok.headers
-            .push(HeaderName::Contact, contact(user, &dialog.flow));
+            .push(HeaderName::Contact, contact(&dialog.user, &dialog.flow));
         ok.headers.push(HeaderName::Allow, ALLOW);
         ok.headers.push(HeaderName::ContentType, "application/sdp");
         ok.body = dialog.local_sdp.clone();
         let invite = dialog.invite.clone();
-        let payload = ok.to_bytes();
-        self.respond(now, &invite, ok);
-        self.stats.calls_answered += 1;
+        let first_answer = dialog.hangup_at.is_none();
+        let payload = match self.transactions.send_response(now, &invite, ok) {
+            Ok(payload) => payload,
+            Err(error) => {
+                debug!(%error, "2xx not sent");
+                return;
+            }
+        };
+        if first_answer {
+            self.stats.calls_answered += 1;
+        }
         let destination = self.transactions.destination(&invite);
         let t1 = self.config.timers.t1;
+        let max_call_duration = self.config.max_call_duration;
         let Some(dialog) = self.dialogs.get_mut(dialog_key) else {
             return;
         };
@@ -522,7 +589,7 @@ impl Endpoint {
         dialog.pending_invite = None;
         dialog.retransmit_interval = t1;
         let retransmit_at = now + t1;
-        let ack_deadline = now + 64 * t1;
+        let ack_deadline = now + t1.saturating_mul(64);
         dialog.retransmit_at = Some(retransmit_at);
         dialog.ack_deadline = Some(ack_deadline);
         dialog.ok = Some(Transmit {
@@ -539,6 +606,15 @@ impl Endpoint {
             TimerKind::AckTimeout,
             dialog_key.clone(),
         )));
+        if first_answer {
+            let hangup_at = now + max_call_duration;
+            dialog.hangup_at = Some(hangup_at);
+            self.timers.push(Reverse((
+                hangup_at,
+                TimerKind::MaxDuration,
+                dialog_key.clone(),
+            )));
+        }
     }
 
     fn on_ack(&mut self, _now: Instant, ack: &Request) {
@@ -581,21 +657,22 @@ impl Endpoint {
         let Some(dialog_key) = dialog_key else {
             return;
         };
-        let pending = self
+        let ringing = self
             .dialogs
-            .get_mut(&dialog_key)
-            .filter(|d| d.state == DialogState::Ringing)
-            .and_then(|d| d.pending_invite.take());
-        if let Some(pending) = pending {
-            // §9.2: the INVITE gets 487 Request Terminated.
-            let terminated = self.response(&pending, 487, tag.as_deref());
-            self.respond(now, &invite, terminated);
-            self.end_dialog(&dialog_key, EndReason::Cancelled);
+            .get(&dialog_key)
+            .is_some_and(|d| d.state == DialogState::Ringing);
+        if ringing {
+            // §9.2: the INVITE gets 487 Request Terminated (sent by end_dialog).
+            self.end_dialog(now, &dialog_key, EndReason::Cancelled);
         }
     }
 
     fn in_dialog(&mut self, now: Instant, key: TransactionKey, request: Request, tag: Bytes) {
-        if let Err(rejection) = inspect::check_method(&request.method) {
+        // §8.2: the same method, Require and content checks as outside a dialog.
+        if let Err(rejection) = inspect::check_method(&request.method)
+            .and_then(|()| inspect::check_require(&request))
+            .and_then(|()| inspect::check_content(&request))
+        {
             return self.reject(now, &key, &request, rejection);
         }
         let dialog_key = DialogKey {
@@ -630,7 +707,8 @@ impl Endpoint {
             Method::Bye => {
                 let response = self.response(&request, 200, None);
                 self.respond(now, &key, response);
-                self.end_dialog(&dialog_key, EndReason::RemoteBye);
+                // §15.1.2: a BYE in an early dialog also ends the INVITE, with 487.
+                self.end_dialog(now, &dialog_key, EndReason::RemoteBye);
             }
             Method::Invite => self.reinvite(now, key, &request, &dialog_key),
             Method::Options => {
@@ -648,8 +726,10 @@ impl Endpoint {
         }
     }
 
-    /// A re-INVITE (§14.2): answered with the same media while the dialog is confirmed;
-    /// 500 with Retry-After while our previous 2xx awaits its ACK.
+    /// A re-INVITE (§14.2): while the dialog is confirmed, the new offer is answered
+    /// (a hold offer gets recvonly, RFC 3264 §8.4) with a new o= version; without an
+    /// offer our last description is offered again. 500 with Retry-After while our
+    /// previous 2xx awaits its ACK.
     fn reinvite(
         &mut self,
         now: Instant,
@@ -665,14 +745,26 @@ impl Endpoint {
             response.headers.push(HeaderName::RetryAfter, "1");
             return self.respond(now, &key, response);
         }
-        if let Err(rejection) = offer_in(request) {
-            return self.reject(now, &key, request, rejection);
-        }
-        let behaviour = dialog.behaviour;
-        let user = match behaviour {
-            Behaviour::Echo => "echo",
-            Behaviour::Ring => "ring",
-            Behaviour::Busy => "busy",
+        let local = LocalMedia {
+            address: dialog.flow.local.ip(),
+            port: 9,
+            session_id: dialog.session_id,
+            version: dialog.sdp_version + 1,
+        };
+        let local_sdp = match offer_in(request) {
+            Ok(Some(offer)) => match sdp::answer(&offer, local) {
+                Ok(answer) => Some(answer),
+                Err(error) => {
+                    // §14.2: a refused re-INVITE leaves the session as it was.
+                    let mut response = self.response(request, 488, None);
+                    response
+                        .headers
+                        .push(HeaderName::Warning, format!("304 tandem \"{error}\""));
+                    return self.respond(now, &key, response);
+                }
+            },
+            Ok(None) => None,
+            Err(rejection) => return self.reject(now, &key, request, rejection),
         };
         let old_invite = dialog.invite.clone();
         self.invites.remove(&old_invite);
@@ -680,8 +772,12 @@ impl Endpoint {
         if let Some(dialog) = self.dialogs.get_mut(dialog_key) {
             dialog.invite = key;
             dialog.invite_cseq = request.headers.cseq().map(|c| c.seq).unwrap_or_default();
+            if let Some(sdp) = local_sdp {
+                dialog.local_sdp = Bytes::from(sdp);
+                dialog.sdp_version += 1;
+            }
         }
-        self.answer(now, dialog_key, request, user);
+        self.answer(now, dialog_key, request);
     }
 
     fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind, key: DialogKey) {
@@ -702,8 +798,12 @@ impl Endpoint {
                     .push(Reverse((next, TimerKind::Retransmit, key)));
             }
             TimerKind::AckTimeout if dialog.ack_deadline == Some(at) => {
-                self.send_bye(now, &key);
-                self.end_dialog(&key, EndReason::AckTimeout);
+                self.send_bye(now, &key, "SIP;cause=408;text=\"ACK Timeout\"");
+                self.end_dialog(now, &key, EndReason::AckTimeout);
+            }
+            TimerKind::MaxDuration if dialog.hangup_at == Some(at) => {
+                self.send_bye(now, &key, "SIP;cause=200;text=\"Maximum call duration\"");
+                self.end_dialog(now, &key, EndReason::MaxDuration);
             }
             TimerKind::RingTimeout if dialog.ring_until == Some(at) => {
                 let invite = dialog.invite.clone();
@@ -712,14 +812,14 @@ impl Endpoint {
                     let response = self.response(&pending, 480, Some(&tag));
                     self.respond(now, &invite, response);
                 }
-                self.end_dialog(&key, EndReason::RingTimeout);
+                self.end_dialog(now, &key, EndReason::RingTimeout);
             }
             _ => {}
         }
     }
 
     /// BYE for a dialog whose 2xx was never acknowledged (§13.3.1.4).
-    fn send_bye(&mut self, now: Instant, key: &DialogKey) {
+    fn send_bye(&mut self, now: Instant, key: &DialogKey, reason: &'static str) {
         let Some(dialog) = self.dialogs.get_mut(key) else {
             return;
         };
@@ -739,6 +839,11 @@ impl Endpoint {
                 sent_by(&dialog.flow)
             ),
         );
+        // §12.2.1.1: the route set, in order. The BYE goes back along the flow the
+        // INVITE came on, which is the first hop of that route.
+        for route in &dialog.route_set {
+            bye.headers.push(HeaderName::Route, route.clone());
+        }
         bye.headers.push(HeaderName::MaxForwards, "70");
         bye.headers.push(HeaderName::From, dialog.local_uri.clone());
         bye.headers.push(HeaderName::To, dialog.remote_uri.clone());
@@ -747,21 +852,59 @@ impl Endpoint {
             .push(HeaderName::CSeq, format!("{} BYE", dialog.local_cseq));
         bye.headers
             .push(HeaderName::UserAgent, self.user_agent.clone());
-        bye.headers
-            .push(HeaderName::Reason, "SIP;cause=408;text=\"ACK Timeout\"");
+        bye.headers.push(HeaderName::Reason, reason);
         let flow = dialog.flow;
         if let Err(error) = self.transactions.send_request(now, bye, flow) {
             debug!(%error, "BYE not sent");
         }
     }
 
-    fn end_dialog(&mut self, key: &DialogKey, reason: EndReason) {
-        if let Some(dialog) = self.dialogs.remove(key) {
-            self.invites.remove(&dialog.invite);
-            self.events.push_back(EndpointEvent::CallEnded {
-                call_id: String::from_utf8_lossy(&key.call_id).into_owned(),
-                reason,
-            });
+    /// Ends a dialog. An INVITE still waiting for its final response gets 487, so its
+    /// transaction completes whatever ended the call (CANCEL, BYE in the early dialog,
+    /// a transport error).
+    fn end_dialog(&mut self, now: Instant, key: &DialogKey, reason: EndReason) {
+        let Some(mut dialog) = self.dialogs.remove(key) else {
+            return;
+        };
+        self.invites.remove(&dialog.invite);
+        if let Some(pending) = dialog.pending_invite.take() {
+            let tag = String::from_utf8_lossy(&key.local_tag).into_owned();
+            let response = self.response(&pending, 487, Some(&tag));
+            self.respond(now, &dialog.invite, response);
+        }
+        self.events.push_back(EndpointEvent::CallEnded {
+            call_id: String::from_utf8_lossy(&key.call_id).into_owned(),
+            reason,
+        });
+    }
+
+    /// §8.2.2.2: a request without a To tag whose From tag, Call-ID and CSeq match a
+    /// live server transaction with another key arrived twice by different paths.
+    fn is_merged(&mut self, key: &TransactionKey, request: &Request) -> bool {
+        let (Ok(call_id), Ok(from), Ok(cseq)) = (
+            request.headers.call_id(),
+            request.headers.from(),
+            request.headers.cseq(),
+        ) else {
+            return false;
+        };
+        let Some(from_tag) = from.tag() else {
+            return false;
+        };
+        let merge_key = MergeKey {
+            call_id: Bytes::copy_from_slice(call_id.as_bytes()),
+            from_tag: Bytes::copy_from_slice(from_tag),
+            cseq: cseq.seq,
+            method: cseq.method,
+        };
+        match self.merge.get(&merge_key) {
+            Some(existing) if existing != key => true,
+            Some(_) => false,
+            None => {
+                self.merge_by_key.insert(key.clone(), merge_key.clone());
+                self.merge.insert(merge_key, key.clone());
+                false
+            }
         }
     }
 
@@ -808,7 +951,11 @@ impl Endpoint {
     }
 
     fn respond(&mut self, now: Instant, key: &TransactionKey, response: Response) {
-        if let Err(error) = self.transactions.send_response(now, key, response) {
+        if let Err(error) = self
+            .transactions
+            .send_response(now, key, response)
+            .map(drop)
+        {
             debug!(%error, "response not sent");
         }
     }
@@ -820,16 +967,28 @@ impl Endpoint {
         }
         while let Some(event) = self.transactions.poll_event() {
             match event {
-                TransactionEvent::TransportError { key }
-                | TransactionEvent::Timeout { key, .. } => {
+                TransactionEvent::TransportError { key } => {
                     if let Some(dialog_key) = self.invites.get(&key).cloned() {
-                        self.end_dialog(&dialog_key, EndReason::TransportError);
+                        self.end_dialog(now, &dialog_key, EndReason::TransportError);
+                    }
+                }
+                TransactionEvent::Timeout { key, .. } => {
+                    if let Some(dialog_key) = self.invites.get(&key).cloned() {
+                        self.end_dialog(now, &dialog_key, EndReason::Timeout);
+                    }
+                }
+                TransactionEvent::Terminated { key } => {
+                    if let Some(merge_key) = self.merge_by_key.remove(&key) {
+                        self.merge.remove(&merge_key);
                     }
                 }
                 _ => {}
             }
         }
-        let _ = now;
+        // end_dialog may have queued responses.
+        while let Some(transmit) = self.transactions.poll_transmit() {
+            self.transmits.push_back(transmit);
+        }
     }
 }
 
@@ -845,7 +1004,8 @@ fn stamp_via(request: &mut Request, flow: &Flow) {
         (Host::Ipv6(a), IpAddr::V6(b)) => *a == b,
         _ => false,
     };
-    if same_host && !asked_rport {
+    // A `received` the sender wrote itself is overwritten with the real source.
+    if same_host && !asked_rport && via.received().is_none() {
         return;
     }
     via.set_param("received", Some(&source.to_string()));

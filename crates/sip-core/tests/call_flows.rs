@@ -222,7 +222,9 @@ fn options_lists_what_we_do() {
         &format!("sip:{LOCAL} SIP"),
         &format!("sip:nobody@{LOCAL} SIP"),
     );
-    let to_nobody = to_nobody.replace("z9hG4bKi1", "z9hG4bKi2");
+    let to_nobody = to_nobody
+        .replace("z9hG4bKi1", "z9hG4bKi2")
+        .replace("opt-1", "opt-2");
     assert_eq!(statuses(&h.send(&to_nobody)), [404]);
 }
 
@@ -322,17 +324,212 @@ fn bye_with_the_wrong_tag_or_an_old_cseq() {
     assert_eq!(h.endpoint.stats().dialogs, 0);
 }
 
+/// An in-dialog request carrying `sdp` as its offer.
+fn with_sdp(request: &str, sdp: &str) -> String {
+    request.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    )
+}
+
+fn o_version(sdp: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(sdp);
+    let o = text.lines().find(|l| l.starts_with("o=")).unwrap();
+    o.split(' ').nth(2).unwrap().parse().unwrap()
+}
+
 #[test]
-fn reinvite_is_answered_in_the_dialog() {
+fn reinvite_answers_the_new_offer() {
     let mut h = Harness::new();
     let out = h.send(&invite("echo", "z9hG4bKo1", "call-15", true));
-    let tag = to_tag(&response(&out[2]));
+    let first = response(&out[2]);
+    let tag = to_tag(&first);
     h.send(&in_dialog("ACK", "echo", "z9hG4bKo2", "call-15", &tag, 1));
-    let reinvite = in_dialog("INVITE", "echo", "z9hG4bKo3", "call-15", &tag, 2);
+    // Hold (RFC 3264 §8.4): the peer offers sendonly, we answer recvonly, new o= version.
+    let hold = SDP.replace(
+        "a=rtpmap:0 PCMU/8000\r\n",
+        "a=rtpmap:0 PCMU/8000\r\na=sendonly\r\n",
+    );
+    let reinvite = with_sdp(
+        &in_dialog("INVITE", "echo", "z9hG4bKo3", "call-15", &tag, 2),
+        &hold,
+    );
     let out = h.send(&reinvite);
     assert_eq!(statuses(&out), [100, 200]);
-    assert_eq!(to_tag(&response(&out[1])), tag);
+    let held = response(&out[1]);
+    assert_eq!(to_tag(&held), tag);
+    assert!(String::from_utf8_lossy(&held.body).contains("a=recvonly\r\n"));
+    assert_eq!(o_version(&held.body), o_version(&first.body) + 1);
     h.send(&in_dialog("ACK", "echo", "z9hG4bKo4", "call-15", &tag, 2));
+    // A re-INVITE without an offer gets our current description again.
+    let out = h.send(&in_dialog(
+        "INVITE",
+        "echo",
+        "z9hG4bKo5",
+        "call-15",
+        &tag,
+        3,
+    ));
+    assert_eq!(response(&out[1]).body, held.body);
+    h.send(&in_dialog("ACK", "echo", "z9hG4bKo6", "call-15", &tag, 3));
     assert!(h.advance(100 * T1).is_empty());
     assert_eq!(h.endpoint.stats().dialogs, 1);
+}
+
+#[test]
+fn bye_in_the_early_dialog_ends_the_invite_with_487() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("ring", "z9hG4bKp1", "call-16", true));
+    let tag = to_tag(&response(&out[1]));
+    let out = h.send(&in_dialog("BYE", "ring", "z9hG4bKp2", "call-16", &tag, 2));
+    // §15.1.2: 200 for the BYE, 487 for the INVITE.
+    assert_eq!(statuses(&out), [200, 487]);
+    assert_eq!(
+        response(&out[1]).headers.cseq().unwrap().method,
+        Method::Invite
+    );
+    // The caller ACKs the 487 on the INVITE's branch; then everything winds down.
+    assert!(
+        h.send(&in_dialog("ACK", "ring", "z9hG4bKp1", "call-16", &tag, 1))
+            .is_empty()
+    );
+    h.advance(70 * T1);
+    let stats = h.endpoint.stats();
+    assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn cancelled_call_winds_down_to_nothing() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("ring", "z9hG4bKq1", "call-17", true));
+    let tag = to_tag(&response(&out[1]));
+    let cancel = format!(
+        "CANCEL sip:ring@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKq1\r\n\
+         Max-Forwards: 70\r\nFrom: Alice <sip:alice@{PEER}>;tag=alice1\r\nTo: <sip:ring@{LOCAL}>\r\n\
+         Call-ID: call-17\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert_eq!(statuses(&h.send(&cancel)), [200, 487]);
+    // The ACK for the 487 is absorbed by the INVITE transaction: no more 487s.
+    assert!(
+        h.send(&in_dialog("ACK", "ring", "z9hG4bKq1", "call-17", &tag, 1))
+            .is_empty()
+    );
+    assert!(h.advance(70 * T1).is_empty());
+    let stats = h.endpoint.stats();
+    assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn record_route_is_echoed_and_becomes_the_route_set() {
+    let mut h = Harness::new();
+    let text = invite("echo", "z9hG4bKr1", "call-18", true).replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRecord-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n",
+    );
+    let out = h.send(&text);
+    for r in [response(&out[1]), response(&out[2])] {
+        let rr: Vec<_> = r.headers.values(&HeaderName::RecordRoute).collect();
+        assert_eq!(
+            rr,
+            ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"],
+            "{}",
+            r.status
+        );
+    }
+    // No ACK: the BYE at 64·T1 carries the route set as Route, in order (§12.2.1.1).
+    let out = h.advance(65 * T1);
+    let bye = out
+        .iter()
+        .find_map(|t| match Message::parse(t.payload.clone()).unwrap() {
+            Message::Request(r) if r.method == Method::Bye => Some(r),
+            _ => None,
+        })
+        .expect("a BYE");
+    let routes: Vec<_> = bye.headers.values(&HeaderName::Route).collect();
+    assert_eq!(
+        routes,
+        ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+    );
+}
+
+#[test]
+fn a_forged_received_or_maddr_is_not_followed() {
+    let mut h = Harness::new();
+    let text = invite("busy", "z9hG4bKs1", "call-19", false).replace(
+        &format!("Via: SIP/2.0/UDP {PEER};branch=z9hG4bKs1"),
+        &format!(
+            "Via: SIP/2.0/UDP {PEER};received=203.0.113.9;maddr=203.0.113.10;branch=z9hG4bKs1"
+        ),
+    );
+    let out = h.send(&text);
+    assert_eq!(statuses(&out), [100, 486]);
+    h.advance(10 * T1);
+    for (_, t) in &h.sent {
+        assert_eq!(t.flow.remote, peer(), "only ever to the source");
+    }
+    // The Via we echo says where the request really came from.
+    let via = response(&out[1]).headers.top_via().unwrap();
+    assert_eq!(via.received(), Some("127.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn merged_request_gets_482() {
+    let mut h = Harness::new();
+    assert_eq!(
+        statuses(&h.send(&invite("ring", "z9hG4bKt1", "call-20", true))),
+        [100, 180]
+    );
+    // The same request by another path: same From tag, Call-ID and CSeq, another branch.
+    let out = h.send(&invite("ring", "z9hG4bKt2", "call-20", true));
+    assert_eq!(statuses(&out), [100, 482]);
+    assert_eq!(h.endpoint.stats().dialogs, 1);
+    // Once the first transaction is gone, the key is free again (no growth).
+    h.advance(Duration::from_secs(100));
+    let stats = h.endpoint.stats();
+    assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn in_dialog_requests_get_the_same_checks() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKu1", "call-21", true));
+    let tag = to_tag(&response(&out[2]));
+    h.send(&in_dialog("ACK", "echo", "z9hG4bKu2", "call-21", &tag, 1));
+    let with_require = in_dialog("INVITE", "echo", "z9hG4bKu3", "call-21", &tag, 2)
+        .replace("Content-Length: 0", "Require: foo\r\nContent-Length: 0");
+    let out = h.send(&with_require);
+    assert_eq!(statuses(&out), [100, 420]);
+    assert_eq!(header(&response(&out[1]), HeaderName::Unsupported), "foo");
+    let bad_body = in_dialog("INVITE", "echo", "z9hG4bKu4", "call-21", &tag, 3).replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: text/x-unknown\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    assert_eq!(statuses(&h.send(&bad_body)), [100, 415]);
+}
+
+#[test]
+fn a_call_that_never_ends_is_ended_at_max_call_duration() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKv1", "call-22", true));
+    let tag = to_tag(&response(&out[2]));
+    h.send(&in_dialog("ACK", "echo", "z9hG4bKv2", "call-22", &tag, 1));
+    assert!(h.advance(Duration::from_secs(3599)).is_empty());
+    let out = h.advance(Duration::from_secs(1));
+    let bye = match Message::parse(out[0].payload.clone()).unwrap() {
+        Message::Request(r) => r,
+        _ => panic!("a BYE"),
+    };
+    assert_eq!(bye.method, Method::Bye);
+    assert!(header_of(&bye, HeaderName::Reason).contains("Maximum call duration"));
+    assert_eq!(h.endpoint.stats().dialogs, 0);
+}
+
+fn header_of(r: &sip_message::Request, name: HeaderName) -> String {
+    r.headers
+        .get(&name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }

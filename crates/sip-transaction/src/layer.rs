@@ -11,12 +11,10 @@ use crate::machine::{
 };
 use crate::timer::{Timer, TimerConfig};
 use bytes::Bytes;
-use sip_message::{
-    HeaderName, Headers, Host, Method, Request, Response, Version, Via, ViaTransport,
-};
+use sip_message::{HeaderName, Headers, Method, Request, Response, Version, Via, ViaTransport};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 use tracing::{debug, trace, warn};
 
@@ -334,6 +332,13 @@ fn span(method: &Method, branch: Option<&[u8]>, call_id: Option<&Bytes>) -> trac
 
 /// RFC 3261 §18.2.2 and RFC 3581 §4: where responses to a request received
 /// on `flow` with top Via `via` go.
+///
+/// The address is always the packet's source, never one the sender wrote: a
+/// `received` it put in its own Via, or a `maddr`, would otherwise let anyone
+/// point our responses and their retransmissions at a third party (the
+/// hardening §18.2.2 allows; PJSIP and Kamailio do the same). Multicast
+/// responses are not supported. The port is the source port when the Via asks
+/// for `rport`, else the sent-by port.
 fn response_flow(via: &Via, flow: &Flow) -> Flow {
     if flow.transport.is_reliable() {
         // Back over the connection the request came on.
@@ -343,27 +348,12 @@ fn response_flow(via: &Via, flow: &Flow) -> Flow {
         ViaTransport::Known(t) => t.default_port(),
         ViaTransport::Other(_) => flow.transport.default_port(),
     };
-    let sent_by_port = via.port.unwrap_or(default_port);
-    let maddr = match via.maddr() {
-        Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-        Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        // A domain maddr needs DNS, which is not ours; fall back.
-        _ => None,
-    };
-    let remote = if let Some(ip) = maddr {
-        SocketAddr::new(ip, sent_by_port)
-    } else {
-        let ip = via.received().unwrap_or(flow.remote.ip());
-        let port = match via.rport() {
-            Some(Some(port)) if port != 0 => port,
-            // `rport` without a value: the source port (RFC 3581 §4).
-            Some(_) => flow.remote.port(),
-            None => sent_by_port,
-        };
-        SocketAddr::new(ip, port)
+    let port = match via.rport() {
+        Some(_) => flow.remote.port(),
+        None => via.port.unwrap_or(default_port),
     };
     Flow {
-        remote,
+        remote: SocketAddr::new(flow.remote.ip(), port),
         connection: None,
         ..*flow
     }
@@ -871,14 +861,16 @@ impl TransactionLayer {
 
     /// The TU answers a server transaction (RFC 3261 §17.2). Responses go
     /// where RFC 3261 §18.2.2 and RFC 3581 §4 say: over the same connection
-    /// on reliable transports; otherwise to `maddr`, or the `received`
-    /// address (else the source) at the `rport` (else the sent-by port).
+    /// on reliable transports; otherwise to the source address (never a
+    /// `maddr` or `received` the sender wrote), at the source port with `rport`
+    /// else the sent-by port. Returns the encoded response, for a TU that
+    /// retransmits it (a 2xx to INVITE, RFC 3261 §13.3.1.4).
     pub fn send_response(
         &mut self,
         now: Instant,
         key: &TransactionKey,
         response: Response,
-    ) -> Result<(), Error> {
+    ) -> Result<Bytes, Error> {
         let status = response.status;
         let class = ResponseClass::of(status).ok_or(Error::InvalidStatus { status })?;
         let tx = self
@@ -909,12 +901,13 @@ impl TransactionLayer {
         let payload = response.to_bytes();
         debug!(status, remote = %tx.flow.remote, "send response");
         tx.message = Some(payload.clone());
+        let payload_out = payload.clone();
         self.transmits.push_back(Transmit {
             flow: tx.flow,
             payload,
         });
         self.drive(now, key);
-        Ok(())
+        Ok(payload_out)
     }
 
     /// The TU abandons a transaction; it is removed at once and a

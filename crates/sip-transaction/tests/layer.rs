@@ -881,13 +881,28 @@ fn responses_routed_per_rfc3261_18_2_2_and_rfc3581() {
         )),
         "198.51.100.7:5060"
     );
-    // maddr wins, at the sent-by port.
+    // maddr is not followed: the source, at the source port (rport).
     assert_eq!(
         remote(routed(
             "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-rt;maddr=239.1.1.1;ttl=1;rport=40000",
             Transport::Udp
         )),
-        "239.1.1.1:5070"
+        "198.51.100.7:40000"
+    );
+    // A received= the sender wrote itself is not followed either, nor its rport value.
+    assert_eq!(
+        remote(routed(
+            "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-rt;received=203.0.113.9",
+            Transport::Udp
+        )),
+        "198.51.100.7:5070"
+    );
+    assert_eq!(
+        remote(routed(
+            "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-rt;received=203.0.113.9;rport=9",
+            Transport::Udp
+        )),
+        "198.51.100.7:40000"
     );
     // Reliable: the connection the request came on, whatever Via says.
     let f = routed(
