@@ -28,6 +28,15 @@ fn fixtures() -> Vec<Vec<u8>> {
     all
 }
 
+/// After every timer has run (the longest is the one-hour call cap, then its BYE's
+/// Timer F), nothing may be left: no transaction stuck without a timer, no dialog.
+fn nothing_left(h: &mut Harness) {
+    h.advance(Duration::from_secs(2 * 3600));
+    let stats = h.endpoint.stats();
+    assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
+    assert_eq!(h.endpoint.poll_timeout(), None);
+}
+
 fn options_still_answered(h: &mut Harness) {
     let options = format!(
         "OPTIONS sip:{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKalive\r\n\
@@ -47,6 +56,7 @@ proptest! {
         h.send_bytes(transport, Bytes::from(data));
         h.advance(Duration::from_secs(40));
         options_still_answered(&mut h);
+        nothing_left(&mut h);
     }
 
     /// Fixtures and a good INVITE with bytes flipped, cut or inserted, several in a row
@@ -72,5 +82,6 @@ proptest! {
             h.advance(Duration::from_millis(wait_ms));
         }
         options_still_answered(&mut h);
+        nothing_left(&mut h);
     }
 }
