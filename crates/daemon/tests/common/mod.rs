@@ -1,6 +1,12 @@
 //! Shared harness for the loopback tests: start the real `tandem` binary on free ports,
 //! run SIPp against it, read back SIPp's statistics and the daemon's stats log line.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -34,8 +40,10 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
+    /// The UDP port it bound (port 0 in its config: no race with other tests).
     pub port: u16,
-    pub addr: SocketAddr,
+    /// The TCP port it bound.
+    pub tcp_port: u16,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -43,13 +51,12 @@ impl Daemon {
     /// Starts `tandem run` with the demo users on a free port; `extra` is appended to the
     /// config file.
     pub fn start(name: &str, extra: &str) -> Daemon {
-        let port = free_port();
         let dir = scratch_dir(name);
         let config = dir.join("tandem.toml");
         std::fs::write(
             &config,
             format!(
-                "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\n{extra}\n\
+                "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n{extra}\n\
                  [log]\nlevel = \"info\"\n\
                  [[users]]\nname = \"echo\"\nbehaviour = \"echo\"\n\
                  [[users]]\nname = \"ring\"\nbehaviour = \"ring\"\n\
@@ -74,13 +81,25 @@ impl Daemon {
                 sink.lock().unwrap().push(line);
             }
         });
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             child,
-            port,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            port: 0,
+            tcp_port: 0,
             lines,
         };
-        daemon.wait_for_line("ready", Duration::from_secs(20));
+        // "ready listen=udp:127.0.0.1:41234 tcp:127.0.0.1:40121"
+        let ready = daemon.wait_for_line("ready", Duration::from_secs(20));
+        let port_of = |transport: &str| -> u16 {
+            ready
+                .split_whitespace()
+                .map(|w| w.trim_start_matches("listen="))
+                .find_map(|w| w.strip_prefix(transport))
+                .and_then(|addr| addr.parse::<SocketAddr>().ok())
+                .map(|addr| addr.port())
+                .unwrap_or_else(|| panic!("no {transport} address in {ready:?}"))
+        };
+        daemon.port = port_of("udp:");
+        daemon.tcp_port = port_of("tcp:");
         daemon
     }
 
@@ -200,8 +219,12 @@ pub fn sipp(name: &str, daemon: &Daemon, args: &[&str]) -> SippRun {
     let stats = dir.join("stats.csv");
     let _ = std::fs::remove_file(&stats);
     let local_port = free_port();
+    let tcp = args
+        .windows(2)
+        .any(|w| w[0] == "-t" && w[1].starts_with('t'));
+    let port = if tcp { daemon.tcp_port } else { daemon.port };
     let output = Command::new("sipp")
-        .arg(format!("127.0.0.1:{}", daemon.port))
+        .arg(format!("127.0.0.1:{port}"))
         .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
         .args(["-nostdin", "-timeout", "120s", "-timeout_error"])
         .args(["-trace_stat", "-fd", "1", "-stf"])
