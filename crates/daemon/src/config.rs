@@ -30,6 +30,7 @@ pub struct SipConfig {
     pub user_agent: String,
     pub ring_timeout_s: u64,
     pub max_call_duration_s: u64,
+    pub advertised_address: Option<std::net::IpAddr>,
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     pub timers: Timers,
@@ -51,6 +52,7 @@ impl Default for SipConfig {
             user_agent: format!("Tandem/{}", env!("CARGO_PKG_VERSION")),
             ring_timeout_s: 60,
             max_call_duration_s: 3600,
+            advertised_address: None,
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
             timers: Timers::default(),
@@ -224,6 +226,27 @@ impl Config {
         if self.sip.listen.is_empty() {
             return Err("key `sip.listen`: at least one socket is needed".into());
         }
+        if let Some(wildcard) = self
+            .sip
+            .listen
+            .iter()
+            .find(|l| l.addr.ip().is_unspecified())
+        {
+            if self.sip.advertised_address.is_none() {
+                return Err(format!(
+                    "key `sip.advertised_address`: needed when listening on {wildcard}: \
+                     0.0.0.0 and :: are no address a peer can reach, so Contact, Via and SDP \
+                     need the address to advertise"
+                ));
+            }
+        }
+        if self
+            .sip
+            .advertised_address
+            .is_some_and(|a| a.is_unspecified() || a.is_multicast())
+        {
+            return Err("key `sip.advertised_address`: must be a unicast address".into());
+        }
         let mut seen = std::collections::HashSet::new();
         for user in &self.users {
             if !seen.insert(user.name.as_str()) {
@@ -309,6 +332,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("appears twice"));
+    }
+
+    #[test]
+    fn wildcard_listen_needs_an_advertised_address() {
+        let err = Config::parse("[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\n", "t").unwrap_err();
+        assert!(err.to_string().contains("sip.advertised_address"), "{err}");
+        let ok = Config::parse(
+            "[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\nadvertised_address = \"192.0.2.10\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.sip.advertised_address,
+            Some("192.0.2.10".parse().unwrap())
+        );
+        assert!(Config::parse("[sip]\nadvertised_address = \"0.0.0.0\"\n", "t").is_err());
     }
 
     #[test]

@@ -125,6 +125,7 @@ fn runtime_config(config: &Config) -> RuntimeConfig {
     };
     let mut transport =
         runtime::sip_transport::TransportConfig::new(addrs(Transport::Udp), addrs(Transport::Tcp));
+    transport.advertised_host = config.sip.advertised_address.map(|a| a.to_string());
     transport.limits.max_header_bytes = config.sip.max_header_bytes;
     transport.limits.max_body_bytes = config.sip.max_body_bytes;
     let timers = &config.sip.timers;
@@ -149,6 +150,7 @@ fn runtime_config(config: &Config) -> RuntimeConfig {
         user_agent: config.sip.user_agent.clone(),
         ring_timeout: Duration::from_secs(config.sip.ring_timeout_s),
         max_call_duration: Duration::from_secs(config.sip.max_call_duration_s),
+        advertised_address: config.sip.advertised_address,
         seed: seed(),
     };
     RuntimeConfig {

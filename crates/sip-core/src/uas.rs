@@ -30,6 +30,10 @@ pub struct EndpointConfig {
     pub ring_timeout: Duration,
     /// Seeds tags and branches (the core has no entropy source of its own).
     pub seed: u64,
+    /// The address written in Contact, Via and SDP instead of the socket's own: needed
+    /// when listening on a wildcard address (0.0.0.0 or ::), which is no address a peer
+    /// can reach. `None`: the address of the socket the request arrived on.
+    pub advertised_address: Option<std::net::IpAddr>,
     /// A call still up this long after its answer is ended with BYE, so a peer that
     /// never hangs up cannot hold state forever (session timers arrive with [dialog]).
     pub max_call_duration: Duration,
@@ -48,6 +52,7 @@ impl Default for EndpointConfig {
             ring_timeout: Duration::from_secs(60),
             seed: 0,
             max_call_duration: Duration::from_secs(3600),
+            advertised_address: None,
         }
     }
 }
@@ -455,7 +460,7 @@ impl Endpoint {
         }
         let session_id = self.ids.next_u64() >> 1;
         let local = LocalMedia {
-            address: flow.local.ip(),
+            address: self.local_ip(&flow),
             // No media yet: the discard port, until [media] gives echo a real stream.
             port: 9,
             session_id,
@@ -506,9 +511,8 @@ impl Endpoint {
         for route in &route_set {
             ringing.headers.push(HeaderName::RecordRoute, route.clone());
         }
-        ringing
-            .headers
-            .push(HeaderName::Contact, contact(&name, &flow));
+        let ringing_contact = contact(&name, &self.local_addr(&flow), flow.transport);
+        ringing.headers.push(HeaderName::Contact, ringing_contact);
         self.respond(now, &key, ringing);
         let mut dialog = Dialog {
             state: DialogState::Ringing,
@@ -561,8 +565,12 @@ impl Endpoint {
         for route in &dialog.route_set {
             ok.headers.push(HeaderName::RecordRoute, route.clone());
         }
-        ok.headers
-            .push(HeaderName::Contact, contact(&dialog.user, &dialog.flow));
+        let ok_contact = contact(
+            &dialog.user,
+            &self.local_addr(&dialog.flow),
+            dialog.flow.transport,
+        );
+        ok.headers.push(HeaderName::Contact, ok_contact);
         ok.headers.push(HeaderName::Allow, ALLOW);
         ok.headers.push(HeaderName::ContentType, "application/sdp");
         ok.body = dialog.local_sdp.clone();
@@ -746,7 +754,7 @@ impl Endpoint {
             return self.respond(now, &key, response);
         }
         let local = LocalMedia {
-            address: dialog.flow.local.ip(),
+            address: self.local_ip(&dialog.flow),
             port: 9,
             session_id: dialog.session_id,
             version: dialog.sdp_version + 1,
@@ -820,6 +828,7 @@ impl Endpoint {
 
     /// BYE for a dialog whose 2xx was never acknowledged (§13.3.1.4).
     fn send_bye(&mut self, now: Instant, key: &DialogKey, reason: &'static str) {
+        let advertised = self.config.advertised_address;
         let Some(dialog) = self.dialogs.get_mut(key) else {
             return;
         };
@@ -836,7 +845,10 @@ impl Endpoint {
             format!(
                 "SIP/2.0/{} {};branch={branch};rport",
                 transport.as_str(),
-                sent_by(&dialog.flow)
+                SocketAddr::new(
+                    advertised.unwrap_or(dialog.flow.local.ip()),
+                    dialog.flow.local.port()
+                )
             ),
         );
         // §12.2.1.1: the route set, in order. The BYE goes back along the flow the
@@ -909,6 +921,15 @@ impl Endpoint {
     }
 
     // ---- output
+
+    /// Our address as peers must see it on `flow` (Contact, Via sent-by, SDP).
+    fn local_ip(&self, flow: &Flow) -> IpAddr {
+        self.config.advertised_address.unwrap_or(flow.local.ip())
+    }
+
+    fn local_addr(&self, flow: &Flow) -> SocketAddr {
+        SocketAddr::new(self.local_ip(flow), flow.local.port())
+    }
 
     /// A response to `request` carrying our Server header.
     fn response(&self, request: &Request, status: u16, to_tag: Option<&str>) -> Response {
@@ -1065,18 +1086,13 @@ fn offer_in(request: &Request) -> Result<Option<Bytes>, Rejection> {
     Ok(None)
 }
 
-/// Our Contact for a dialog: the user at the socket the request arrived on.
-fn contact(user: &str, flow: &Flow) -> String {
-    match flow.transport {
-        Transport::Udp => format!("<sip:{user}@{}>", flow.local),
+/// Our Contact for a dialog: the user at the address the request arrived on.
+fn contact(user: &str, local: &SocketAddr, transport: Transport) -> String {
+    match transport {
+        Transport::Udp => format!("<sip:{user}@{local}>"),
         other => format!(
-            "<sip:{user}@{};transport={}>",
-            flow.local,
+            "<sip:{user}@{local};transport={}>",
             other.as_str().to_ascii_lowercase()
         ),
     }
-}
-
-fn sent_by(flow: &Flow) -> String {
-    flow.local.to_string()
 }

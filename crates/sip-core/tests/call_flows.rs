@@ -533,3 +533,33 @@ fn header_of(r: &sip_message::Request, name: HeaderName) -> String {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
 }
+
+#[test]
+fn advertised_address_is_what_peers_see() {
+    let config = sip_core::EndpointConfig {
+        advertised_address: Some("192.0.2.10".parse().unwrap()),
+        ..sip_core::EndpointConfig::default()
+    };
+    let mut h = Harness::with_config(config);
+    let out = h.send(&invite("echo", "z9hG4bKw1", "call-23", true));
+    let ok = response(&out[2]);
+    assert_eq!(
+        header(&ok, HeaderName::Contact),
+        "<sip:echo@192.0.2.10:5060>"
+    );
+    assert!(String::from_utf8_lossy(&ok.body).contains("c=IN IP4 192.0.2.10\r\n"));
+}
+
+#[test]
+fn trying_echoes_the_timestamp() {
+    let mut h = Harness::new();
+    let text = invite("ring", "z9hG4bKx1", "call-24", false).replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nTimestamp: 54.2 0.1\r\n",
+    );
+    let out = h.send(&text);
+    assert_eq!(
+        header(&response(&out[0]), HeaderName::Timestamp),
+        "54.2 0.1"
+    );
+}

@@ -603,7 +603,14 @@ impl TransactionLayer {
                 // RFC 3261 §17.2.1: a 100 Trying at once, so that
                 // retransmissions of the INVITE get a provisional.
                 let mut fsm = ServerInvite::new(now, self.config, reliable);
-                let trying = Response::from_request(&request, 100, None).to_bytes();
+                let mut trying = Response::from_request(&request, 100, None);
+                // §8.2.6.1: a 100 Trying echoes the request's Timestamp.
+                if let Some(timestamp) = request.headers.get(&HeaderName::Timestamp) {
+                    trying
+                        .headers
+                        .push(HeaderName::Timestamp, timestamp.clone());
+                }
+                let trying = trying.to_bytes();
                 let _ = fsm.send_response(now, ResponseClass::Provisional);
                 self.transmits.push_back(Transmit {
                     flow: out_flow,

@@ -35,13 +35,15 @@ impl Harness {
 
     /// The demo users plus `extra`, all answering like `echo`.
     pub fn with_users(extra: &[&str]) -> Harness {
-        let mut config = EndpointConfig {
-            seed: 1,
-            ..EndpointConfig::default()
-        };
+        let mut config = EndpointConfig::default();
         for user in extra {
             config.users.push(((*user).to_owned(), Behaviour::Echo));
         }
+        Harness::with_config(config)
+    }
+
+    pub fn with_config(config: EndpointConfig) -> Harness {
+        let config = EndpointConfig { seed: 1, ..config };
         let start = Instant::now();
         Harness {
             endpoint: Endpoint::new(config),
