@@ -65,3 +65,12 @@ fn usage_errors_exit_2() {
     let version = tandem(&["--version"]);
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("tandem "));
 }
+
+#[test]
+fn sigint_and_sigterm_stop_the_daemon_cleanly() {
+    for signal in ["-INT", "-TERM"] {
+        let daemon = common::Daemon::start(&format!("signal{signal}"), "");
+        let status = daemon.signal_and_wait(signal);
+        assert!(status.success(), "{signal}: {status:?}");
+    }
+}

@@ -154,9 +154,14 @@ impl Daemon {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.signal_and_wait("-TERM")
+    }
+
+    /// Sends `signal` (e.g. "-INT") and waits up to 10 s for the exit.
+    pub fn signal_and_wait(mut self, signal: &str) -> std::process::ExitStatus {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
