@@ -598,7 +598,7 @@ impl TransactionLayer {
         let reliable = flow.transport.is_reliable();
         let out_flow = response_flow(&via, &flow);
         let call_id = call_id.unwrap_or_default();
-        match request.method {
+        match request.method.clone() {
             Method::Invite => {
                 // RFC 3261 §17.2.1: a 100 Trying at once, so that
                 // retransmissions of the INVITE get a provisional.
@@ -627,13 +627,14 @@ impl TransactionLayer {
                 );
                 RequestOutcome::New { key, request }
             }
-            Method::Cancel => {
-                // RFC 3261 §9.2: the target is the transaction the CANCEL
-                // would match were its method not CANCEL.
-                let invite = TransactionKey::server_for_request_as(&request, Method::Invite)
-                    .ok()
+            method => {
+                // RFC 3261 §9.2: a CANCEL targets the transaction it would match
+                // were its method not CANCEL.
+                let invite = (method == Method::Cancel)
+                    .then(|| TransactionKey::server_for_request_as(&request, Method::Invite).ok())
+                    .flatten()
                     .filter(|k| self.transactions.contains_key(k));
-                debug!(target = ?invite.as_ref().map(ToString::to_string), "new CANCEL transaction");
+                debug!(%method, target = ?invite.as_ref().map(ToString::to_string), "new server non-INVITE transaction");
                 let fsm = ServerNonInvite::new(now, self.config, reliable);
                 self.insert(
                     now,
@@ -643,24 +644,15 @@ impl TransactionLayer {
                     None,
                     call_id,
                 );
-                RequestOutcome::Cancel {
-                    key,
-                    request,
-                    invite,
+                if method == Method::Cancel {
+                    RequestOutcome::Cancel {
+                        key,
+                        request,
+                        invite,
+                    }
+                } else {
+                    RequestOutcome::New { key, request }
                 }
-            }
-            _ => {
-                debug!("new server non-INVITE transaction");
-                let fsm = ServerNonInvite::new(now, self.config, reliable);
-                self.insert(
-                    now,
-                    key.clone(),
-                    Machine::ServerNonInvite { fsm },
-                    out_flow,
-                    None,
-                    call_id,
-                );
-                RequestOutcome::New { key, request }
             }
         }
     }

@@ -324,21 +324,15 @@ impl Transports {
         let transport = transmit.flow.transport;
         let remote = transmit.flow.remote;
         let mut table = lock(&self.inner.conns);
-        // The named connection, if still open (RFC 3261 §18.2.2).
-        if let Some(id) = transmit.flow.connection {
-            match table.enqueue(id, transport, transmit) {
-                Enqueue::Queued => return Ok(()),
-                Enqueue::Full => {
-                    return Err(TransportError::QueueFull {
-                        remote,
-                        connection: id,
-                    });
-                }
-                Enqueue::Gone(t) => transmit = t,
-            }
-        }
-        // Any open connection to the same peer (RFC 3261 §18.1.1 reuse).
-        for id in table.to_remote(transport, remote) {
+        // The named connection if still open (RFC 3261 §18.2.2), then any open
+        // connection to the same peer (§18.1.1 reuse), established ones first.
+        let candidates: Vec<_> = transmit
+            .flow
+            .connection
+            .into_iter()
+            .chain(table.to_remote(transport, remote))
+            .collect();
+        for id in candidates {
             match table.enqueue(id, transport, transmit) {
                 Enqueue::Queued => return Ok(()),
                 Enqueue::Full => {
