@@ -152,6 +152,7 @@ fn runtime_config(config: &Config) -> RuntimeConfig {
         max_call_duration: Duration::from_secs(config.sip.max_call_duration_s),
         advertised_address: config.sip.advertised_address,
         seed: seed(),
+        session_timer: sip_core::SessionTimerConfig::default(),
     };
     RuntimeConfig {
         transport,

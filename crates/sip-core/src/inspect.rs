@@ -8,14 +8,11 @@
 use bytes::Bytes;
 use sip_message::{HeaderName, Method, Request, Uri};
 
-/// Methods the first UAS implements, as listed in `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE";
+pub use sip_dialog::{ALLOW, SUPPORTED};
 /// Bodies an INVITE, ACK or OPTIONS may carry.
 pub const ACCEPT: &str = "application/sdp";
 /// Bodies a MESSAGE may carry (RFC 3428 §7).
 pub const ACCEPT_MESSAGE: &str = "text/plain, text/html, message/cpim, application/im-iscomposing+xml, multipart/mixed, multipart/alternative";
-/// Option tags we support (none yet: 100rel, timer and replaces arrive with [dialog]).
-pub const SUPPORTED: &str = "";
 
 /// A demo user's behaviour (DESIGN.md, Operations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,7 +101,12 @@ pub fn check_method(method: &Method) -> Result<(), Rejection> {
         | Method::Cancel
         | Method::Bye
         | Method::Options
-        | Method::Message => Ok(()),
+        | Method::Message
+        | Method::Update
+        | Method::Prack
+        | Method::Info
+        | Method::Refer
+        | Method::Notify => Ok(()),
         Method::Extension(_) => Err(Rejection::new(501).header(HeaderName::Allow, ALLOW)),
         _ => Err(Rejection::new(405).header(HeaderName::Allow, ALLOW)),
     }

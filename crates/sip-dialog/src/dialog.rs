@@ -1,0 +1,251 @@
+//! One dialog (RFC 3261 §12): its identifier, state, route set, remote target and
+//! sequence numbers, and how a request inside it is built (§12.2.1.1) and checked
+//! (§12.2.2).
+
+use bytes::Bytes;
+use sip_message::{HeaderName, Host, Method, NameAddr, Request, Response, Transport, Uri};
+use std::net::{IpAddr, SocketAddr};
+
+/// RFC 3261 §12: a dialog is identified by Call-ID, local tag and remote tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DialogId {
+    pub call_id: Bytes,
+    pub local_tag: Bytes,
+    pub remote_tag: Bytes,
+}
+
+/// RFC 3261 §12: early (made by a provisional response), confirmed (by a 2xx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogState {
+    Early,
+    Confirmed,
+}
+
+/// The state of one dialog, from either side.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub id: DialogId,
+    pub state: DialogState,
+    /// Our URI as a From/To header value, with our tag.
+    local_uri: Bytes,
+    /// Theirs, with their tag.
+    remote_uri: Bytes,
+    /// Where requests in the dialog go: the peer's Contact (§12.1.1, §12.1.2).
+    pub remote_target: Bytes,
+    /// Route set, in the order the Route header will carry it.
+    pub route_set: Vec<Bytes>,
+    /// Our CSeq for the next request (§12.2.1.1: incremented by one per request).
+    local_cseq: u32,
+    /// The highest CSeq received from the peer (§12.2.2); `None` before the first.
+    remote_cseq: Option<u32>,
+    /// A `sips:` Request-URI made this dialog secure (§12.1.1).
+    pub secure: bool,
+}
+
+impl Dialog {
+    /// UAS side (RFC 3261 §12.1.1): built from the request and the tag we give the
+    /// dialog-creating response. `None` when the request lacks what a dialog needs
+    /// (validate() already refused such requests).
+    pub fn uas(request: &Request, local_tag: &Bytes) -> Option<Dialog> {
+        let from = request.headers.from().ok()?;
+        let cseq = request.headers.cseq().ok()?;
+        let call_id = Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes());
+        let remote_tag = Bytes::copy_from_slice(from.tag().unwrap_or_default());
+        let to = request.headers.get(&HeaderName::To)?;
+        Some(Dialog {
+            id: DialogId {
+                call_id,
+                local_tag: local_tag.clone(),
+                remote_tag,
+            },
+            state: DialogState::Early,
+            local_uri: with_tag(to, local_tag),
+            remote_uri: request.headers.get(&HeaderName::From)?.clone(),
+            remote_target: contact_uri(&request.headers).unwrap_or_else(|| from.uri.to_bytes()),
+            // The Record-Route values in order (§12.1.1).
+            route_set: request.headers.values(&HeaderName::RecordRoute).collect(),
+            // §12.1.1: the local sequence number is chosen by us; start low.
+            local_cseq: 1,
+            remote_cseq: Some(cseq.seq),
+            secure: request_is_secure(request),
+        })
+    }
+
+    /// UAC side (RFC 3261 §12.1.2): built from our request and a response with a To
+    /// tag (a 1xx makes an early dialog, a 2xx a confirmed one).
+    pub fn uac(request: &Request, response: &Response) -> Option<Dialog> {
+        let to = response.headers.to().ok()?;
+        let remote_tag = Bytes::copy_from_slice(to.tag()?);
+        let from = request.headers.from().ok()?;
+        let local_tag = Bytes::copy_from_slice(from.tag()?);
+        let cseq = request.headers.cseq().ok()?;
+        let call_id = Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes());
+        let mut route_set: Vec<Bytes> = response.headers.values(&HeaderName::RecordRoute).collect();
+        // §12.1.2: the Record-Route values in reverse order.
+        route_set.reverse();
+        let state = if response.status >= 200 {
+            DialogState::Confirmed
+        } else {
+            DialogState::Early
+        };
+        Some(Dialog {
+            id: DialogId {
+                call_id,
+                local_tag,
+                remote_tag,
+            },
+            state,
+            local_uri: request.headers.get(&HeaderName::From)?.clone(),
+            remote_uri: response.headers.get(&HeaderName::To)?.clone(),
+            remote_target: contact_uri(&response.headers)
+                .unwrap_or_else(|| Bytes::copy_from_slice(&request.uri)),
+            route_set,
+            local_cseq: cseq.seq.saturating_add(1),
+            remote_cseq: None,
+            secure: request_is_secure(request),
+        })
+    }
+
+    /// The CSeq number the next request will carry, without taking it.
+    pub fn peek_cseq(&self) -> u32 {
+        self.local_cseq
+    }
+
+    /// Takes the next local CSeq number (§12.2.1.1).
+    pub fn next_cseq(&mut self) -> u32 {
+        let seq = self.local_cseq;
+        self.local_cseq = self.local_cseq.saturating_add(1);
+        seq
+    }
+
+    /// RFC 3261 §12.2.2: a request whose CSeq is lower than the last one received is
+    /// out of order (answer 500); otherwise the number is remembered. A new request
+    /// with the same number is refused too: each new request takes a higher one
+    /// (§12.2.1.1), and retransmissions never get here (their transaction absorbs
+    /// them). ACK and CANCEL carry the number of the request they belong to and are
+    /// not checked here.
+    pub fn accept_remote_cseq(&mut self, seq: u32) -> bool {
+        match self.remote_cseq {
+            Some(last) if seq <= last => false,
+            _ => {
+                self.remote_cseq = Some(seq);
+                true
+            }
+        }
+    }
+
+    /// RFC 3261 §12.2: a target refresh request or its 2xx replaces the remote target
+    /// with its Contact.
+    pub fn refresh_target(&mut self, headers: &sip_message::Headers) {
+        if let Some(uri) = contact_uri(headers) {
+            self.remote_target = uri;
+        }
+    }
+
+    /// Builds a request inside the dialog (RFC 3261 §12.2.1.1): To, From, Call-ID,
+    /// CSeq `seq`, the Request-URI and Route from the route set (loose routing when
+    /// the first route has `lr`, strict routing otherwise), and the top Via.
+    pub fn request(&self, method: Method, seq: u32, via: Bytes) -> Request {
+        let mut request = Request::new(
+            method.clone(),
+            &Uri::Other {
+                scheme: Bytes::new(),
+                rest: Bytes::new(),
+            },
+        );
+        let first_is_loose = self
+            .route_set
+            .first()
+            .and_then(NameAddr::parse)
+            .map(|route| route.uri.as_sip().is_some_and(|u| u.param("lr").is_some()));
+        request.headers.push(HeaderName::Via, via);
+        request.headers.push(HeaderName::MaxForwards, "70");
+        match first_is_loose {
+            // No route set, or a loose router first: Request-URI = remote target.
+            None | Some(true) => {
+                request.uri = self.remote_target.clone();
+                for route in &self.route_set {
+                    request.headers.push(HeaderName::Route, route.clone());
+                }
+            }
+            // A strict router: it takes the Request-URI; the remote target goes last.
+            Some(false) => {
+                let mut routes = self.route_set.iter();
+                if let Some(first) = routes.next().and_then(NameAddr::parse) {
+                    let mut uri = first.uri.clone();
+                    if let Uri::Sip(sip) = &mut uri {
+                        sip.headers.clear();
+                        sip.params
+                            .retain(|p| !p.name.eq_ignore_ascii_case(b"method"));
+                    }
+                    request.uri = uri.to_bytes();
+                }
+                for route in routes {
+                    request.headers.push(HeaderName::Route, route.clone());
+                }
+                let mut target = b"<".to_vec();
+                target.extend_from_slice(&self.remote_target);
+                target.push(b'>');
+                request.headers.push(HeaderName::Route, target);
+            }
+        }
+        request
+            .headers
+            .push(HeaderName::From, self.local_uri.clone());
+        request
+            .headers
+            .push(HeaderName::To, self.remote_uri.clone());
+        request
+            .headers
+            .push(HeaderName::CallId, self.id.call_id.clone());
+        request
+            .headers
+            .push(HeaderName::CSeq, format!("{seq} {method}"));
+        request
+    }
+
+    /// The address the next hop of an in-dialog request is at, when it can be known
+    /// without DNS: the first route when there is a route set, else the remote target,
+    /// if it names an IP address. `None`: send along the flow the dialog was made on.
+    pub fn next_hop(&self, transport: Transport) -> Option<SocketAddr> {
+        let uri = match self.route_set.first() {
+            Some(route) => NameAddr::parse(route)?.uri,
+            None => Uri::parse_bytes(&self.remote_target).ok()?,
+        };
+        let sip = uri.as_sip()?;
+        let ip: IpAddr = match &sip.host {
+            Host::Ipv4(a) => IpAddr::V4(*a),
+            Host::Ipv6(a) => IpAddr::V6(*a),
+            Host::Domain(_) => return None,
+        };
+        let default = if sip.secure || transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        };
+        Some(SocketAddr::new(ip, sip.port.unwrap_or(default)))
+    }
+}
+
+/// The URI of the first Contact of a message, if it has one.
+fn contact_uri(headers: &sip_message::Headers) -> Option<Bytes> {
+    match headers.contacts().ok()? {
+        sip_message::Contacts::List(list) => list.first().map(|c| c.addr.uri.to_bytes()),
+        _ => None,
+    }
+}
+
+fn with_tag(value: &Bytes, tag: &Bytes) -> Bytes {
+    let mut v = value.to_vec();
+    v.extend_from_slice(b";tag=");
+    v.extend_from_slice(tag);
+    Bytes::from(v)
+}
+
+fn request_is_secure(request: &Request) -> bool {
+    request
+        .uri()
+        .ok()
+        .and_then(|u| u.as_sip().map(|s| s.secure))
+        .unwrap_or(false)
+}
