@@ -1004,12 +1004,17 @@ impl UserAgent {
                 self.on_modify_response(now, id, key, response)
             }
             (session, TxKind::App) if response.status >= 200 => {
+                let status = response.status;
                 self.events.push_back(Event::Response {
                     session,
                     tx: key,
-                    status: response.status,
+                    status,
                     response: Some(response),
                 });
+                // §12.2.1.2: 481 or 408 to a request in a dialog ends the dialog.
+                if let (Some(id), 481 | 408) = (session, status) {
+                    self.fail_dialog(now, id, status);
+                }
             }
             (Some(id), TxKind::Prack) if response.status == 481 || response.status == 408 => {
                 self.fail_dialog(now, id, response.status);
