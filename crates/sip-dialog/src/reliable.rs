@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 /// The option tag of this extension (RFC 3262 §8.1).
-pub const OPTION_TAG: &str = "100rel";
+pub const OPTION_TAG_100REL: &str = "100rel";
 
 /// The largest initial `RSeq` (RFC 3262 §3: "between 1 and 2**31 - 1").
 const MAX_FIRST_RSEQ: u32 = (1 << 31) - 1;
@@ -108,7 +108,7 @@ pub fn supports_100rel(headers: &Headers) -> bool {
 fn has_tag(headers: &Headers, name: &HeaderName) -> bool {
     headers
         .tokens(name)
-        .any(|t| t.eq_ignore_ascii_case(OPTION_TAG.as_bytes()))
+        .any(|t| t.eq_ignore_ascii_case(OPTION_TAG_100REL.as_bytes()))
 }
 
 // ---------- UAS
@@ -215,7 +215,9 @@ impl ReliableProvisionals {
         self.next_rseq = rseq.checked_add(1);
         response.headers.set(HeaderName::RSeq, rseq.to_string());
         if !requires_100rel(&response.headers) {
-            response.headers.push(HeaderName::Require, OPTION_TAG);
+            response
+                .headers
+                .push(HeaderName::Require, OPTION_TAG_100REL);
         }
         self.unacknowledged = Some(Unacknowledged {
             cseq: response.headers.cseq().ok(),

@@ -33,7 +33,7 @@ const EXPIRY_MARGIN_CAP: Duration = Duration::from_secs(32);
 const MAX_DELTA_SECONDS: u64 = u32::MAX as u64;
 
 /// The option tag of this extension (RFC 4028 §3).
-pub const OPTION_TAG: &str = "timer";
+pub const TIMER_OPTION_TAG: &str = "timer";
 
 /// Local session-timer policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,8 +183,8 @@ pub fn min_se(headers: &Headers) -> Option<Result<Duration, ParseError>> {
 
 /// Whether the message lists `timer` in `Supported` or `Require` (RFC 4028 §3, §7.1).
 pub fn supports_timer(headers: &Headers) -> bool {
-    has_option_tag(headers, &HeaderName::Supported, OPTION_TAG)
-        || has_option_tag(headers, &HeaderName::Require, OPTION_TAG)
+    has_option_tag(headers, &HeaderName::Supported, TIMER_OPTION_TAG)
+        || has_option_tag(headers, &HeaderName::Require, TIMER_OPTION_TAG)
 }
 
 /// UAC: adds `Supported: timer`, `Session-Expires` and `Min-SE` to an INVITE or UPDATE we
@@ -208,7 +208,7 @@ pub fn add_request_headers(
     if !config.enabled {
         return;
     }
-    add_option_tag(headers, HeaderName::Supported, OPTION_TAG);
+    add_option_tag(headers, HeaderName::Supported, TIMER_OPTION_TAG);
     let floor = clamp_delta(ceil_secs(min_se_floor.unwrap_or_default()));
     let min = config.effective_min_se().max(floor);
     let se = match current {
@@ -345,9 +345,9 @@ pub fn answer(
     };
     response_headers.set(HeaderName::SessionExpires, se.to_string());
     if uac_supports {
-        add_option_tag(response_headers, HeaderName::Require, OPTION_TAG);
+        add_option_tag(response_headers, HeaderName::Require, TIMER_OPTION_TAG);
     }
-    add_option_tag(response_headers, HeaderName::Supported, OPTION_TAG);
+    add_option_tag(response_headers, HeaderName::Supported, TIMER_OPTION_TAG);
     Some(Negotiated {
         interval,
         refresher,
