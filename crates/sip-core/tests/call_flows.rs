@@ -9,6 +9,7 @@
 
 mod support;
 
+use sip_core::EndpointConfig;
 use sip_message::{HeaderName, Message, Method, Transport};
 use std::time::Duration;
 use support::*;
@@ -512,7 +513,10 @@ fn in_dialog_requests_get_the_same_checks() {
 
 #[test]
 fn a_call_that_never_ends_is_ended_at_max_call_duration() {
-    let mut h = Harness::new();
+    // Without session timers: nothing but the duration cap ends the call.
+    let mut config = EndpointConfig::default();
+    config.session_timer.enabled = false;
+    let mut h = Harness::with_config(config);
     let out = h.send(&invite("echo", "z9hG4bKv1", "call-22", true));
     let tag = to_tag(&response(&out[2]));
     h.send(&in_dialog("ACK", "echo", "z9hG4bKv2", "call-22", &tag, 1));
@@ -562,4 +566,43 @@ fn trying_echoes_the_timestamp() {
         header(&response(&out[0]), HeaderName::Timestamp),
         "54.2 0.1"
     );
+}
+
+/// RFC 4028 §9: to a peer without session-timer support, Tandem grants itself the
+/// refresher role (refresher=uas, 1800 s). At half the interval it refreshes with a
+/// re-INVITE carrying its last SDP (the peer's Allow lacks UPDATE); when the peer never
+/// answers, the refresh times out (Timer B) and the call ends with BYE (§10).
+#[test]
+fn session_refresh_by_reinvite_and_bye_when_it_fails() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("echo", "z9hG4bKw1", "call-23", true));
+    let ok = response(&out[2]);
+    assert_eq!(ok.status, 200);
+    assert!(header(&ok, HeaderName::SessionExpires).starts_with("1800;refresher=uas"));
+    let tag = to_tag(&ok);
+    h.send(&in_dialog("ACK", "echo", "z9hG4bKw2", "call-23", &tag, 1));
+    assert!(h.advance(Duration::from_secs(899)).is_empty());
+    let out = h.advance(Duration::from_secs(1));
+    let refresh = match Message::parse(out[0].payload.clone()).unwrap() {
+        Message::Request(r) => r,
+        _ => panic!("a re-INVITE"),
+    };
+    assert_eq!(refresh.method, Method::Invite);
+    assert!(header_of(&refresh, HeaderName::SessionExpires).contains("refresher=uac"));
+    assert!(header_of(&refresh, HeaderName::ContentType).contains("application/sdp"));
+    // Nobody answers: Timer B (64·T1) fails the refresh and the dialog is ended.
+    let out = h.advance(Duration::from_secs(33));
+    let byes = out
+        .iter()
+        .filter_map(|t| match Message::parse(t.payload.clone()).unwrap() {
+            Message::Request(r) if r.method == Method::Bye => Some(top_branch(&r)),
+            _ => None,
+        })
+        .collect::<std::collections::HashSet<_>>();
+    assert_eq!(byes.len(), 1, "one BYE (and its retransmissions)");
+    assert_eq!(h.endpoint.stats().dialogs, 0);
+}
+
+fn top_branch(r: &sip_message::Request) -> Vec<u8> {
+    r.headers.top_via().unwrap().branch().unwrap().to_vec()
 }

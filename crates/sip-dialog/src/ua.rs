@@ -807,10 +807,9 @@ impl UserAgent {
                 .with_header(HeaderName::RetryAfter, retry);
             return self.send_response(now, &key, response);
         }
-        if let Err(min_se) = session_timer::check_request(&self.config.session_timer, &request) {
-            let response = self
-                .response(&request, 422, None)
-                .with_header(HeaderName::MinSE, min_se.as_secs().to_string());
+        if let Err(reject) = session_timer::check_request(&self.config.session_timer, &request) {
+            let mut response = self.response(&request, reject.status_code(), None);
+            reject.add_headers(&mut response.headers);
             return self.send_response(now, &key, response);
         }
         self.accept_modify(id, key, request, TxKind::Reinvite);
@@ -834,10 +833,9 @@ impl UserAgent {
                 .with_header(HeaderName::RetryAfter, retry);
             return self.send_response(now, &key, response);
         }
-        if let Err(min_se) = session_timer::check_request(&self.config.session_timer, &request) {
-            let response = self
-                .response(&request, 422, None)
-                .with_header(HeaderName::MinSE, min_se.as_secs().to_string());
+        if let Err(reject) = session_timer::check_request(&self.config.session_timer, &request) {
+            let mut response = self.response(&request, reject.status_code(), None);
+            reject.add_headers(&mut response.headers);
             return self.send_response(now, &key, response);
         }
         self.accept_modify(id, key, request, TxKind::Update);
@@ -1734,18 +1732,18 @@ impl UserAgent {
             machine.on_final();
         }
         if (200..300).contains(&status) {
-            if let Err(min_se) =
+            if let Err(reject) =
                 session_timer::check_request(&self.config.session_timer, &session.invite)
             {
-                let response = self
-                    .response(&session.invite, 422, tag.as_deref())
-                    .with_header(HeaderName::MinSE, min_se.as_secs().to_string());
+                let status = reject.status_code();
+                let mut response = self.response(&session.invite, status, tag.as_deref());
+                reject.add_headers(&mut response.headers);
                 self.send_response(now, &key, response);
                 self.finish(
                     id,
                     &mut session,
                     Side::Local,
-                    EndCause::Rejected { status: 422 },
+                    EndCause::Rejected { status },
                     None,
                 );
                 return Ok(());
