@@ -105,7 +105,9 @@ fn empty_or_error<T>(e: NetError, name: &str, record: RecordKind) -> Result<Vec<
 
 impl DnsLookup for HickoryLookup {
     async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, ResolveError> {
-        let records = self.records(name, RecordType::NAPTR, RecordKind::Naptr).await?;
+        let records = self
+            .records(name, RecordType::NAPTR, RecordKind::Naptr)
+            .await?;
         Ok(records
             .into_iter()
             .filter_map(|r| match r {

@@ -8,18 +8,17 @@
 //! with hickory-resolver on tokio.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), sip_resolve::ResolveError> {
-//! use sip_message::{Host, SipUri};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use sip_message::Uri;
 //! use sip_resolve::{HickoryLookup, ResolveConfig, resolve};
 //! let dns = HickoryLookup::from_system_conf()?;
-//! let uri = SipUri::new(Host::parse(b"example.com").ok_or(
-//!     sip_resolve::ResolveError::NotFound { name: "example.com".into() },
-//! )?);
-//! let mut random = || rand_u32();
-//! # fn rand_u32() -> u32 { 4 }
+//! let Uri::Sip(uri) = Uri::parse(b"sip:alice@example.com")? else { return Ok(()) };
+//! // any source of randomness for RFC 2782 weights; a clock's nanoseconds will do
+//! let mut random = || std::time::SystemTime::now()
+//!     .duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
 //! for target in resolve(&dns, &uri, &ResolveConfig::default(), &mut random).await? {
-//!     // try target.transport to target.addr; on timeout, transport error or 503,
-//!     // go on with the next one (RFC 3263 §4.3)
+//!     // send to target.addr over target.transport; on a timeout, a transport error
+//!     // or a 503, go on with the next target (RFC 3263 §4.3)
 //! }
 //! # Ok(()) }
 //! ```

@@ -325,7 +325,10 @@ fn srv_prefix(t: Transport) -> Option<&'static str> {
 /// The transport named by the URI's `transport` parameter, if any (RFC 3263 §4.1).
 /// On a `sips` URI it names what TLS runs over: `tcp` means TLS, `ws` means WSS
 /// (RFC 5630 §3.1.3); UDP and SCTP have no TLS here.
-fn forced_transport(uri: &SipUri, config: &ResolveConfig) -> Result<Option<Transport>, ResolveError> {
+fn forced_transport(
+    uri: &SipUri,
+    config: &ResolveConfig,
+) -> Result<Option<Transport>, ResolveError> {
     let Some(token) = uri.transport_param() else {
         return Ok(None);
     };
@@ -349,7 +352,11 @@ fn forced_transport(uri: &SipUri, config: &ResolveConfig) -> Result<Option<Trans
 /// UDP for `sip`, TLS for `sips` (RFC 3263 §4.1); if that is not enabled, the first
 /// enabled transport that suits the URI.
 fn default_transport(secure: bool, config: &ResolveConfig) -> Result<Transport, ResolveError> {
-    let preferred = if secure { Transport::Tls } else { Transport::Udp };
+    let preferred = if secure {
+        Transport::Tls
+    } else {
+        Transport::Udp
+    };
     if config.transports.contains(&preferred) {
         return Ok(preferred);
     }

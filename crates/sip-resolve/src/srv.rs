@@ -10,7 +10,10 @@ use crate::Srv;
 ///
 /// `random` is called once per pick among records whose weights sum to more than 0;
 /// its value is reduced modulo the sum plus one.
-pub(crate) fn order_srv(mut records: Vec<Srv>, random: &mut (dyn FnMut() -> u32 + Send)) -> Vec<Srv> {
+pub(crate) fn order_srv(
+    mut records: Vec<Srv>,
+    random: &mut (dyn FnMut() -> u32 + Send),
+) -> Vec<Srv> {
     // stable: records of equal priority and weight 0 keep the order DNS gave
     records.sort_by_key(|r| (r.priority, r.weight != 0));
     let mut out = Vec::with_capacity(records.len());
@@ -44,7 +47,12 @@ pub(crate) fn order_srv(mut records: Vec<Srv>, random: &mut (dyn FnMut() -> u32 
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
     use super::*;
 
     fn srv(priority: u16, weight: u16, target: &str) -> Srv {
@@ -77,7 +85,10 @@ mod tests {
         // 50 % 101 = 50 -> c; then a,b sums 10,40: 25 % 41 = 25 -> b; then a.
         let mut values = vec![50u32, 25].into_iter();
         let mut random = move || values.next().unwrap_or(0);
-        assert_eq!(targets(&order_srv(records.clone(), &mut random)), ["c", "b", "a"]);
+        assert_eq!(
+            targets(&order_srv(records.clone(), &mut random)),
+            ["c", "b", "a"]
+        );
         // 5 -> a; then b,c sums 30,90: 31 -> c; then b.
         let mut values = vec![5u32, 31].into_iter();
         let mut random = move || values.next().unwrap_or(0);
@@ -88,7 +99,10 @@ mod tests {
     fn zero_weight_is_chosen_only_on_zero() {
         let records = vec![srv(1, 50, "heavy"), srv(1, 0, "zero")];
         let mut random = || 0u32;
-        assert_eq!(targets(&order_srv(records.clone(), &mut random)), ["zero", "heavy"]);
+        assert_eq!(
+            targets(&order_srv(records.clone(), &mut random)),
+            ["zero", "heavy"]
+        );
         let mut random = || 1u32;
         assert_eq!(targets(&order_srv(records, &mut random)), ["heavy", "zero"]);
     }
@@ -110,7 +124,10 @@ mod tests {
                 first_a += 1;
             }
         }
-        assert!((2800..3200).contains(&first_a), "a first {first_a} times of 4000");
+        assert!(
+            (2800..3200).contains(&first_a),
+            "a first {first_a} times of 4000"
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! RFC 3263 §4 on an in-memory DNS: every branch of `resolve`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use sip_message::{SipUri, Transport, Uri};
 use sip_resolve::{
@@ -123,7 +128,12 @@ fn all() -> ResolveConfig {
 }
 
 /// Resolves with a randomness source that always returns `r`.
-async fn run(fake: &Fake, u: &str, cfg: &ResolveConfig, r: u32) -> Result<Vec<Target>, ResolveError> {
+async fn run(
+    fake: &Fake,
+    u: &str,
+    cfg: &ResolveConfig,
+    r: u32,
+) -> Result<Vec<Target>, ResolveError> {
     let mut random = move || r;
     resolve(fake, &uri(u), cfg, &mut random).await
 }
@@ -140,7 +150,7 @@ fn t(transport: Transport, addr: &str) -> (Transport, String) {
     (transport, addr.to_owned())
 }
 
-use Transport::{Sctp, Tcp, Tls, Udp, Wss, Ws};
+use Transport::{Sctp, Tcp, Tls, Udp, Ws, Wss};
 
 // ---- numeric IP hosts: no DNS at all (RFC 3263 §4.1, §4.2)
 
@@ -228,9 +238,14 @@ async fn unusable_transport_parameters_are_errors() {
 #[tokio::test]
 async fn maddr_numeric_replaces_the_host() {
     let fake = Fake::default().with_ip("example.com", &["192.0.2.1"]);
-    let got = run(&fake, "sip:bob@example.com:5080;maddr=198.51.100.4;transport=tcp", &all(), 0)
-        .await
-        .unwrap();
+    let got = run(
+        &fake,
+        "sip:bob@example.com:5080;maddr=198.51.100.4;transport=tcp",
+        &all(),
+        0,
+    )
+    .await
+    .unwrap();
     assert_eq!(short(&got), [t(Tcp, "198.51.100.4:5080")]);
     assert_eq!(got[0].server_name, None);
     assert!(fake.queries().is_empty(), "{:?}", fake.queries());
@@ -241,11 +256,19 @@ async fn maddr_domain_is_the_name_resolved() {
     let fake = Fake::default()
         .with_srv("_sip._udp.example.com", &[(0, 0, 5060, "a.example.com")])
         .with_ip("a.example.com", &["192.0.2.1"])
-        .with_srv("_sip._udp.proxy.example.net", &[(0, 0, 5062, "p1.example.net")])
+        .with_srv(
+            "_sip._udp.proxy.example.net",
+            &[(0, 0, 5062, "p1.example.net")],
+        )
         .with_ip("p1.example.net", &["203.0.113.9"]);
-    let got = run(&fake, "sip:bob@example.com;maddr=proxy.example.net", &all(), 0)
-        .await
-        .unwrap();
+    let got = run(
+        &fake,
+        "sip:bob@example.com;maddr=proxy.example.net",
+        &all(),
+        0,
+    )
+    .await
+    .unwrap();
     assert_eq!(short(&got), [t(Udp, "203.0.113.9:5062")]);
     assert_eq!(got[0].server_name.as_deref(), Some("proxy.example.net"));
     assert!(fake.queries().iter().all(|q| !q.contains("example.com")));
@@ -257,7 +280,10 @@ async fn invalid_maddr_is_an_error() {
     let err = run(&fake, "sip:example.com;maddr=a..b", &all(), 0)
         .await
         .unwrap_err();
-    assert!(matches!(&err, ResolveError::InvalidMaddr { maddr } if maddr == "a..b"), "{err:?}");
+    assert!(
+        matches!(&err, ResolveError::InvalidMaddr { maddr } if maddr == "a..b"),
+        "{err:?}"
+    );
 }
 
 // ---- explicit port: A/AAAA only
@@ -265,7 +291,10 @@ async fn invalid_maddr_is_an_error() {
 #[tokio::test]
 async fn explicit_port_skips_naptr_and_srv() {
     let fake = Fake::default()
-        .with_naptr("example.com", &[(10, 10, "s", "SIP+D2T", "_sip._tcp.example.com")])
+        .with_naptr(
+            "example.com",
+            &[(10, 10, "s", "SIP+D2T", "_sip._tcp.example.com")],
+        )
         .with_srv("_sip._tcp.example.com", &[(0, 0, 5060, "tcp.example.com")])
         .with_ip("tcp.example.com", &["192.0.2.99"])
         .with_ip("example.com", &["2001:db8::1", "192.0.2.1"]);
@@ -274,10 +303,15 @@ async fn explicit_port_skips_naptr_and_srv() {
         short(&got),
         [t(Udp, "192.0.2.1:5080"), t(Udp, "[2001:db8::1]:5080")]
     );
-    assert!(got.iter().all(|t| t.server_name.as_deref() == Some("example.com")));
+    assert!(
+        got.iter()
+            .all(|t| t.server_name.as_deref() == Some("example.com"))
+    );
     assert_eq!(fake.queries(), ["A/AAAA example.com"]);
 
-    let got = run(&fake, "sips:Example.COM:5081", &all(), 0).await.unwrap();
+    let got = run(&fake, "sips:Example.COM:5081", &all(), 0)
+        .await
+        .unwrap();
     assert_eq!(short(&got)[0], t(Tls, "192.0.2.1:5081"));
     assert_eq!(got[0].server_name.as_deref(), Some("example.com"));
 }
@@ -288,7 +322,10 @@ async fn explicit_port_on_a_name_without_addresses_is_not_found() {
     let err = run(&fake, "sip:nowhere.example:5060", &all(), 0)
         .await
         .unwrap_err();
-    assert!(matches!(&err, ResolveError::NotFound { name } if name == "nowhere.example"), "{err:?}");
+    assert!(
+        matches!(&err, ResolveError::NotFound { name } if name == "nowhere.example"),
+        "{err:?}"
+    );
 }
 
 // ---- NAPTR (§4.1)
@@ -298,7 +335,10 @@ fn naptr_zone() -> Fake {
         .with_srv("_sip._udp.example.com", &[(0, 0, 5060, "udp.example.com")])
         .with_srv("_sip._tcp.example.com", &[(0, 0, 5060, "tcp.example.com")])
         .with_srv("_sips._tcp.example.com", &[(0, 0, 5061, "tls.example.com")])
-        .with_srv("_sip._sctp.example.com", &[(0, 0, 5060, "sctp.example.com")])
+        .with_srv(
+            "_sip._sctp.example.com",
+            &[(0, 0, 5060, "sctp.example.com")],
+        )
         .with_srv("_sip._ws.example.com", &[(0, 0, 80, "ws.example.com")])
         .with_srv("_sips._ws.example.com", &[(0, 0, 443, "wss.example.com")])
         .with_ip("udp.example.com", &["192.0.2.1"])
@@ -328,7 +368,10 @@ async fn naptr_orders_by_order_then_preference() {
             t(Udp, "192.0.2.1:5060"),
         ]
     );
-    assert!(got.iter().all(|t| t.server_name.as_deref() == Some("example.com")));
+    assert!(
+        got.iter()
+            .all(|t| t.server_name.as_deref() == Some("example.com"))
+    );
     // one NAPTR, one SRV per record, one A/AAAA per target: no fallback queries
     assert_eq!(fake.queries().len(), 1 + 3 + 3, "{:?}", fake.queries());
 }
@@ -352,7 +395,12 @@ async fn naptr_keeps_only_services_we_support() {
         .await
         .unwrap();
     assert_eq!(short(&got), [t(Tcp, "192.0.2.2:5060")]);
-    assert!(!fake.queries().iter().any(|q| q.starts_with("SRV _sip._udp")));
+    assert!(
+        !fake
+            .queries()
+            .iter()
+            .any(|q| q.starts_with("SRV _sip._udp"))
+    );
 }
 
 #[tokio::test]
@@ -405,7 +453,9 @@ async fn naptr_pointing_at_empty_srv_falls_back_to_srv_names() {
         "example.com",
         &[(10, 10, "s", "SIP+D2T", "_sip._tcp.broken.example.com")],
     );
-    let got = run(&fake, "sip:example.com", &config(&[Tcp]), 0).await.unwrap();
+    let got = run(&fake, "sip:example.com", &config(&[Tcp]), 0)
+        .await
+        .unwrap();
     assert_eq!(short(&got), [t(Tcp, "192.0.2.2:5060")]);
 }
 
@@ -454,19 +504,28 @@ async fn srv_fallback_follows_the_configured_order() {
     let got = run(&fake, "sip:example.com", &config(&[Tls, Udp]), 0)
         .await
         .unwrap();
-    assert_eq!(short(&got), [t(Tls, "192.0.2.3:5061"), t(Udp, "192.0.2.1:5060")]);
+    assert_eq!(
+        short(&got),
+        [t(Tls, "192.0.2.3:5061"), t(Udp, "192.0.2.1:5060")]
+    );
     let srv: Vec<String> = fake
         .queries()
         .into_iter()
         .filter(|q| q.starts_with("SRV"))
         .collect();
-    assert_eq!(srv, ["SRV _sips._tcp.example.com", "SRV _sip._udp.example.com"]);
+    assert_eq!(
+        srv,
+        ["SRV _sips._tcp.example.com", "SRV _sip._udp.example.com"]
+    );
 }
 
 #[tokio::test]
 async fn srv_target_expands_to_ipv4_first_unless_ipv6_preferred() {
     let fake = Fake::default()
-        .with_srv("_sip._udp.example.com", &[(0, 0, 5070, "dual.example.com.")])
+        .with_srv(
+            "_sip._udp.example.com",
+            &[(0, 0, 5070, "dual.example.com.")],
+        )
         .with_ip(
             "dual.example.com",
             &["2001:db8::1", "192.0.2.1", "2001:db8::2", "192.0.2.2"],
@@ -503,7 +562,10 @@ async fn srv_target_dot_means_no_service_and_stops_the_fallback() {
     let err = run(&fake, "sip:example.com", &config(&[Udp]), 0)
         .await
         .unwrap_err();
-    assert!(matches!(&err, ResolveError::NotFound { name } if name == "example.com"), "{err:?}");
+    assert!(
+        matches!(&err, ResolveError::NotFound { name } if name == "example.com"),
+        "{err:?}"
+    );
     assert!(!fake.queries().contains(&"A/AAAA example.com".to_owned()));
 }
 
@@ -642,8 +704,13 @@ async fn duplicates_are_removed_keeping_the_first() {
 #[tokio::test]
 async fn a_name_without_records_is_not_found() {
     let fake = Fake::default();
-    let err = run(&fake, "sip:nowhere.example", &all(), 0).await.unwrap_err();
-    assert!(matches!(&err, ResolveError::NotFound { name } if name == "nowhere.example"), "{err:?}");
+    let err = run(&fake, "sip:nowhere.example", &all(), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ResolveError::NotFound { name } if name == "nowhere.example"),
+        "{err:?}"
+    );
     assert_eq!(fake.queries().len(), 1 + 3 + 1);
 }
 
@@ -662,7 +729,10 @@ async fn failed_lookups_of_some_names_leave_the_others() {
         .failing(RecordKind::Srv, "_sip._udp.example.com")
         .with_srv(
             "_sip._tcp.example.com",
-            &[(10, 0, 5060, "down.example.com"), (20, 0, 5060, "up.example.com")],
+            &[
+                (10, 0, 5060, "down.example.com"),
+                (20, 0, 5060, "up.example.com"),
+            ],
         )
         .failing(RecordKind::Ip, "down.example.com")
         .with_ip("up.example.com", &["192.0.2.7"]);
@@ -695,7 +765,13 @@ async fn resolution_runs_in_a_spawned_task() {
         let fake = fake.clone();
         async move {
             let mut random = || 0u32;
-            resolve(&*fake, &uri("sip:example.com"), &ResolveConfig::default(), &mut random).await
+            resolve(
+                &*fake,
+                &uri("sip:example.com"),
+                &ResolveConfig::default(),
+                &mut random,
+            )
+            .await
         }
     });
     let got = task.await.unwrap().unwrap();
