@@ -10,7 +10,9 @@ use tracing::debug;
 /// One place to send a request: a transport, an address and a port (RFC 3263 §4).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
+    /// The transport to open or send on.
     pub transport: Transport,
+    /// The address and port to send to.
     pub addr: SocketAddr,
     /// For TLS SNI and certificate checks: the domain of the URI (or of its `maddr`),
     /// never an SRV target, which DNS does not vouch for (RFC 5922 §4). Set whenever
@@ -23,6 +25,7 @@ pub struct Target {
 /// (e.g. `[Udp, Tcp, Tls]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolveConfig {
+    /// The transports this element can send on, most preferred first.
     pub transports: Vec<Transport>,
     /// Put AAAA addresses before A addresses of the same name (A first otherwise).
     pub prefer_ipv6: bool,
@@ -61,7 +64,7 @@ impl Default for ResolveConfig {
 /// `random` as the source of randomness. Each SRV target expands to its addresses,
 /// IPv4 first unless [`ResolveConfig::prefer_ipv6`]. A `transport` parameter keeps
 /// only that transport's NAPTR and SRV records; on a `sips` URI, `transport=tcp`
-/// means TLS (RFC 5630 §3.1.3). Where RFC 3263 would pick UDP and the configuration
+/// means TLS (RFC 3261 §26.2.2, RFC 5630). Where RFC 3263 would pick UDP and the configuration
 /// has no UDP, the first enabled transport is used instead (RFC 3261 §18 has every
 /// element speak TCP too).
 ///
@@ -324,7 +327,7 @@ fn srv_prefix(t: Transport) -> Option<&'static str> {
 
 /// The transport named by the URI's `transport` parameter, if any (RFC 3263 §4.1).
 /// On a `sips` URI it names what TLS runs over: `tcp` means TLS, `ws` means WSS
-/// (RFC 5630 §3.1.3); UDP and SCTP have no TLS here.
+/// (RFC 3261 §26.2.2, RFC 5630); UDP and SCTP have no TLS here.
 fn forced_transport(
     uri: &SipUri,
     config: &ResolveConfig,
