@@ -605,10 +605,8 @@ impl UserAgent {
     fn on_response(&mut self, now: Instant, response: Response, flow: Flow) {
         self.stats.responses_in += 1;
         match self.transactions.handle_response(now, response, flow) {
-            ResponseOutcome::Stray(response) => {
-                if !self.on_stray_2xx(now, &response) {
-                    self.drop_input(flow.remote, "response matches no transaction");
-                }
+            ResponseOutcome::Stray(response) if !self.on_stray_2xx(now, &response) => {
+                self.drop_input(flow.remote, "response matches no transaction");
             }
             ResponseOutcome::Invalid { error, .. } => {
                 self.drop_input(flow.remote, &error.to_string());
@@ -837,6 +835,28 @@ impl UserAgent {
             let mut response = self.response(&request, reject.status_code(), None);
             reject.add_headers(&mut response.headers);
             return self.send_response(now, &key, response);
+        }
+        if request.body.is_empty() {
+            // No offer: a session refresh or a target refresh (RFC 4028 §7.4, RFC 3311
+            // §5.2). Nothing for the application to decide; it hears `Refreshed`.
+            if let Some(session) = self.sessions.get_mut(&id) {
+                if let Some(dialog) = session.dialog.as_mut() {
+                    dialog.refresh_target(&request.headers);
+                }
+            }
+            self.txs.insert(
+                key.clone(),
+                TxUse {
+                    session: Some(id),
+                    kind: TxKind::Update,
+                },
+            );
+            self.pending_requests.insert(key.clone(), request);
+            if let Err(error) = self.respond_modify(now, id, &key, TxKind::Update, Reply::new(200))
+            {
+                debug!(%error, "UPDATE not answered");
+            }
+            return;
         }
         self.accept_modify(id, key, request, TxKind::Update);
     }
@@ -1355,7 +1375,14 @@ impl UserAgent {
         let Some(mut session) = self.sessions.remove(&id) else {
             return;
         };
-        let Some(outgoing) = session.ours.take().filter(|o| o.tx == key) else {
+        let Some(outgoing) = session.ours.take_if(|o| o.tx == key) else {
+            // A retransmitted 2xx to our re-INVITE: the same ACK again (§13.2.2.4).
+            let seq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
+            if let Some((ack_seq, ack)) = &session.ack {
+                if *ack_seq == seq && (200..300).contains(&status) {
+                    self.transmits.push_back(ack.clone());
+                }
+            }
             self.sessions.insert(id, session);
             return;
         };
@@ -1716,9 +1743,8 @@ impl UserAgent {
                 let machine = session
                     .reliable
                     .get_or_insert_with(|| ReliableProvisionals::new(t1, first));
-                match machine.send(now, response) {
-                    Some(now_response) => self.send_response(now, &key, now_response),
-                    None => {}
+                if let Some(now_response) = machine.send(now, response) {
+                    self.send_response(now, &key, now_response);
                 }
                 self.sessions.insert(id, session);
                 self.schedule_reliable(id);

@@ -78,6 +78,11 @@ impl Sim {
         }
     }
 
+    /// Seeds the loss and jitter generator.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = seed;
+    }
+
     pub fn flow(&self, from: usize, to: usize) -> Flow {
         Flow {
             transport: Transport::Udp,
