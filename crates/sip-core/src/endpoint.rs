@@ -168,6 +168,7 @@ impl Endpoint {
             seed: config.seed,
             advertised_address: config.advertised_address,
             session_timer: config.session_timer,
+            credentials: Vec::new(),
         });
         Endpoint {
             users: config.users.iter().cloned().collect(),

@@ -271,6 +271,9 @@ pub struct UserAgentConfig {
     pub advertised_address: Option<IpAddr>,
     /// RFC 4028 session timers.
     pub session_timer: crate::session_timer::SessionTimerConfig,
+    /// Our credentials, by realm (`realm: None` answers any realm): a 401 or 407 to any
+    /// request is answered with them (RFC 3261 §22.2).
+    pub credentials: Vec<sip_auth::Credentials>,
 }
 
 impl Default for UserAgentConfig {
@@ -281,6 +284,7 @@ impl Default for UserAgentConfig {
             seed: 0,
             advertised_address: None,
             session_timer: crate::session_timer::SessionTimerConfig::default(),
+            credentials: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::reliable::{
 use crate::session_timer::{self, Negotiated, SessionTimer, SessionTimerAction};
 use crate::types::*;
 use bytes::Bytes;
+use sip_auth::{Challenge, ChallengeKind, DigestClient};
 use sip_message::{HeaderName, Host, Message, Method, Request, Response};
 use sip_transaction::{
     Flow, RequestOutcome, ResponseOutcome, TransactionEvent, TransactionKey, TransactionLayer,
@@ -23,6 +24,8 @@ use tracing::{debug, debug_span};
 /// Methods we accept (RFC 3261 §20.5).
 pub const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, UPDATE, PRACK, INFO, REFER, NOTIFY";
+/// Out-of-dialog digest states kept at most (one per Call-ID).
+const MAX_AUTH_STATES: usize = 10_000;
 /// Extensions we support (RFC 3261 §20.37).
 pub const SUPPORTED: &str = "100rel, timer";
 
@@ -148,6 +151,10 @@ pub struct UserAgent {
     txs: HashMap<TransactionKey, TxUse>,
     /// Requests of server transactions the application (or a session) answers later.
     pending_requests: HashMap<TransactionKey, Request>,
+    /// Our requests of live client transactions, to re-send with credentials.
+    sent: HashMap<TransactionKey, Request>,
+    /// Digest state (RFC 3261 §22) per Call-ID: nonces to reuse, failures to stop at.
+    auth: HashMap<Bytes, DigestClient>,
     /// §8.2.2.2: live out-of-dialog server transactions by From tag, Call-ID, CSeq.
     merge: HashMap<(Bytes, Bytes, u32, Method), TransactionKey>,
     merge_by_key: HashMap<TransactionKey, (Bytes, Bytes, u32, Method)>,
@@ -168,6 +175,8 @@ impl UserAgent {
             by_dialog: HashMap::new(),
             txs: HashMap::new(),
             pending_requests: HashMap::new(),
+            sent: HashMap::new(),
+            auth: HashMap::new(),
             merge: HashMap::new(),
             merge_by_key: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -472,7 +481,7 @@ impl UserAgent {
         request: Request,
         flow: Flow,
     ) -> Result<TransactionKey, Error> {
-        let key = self.transactions.send_request(now, request, flow)?;
+        let key = self.transactions.send_request(now, request.clone(), flow)?;
         self.txs.insert(
             key.clone(),
             TxUse {
@@ -480,6 +489,7 @@ impl UserAgent {
                 kind: TxKind::App,
             },
         );
+        self.sent.insert(key.clone(), request);
         self.pump(now);
         Ok(key)
     }
@@ -1016,6 +1026,17 @@ impl UserAgent {
         let Some(usage) = self.txs.get(&key).copied() else {
             return;
         };
+        if matches!(response.status, 401 | 407)
+            && self.retry_with_credentials(now, &key, usage, &response)
+        {
+            return;
+        }
+        if response.status >= 200 {
+            let call_id = response.headers.call_id().unwrap_or_default().as_bytes();
+            if let Some(client) = self.auth.get_mut(call_id) {
+                client.succeeded();
+            }
+        }
         match (usage.session, usage.kind) {
             (Some(id), TxKind::Invite) => self.on_invite_response(now, id, response),
             (Some(id), TxKind::Reinvite | TxKind::Update) => {
@@ -1039,6 +1060,114 @@ impl UserAgent {
             }
             _ => {}
         }
+    }
+
+    /// RFC 3261 §22.2-22.3: a 401 or 407 to any of our requests is answered with
+    /// credentials for its realm, in a new transaction with CSeq + 1. Returns false when
+    /// we have none, or when the same credentials were already refused (no loop).
+    fn retry_with_credentials(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        usage: TxUse,
+        response: &Response,
+    ) -> bool {
+        let Some(kind) = ChallengeKind::from_status(response.status) else {
+            return false;
+        };
+        if self.config.credentials.is_empty() {
+            return false;
+        }
+        let original = match (usage.session, usage.kind) {
+            (Some(id), TxKind::Invite) => self.sessions.get(&id).map(|s| s.invite.clone()),
+            _ => self.sent.get(key).cloned(),
+        };
+        let (Some(mut request), Some(flow)) = (original, self.transactions.destination(key)) else {
+            return false;
+        };
+        let challenges = Challenge::parse_supported(
+            response
+                .headers
+                .get_all(&kind.challenge_header())
+                .map(|v| &v[..]),
+        );
+        let credentials = &self.config.credentials;
+        let lookup = |realm: &str| {
+            credentials
+                .iter()
+                .find(|c| c.realm.as_deref().is_none_or(|r| r == realm))
+                .cloned()
+        };
+        let cnonce = format!("{:016x}", self.ids.next_u64());
+        let call_id =
+            Bytes::copy_from_slice(request.headers.call_id().unwrap_or_default().as_bytes());
+        let uri = String::from_utf8_lossy(&request.uri).into_owned();
+        let client = self.auth.entry(call_id).or_default();
+        let values = match client.respond(
+            kind,
+            &challenges,
+            &lookup,
+            request.method.as_str(),
+            &uri,
+            &request.body,
+            &cnonce,
+        ) {
+            Ok(values) => values,
+            Err(error) => {
+                debug!(%error, "challenge not answered");
+                return false;
+            }
+        };
+        request.headers.remove(&kind.authorization_header());
+        for value in values {
+            request.headers.push(kind.authorization_header(), value);
+        }
+        let via = self.via(&flow);
+        request.headers.set(HeaderName::Via, via);
+        let in_dialog_seq = match (usage.session, usage.kind) {
+            (Some(id), TxKind::Reinvite | TxKind::Update | TxKind::App | TxKind::Prack) => self
+                .sessions
+                .get_mut(&id)
+                .and_then(|s| s.dialog.as_mut())
+                .map(Dialog::next_cseq),
+            _ => None,
+        };
+        let seq = in_dialog_seq.unwrap_or_else(|| {
+            request
+                .headers
+                .cseq()
+                .map(|c| c.seq)
+                .unwrap_or(1)
+                .saturating_add(1)
+        });
+        let cseq = format!("{seq} {}", request.method);
+        request.headers.set(HeaderName::CSeq, cseq);
+        let new_key = match self.transactions.send_request(now, request.clone(), flow) {
+            Ok(new_key) => new_key,
+            Err(error) => {
+                debug!(%error, "authenticated retry not sent");
+                return false;
+            }
+        };
+        self.txs.insert(new_key.clone(), usage);
+        if let Some(id) = usage.session {
+            if let Some(session) = self.sessions.get_mut(&id) {
+                match usage.kind {
+                    TxKind::Invite => {
+                        session.invite_tx = new_key.clone();
+                        session.invite = request.clone();
+                    }
+                    TxKind::Reinvite | TxKind::Update => {
+                        if let Some(ours) = session.ours.as_mut().filter(|o| o.tx == *key) {
+                            ours.tx = new_key.clone();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.sent.insert(new_key, request);
+        true
     }
 
     fn on_invite_response(&mut self, now: Instant, id: SessionId, response: Response) {
@@ -1606,7 +1735,9 @@ impl UserAgent {
             Role::Uac => uac_flow(dialog, &flow),
             Role::Uas => flow,
         };
-        let key = self.transactions.send_request(now, request, destination)?;
+        let key = self
+            .transactions
+            .send_request(now, request.clone(), destination)?;
         self.txs.insert(
             key.clone(),
             TxUse {
@@ -1614,6 +1745,7 @@ impl UserAgent {
                 kind,
             },
         );
+        self.sent.insert(key.clone(), request);
         Ok(key)
     }
 
@@ -1642,15 +1774,19 @@ impl UserAgent {
             Role::Uac => uac_flow(dialog, &flow),
             Role::Uas => flow,
         };
-        match self.transactions.send_request(now, bye, destination) {
+        match self
+            .transactions
+            .send_request(now, bye.clone(), destination)
+        {
             Ok(key) => {
                 self.txs.insert(
-                    key,
+                    key.clone(),
                     TxUse {
                         session: None,
                         kind: TxKind::Bye,
                     },
                 );
+                self.sent.insert(key, bye);
             }
             Err(error) => debug!(%error, "BYE not sent"),
         }
@@ -2129,6 +2265,7 @@ impl UserAgent {
     ) {
         self.by_dialog
             .remove(&(session.call_id.clone(), session.local_tag.clone()));
+        self.auth.remove(&session.call_id);
         self.events.push_back(Event::Terminated {
             session: id,
             termination: Termination { by, cause, reason },
@@ -2234,8 +2371,20 @@ impl UserAgent {
                 TransactionEvent::Timeout { key, .. } => self.on_tx_failure(now, key, 408),
                 TransactionEvent::TransportError { key } => self.on_tx_failure(now, key, 503),
                 TransactionEvent::Terminated { key } => {
-                    self.txs.remove(&key);
                     self.pending_requests.remove(&key);
+                    let usage = self.txs.get(&key).copied();
+                    if let Some(request) = self.sent.remove(&key) {
+                        // A BYE outlives its session; so does digest state it created.
+                        if usage.is_some_and(|u| u.kind == TxKind::Bye) {
+                            let call_id = request.headers.call_id().unwrap_or_default();
+                            self.auth.remove(call_id.as_bytes());
+                        }
+                    }
+                    // Out-of-dialog digest state (REGISTER refreshes reuse it) is bounded.
+                    if self.auth.len() > MAX_AUTH_STATES {
+                        self.auth.clear();
+                    }
+                    self.txs.remove(&key);
                     if let Some(merge_key) = self.merge_by_key.remove(&key) {
                         self.merge.remove(&merge_key);
                     }
