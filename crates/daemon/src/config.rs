@@ -231,14 +231,13 @@ impl Config {
             .listen
             .iter()
             .find(|l| l.addr.ip().is_unspecified())
+            && self.sip.advertised_address.is_none()
         {
-            if self.sip.advertised_address.is_none() {
-                return Err(format!(
-                    "key `sip.advertised_address`: needed when listening on {wildcard}: \
+            return Err(format!(
+                "key `sip.advertised_address`: needed when listening on {wildcard}: \
                      0.0.0.0 and :: are no address a peer can reach, so Contact, Via and SDP \
                      need the address to advertise"
-                ));
-            }
+            ));
         }
         if self
             .sip

@@ -52,10 +52,10 @@ impl Challenge {
                 "qop" => {
                     for option in value.split(|&c| c == b',') {
                         let option = option.trim_ascii();
-                        if let Some(q) = Qop::parse(option) {
-                            if !qop.contains(&q) {
-                                qop.push(q);
-                            }
+                        if let Some(q) = Qop::parse(option)
+                            && !qop.contains(&q)
+                        {
+                            qop.push(q);
                         }
                     }
                     if qop.is_empty() {

@@ -246,14 +246,15 @@ impl DigestServer {
         };
         let given = auth.response.to_ascii_lowercase();
         let mut right = constant_time_eq(digest::response(&input).as_bytes(), given.as_bytes());
-        if !right && auth.algorithm.is_session() {
-            if let Some(first) = self.uses.get(&key).and_then(|u| u.first_cnonce.as_deref()) {
-                let ha1 = digest::ha1_with_cnonce(&input, Some(first));
-                right = constant_time_eq(
-                    digest::response_with_ha1(&input, &ha1).as_bytes(),
-                    given.as_bytes(),
-                );
-            }
+        if !right
+            && auth.algorithm.is_session()
+            && let Some(first) = self.uses.get(&key).and_then(|u| u.first_cnonce.as_deref())
+        {
+            let ha1 = digest::ha1_with_cnonce(&input, Some(first));
+            right = constant_time_eq(
+                digest::response_with_ha1(&input, &ha1).as_bytes(),
+                given.as_bytes(),
+            );
         }
         if !right {
             return Verdict::BadResponse;

@@ -780,13 +780,13 @@ impl UserAgent {
         self.send_response(now, &key, response);
         let reason = request.headers.get(&HeaderName::Reason).cloned();
         // A BYE in an early dialog ends the INVITE too (§15.1.2): 487.
-        if let Some(session) = self.sessions.get(&id) {
-            if session.phase == Phase::Incoming {
-                let invite_tx = session.invite_tx.clone();
-                let response = self.session_response(id, 487);
-                if let Some(response) = response {
-                    self.send_response(now, &invite_tx, response);
-                }
+        if let Some(session) = self.sessions.get(&id)
+            && session.phase == Phase::Incoming
+        {
+            let invite_tx = session.invite_tx.clone();
+            let response = self.session_response(id, 487);
+            if let Some(response) = response {
+                self.send_response(now, &invite_tx, response);
             }
         }
         self.end(now, id, Side::Remote, EndCause::Bye, reason);
@@ -849,10 +849,10 @@ impl UserAgent {
         if request.body.is_empty() {
             // No offer: a session refresh or a target refresh (RFC 4028 §7.4, RFC 3311
             // §5.2). Nothing for the application to decide; it hears `Refreshed`.
-            if let Some(session) = self.sessions.get_mut(&id) {
-                if let Some(dialog) = session.dialog.as_mut() {
-                    dialog.refresh_target(&request.headers);
-                }
+            if let Some(session) = self.sessions.get_mut(&id)
+                && let Some(dialog) = session.dialog.as_mut()
+            {
+                dialog.refresh_target(&request.headers);
             }
             self.txs.insert(
                 key.clone(),
@@ -1150,20 +1150,20 @@ impl UserAgent {
             }
         };
         self.txs.insert(new_key.clone(), usage);
-        if let Some(id) = usage.session {
-            if let Some(session) = self.sessions.get_mut(&id) {
-                match usage.kind {
-                    TxKind::Invite => {
-                        session.invite_tx = new_key.clone();
-                        session.invite = request.clone();
-                    }
-                    TxKind::Reinvite | TxKind::Update => {
-                        if let Some(ours) = session.ours.as_mut().filter(|o| o.tx == *key) {
-                            ours.tx = new_key.clone();
-                        }
-                    }
-                    _ => {}
+        if let Some(id) = usage.session
+            && let Some(session) = self.sessions.get_mut(&id)
+        {
+            match usage.kind {
+                TxKind::Invite => {
+                    session.invite_tx = new_key.clone();
+                    session.invite = request.clone();
                 }
+                TxKind::Reinvite | TxKind::Update => {
+                    if let Some(ours) = session.ours.as_mut().filter(|o| o.tx == *key) {
+                        ours.tx = new_key.clone();
+                    }
+                }
+                _ => {}
             }
         }
         self.sent.insert(new_key, request);
@@ -1277,10 +1277,10 @@ impl UserAgent {
         if let Some(dialog) = &session.dialog {
             if dialog.id.remote_tag == tag {
                 // A retransmission: re-send the ACK (§13.2.2.4).
-                if let Some((ack_seq, ack)) = &session.ack {
-                    if *ack_seq == seq {
-                        self.transmits.push_back(ack.clone());
-                    }
+                if let Some((ack_seq, ack)) = &session.ack
+                    && *ack_seq == seq
+                {
+                    self.transmits.push_back(ack.clone());
                 }
             } else {
                 // Another fork answered too: ACK it, then BYE it (§13.2.2.4).
@@ -1339,14 +1339,14 @@ impl UserAgent {
         response: Response,
     ) -> bool {
         let status = response.status;
-        if status == 422 && session.cancel == Cancel::None {
-            if let Some(min_se) = session_timer::on_422(&response) {
-                if session.min_se_floor.is_none_or(|f| min_se > f) {
-                    session.min_se_floor = Some(min_se);
-                    if self.retry_invite(now, id, session) {
-                        return true;
-                    }
-                }
+        if status == 422
+            && session.cancel == Cancel::None
+            && let Some(min_se) = session_timer::on_422(&response)
+            && session.min_se_floor.is_none_or(|f| min_se > f)
+        {
+            session.min_se_floor = Some(min_se);
+            if self.retry_invite(now, id, session) {
+                return true;
             }
         }
         for (dialog, _) in session.early.drain(..) {
@@ -1507,10 +1507,11 @@ impl UserAgent {
         let Some(outgoing) = session.ours.take_if(|o| o.tx == key) else {
             // A retransmitted 2xx to our re-INVITE: the same ACK again (§13.2.2.4).
             let seq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
-            if let Some((ack_seq, ack)) = &session.ack {
-                if *ack_seq == seq && (200..300).contains(&status) {
-                    self.transmits.push_back(ack.clone());
-                }
+            if let Some((ack_seq, ack)) = &session.ack
+                && *ack_seq == seq
+                && (200..300).contains(&status)
+            {
+                self.transmits.push_back(ack.clone());
             }
             self.sessions.insert(id, session);
             return;
@@ -2106,23 +2107,23 @@ impl UserAgent {
                 }
             }
             TimerKind::Glare => {
-                if session.glare.as_ref().is_some_and(|(t, _)| *t == at) {
-                    if let Some((_, outgoing)) = session.glare.take() {
-                        self.sessions.insert(id, session);
-                        if self
-                            .modify(
-                                now,
-                                id,
-                                outgoing.method.clone(),
-                                outgoing.body.clone(),
-                                outgoing.refresh,
-                            )
-                            .is_err()
-                        {
-                            debug!(session = %id, "glare retry not possible now");
-                        }
-                        return;
+                if session.glare.as_ref().is_some_and(|(t, _)| *t == at)
+                    && let Some((_, outgoing)) = session.glare.take()
+                {
+                    self.sessions.insert(id, session);
+                    if self
+                        .modify(
+                            now,
+                            id,
+                            outgoing.method.clone(),
+                            outgoing.body.clone(),
+                            outgoing.refresh,
+                        )
+                        .is_err()
+                    {
+                        debug!(session = %id, "glare retry not possible now");
                     }
+                    return;
                 }
             }
             TimerKind::CancelGuard => {
@@ -2161,14 +2162,13 @@ impl UserAgent {
                     }
                     _ => {}
                 }
-                if alive {
-                    if let Some(at) = session
+                if alive
+                    && let Some(at) = session
                         .reliable
                         .as_ref()
                         .and_then(ReliableProvisionals::poll_timeout)
-                    {
-                        self.timers.push(Reverse((at, TimerKind::Reliable, id)));
-                    }
+                {
+                    self.timers.push(Reverse((at, TimerKind::Reliable, id)));
                 }
             }
             TimerKind::SessionTimer => {

@@ -79,10 +79,10 @@ impl Host {
                 if b.first() == Some(&b'-') {
                     return None;
                 }
-                if numeric {
-                    if let Some(ip) = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()) {
-                        return Some(Host::Ipv4(ip));
-                    }
+                if numeric
+                    && let Some(ip) = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok())
+                {
+                    return Some(Host::Ipv4(ip));
                 }
                 Some(Host::Domain(sub(src, s, e)))
             }
@@ -381,10 +381,10 @@ impl SipUri {
         }
         // other parameters are compared only when both have them.
         for p in &self.params {
-            if let Some(q) = get(&o.params, &p.name) {
-                if !val_eq(p.value.as_deref(), q.value.as_deref()) {
-                    return false;
-                }
+            if let Some(q) = get(&o.params, &p.name)
+                && !val_eq(p.value.as_deref(), q.value.as_deref())
+            {
+                return false;
             }
         }
         // headers: every header on either side must match.

@@ -582,13 +582,13 @@ impl TransactionLayer {
                 Machine::ServerNonInvite { fsm } => fsm.on_request(now),
                 _ => ServerAction::Absorb,
             };
-            if action == ServerAction::ResendResponse {
-                if let Some(payload) = tx.message.clone() {
-                    self.transmits.push_back(Transmit {
-                        flow: tx.flow,
-                        payload,
-                    });
-                }
+            if action == ServerAction::ResendResponse
+                && let Some(payload) = tx.message.clone()
+            {
+                self.transmits.push_back(Transmit {
+                    flow: tx.flow,
+                    payload,
+                });
             }
             trace!(?action, "request retransmission");
             self.drive(now, &key);
@@ -744,21 +744,21 @@ impl TransactionLayer {
                 ResponseOutcome::Absorbed { key: key.clone() }
             }
             ClientAction::PassToTu | ClientAction::PassToTuAndAck => {
-                if action == ClientAction::PassToTuAndAck {
-                    if let Machine::ClientInvite { original, ack, .. } = &mut tx.machine {
-                        // RFC 3261 §17.1.1.3: To from the response.
-                        let to = response
-                            .headers
-                            .get(&HeaderName::To)
-                            .cloned()
-                            .unwrap_or_else(|| original.to.clone());
-                        let payload = original.build(Method::Ack, to).to_bytes();
-                        *ack = Some(payload.clone());
-                        self.transmits.push_back(Transmit {
-                            flow: tx.flow,
-                            payload,
-                        });
-                    }
+                if action == ClientAction::PassToTuAndAck
+                    && let Machine::ClientInvite { original, ack, .. } = &mut tx.machine
+                {
+                    // RFC 3261 §17.1.1.3: To from the response.
+                    let to = response
+                        .headers
+                        .get(&HeaderName::To)
+                        .cloned()
+                        .unwrap_or_else(|| original.to.clone());
+                    let payload = original.build(Method::Ack, to).to_bytes();
+                    *ack = Some(payload.clone());
+                    self.transmits.push_back(Transmit {
+                        flow: tx.flow,
+                        payload,
+                    });
                 }
                 self.events.push_back(TransactionEvent::Response {
                     key: key.clone(),

@@ -137,7 +137,7 @@ fn uas_status(call_id: &str) -> u16 {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap();
-    if n % 3 == 0 { 486 } else { 200 }
+    if n.is_multiple_of(3) { 486 } else { 200 }
 }
 
 enum UasAction {

@@ -384,10 +384,10 @@ async fn run_connection<S>(
     let (failed_tx, failed_rx) = oneshot::channel();
     let read = async {
         let reason = read_side(&inner, reader, flow, queue, &tx, &activity, failed_rx).await;
-        if let Some(id) = flow.connection {
-            if lock(&inner.conns).remove(id).is_some() {
-                dec(&inner.stats.connections_open);
-            }
+        if let Some(id) = flow.connection
+            && lock(&inner.conns).remove(id).is_some()
+        {
+            dec(&inner.stats.connections_open);
         }
         inc(&inner.stats.connections_closed);
         info!(transport = %flow.transport, local = %flow.local, remote = %flow.remote,
