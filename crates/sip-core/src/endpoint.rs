@@ -5,11 +5,13 @@
 
 use crate::inspect::{self, ACCEPT, Behaviour, Rejection, Target};
 use crate::sdp::{self, LocalMedia};
+use crate::trunk::{self, RegistrationState, Trunk, TrunkConfig, TrunkEvent, TrunkTarget};
 use bytes::Bytes;
+use sip_auth::{Credentials, DigestServer, ServerConfig, Verdict};
 use sip_dialog::{
     ALLOW, Body, EndCause, Event, Reply, SUPPORTED, SessionId, Side, UserAgent, UserAgentConfig,
 };
-use sip_message::{HeaderName, Method, Request, multipart};
+use sip_message::{HeaderName, Method, Request, Transport, multipart};
 use sip_transaction::{Flow, TimerConfig, TransactionKey, Transmit};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -40,6 +42,35 @@ pub struct EndpointConfig {
     pub max_call_duration: Duration,
     /// RFC 4028 session timers.
     pub session_timer: SessionTimerConfig,
+    /// SIP trunks: registration, keepalive, inbound networks, outbound calls.
+    pub trunks: Vec<TrunkConfig>,
+    /// Who may send us requests outside a dialog.
+    pub inbound: InboundConfig,
+}
+
+/// Who may send requests outside a dialog.
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    /// `true`: anyone (the demo default). `false`: only a trunk's networks and peers
+    /// that authenticate as one of `users` (others get 401, or 403 without users).
+    pub accept_any: bool,
+    /// The realm of our challenges (RFC 3261 §22.1).
+    pub realm: String,
+    /// Digest accounts: (user name, password).
+    pub users: Vec<(String, String)>,
+    /// How long a nonce we issue stays valid.
+    pub nonce_ttl: Duration,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        InboundConfig {
+            accept_any: true,
+            realm: "tandem".into(),
+            users: Vec::new(),
+            nonce_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Default for EndpointConfig {
@@ -57,6 +88,8 @@ impl Default for EndpointConfig {
             max_call_duration: Duration::from_secs(3600),
             advertised_address: None,
             session_timer: SessionTimerConfig::default(),
+            trunks: Vec::new(),
+            inbound: InboundConfig::default(),
         }
     }
 }
@@ -73,6 +106,8 @@ pub enum EndpointEvent {
     CallEstablished { call_id: String },
     /// The call is over.
     CallEnded { call_id: String, reason: EndReason },
+    /// A trunk registered, failed, went up or down.
+    Trunk(TrunkEvent),
 }
 
 /// Why a call ended.
@@ -158,6 +193,11 @@ pub struct Endpoint {
     events: VecDeque<EndpointEvent>,
     invites_new: u64,
     calls_answered: u64,
+    trunks: Vec<Trunk>,
+    /// Our sockets, by transport: where requests we originate are sent from.
+    local_addrs: Vec<(Transport, SocketAddr)>,
+    /// Checks the credentials of inbound requests (created on first use: it needs `now`).
+    digest: Option<DigestServer>,
 }
 
 impl Endpoint {
@@ -170,7 +210,20 @@ impl Endpoint {
             session_timer: config.session_timer,
             credentials: Vec::new(),
         });
+        let mut ua = ua;
+        let mut trunks = Vec::new();
+        for trunk in &config.trunks {
+            if let (Some(user), Some(password)) = (&trunk.username, &trunk.password) {
+                let mut credentials = Credentials::new(user.clone(), password.clone());
+                credentials.realm = trunk.realm.clone();
+                ua.add_credentials(credentials);
+            }
+            trunks.push(Trunk::new(trunk.clone(), &mut ua));
+        }
         Endpoint {
+            trunks,
+            local_addrs: Vec::new(),
+            digest: None,
             users: config.users.iter().cloned().collect(),
             ua,
             calls: HashMap::new(),
@@ -182,6 +235,54 @@ impl Endpoint {
         }
     }
 
+    /// Our bound sockets (the runtime tells us after binding): requests we originate
+    /// (REGISTER, OPTIONS, calls out) leave from these.
+    pub fn set_local_addrs(&mut self, addrs: Vec<(Transport, SocketAddr)>) {
+        self.local_addrs = addrs;
+    }
+
+    /// Starts what runs by itself: trunk registration and keepalive.
+    pub fn start(&mut self, now: Instant) {
+        for trunk in &mut self.trunks {
+            trunk.start(now);
+        }
+    }
+
+    /// The trunks and their proxy URIs, for the runtime to resolve (RFC 3263).
+    pub fn trunk_proxies(&self) -> Vec<(String, String)> {
+        self.trunks
+            .iter()
+            .map(|t| (t.config.name.clone(), t.config.proxy.clone()))
+            .collect()
+    }
+
+    /// DNS resolved a trunk's proxy to these targets, in failover order.
+    pub fn set_trunk_targets(&mut self, now: Instant, trunk: &str, targets: Vec<TrunkTarget>) {
+        if let Some(t) = self.trunks.iter_mut().find(|t| t.config.name == trunk) {
+            t.set_targets(now, targets);
+        }
+    }
+
+    /// The state of a trunk's registration and keepalive.
+    pub fn trunk_state(&self, trunk: &str) -> Option<(RegistrationState, Option<bool>)> {
+        self.trunks
+            .iter()
+            .find(|t| t.config.name == trunk)
+            .map(|t| (t.registration, t.up))
+    }
+
+    /// Shutdown: un-REGISTER every registered trunk (Expires: 0) and stop keepalives.
+    /// The driver keeps running the endpoint for a short grace period so the
+    /// un-REGISTERs can complete.
+    pub fn shutdown(&mut self, now: Instant) {
+        let local = self.local_addrs.clone();
+        let local = move |t: Transport| local.iter().find(|(tr, _)| *tr == t).map(|(_, a)| *a);
+        for trunk in &mut self.trunks {
+            trunk.shutdown(now, &mut self.ua, &local);
+        }
+        self.drain(now);
+    }
+
     /// A datagram, or one message framed from a stream, arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, data: Bytes, flow: Flow) {
         self.ua.handle_message(now, data, flow);
@@ -191,6 +292,14 @@ impl Endpoint {
     /// The time asked for by [`poll_timeout`](Self::poll_timeout) has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ua.handle_timeout(now);
+        self.drain(now);
+        let local = self.local_addrs.clone();
+        let local = move |t: Transport| local.iter().find(|(tr, _)| *tr == t).map(|(_, a)| *a);
+        for trunk in &mut self.trunks {
+            if trunk.poll_timeout().is_some_and(|t| t <= now) {
+                trunk.handle_timeout(now, &mut self.ua, &local);
+            }
+        }
         self.drain(now);
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
@@ -220,7 +329,12 @@ impl Endpoint {
 
     /// The earliest time the endpoint must be woken at, if any.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let trunks = self.trunks.iter().filter_map(Trunk::poll_timeout).min();
         let ours = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let ours = match (ours, trunks) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (self.ua.poll_timeout(), ours) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -259,6 +373,14 @@ impl Endpoint {
     }
 
     fn on_event(&mut self, now: Instant, event: Event) {
+        if let Some((tx, status, response)) = trunk::response_of(&event) {
+            if let Some(trunk) = self.trunks.iter_mut().find(|t| t.owns(tx)) {
+                if let Some(e) = trunk.on_response(now, tx, status, response) {
+                    self.events.push_back(EndpointEvent::Trunk(e));
+                }
+                return;
+            }
+        }
         match event {
             Event::Dropped { remote, reason } => self
                 .events
@@ -330,6 +452,9 @@ impl Endpoint {
         request: &Request,
     ) {
         self.invites_new += 1;
+        if let Err(reply) = self.admit(now, &tx, request) {
+            return self.respond(now, &tx, reply);
+        }
         let target = match inspect::inspect(request, |user| self.users.get(user).copied()) {
             Ok(target) => target,
             Err(rejection) => return self.reject(now, &tx, rejection),
@@ -410,6 +535,9 @@ impl Endpoint {
             };
             return self.respond(now, &tx, reply);
         }
+        if let Err(reply) = self.admit(now, &tx, request) {
+            return self.respond(now, &tx, reply);
+        }
         if let Err(rejection) = inspect::inspect(request, |user| self.users.get(user).copied()) {
             return self.reject(now, &tx, rejection);
         }
@@ -481,6 +609,63 @@ impl Endpoint {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Whether a request from outside any dialog may go on: anyone when `accept_any`;
+    /// otherwise a trunk's networks, or a peer with valid digest credentials
+    /// (RFC 3261 §22.4). Others get a 401 challenge, or 403 when we have no accounts.
+    fn admit(&mut self, now: Instant, tx: &TransactionKey, request: &Request) -> Result<(), Reply> {
+        if self.config.inbound.accept_any {
+            return Ok(());
+        }
+        let source = self.ua.transaction_flow(tx).map(|f| f.remote.ip());
+        if source.is_some_and(|ip| self.trunks.iter().any(|t| t.accepts_from(ip))) {
+            return Ok(());
+        }
+        if self.config.inbound.users.is_empty() {
+            return Err(Reply::new(403));
+        }
+        let inbound = &self.config.inbound;
+        let ua = &mut self.ua;
+        let digest = self.digest.get_or_insert_with(|| {
+            let mut secret = [0u8; 32];
+            for chunk in secret.chunks_mut(8) {
+                chunk.copy_from_slice(&ua.ids().next_u64().to_le_bytes());
+            }
+            let mut config = ServerConfig::new(inbound.realm.clone(), secret);
+            config.nonce_ttl = inbound.nonce_ttl;
+            DigestServer::new(config, now)
+        });
+        let users = &inbound.users;
+        let password = |user: &str| {
+            users
+                .iter()
+                .find(|(name, _)| name == user)
+                .map(|(_, p)| p.clone())
+        };
+        let verdict = request
+            .headers
+            .get(&HeaderName::Authorization)
+            .map(|value| {
+                digest.verify(
+                    now,
+                    request.method.as_str(),
+                    value,
+                    &request.body,
+                    &password,
+                )
+            });
+        match verdict {
+            Some(Verdict::Authorized { .. }) => Ok(()),
+            other => {
+                let stale = other == Some(Verdict::Stale);
+                let mut reply = Reply::new(401);
+                for value in digest.challenge(now, stale) {
+                    reply = reply.with_header(HeaderName::WwwAuthenticate, value);
+                }
+                Err(reply)
+            }
         }
     }
 

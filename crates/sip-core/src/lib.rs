@@ -17,8 +17,12 @@ pub mod inspect;
 pub mod sdp;
 
 mod endpoint;
+pub mod trunk;
 
-pub use endpoint::{EndReason, Endpoint, EndpointConfig, EndpointEvent, SessionTimerConfig, Stats};
+pub use endpoint::{
+    EndReason, Endpoint, EndpointConfig, EndpointEvent, InboundConfig, SessionTimerConfig, Stats,
+};
 pub use inspect::{Behaviour, Rejection, Target};
 pub use sip_dialog::{self, ids};
 pub use sip_transaction::{ConnectionId, Flow, TimerConfig, Transmit};
+pub use trunk::{Cidr, RegistrationState, TrunkConfig, TrunkEvent, TrunkTarget};

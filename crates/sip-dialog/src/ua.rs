@@ -153,6 +153,9 @@ pub struct UserAgent {
     pending_requests: HashMap<TransactionKey, Request>,
     /// Our requests of live client transactions, to re-send with credentials.
     sent: HashMap<TransactionKey, Request>,
+    /// A request re-sent with credentials → the transaction the application knows it
+    /// by: its final response is reported under the original key.
+    aliases: HashMap<TransactionKey, TransactionKey>,
     /// Digest state (RFC 3261 §22) per Call-ID: nonces to reuse, failures to stop at.
     auth: HashMap<Bytes, DigestClient>,
     /// §8.2.2.2: live out-of-dialog server transactions by From tag, Call-ID, CSeq.
@@ -176,6 +179,7 @@ impl UserAgent {
             txs: HashMap::new(),
             pending_requests: HashMap::new(),
             sent: HashMap::new(),
+            aliases: HashMap::new(),
             auth: HashMap::new(),
             merge: HashMap::new(),
             merge_by_key: HashMap::new(),
@@ -549,6 +553,17 @@ impl UserAgent {
     /// The flow a session's INVITE came or went on.
     pub fn flow(&self, id: SessionId) -> Option<Flow> {
         self.sessions.get(&id).map(|s| s.flow)
+    }
+
+    /// The flow of a live transaction: where a request came from (server) or goes to
+    /// (client).
+    pub fn transaction_flow(&self, tx: &TransactionKey) -> Option<Flow> {
+        self.transactions.destination(tx)
+    }
+
+    /// Adds credentials used to answer 401/407 challenges.
+    pub fn add_credentials(&mut self, credentials: sip_auth::Credentials) {
+        self.config.credentials.push(credentials);
     }
 
     /// The Call-ID of a session.
@@ -1044,9 +1059,10 @@ impl UserAgent {
             }
             (session, TxKind::App) if response.status >= 200 => {
                 let status = response.status;
+                let tx = self.aliases.get(&key).cloned().unwrap_or(key);
                 self.events.push_back(Event::Response {
                     session,
-                    tx: key,
+                    tx,
                     status,
                     response: Some(response),
                 });
@@ -1150,6 +1166,8 @@ impl UserAgent {
             }
         };
         self.txs.insert(new_key.clone(), usage);
+        let origin = self.aliases.remove(key).unwrap_or_else(|| key.clone());
+        self.aliases.insert(new_key.clone(), origin);
         if let Some(id) = usage.session
             && let Some(session) = self.sessions.get_mut(&id)
         {
@@ -2372,6 +2390,7 @@ impl UserAgent {
                 TransactionEvent::TransportError { key } => self.on_tx_failure(now, key, 503),
                 TransactionEvent::Terminated { key } => {
                     self.pending_requests.remove(&key);
+                    self.aliases.remove(&key);
                     let usage = self.txs.get(&key).copied();
                     if let Some(request) = self.sent.remove(&key) {
                         // A BYE outlives its session; so does digest state it created.
@@ -2416,9 +2435,10 @@ impl UserAgent {
                 self.fail_dialog(now, id, 408);
             }
             (session, TxKind::App) if key.is_client() => {
+                let tx = self.aliases.get(&key).cloned().unwrap_or(key);
                 self.events.push_back(Event::Response {
                     session,
-                    tx: key,
+                    tx,
                     status,
                     response: None,
                 });

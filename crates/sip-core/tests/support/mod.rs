@@ -17,6 +17,8 @@ pub struct Harness {
     pub now: Instant,
     /// Everything sent so far, with the virtual time it was sent at.
     pub sent: Vec<(Duration, Transmit)>,
+    /// Every event so far.
+    pub events: Vec<sip_core::EndpointEvent>,
 }
 
 pub fn flow(transport: Transport) -> Flow {
@@ -50,6 +52,7 @@ impl Harness {
             start,
             now: start,
             sent: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -63,7 +66,9 @@ impl Harness {
             self.sent.push((self.elapsed(), t.clone()));
             out.push(t);
         }
-        while self.endpoint.poll_event().is_some() {}
+        while let Some(e) = self.endpoint.poll_event() {
+            self.events.push(e);
+        }
         out
     }
 
