@@ -300,6 +300,10 @@ fn decode_ext_value(value: &[u8]) -> Result<String, AuthError> {
             return Err(BAD);
         }
     }
+    // A username cannot carry a line break into a quoted-string (RFC 3261 §25.1).
+    if bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
+        return Err(BAD);
+    }
     if charset.eq_ignore_ascii_case(b"UTF-8") {
         String::from_utf8(bytes).map_err(|_| BAD)
     } else if charset.eq_ignore_ascii_case(b"ISO-8859-1") {
@@ -494,6 +498,8 @@ mod tests {
             b"Digest username*=UTF-8''%4, realm=r, nonce=n, uri=x, response=y",
             b"Digest username*=KOI8-R''a, realm=r, nonce=n, uri=x, response=y",
             b"Digest username*=abc, realm=r, nonce=n, uri=x, response=y",
+            // Found by fuzzing: a %0D would not survive printing.
+            b"Digest username*=UTF-8''a%0Db, realm=r, nonce=n, uri=x, response=y",
         ] {
             assert_eq!(
                 Authorization::parse(bad),

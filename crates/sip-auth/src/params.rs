@@ -68,7 +68,8 @@ impl Cursor<'_> {
     }
 
     /// A quoted-string after its opening quote (RFC 3261 §25.1): `\` escapes the next
-    /// byte; CR and LF of a folded line are dropped.
+    /// byte but CR and LF; CR and LF of a folded line are dropped. So a value never holds
+    /// CR or LF.
     fn quoted(&mut self) -> Result<Vec<u8>, AuthError> {
         let mut out = Vec::new();
         loop {
@@ -80,12 +81,13 @@ impl Cursor<'_> {
                 }
                 Some(b'\\') => {
                     self.pos += 1;
+                    // quoted-pair excludes CR and LF (RFC 3261 §25.1).
                     match self.peek() {
+                        Some(b'\r' | b'\n') | None => return Err(self.err("escaped character")),
                         Some(c) => {
                             out.push(c);
                             self.pos += 1;
                         }
-                        None => return Err(self.err("escaped character")),
                     }
                 }
                 Some(b'\r' | b'\n') => self.pos += 1,
@@ -252,6 +254,10 @@ mod tests {
         );
         assert!(matches!(
             parse_digest(b"Digest realm=\"x\\"),
+            Err(AuthError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_digest(b"Digest realm=\"x\\\r\n y\""),
             Err(AuthError::Syntax { .. })
         ));
     }
