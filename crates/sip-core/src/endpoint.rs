@@ -373,13 +373,13 @@ impl Endpoint {
     }
 
     fn on_event(&mut self, now: Instant, event: Event) {
-        if let Some((tx, status, response)) = trunk::response_of(&event) {
-            if let Some(trunk) = self.trunks.iter_mut().find(|t| t.owns(tx)) {
-                if let Some(e) = trunk.on_response(now, tx, status, response) {
-                    self.events.push_back(EndpointEvent::Trunk(e));
-                }
-                return;
+        if let Some((tx, status, response)) = trunk::response_of(&event)
+            && let Some(trunk) = self.trunks.iter_mut().find(|t| t.owns(tx))
+        {
+            if let Some(e) = trunk.on_response(now, tx, status, response) {
+                self.events.push_back(EndpointEvent::Trunk(e));
             }
+            return;
         }
         match event {
             Event::Dropped { remote, reason } => self

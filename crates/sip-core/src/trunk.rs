@@ -267,11 +267,11 @@ impl Trunk {
             self.next_register = None;
             self.send_register(now, ua, local, false);
         }
-        if let (Some(at), Some(interval)) = (self.next_options, self.config.options_interval) {
-            if at <= now {
-                self.next_options = Some(now + interval);
-                self.send_options(now, ua, local);
-            }
+        if let (Some(at), Some(interval)) = (self.next_options, self.config.options_interval)
+            && at <= now
+        {
+            self.next_options = Some(now + interval);
+            self.send_options(now, ua, local);
         }
     }
 
