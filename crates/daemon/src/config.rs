@@ -21,6 +21,116 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub trunks: Vec<TrunkSection>,
+    #[serde(default)]
+    pub inbound: InboundSection,
+    #[serde(default)]
+    pub dns: DnsSection,
+}
+
+/// `[[trunks]]`: a SIP trunk (registration, keepalive, inbound networks, caller ID).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSection {
+    pub name: String,
+    /// The trunk's proxy and registrar: a SIP URI; a domain is resolved with RFC 3263.
+    pub proxy: SipUriText,
+    /// The domain of our address-of-record (default: the proxy's host).
+    pub domain: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub realm: Option<String>,
+    #[serde(default)]
+    pub register: bool,
+    #[serde(default = "default_register_expires")]
+    pub register_expires_s: u64,
+    pub options_interval_s: Option<u64>,
+    /// Networks inbound requests from this trunk come from ("192.0.2.0/24").
+    #[serde(default)]
+    pub inbound: Vec<CidrText>,
+    pub caller_id: Option<String>,
+    pub asserted_identity: Option<String>,
+}
+
+fn default_register_expires() -> u64 {
+    3600
+}
+
+/// `[inbound]`: who may send requests outside a dialog.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundSection {
+    /// "any" (the demo default) or "trusted" (trunk networks and authenticated users).
+    pub accept: Accept,
+    pub realm: String,
+    pub nonce_ttl_s: u64,
+    pub users: Vec<AccountConfig>,
+}
+
+impl Default for InboundSection {
+    fn default() -> Self {
+        InboundSection {
+            accept: Accept::Any,
+            realm: "tandem".into(),
+            nonce_ttl_s: 300,
+            users: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Accept {
+    Any,
+    Trusted,
+}
+
+/// A digest account of `[inbound]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub name: String,
+    pub password: String,
+}
+
+/// `[dns]`: where RFC 3263 lookups go.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// DNS servers ("ip:port"); empty: the system's (/etc/resolv.conf).
+    pub servers: Vec<SocketAddr>,
+}
+
+/// A SIP or SIPS URI, checked when the file is read (so the error has its line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUriText(pub String);
+
+impl<'de> Deserialize<'de> for SipUriText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match sip_message::Uri::parse(text.as_bytes()) {
+            Ok(uri) if uri.as_sip().is_some() => Ok(SipUriText(text)),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{text}` is not a sip: or sips: URI"
+            ))),
+        }
+    }
+}
+
+/// An IP network, checked when the file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CidrText(pub sip_core::Cidr);
+
+impl<'de> Deserialize<'de> for CidrText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        sip_core::Cidr::parse(&text).map(CidrText).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not an address or network (\"192.0.2.0/24\")"
+            ))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -34,6 +144,26 @@ pub struct SipConfig {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     pub timers: Timers,
+    pub session_timer: SessionTimerSection,
+}
+
+/// `[sip.session_timer]`: RFC 4028.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionTimerSection {
+    pub enabled: bool,
+    pub session_expires_s: u64,
+    pub min_se_s: u64,
+}
+
+impl Default for SessionTimerSection {
+    fn default() -> Self {
+        SessionTimerSection {
+            enabled: true,
+            session_expires_s: 1800,
+            min_se_s: 90,
+        }
+    }
 }
 
 impl Default for SipConfig {
@@ -56,6 +186,7 @@ impl Default for SipConfig {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
             timers: Timers::default(),
+            session_timer: SessionTimerSection::default(),
         }
     }
 }
@@ -245,6 +376,53 @@ impl Config {
             .is_some_and(|a| a.is_unspecified() || a.is_multicast())
         {
             return Err("key `sip.advertised_address`: must be a unicast address".into());
+        }
+        let st = &self.sip.session_timer;
+        if st.min_se_s < 90 {
+            return Err(
+                "key `sip.session_timer.min_se_s`: RFC 4028 §4 allows no less than 90".into(),
+            );
+        }
+        if st.session_expires_s < st.min_se_s {
+            return Err(
+                "key `sip.session_timer.session_expires_s`: must not be below min_se_s".into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for trunk in &self.trunks {
+            if !names.insert(trunk.name.as_str()) {
+                return Err(format!(
+                    "key `trunks.name`: trunk `{}` appears twice",
+                    trunk.name
+                ));
+            }
+            if trunk.register && trunk.username.is_none() {
+                return Err(format!(
+                    "key `trunks.username`: trunk `{}` registers, so it needs a username",
+                    trunk.name
+                ));
+            }
+            if trunk.register && trunk.register_expires_s == 0 {
+                return Err(format!(
+                    "key `trunks.register_expires_s`: trunk `{}`: must be at least 1",
+                    trunk.name
+                ));
+            }
+            if trunk.options_interval_s == Some(0) {
+                return Err(format!(
+                    "key `trunks.options_interval_s`: trunk `{}`: must be at least 1",
+                    trunk.name
+                ));
+            }
+        }
+        let mut accounts = std::collections::HashSet::new();
+        for account in &self.inbound.users {
+            if !accounts.insert(account.name.as_str()) {
+                return Err(format!(
+                    "key `inbound.users.name`: account `{}` appears twice",
+                    account.name
+                ));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for user in &self.users {

@@ -152,12 +152,49 @@ fn runtime_config(config: &Config) -> RuntimeConfig {
         max_call_duration: Duration::from_secs(config.sip.max_call_duration_s),
         advertised_address: config.sip.advertised_address,
         seed: seed(),
-        session_timer: sip_core::SessionTimerConfig::default(),
+        session_timer: sip_core::SessionTimerConfig {
+            enabled: config.sip.session_timer.enabled,
+            session_expires: Duration::from_secs(config.sip.session_timer.session_expires_s),
+            min_se: Duration::from_secs(config.sip.session_timer.min_se_s),
+        },
+        trunks: config.trunks.iter().map(trunk_config).collect(),
+        inbound: sip_core::InboundConfig {
+            accept_any: config.inbound.accept == config::Accept::Any,
+            realm: config.inbound.realm.clone(),
+            users: config
+                .inbound
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.password.clone()))
+                .collect(),
+            nonce_ttl: Duration::from_secs(config.inbound.nonce_ttl_s),
+        },
     };
     RuntimeConfig {
         transport,
         endpoint,
+        dns_servers: config.dns.servers.clone(),
     }
+}
+
+fn trunk_config(t: &config::TrunkSection) -> sip_core::TrunkConfig {
+    let domain = t.domain.clone().unwrap_or_else(|| {
+        sip_message::Uri::parse(t.proxy.0.as_bytes())
+            .ok()
+            .and_then(|u| u.as_sip().map(|s| s.host.to_string()))
+            .unwrap_or_default()
+    });
+    let mut trunk = sip_core::TrunkConfig::new(&t.name, &t.proxy.0, &domain);
+    trunk.username = t.username.clone();
+    trunk.password = t.password.clone();
+    trunk.realm = t.realm.clone();
+    trunk.register = t.register;
+    trunk.register_expires = Duration::from_secs(t.register_expires_s);
+    trunk.options_interval = t.options_interval_s.map(Duration::from_secs);
+    trunk.inbound = t.inbound.iter().map(|c| c.0).collect();
+    trunk.caller_id = t.caller_id.clone();
+    trunk.asserted_identity = t.asserted_identity.clone();
+    trunk
 }
 
 /// Seeds tag and branch generation: different on every start (RFC 3261 §19.3 wants

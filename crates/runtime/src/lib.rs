@@ -6,11 +6,12 @@
 //! input: [`run`] returns when the `shutdown` future completes.
 #![forbid(unsafe_code)]
 
-use sip_core::{Endpoint, EndpointConfig, EndpointEvent};
+use sip_core::{Endpoint, EndpointConfig, EndpointEvent, TrunkTarget};
+use sip_resolve::{HickoryLookup, ResolveConfig};
 use sip_transport::{Inbound, TransportConfig, TransportError, Transports};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -22,7 +23,15 @@ pub use sip_transport;
 pub struct RuntimeConfig {
     pub transport: TransportConfig,
     pub endpoint: EndpointConfig,
+    /// DNS servers for RFC 3263 lookups of trunk proxies; empty: the system's
+    /// (/etc/resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
 }
+
+/// How often a trunk proxy's name is looked up again.
+const RESOLVE_EVERY: Duration = Duration::from_secs(300);
+/// How long shutdown waits for un-REGISTERs to be answered.
+const UNREGISTER_GRACE: Duration = Duration::from_secs(2);
 
 /// Requests from the process around the driver (signals, later the control API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +69,37 @@ pub async fn run(
     let (transports, mut inbound) = Transports::bind(config.transport).await?;
     ready(&transports.local_addrs());
     let mut endpoint = Endpoint::new(config.endpoint);
+    endpoint.set_local_addrs(transports.local_addrs());
+    endpoint.start(now());
+    let (resolved_tx, mut resolved) = mpsc::channel(16);
+    let resolver = tokio::spawn(resolve_trunks(
+        endpoint.trunk_proxies(),
+        config.dns_servers,
+        resolved_tx,
+    ));
     tokio::pin!(shutdown);
     let mut control_open = true;
+    let mut grace: Option<tokio::time::Instant> = None;
     loop {
         let deadline = endpoint.poll_timeout().map(tokio::time::Instant::from_std);
+        let shutting_down = grace.is_some();
+        let grace_over = async {
+            match grace {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = &mut shutdown, if !shutting_down => {
+                // Un-REGISTER, then keep running briefly so the answers arrive.
+                endpoint.shutdown(now());
+                grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
+            }
+            () = grace_over => break,
+            Some((trunk, targets)) = resolved.recv() => {
+                endpoint.set_trunk_targets(now(), &trunk, targets);
+            }
             item = control.recv(), if control_open => match item {
                 Some(Control::LogStats) => log_stats(&endpoint, &transports),
                 None => control_open = false,
@@ -91,10 +124,82 @@ pub async fn run(
             () = sleep_until(deadline) => endpoint.handle_timeout(now()),
         }
         flush(&mut endpoint, &transports).await;
+        if grace.is_some() && !endpoint.unregistering() {
+            break;
+        }
     }
+    resolver.abort();
     log_stats(&endpoint, &transports);
     transports.shutdown().await;
     Ok(())
+}
+
+/// RFC 3263: looks up each trunk proxy named by a domain (NAPTR, SRV, A/AAAA) and
+/// sends the targets, in failover order, to the driver; again every few minutes.
+async fn resolve_trunks(
+    proxies: Vec<(String, String)>,
+    servers: Vec<SocketAddr>,
+    out: mpsc::Sender<(String, Vec<TrunkTarget>)>,
+) {
+    let named: Vec<(String, sip_message::SipUri)> = proxies
+        .into_iter()
+        .filter_map(|(name, proxy)| {
+            let uri = sip_message::Uri::parse(proxy.as_bytes()).ok()?;
+            let sip = uri.as_sip()?.clone();
+            matches!(sip.host, sip_message::Host::Domain(_)).then_some((name, sip))
+        })
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    let lookup = if servers.is_empty() {
+        HickoryLookup::from_system_conf()
+    } else {
+        HickoryLookup::with_servers(&servers)
+    };
+    let lookup = match lookup {
+        Ok(lookup) => lookup,
+        Err(error) => {
+            warn!(%error, "no DNS resolver: trunks named by a domain cannot be reached");
+            return;
+        }
+    };
+    let config = ResolveConfig {
+        transports: vec![
+            sip_message::Transport::Udp,
+            sip_message::Transport::Tcp,
+            sip_message::Transport::Tls,
+        ],
+        prefer_ipv6: false,
+    };
+    let mut seed = std::process::id();
+    let mut random = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    loop {
+        for (name, uri) in &named {
+            match sip_resolve::resolve(&lookup, uri, &config, &mut random).await {
+                Ok(targets) => {
+                    let targets: Vec<TrunkTarget> = targets
+                        .into_iter()
+                        .map(|t| TrunkTarget {
+                            transport: t.transport,
+                            addr: t.addr,
+                        })
+                        .collect();
+                    info!(trunk = %name, targets = targets.len(), "trunk proxy resolved");
+                    if out.send((name.clone(), targets)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => warn!(trunk = %name, %error, "trunk proxy not resolved"),
+            }
+        }
+        tokio::time::sleep(RESOLVE_EVERY).await;
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -140,6 +245,7 @@ fn log_event(event: &EndpointEvent) {
         EndpointEvent::CallEnded { call_id, reason } => {
             info!(call_id = %call_id, ?reason, "call ended");
         }
+        EndpointEvent::Trunk(event) => info!(?event, "trunk"),
         other => debug!(event = ?other, "endpoint"),
     }
 }

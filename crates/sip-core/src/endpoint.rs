@@ -283,6 +283,13 @@ impl Endpoint {
         self.drain(now);
     }
 
+    /// Whether an un-REGISTER is still waiting for its answer.
+    pub fn unregistering(&self) -> bool {
+        self.trunks
+            .iter()
+            .any(|t| t.registration == RegistrationState::Unregistering)
+    }
+
     /// A datagram, or one message framed from a stream, arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, data: Bytes, flow: Flow) {
         self.ua.handle_message(now, data, flow);

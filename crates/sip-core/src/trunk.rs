@@ -566,6 +566,7 @@ pub(crate) fn response_of(event: &Event) -> Option<(&TransactionKey, u16, Option
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

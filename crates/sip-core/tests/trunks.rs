@@ -41,13 +41,6 @@ fn harness(trunk: TrunkConfig) -> Harness {
     h
 }
 
-fn request(t: &sip_core::Transmit) -> Request {
-    match Message::parse(t.payload.clone()).unwrap() {
-        Message::Request(r) => r,
-        Message::Response(r) => panic!("expected a request, got {}", r.status),
-    }
-}
-
 /// The requests of `method` in `out`, retransmissions left out (one per branch).
 fn requests(out: &[sip_core::Transmit], method: Method) -> Vec<Request> {
     let mut seen = std::collections::HashSet::new();
