@@ -60,9 +60,9 @@ pub use config::TransportConfig;
 pub use error::TransportError;
 pub use framing::{FramingError, Limits};
 pub use layer::{CloseReason, Inbound, SentBy, Transports};
-pub use stats::TransportStats;
-pub use tls::{TlsConfig, client_config, crypto_provider};
-pub use ws::SUBPROTOCOL as WS_SUBPROTOCOL;
 /// The rustls this crate builds on, for callers that build their own
 /// [`TlsConfig`] (e.g. with a custom certificate verifier).
 pub use rustls;
+pub use stats::TransportStats;
+pub use tls::{TlsConfig, client_config, crypto_provider};
+pub use ws::SUBPROTOCOL as WS_SUBPROTOCOL;

@@ -13,6 +13,7 @@ use crate::framing::{Frame, StreamFramer};
 use crate::layer::{CloseReason, Inbound, Inner, deliver, lock};
 use crate::stats::{add, dec, inc};
 use bytes::Bytes;
+use rustls_pki_types::ServerName;
 use sip_message::Transport;
 use sip_transaction::{ConnectionId, Flow, Transmit};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -20,14 +21,13 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use std::sync::OnceLock;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsConnector;
-use rustls_pki_types::ServerName;
 use tracing::{debug, info, trace, warn};
 
 /// Size of the read buffer of one connection.
@@ -166,7 +166,6 @@ impl ConnTable {
     }
 }
 
-
 // ---------------------------------------------------------------- codecs
 
 /// What one read from a connection gave.
@@ -274,7 +273,10 @@ impl<W: AsyncWrite + Unpin + Send> MessageWrite for ByteWriter<W> {
 // ---------------------------------------------------------------- accept
 
 /// Binds a stream listener (SO_REUSEADDR, so a restart need not wait out TIME_WAIT).
-pub(crate) fn bind_tcp(addr: SocketAddr, transport: Transport) -> Result<TcpListener, TransportError> {
+pub(crate) fn bind_tcp(
+    addr: SocketAddr,
+    transport: Transport,
+) -> Result<TcpListener, TransportError> {
     let fail = |e: io::Error| TransportError::Bind {
         transport,
         addr,
@@ -316,7 +318,16 @@ pub(crate) async fn accept_loop(
                 }
                 if transport == Transport::Tcp {
                     let (reader, writer) = byte_halves(stream, &inner);
-                    let adopted = adopt(&inner, transport, reader, writer, local, remote, tx.clone(), true);
+                    let adopted = adopt(
+                        &inner,
+                        transport,
+                        reader,
+                        writer,
+                        local,
+                        remote,
+                        tx.clone(),
+                        true,
+                    );
                     log_adopted(transport, local, remote, &adopted);
                     continue;
                 }
@@ -375,7 +386,9 @@ impl Pending {
         let open = lock(&inner.conns).len();
         let pending = inner.stats.handshakes_pending.load(Ordering::Relaxed);
         let limit = inner.config.max_connections;
-        if u64::try_from(open).unwrap_or(u64::MAX).saturating_add(pending)
+        if u64::try_from(open)
+            .unwrap_or(u64::MAX)
+            .saturating_add(pending)
             >= u64::try_from(limit).unwrap_or(u64::MAX)
         {
             return None;
@@ -501,13 +514,14 @@ async fn connect(
     let Some((connector, name)) = tls else {
         return Ok((Opened::Tcp(stream), local));
     };
-    let stream = connector
-        .connect(name, stream)
-        .await
-        .map_err(|e| TransportError::TlsHandshake {
-            remote,
-            source: Arc::new(e),
-        })?;
+    let stream =
+        connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| TransportError::TlsHandshake {
+                remote,
+                source: Arc::new(e),
+            })?;
     Ok((Opened::Tls(Box::new(stream)), local))
 }
 
@@ -640,7 +654,9 @@ async fn run_connection<R, W>(
             .await;
         }
     };
-    let write = write_side(&inner, writer, flow, rx, &tx, &activity, failed_tx, &closing);
+    let write = write_side(
+        &inner, writer, flow, rx, &tx, &activity, failed_tx, &closing,
+    );
     tokio::pin!(read, write);
     let read_ended_first = tokio::select! {
         () = &mut read => true,

@@ -69,7 +69,10 @@ impl TlsConfig {
             .map_err(|e| {
                 file_error(
                     private_key,
-                    format!("does not go with the certificate in {}: {e}", cert_chain.display()),
+                    format!(
+                        "does not go with the certificate in {}: {e}",
+                        cert_chain.display()
+                    ),
                 )
             })?;
         let client = match ca_file {
@@ -134,11 +137,11 @@ pub(crate) fn server_name(
     ip: IpAddr,
 ) -> Result<ServerName<'static>, TransportError> {
     match name {
-        Some(name) => ServerName::try_from(name.to_owned()).map_err(|_| {
-            TransportError::InvalidServerName {
+        Some(name) => {
+            ServerName::try_from(name.to_owned()).map_err(|_| TransportError::InvalidServerName {
                 name: name.to_owned(),
-            }
-        }),
+            })
+        }
         None => Ok(ServerName::IpAddress(ip.into())),
     }
 }
@@ -149,10 +152,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "sip-transport-tls-{}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("sip-transport-tls-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -187,18 +188,27 @@ mod tests {
         let missing = dir.join("missing.pem");
         let err = TlsConfig::from_pem_files(&missing, &key, None).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("missing.pem") && text.contains("cannot read"), "{text}");
+        assert!(
+            text.contains("missing.pem") && text.contains("cannot read"),
+            "{text}"
+        );
 
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a pem file\n").unwrap();
         let text = TlsConfig::from_pem_files(&empty, &key, None)
             .unwrap_err()
             .to_string();
-        assert!(text.contains("empty.pem") && text.contains("no PEM certificate"), "{text}");
+        assert!(
+            text.contains("empty.pem") && text.contains("no PEM certificate"),
+            "{text}"
+        );
         let text = TlsConfig::from_pem_files(&cert, &empty, None)
             .unwrap_err()
             .to_string();
-        assert!(text.contains("empty.pem") && text.contains("private key"), "{text}");
+        assert!(
+            text.contains("empty.pem") && text.contains("private key"),
+            "{text}"
+        );
 
         // A key that is not the certificate's.
         let other = rcgen::KeyPair::generate().unwrap();
@@ -207,7 +217,10 @@ mod tests {
         let text = TlsConfig::from_pem_files(&cert, &other_path, None)
             .unwrap_err()
             .to_string();
-        assert!(text.contains("other-key.pem") && text.contains("does not go"), "{text}");
+        assert!(
+            text.contains("other-key.pem") && text.contains("does not go"),
+            "{text}"
+        );
 
         // A CA file without certificates.
         let text = TlsConfig::from_pem_files(&cert, &key, Some(&empty))

@@ -134,7 +134,9 @@ fn refusal_response(refusal: Refusal) -> String {
 
 /// The tungstenite limits: no message or frame larger than a SIP message may be.
 fn config(limits: &Limits) -> WebSocketConfig {
-    let max = limits.max_header_bytes.saturating_add(limits.max_body_bytes);
+    let max = limits
+        .max_header_bytes
+        .saturating_add(limits.max_body_bytes);
     WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
@@ -389,7 +391,11 @@ mod tests {
         let status = |req: &str| check_request(req.as_bytes()).unwrap_err().status;
         assert_eq!(status(&request("")), 400, "no subprotocol");
         assert_eq!(status(&request("Sec-WebSocket-Protocol: chat\r\n")), 400);
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "plain GET");
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            400,
+            "plain GET"
+        );
         assert_eq!(status("HELLO\r\n\r\n"), 400, "not HTTP");
         let post = request("Sec-WebSocket-Protocol: sip\r\n").replacen("GET", "POST", 1);
         assert_eq!(status(&post), 400);
