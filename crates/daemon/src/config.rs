@@ -481,7 +481,10 @@ mod tests {
         for listen in ["tls:127.0.0.1:5061", "wss:127.0.0.1:8089"] {
             let text = format!("[sip]\nlisten = [\"{listen}\"]\n");
             let err = Config::parse(&text, "t").unwrap_err().to_string();
-            assert!(err.contains("key `sip.tls`") && err.contains(listen), "{err}");
+            assert!(
+                err.contains("key `sip.tls`") && err.contains(listen),
+                "{err}"
+            );
         }
         // Plain WebSocket needs no certificate.
         Config::parse("[sip]\nlisten = [\"ws:127.0.0.1:8088\"]\n", "t").unwrap();
@@ -514,8 +517,14 @@ mod tests {
         assert_eq!(tls.certificate, dir.join("nope.pem"));
         assert_eq!(tls.private_key, PathBuf::from("/abs/key.pem"));
         let err = config.load_tls("tandem.toml").unwrap_err().to_string();
-        assert!(err.starts_with("tandem.toml: key `sip.tls.certificate`"), "{err}");
-        assert!(err.contains("nope.pem") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.starts_with("tandem.toml: key `sip.tls.certificate`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("nope.pem") && err.contains("cannot read"),
+            "{err}"
+        );
         assert!(Config::embedded().unwrap().load_tls("e").unwrap().is_none());
     }
 }

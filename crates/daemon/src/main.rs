@@ -215,12 +215,17 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), runtime::Ru
             () = term => info!("SIGTERM: stopping"),
         }
     };
-    runtime::run(runtime_config(&config, tls), control_rx, shutdown, |addrs| {
-        let listening: Vec<String> = addrs
-            .iter()
-            .map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase()))
-            .collect();
-        info!(listen = %listening.join(" "), "ready");
-    })
+    runtime::run(
+        runtime_config(&config, tls),
+        control_rx,
+        shutdown,
+        |addrs| {
+            let listening: Vec<String> = addrs
+                .iter()
+                .map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase()))
+                .collect();
+            info!(listen = %listening.join(" "), "ready");
+        },
+    )
     .await
 }

@@ -1087,9 +1087,12 @@ fn offer_in(request: &Request) -> Result<Option<Bytes>, Rejection> {
 }
 
 /// Our Contact for a dialog: the user at the address the request arrived on.
+/// RFC 7118 §5.2.2 defines one URI `transport` value, `ws`, for WS and WSS alike
+/// (there is no `transport=wss`).
 fn contact(user: &str, local: &SocketAddr, transport: Transport) -> String {
     match transport {
         Transport::Udp => format!("<sip:{user}@{local}>"),
+        Transport::Wss => format!("<sip:{user}@{local};transport=ws>"),
         other => format!(
             "<sip:{user}@{local};transport={}>",
             other.as_str().to_ascii_lowercase()
