@@ -98,7 +98,11 @@ fn baresip_calls_echo_over_tls_and_the_call_is_answered() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "baresip: {:?}\n{stdout}\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "baresip: {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
     assert!(
         stdout.contains(&format!("Call established: sip:echo@{tls};transport=tls")),
         "baresip output:\n{stdout}\n{stderr}"
@@ -108,7 +112,15 @@ fn baresip_calls_echo_over_tls_and_the_call_is_answered() {
         s.get("calls_answered") >= 1 && s.get("dialogs") == 0
     });
     assert!(stats.get("calls_answered") >= 1, "{stats:?}");
-    assert_eq!(stats.get("dialogs"), 0, "baresip's BYE ended the call: {stats:?}");
+    assert_eq!(
+        stats.get("dialogs"),
+        0,
+        "baresip's BYE ended the call: {stats:?}"
+    );
     assert!(stats.get("tls_handshakes") >= 1, "{stats:?}");
-    assert_eq!(stats.get("udp_in"), 0, "all signalling went over TLS: {stats:?}");
+    assert_eq!(
+        stats.get("udp_in"),
+        0,
+        "all signalling went over TLS: {stats:?}"
+    );
 }

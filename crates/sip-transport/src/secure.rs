@@ -9,7 +9,6 @@ use crate::stats::inc;
 use crate::stream::{Pending, adopt, byte_halves, log_adopted};
 use crate::ws;
 use sip_message::Transport;
-use sip_transaction::ConnectionId;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +52,31 @@ pub(crate) async fn accept(
 ) {
     let mut shutdown = inner.shutdown.subscribe();
     let limit = inner.config.handshake_timeout;
-    let handshake = handshake(&inner, transport, stream, local, remote, tx, pending);
+    let handshake = async {
+        let inner = &inner;
+        let adopted = match transport {
+            Transport::Ws => {
+                let ws = upgrade(inner, stream).await?;
+                drop(pending);
+                let (reader, writer) = ws::halves(ws, inner.config.limits);
+                adopt(inner, transport, reader, writer, local, remote, tx, true)
+            }
+            Transport::Wss => {
+                let tls = tls_accept(inner, stream).await?;
+                let ws = upgrade(inner, tls).await?;
+                drop(pending);
+                let (reader, writer) = ws::halves(ws, inner.config.limits);
+                adopt(inner, transport, reader, writer, local, remote, tx, true)
+            }
+            _ => {
+                let tls = tls_accept(inner, stream).await?;
+                drop(pending);
+                let (reader, writer) = byte_halves(tls, inner);
+                adopt(inner, transport, reader, writer, local, remote, tx, true)
+            }
+        };
+        adopted.map_err(Failure::Adopt)
+    };
     let result = tokio::select! {
         r = tokio::time::timeout(limit, handshake) => r,
         _ = shutdown.wait_for(|s| *s) => return,
@@ -69,39 +92,6 @@ pub(crate) async fn accept(
             debug!(transport = %transport, %local, %remote, timeout = ?limit, "handshake timed out");
         }
     }
-}
-
-async fn handshake(
-    inner: &Arc<Inner>,
-    transport: Transport,
-    stream: TcpStream,
-    local: SocketAddr,
-    remote: SocketAddr,
-    tx: mpsc::Sender<Inbound>,
-    pending: Pending,
-) -> Result<ConnectionId, Failure> {
-    let adopted = match transport {
-        Transport::Ws => {
-            let ws = upgrade(inner, stream).await?;
-            drop(pending);
-            let (reader, writer) = ws::halves(ws, inner.config.limits);
-            adopt(inner, transport, reader, writer, local, remote, tx, true)
-        }
-        Transport::Wss => {
-            let tls = tls_accept(inner, stream).await?;
-            let ws = upgrade(inner, tls).await?;
-            drop(pending);
-            let (reader, writer) = ws::halves(ws, inner.config.limits);
-            adopt(inner, transport, reader, writer, local, remote, tx, true)
-        }
-        _ => {
-            let tls = tls_accept(inner, stream).await?;
-            drop(pending);
-            let (reader, writer) = byte_halves(tls, inner);
-            adopt(inner, transport, reader, writer, local, remote, tx, true)
-        }
-    };
-    adopted.map_err(Failure::Adopt)
 }
 
 async fn tls_accept(

@@ -186,47 +186,25 @@ mod tests {
         let dir = scratch("bad");
         let (cert, key) = write_pair(&dir);
         let missing = dir.join("missing.pem");
-        let err = TlsConfig::from_pem_files(&missing, &key, None).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("missing.pem") && text.contains("cannot read"),
-            "{text}"
-        );
-
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a pem file\n").unwrap();
-        let text = TlsConfig::from_pem_files(&empty, &key, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            text.contains("empty.pem") && text.contains("no PEM certificate"),
-            "{text}"
-        );
-        let text = TlsConfig::from_pem_files(&cert, &empty, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            text.contains("empty.pem") && text.contains("private key"),
-            "{text}"
-        );
-
         // A key that is not the certificate's.
         let other = rcgen::KeyPair::generate().unwrap();
-        let other_path = dir.join("other-key.pem");
-        std::fs::write(&other_path, other.serialize_pem()).unwrap();
-        let text = TlsConfig::from_pem_files(&cert, &other_path, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            text.contains("other-key.pem") && text.contains("does not go"),
-            "{text}"
-        );
-
-        // A CA file without certificates.
-        let text = TlsConfig::from_pem_files(&cert, &key, Some(&empty))
-            .unwrap_err()
-            .to_string();
-        assert!(text.contains("empty.pem"), "{text}");
+        let other_key = dir.join("other-key.pem");
+        std::fs::write(&other_key, other.serialize_pem()).unwrap();
+        let cases: [(&Path, &Path, Option<&Path>, &str, &str); 5] = [
+            (&missing, &key, None, "missing.pem", "cannot read"),
+            (&empty, &key, None, "empty.pem", "no PEM certificate"),
+            (&cert, &empty, None, "empty.pem", "no PEM private key"),
+            (&cert, &other_key, None, "other-key.pem", "does not go"),
+            (&cert, &key, Some(&empty), "empty.pem", "no PEM certificate"),
+        ];
+        for (cert, key, ca, file, reason) in cases {
+            let err = TlsConfig::from_pem_files(cert, key, ca).unwrap_err();
+            assert!(matches!(err, TransportError::TlsFile { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(text.contains(file) && text.contains(reason), "{text}");
+        }
     }
 
     #[test]

@@ -10,17 +10,15 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::pem::PemObject;
 use sip_message::Transport;
-use sip_transaction::{Flow, Transmit};
+use sip_transaction::Flow;
 use sip_transport::rustls::RootCertStore;
 use sip_transport::{
     CloseReason, FramingError, Inbound, Limits, TlsConfig, TransportConfig, TransportError,
     Transports,
 };
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -33,87 +31,57 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{WebSocketStream, client_async};
 
-const WAIT: Duration = Duration::from_secs(5);
-const QUIET: Duration = Duration::from_millis(200);
+mod support;
+
+use support::pki::TestPki;
+use support::{
+    WAIT, any_port, bind, closed_by_peer, message, next, next_message, quiet, read_exact_bytes,
+    transmit,
+};
 
 // ---------------------------------------------------------------- PKI
 
-/// A test CA and a server certificate it signed for `sip.test` and 127.0.0.1,
-/// written as PEM files.
-struct Pki {
-    ca_pem: PathBuf,
-    cert_pem: PathBuf,
-    key_pem: PathBuf,
+/// The test PKI, in a directory of its own.
+fn pki(name: &str) -> TestPki {
+    TestPki::generate(&std::env::temp_dir().join(format!(
+        "sip-transport-secure-{}-{name}",
+        std::process::id()
+    )))
 }
 
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!(
-            "sip-transport-secure-{}-{name}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Tandem test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(vec!["sip.test".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let pki = Pki {
-            ca_pem: dir.join("ca.pem"),
-            cert_pem: dir.join("cert.pem"),
-            key_pem: dir.join("key.pem"),
-        };
-        std::fs::write(&pki.ca_pem, ca_cert.pem()).unwrap();
-        std::fs::write(&pki.cert_pem, cert.pem()).unwrap();
-        std::fs::write(&pki.key_pem, key.serialize_pem()).unwrap();
-        pki
-    }
+/// Server certificate, and client trust in the test CA.
+fn tls_config(pki: &TestPki) -> TlsConfig {
+    TlsConfig::from_pem_files(&pki.certificate, &pki.private_key, Some(&pki.ca)).unwrap()
+}
 
-    /// Server certificate, and client trust in the test CA.
-    fn tls_config(&self) -> TlsConfig {
-        TlsConfig::from_pem_files(&self.cert_pem, &self.key_pem, Some(&self.ca_pem)).unwrap()
+/// A client trusting the test CA.
+fn connector(pki: &TestPki) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
     }
-
-    /// A client trusting the test CA.
-    fn connector(&self) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        let ca = std::fs::read(&self.ca_pem).unwrap();
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        TlsConnector::from(Arc::new(sip_transport::client_config(roots).unwrap()))
-    }
+    TlsConnector::from(Arc::new(sip_transport::client_config(roots).unwrap()))
 }
 
 // ---------------------------------------------------------------- helpers
-
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 /// No UDP or TCP; the listeners the test asks for.
 fn config() -> TransportConfig {
     TransportConfig::new(vec![], vec![])
 }
 
-async fn bind(config: TransportConfig) -> (Transports, mpsc::Receiver<Inbound>) {
-    Transports::bind(config).await.expect("bind")
-}
-
-fn message(tag: &str, body: &str) -> String {
-    format!(
-        "OPTIONS sip:{tag}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bK{tag}\r\n\
-         Call-ID: {tag}\r\nCSeq: 1 OPTIONS\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+/// The test PKI's TLS configuration and one listener of `transport` (none for UDP).
+fn secure_config(pki: &TestPki, transport: Transport) -> TransportConfig {
+    let mut cfg = config();
+    cfg.tls = Some(tls_config(pki));
+    match transport {
+        Transport::Tls => cfg.tls_listen = vec![any_port()],
+        Transport::Ws => cfg.ws = vec![any_port()],
+        Transport::Wss => cfg.wss = vec![any_port()],
+        _ => {}
+    }
+    cfg
 }
 
 /// A message as a WebSocket client writes it: no Content-Length (RFC 7118 §5.1
@@ -125,37 +93,10 @@ fn ws_message(tag: &str) -> String {
     )
 }
 
-async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
-    timeout(WAIT, rx.recv())
-        .await
-        .expect("timed out waiting for inbound")
-        .expect("inbound channel closed")
-}
-
-async fn next_message(rx: &mut mpsc::Receiver<Inbound>) -> (Flow, Bytes) {
-    match next(rx).await {
-        Inbound::Message { flow, data } => (flow, data),
-        other => panic!("expected a message, got {other:?}"),
-    }
-}
-
 async fn next_closed(rx: &mut mpsc::Receiver<Inbound>) -> (Flow, CloseReason) {
     match next(rx).await {
         Inbound::ConnectionClosed { flow, reason } => (flow, reason),
         other => panic!("expected a close, got {other:?}"),
-    }
-}
-
-async fn quiet(rx: &mut mpsc::Receiver<Inbound>) {
-    if let Ok(item) = timeout(QUIET, rx.recv()).await {
-        panic!("expected nothing, got {item:?}");
-    }
-}
-
-fn transmit(flow: Flow, payload: impl Into<Bytes>) -> Transmit {
-    Transmit {
-        flow,
-        payload: payload.into(),
     }
 }
 
@@ -165,27 +106,6 @@ fn flow_to(transport: Transport, remote: SocketAddr) -> Flow {
         local: any_port(),
         remote,
         connection: None,
-    }
-}
-
-async fn read_exact<S: AsyncRead + Unpin>(stream: &mut S, want: usize) -> Vec<u8> {
-    let mut out = vec![0u8; want];
-    timeout(WAIT, stream.read_exact(&mut out))
-        .await
-        .expect("timed out reading")
-        .expect("read");
-    out
-}
-
-/// True once the peer closed the connection (EOF or reset).
-async fn closed_by_peer<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
-    let mut buf = [0u8; 1024];
-    loop {
-        match timeout(WAIT, stream.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-        }
     }
 }
 
@@ -206,13 +126,13 @@ async fn wait_for(
 }
 
 async fn tls_client(
-    pki: &Pki,
+    pki: &TestPki,
     addr: SocketAddr,
     name: &str,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    timeout(WAIT, pki.connector().connect(name, tcp))
+    timeout(WAIT, connector(pki).connect(name, tcp))
         .await
         .unwrap()
         .expect("TLS handshake")
@@ -247,6 +167,33 @@ where
     Ok(ws)
 }
 
+/// A layer with one WebSocket listener; `edit` changes the rest of the configuration.
+async fn ws_layer(
+    edit: impl FnOnce(&mut TransportConfig),
+) -> (Transports, mpsc::Receiver<Inbound>, SocketAddr) {
+    let mut cfg = config();
+    cfg.ws = vec![any_port()];
+    edit(&mut cfg);
+    let (layer, rx) = bind(cfg).await;
+    let addr = layer.local_addr(Transport::Ws).unwrap();
+    (layer, rx, addr)
+}
+
+/// A SIP WebSocket client connected to `addr` over plain TCP.
+async fn sip_ws(addr: SocketAddr) -> WebSocketStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    ws_client(tcp, addr, Some("sip")).await.unwrap()
+}
+
+/// Asserts the upgrade was refused with HTTP 400.
+fn assert_refused_400<S>(result: Result<WebSocketStream<S>, tungstenite::Error>) {
+    match result {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
+        Err(other) => panic!("expected an HTTP error, got {other:?}"),
+        Ok(_) => panic!("the upgrade was accepted"),
+    }
+}
+
 async fn ws_next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Message {
     timeout(WAIT, ws.next())
         .await
@@ -259,11 +206,8 @@ async fn ws_next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>)
 
 #[tokio::test]
 async fn tls_options_in_and_the_answer_back_on_the_same_connection() {
-    let pki = Pki::new("tls-rt");
-    let mut cfg = config();
-    cfg.tls_listen = vec![any_port()];
-    cfg.tls = Some(pki.tls_config());
-    let (layer, mut rx) = bind(cfg).await;
+    let pki = pki("tls-rt");
+    let (layer, mut rx) = bind(secure_config(&pki, Transport::Tls)).await;
     let listener = layer.local_addr(Transport::Tls).unwrap();
 
     let mut client = tls_client(&pki, listener, "sip.test").await;
@@ -280,12 +224,12 @@ async fn tls_options_in_and_the_answer_back_on_the_same_connection() {
     let response = message("answer", "ok");
     layer.send(transmit(flow, response.clone())).await.unwrap();
     assert_eq!(
-        read_exact(&mut client, response.len()).await,
+        read_exact_bytes(&mut client, response.len()).await,
         response.as_bytes()
     );
     // CRLFCRLF keep-alive works over TLS as over TCP (RFC 5626 §3.5.1).
     client.write_all(b"\r\n\r\n").await.unwrap();
-    assert_eq!(read_exact(&mut client, 2).await, b"\r\n");
+    assert_eq!(read_exact_bytes(&mut client, 2).await, b"\r\n");
 
     let stats = layer.stats();
     assert_eq!(stats.tls_handshakes, 1);
@@ -300,8 +244,8 @@ async fn tls_options_in_and_the_answer_back_on_the_same_connection() {
 
 #[tokio::test]
 async fn outbound_tls_sends_the_server_name_and_verifies_against_the_ca() {
-    let pki = Pki::new("tls-sni");
-    let server_config = pki.tls_config().server;
+    let pki = pki("tls-sni");
+    let server_config = tls_config(&pki).server;
     let acceptor = TlsAcceptor::from(server_config);
     let listener = TcpListener::bind(any_port()).await.unwrap();
     let server_addr = listener.local_addr().unwrap();
@@ -312,18 +256,16 @@ async fn outbound_tls_sends_the_server_name_and_verifies_against_the_ca() {
         let (tcp, _) = listener.accept().await.unwrap();
         let mut tls = acceptor.accept(tcp).await.unwrap();
         let sni = tls.get_ref().1.server_name().map(str::to_owned);
-        let got_first = read_exact(&mut tls, want_first).await;
+        let got_first = read_exact_bytes(&mut tls, want_first).await;
         tls.write_all(message("answer", "").as_bytes())
             .await
             .unwrap();
         // The second request comes on the same connection (RFC 3261 §18.1.1 reuse).
-        let got_second = read_exact(&mut tls, want_second).await;
+        let got_second = read_exact_bytes(&mut tls, want_second).await;
         (sni, got_first, got_second)
     });
 
-    let mut cfg = config();
-    cfg.tls = Some(pki.tls_config());
-    let (layer, mut rx) = bind(cfg).await;
+    let (layer, mut rx) = bind(secure_config(&pki, Transport::Udp)).await;
     layer
         .send_with_server_name(
             transmit(flow_to(Transport::Tls, server_addr), first.clone()),
@@ -354,15 +296,10 @@ async fn outbound_tls_sends_the_server_name_and_verifies_against_the_ca() {
 
 #[tokio::test]
 async fn tls_between_two_layers_by_ip_address() {
-    let pki = Pki::new("tls-ip");
-    let mut server_cfg = config();
-    server_cfg.tls_listen = vec![any_port()];
-    server_cfg.tls = Some(pki.tls_config());
-    let (server, mut server_rx) = bind(server_cfg).await;
+    let pki = pki("tls-ip");
+    let (server, mut server_rx) = bind(secure_config(&pki, Transport::Tls)).await;
     let server_addr = server.local_addr(Transport::Tls).unwrap();
-    let mut client_cfg = config();
-    client_cfg.tls = Some(pki.tls_config());
-    let (client, mut client_rx) = bind(client_cfg).await;
+    let (client, mut client_rx) = bind(secure_config(&pki, Transport::Udp)).await;
 
     // No name: the certificate's IP SAN (127.0.0.1) is verified.
     let request = message("byip", "");
@@ -390,15 +327,10 @@ async fn tls_between_two_layers_by_ip_address() {
 
 #[tokio::test]
 async fn outbound_tls_to_a_name_the_certificate_lacks_is_a_transport_error() {
-    let pki = Pki::new("tls-badname");
-    let mut server_cfg = config();
-    server_cfg.tls_listen = vec![any_port()];
-    server_cfg.tls = Some(pki.tls_config());
-    let (server, mut server_rx) = bind(server_cfg).await;
+    let pki = pki("tls-badname");
+    let (server, mut server_rx) = bind(secure_config(&pki, Transport::Tls)).await;
     let server_addr = server.local_addr(Transport::Tls).unwrap();
-    let mut cfg = config();
-    cfg.tls = Some(pki.tls_config());
-    let (layer, mut rx) = bind(cfg).await;
+    let (layer, mut rx) = bind(secure_config(&pki, Transport::Udp)).await;
 
     layer
         .send_with_server_name(
@@ -428,7 +360,7 @@ async fn outbound_tls_to_a_name_the_certificate_lacks_is_a_transport_error() {
 
 #[tokio::test]
 async fn outbound_tls_needs_a_tls_configuration_and_trusted_roots() {
-    let pki = Pki::new("tls-noroots");
+    let pki = pki("tls-noroots");
     let remote: SocketAddr = "127.0.0.1:5061".parse().unwrap();
     let (bare, _rx) = bind(config()).await;
     let err = bare
@@ -441,7 +373,7 @@ async fn outbound_tls_needs_a_tls_configuration_and_trusted_roots() {
     );
 
     let mut cfg = config();
-    cfg.tls = Some(TlsConfig::from_pem_files(&pki.cert_pem, &pki.key_pem, None).unwrap());
+    cfg.tls = Some(TlsConfig::from_pem_files(&pki.certificate, &pki.private_key, None).unwrap());
     let (layer, _rx) = bind(cfg).await;
     let err = layer
         .send(transmit(flow_to(Transport::Tls, remote), message("x", "")))
@@ -490,11 +422,11 @@ async fn tls_listener_without_a_tls_configuration_is_refused_at_bind() {
 
 #[tokio::test]
 async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
-    let pki = Pki::new("tls-timeout");
+    let pki = pki("tls-timeout");
     let mut cfg = config();
     cfg.tls_listen = vec![any_port()];
     cfg.ws = vec![any_port()];
-    cfg.tls = Some(pki.tls_config());
+    cfg.tls = Some(tls_config(&pki));
     cfg.handshake_timeout = Duration::from_millis(200);
     let (layer, mut rx) = bind(cfg).await;
 
@@ -525,11 +457,8 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
 
 #[tokio::test]
 async fn plain_sip_on_the_tls_port_fails_the_handshake() {
-    let pki = Pki::new("tls-plain");
-    let mut cfg = config();
-    cfg.tls_listen = vec![any_port()];
-    cfg.tls = Some(pki.tls_config());
-    let (layer, mut rx) = bind(cfg).await;
+    let pki = pki("tls-plain");
+    let (layer, mut rx) = bind(secure_config(&pki, Transport::Tls)).await;
     let mut plain = TcpStream::connect(layer.local_addr(Transport::Tls).unwrap())
         .await
         .unwrap();
@@ -554,10 +483,8 @@ async fn plain_sip_on_the_tls_port_fails_the_handshake() {
 
 #[tokio::test]
 async fn handshakes_count_against_max_connections() {
-    let pki = Pki::new("tls-limit");
-    let mut cfg = config();
-    cfg.tls_listen = vec![any_port()];
-    cfg.tls = Some(pki.tls_config());
+    let pki = pki("tls-limit");
+    let mut cfg = secure_config(&pki, Transport::Tls);
     cfg.max_connections = 1;
     let (layer, _rx) = bind(cfg).await;
     let addr = layer.local_addr(Transport::Tls).unwrap();
@@ -576,12 +503,12 @@ async fn handshakes_count_against_max_connections() {
 
 #[tokio::test]
 async fn local_addrs_list_every_listener_in_order() {
-    let pki = Pki::new("addrs");
+    let pki = pki("addrs");
     let mut cfg = TransportConfig::new(vec![any_port()], vec![any_port()]);
     cfg.tls_listen = vec![any_port()];
     cfg.ws = vec![any_port()];
     cfg.wss = vec![any_port()];
-    cfg.tls = Some(pki.tls_config());
+    cfg.tls = Some(tls_config(&pki));
     let (layer, _rx) = bind(cfg).await;
     let transports: Vec<Transport> = layer.local_addrs().iter().map(|(t, _)| *t).collect();
     assert_eq!(
@@ -604,10 +531,7 @@ async fn local_addrs_list_every_listener_in_order() {
 
 #[tokio::test]
 async fn ws_message_in_and_the_answer_back_on_the_same_connection() {
-    let mut cfg = config();
-    cfg.ws = vec![any_port()];
-    let (layer, mut rx) = bind(cfg).await;
-    let addr = layer.local_addr(Transport::Ws).unwrap();
+    let (layer, mut rx, addr) = ws_layer(|_| {}).await;
     let tcp = TcpStream::connect(addr).await.unwrap();
     let client_addr = tcp.local_addr().unwrap();
     let mut ws = ws_client(tcp, addr, Some("sip")).await.unwrap();
@@ -655,9 +579,7 @@ async fn ws_message_in_and_the_answer_back_on_the_same_connection() {
 
 #[tokio::test]
 async fn ws_send_without_a_connection_is_unsupported() {
-    let mut cfg = config();
-    cfg.ws = vec![any_port()];
-    let (layer, _rx) = bind(cfg).await;
+    let (layer, _rx, _) = ws_layer(|_| {}).await;
     let remote: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let err = layer
         .send(transmit(flow_to(Transport::Ws, remote), message("x", "")))
@@ -672,25 +594,14 @@ async fn ws_send_without_a_connection_is_unsupported() {
 
 #[tokio::test]
 async fn ws_upgrade_without_the_sip_subprotocol_gets_400_and_the_socket_closes() {
-    let mut cfg = config();
-    cfg.ws = vec![any_port()];
-    let (layer, mut rx) = bind(cfg).await;
-    let addr = layer.local_addr(Transport::Ws).unwrap();
+    let (layer, mut rx, addr) = ws_layer(|_| {}).await;
 
     // A WebSocket client offering no subprotocol.
     let tcp = TcpStream::connect(addr).await.unwrap();
-    match ws_client(tcp, addr, None).await {
-        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
-        Err(other) => panic!("expected an HTTP error, got {other:?}"),
-        Ok(_) => panic!("the upgrade was accepted"),
-    }
+    assert_refused_400(ws_client(tcp, addr, None).await);
     // One offering another subprotocol only.
     let tcp = TcpStream::connect(addr).await.unwrap();
-    match ws_client(tcp, addr, Some("chat")).await {
-        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
-        Err(other) => panic!("expected an HTTP error, got {other:?}"),
-        Ok(_) => panic!("the upgrade was accepted"),
-    }
+    assert_refused_400(ws_client(tcp, addr, Some("chat")).await);
     // Plain HTTP, and plain SIP, on the WebSocket port.
     for junk in [
         "GET / HTTP/1.1\r\nHost: sip.test\r\n\r\n".to_owned(),
@@ -718,20 +629,17 @@ async fn ws_upgrade_without_the_sip_subprotocol_gets_400_and_the_socket_closes()
 
 #[tokio::test]
 async fn ws_message_over_the_limits_closes_the_connection_with_1009() {
-    let mut cfg = config();
-    cfg.ws = vec![any_port()];
-    cfg.limits = Limits {
-        max_header_bytes: 1024,
-        max_body_bytes: 100,
-        ..Limits::default()
-    };
-    let (layer, mut rx) = bind(cfg).await;
-    let addr = layer.local_addr(Transport::Ws).unwrap();
+    let (layer, mut rx, addr) = ws_layer(|cfg| {
+        cfg.limits = Limits {
+            max_header_bytes: 1024,
+            max_body_bytes: 100,
+            ..Limits::default()
+        };
+    })
+    .await;
 
     // Body over max_body_bytes, the whole under tungstenite's cap.
-    let mut ws = ws_client(TcpStream::connect(addr).await.unwrap(), addr, Some("sip"))
-        .await
-        .unwrap();
+    let mut ws = sip_ws(addr).await;
     let big = format!("{}{}", ws_message("big"), "x".repeat(101));
     ws.send(Message::text(big)).await.unwrap();
     let (_, reason) = next_closed(&mut rx).await;
@@ -742,9 +650,7 @@ async fn ws_message_over_the_limits_closes_the_connection_with_1009() {
     }
 
     // Over max_header_bytes + max_body_bytes: refused by the WebSocket reader itself.
-    let mut ws = ws_client(TcpStream::connect(addr).await.unwrap(), addr, Some("sip"))
-        .await
-        .unwrap();
+    let mut ws = sip_ws(addr).await;
     let huge = "x".repeat(1024 + 100 + 1);
     let _ = ws.send(Message::text(huge)).await;
     let (_, reason) = next_closed(&mut rx).await;
@@ -757,13 +663,8 @@ async fn ws_message_over_the_limits_closes_the_connection_with_1009() {
 
 #[tokio::test]
 async fn ws_ping_gets_a_pong_and_a_close_is_answered() {
-    let mut cfg = config();
-    cfg.ws = vec![any_port()];
-    let (layer, mut rx) = bind(cfg).await;
-    let addr = layer.local_addr(Transport::Ws).unwrap();
-    let mut ws = ws_client(TcpStream::connect(addr).await.unwrap(), addr, Some("sip"))
-        .await
-        .unwrap();
+    let (layer, mut rx, addr) = ws_layer(|_| {}).await;
+    let mut ws = sip_ws(addr).await;
     ws.send(Message::Ping(Bytes::from_static(b"k1")))
         .await
         .unwrap();
@@ -795,14 +696,11 @@ async fn ws_ping_gets_a_pong_and_a_close_is_answered() {
 
 #[tokio::test]
 async fn idle_ws_connection_is_closed_going_away() {
-    let mut cfg = config();
-    cfg.ws = vec![any_port()];
-    cfg.tcp_idle_timeout = Some(Duration::from_millis(200));
-    let (layer, mut rx) = bind(cfg).await;
-    let addr = layer.local_addr(Transport::Ws).unwrap();
-    let mut ws = ws_client(TcpStream::connect(addr).await.unwrap(), addr, Some("sip"))
-        .await
-        .unwrap();
+    let (layer, mut rx, addr) = ws_layer(|cfg| {
+        cfg.tcp_idle_timeout = Some(Duration::from_millis(200));
+    })
+    .await;
+    let mut ws = sip_ws(addr).await;
     let (_, reason) = next_closed(&mut rx).await;
     assert_eq!(reason, CloseReason::Idle);
     match ws_next(&mut ws).await {
@@ -815,11 +713,8 @@ async fn idle_ws_connection_is_closed_going_away() {
 
 #[tokio::test]
 async fn wss_message_in_and_the_answer_back() {
-    let pki = Pki::new("wss");
-    let mut cfg = config();
-    cfg.wss = vec![any_port()];
-    cfg.tls = Some(pki.tls_config());
-    let (layer, mut rx) = bind(cfg).await;
+    let pki = pki("wss");
+    let (layer, mut rx) = bind(secure_config(&pki, Transport::Wss)).await;
     let addr = layer.local_addr(Transport::Wss).unwrap();
     let tls = tls_client(&pki, addr, "sip.test").await;
     let client_addr = tls.get_ref().0.local_addr().unwrap();

@@ -305,43 +305,14 @@ fn final_counts(csv: &str) -> (u64, u64) {
     (get("SuccessfulCall(C)"), get("FailedCall(C)"))
 }
 
-/// A test CA, made at test time, and a server certificate it signed for `sip.test` and
-/// 127.0.0.1, written as PEM files (no private key is committed).
-#[derive(Debug, Clone)]
-pub struct TestPki {
-    pub ca: PathBuf,
-    pub certificate: PathBuf,
-    pub private_key: PathBuf,
-}
+#[path = "../../../sip-transport/tests/support/pki.rs"]
+mod pki;
+pub use pki::TestPki;
 
 impl TestPki {
+    /// A test CA and a server certificate for `sip.test` and 127.0.0.1, made now.
     pub fn new(name: &str) -> TestPki {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let dir = scratch_dir(&format!("pki-{name}"));
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Tandem test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["sip.test".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "sip.test");
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let pki = TestPki {
-            ca: dir.join("ca.pem"),
-            certificate: dir.join("cert.pem"),
-            private_key: dir.join("key.pem"),
-        };
-        std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
-        std::fs::write(&pki.certificate, cert.pem()).unwrap();
-        std::fs::write(&pki.private_key, key.serialize_pem()).unwrap();
-        pki
+        TestPki::generate(&scratch_dir(&format!("pki-{name}")))
     }
 
     /// The `[sip.tls]` table naming these files.
