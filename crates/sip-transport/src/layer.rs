@@ -467,12 +467,10 @@ impl Transports {
         let Some(tx) = self.inner.inbound_sender() else {
             return Err(TransportError::Shutdown);
         };
-        let (reader, writer) = stream::byte_halves(stream, &self.inner);
         stream::adopt(
             &self.inner,
             transport,
-            reader,
-            writer,
+            stream::byte_halves(stream, &self.inner),
             local,
             remote,
             tx,

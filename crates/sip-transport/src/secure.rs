@@ -58,21 +58,28 @@ pub(crate) async fn accept(
             Transport::Ws => {
                 let ws = upgrade(inner, stream).await?;
                 drop(pending);
-                let (reader, writer) = ws::halves(ws, inner.config.limits);
-                adopt(inner, transport, reader, writer, local, remote, tx, true)
+                let halves = ws::halves(ws, inner.config.limits);
+                adopt(inner, transport, halves, local, remote, tx, true)
             }
             Transport::Wss => {
                 let tls = tls_accept(inner, stream).await?;
                 let ws = upgrade(inner, tls).await?;
                 drop(pending);
-                let (reader, writer) = ws::halves(ws, inner.config.limits);
-                adopt(inner, transport, reader, writer, local, remote, tx, true)
+                let halves = ws::halves(ws, inner.config.limits);
+                adopt(inner, transport, halves, local, remote, tx, true)
             }
             _ => {
                 let tls = tls_accept(inner, stream).await?;
                 drop(pending);
-                let (reader, writer) = byte_halves(tls, inner);
-                adopt(inner, transport, reader, writer, local, remote, tx, true)
+                adopt(
+                    inner,
+                    transport,
+                    byte_halves(tls, inner),
+                    local,
+                    remote,
+                    tx,
+                    true,
+                )
             }
         };
         adopted.map_err(Failure::Adopt)

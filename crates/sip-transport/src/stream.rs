@@ -317,12 +317,10 @@ pub(crate) async fn accept_loop(
                     debug!(%local, %remote, error = %e, "cannot set TCP_NODELAY");
                 }
                 if transport == Transport::Tcp {
-                    let (reader, writer) = byte_halves(stream, &inner);
                     let adopted = adopt(
                         &inner,
                         transport,
-                        reader,
-                        writer,
+                        byte_halves(stream, &inner),
                         local,
                         remote,
                         tx.clone(),
@@ -407,12 +405,10 @@ impl Drop for Pending {
 }
 
 /// Registers an established connection and starts its tasks.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn adopt<R, W>(
     inner: &Arc<Inner>,
     transport: Transport,
-    reader: R,
-    writer: W,
+    (reader, writer): (R, W),
     local: SocketAddr,
     remote: SocketAddr,
     tx: mpsc::Sender<Inbound>,
@@ -615,6 +611,14 @@ fn close_entry(inner: &Inner, id: ConnectionId) {
 
 // ---------------------------------------------------------------- run
 
+/// What the two sides of a connection share.
+struct Shared {
+    /// Last traffic either way, in ms since `Inner::epoch` (the idle timeout).
+    activity: AtomicU64,
+    /// Why the reader ended the connection, for the writer's close.
+    closing: OnceLock<CloseReason>,
+}
+
 /// Runs one connection: a reader (messages, keep-alive, idle timeout) and a
 /// writer (the queue) side by side. When the reader ends, the connection
 /// leaves the table; the writer then flushes what is queued and closes.
@@ -630,12 +634,14 @@ async fn run_connection<R, W>(
     R: MessageRead,
     W: MessageWrite,
 {
-    let activity = AtomicU64::new(inner.now_ms());
-    let closing = OnceLock::new();
+    let shared = Shared {
+        activity: AtomicU64::new(inner.now_ms()),
+        closing: OnceLock::new(),
+    };
     let (failed_tx, failed_rx) = oneshot::channel();
     let read = async {
-        let reason = read_side(&inner, reader, flow, queue, &tx, &activity, failed_rx).await;
-        let _ = closing.set(reason.clone());
+        let reason = read_side(&inner, reader, flow, queue, &tx, &shared, failed_rx).await;
+        let _ = shared.closing.set(reason.clone());
         if let Some(id) = flow.connection {
             if lock(&inner.conns).remove(id).is_some() {
                 dec(&inner.stats.connections_open);
@@ -654,9 +660,7 @@ async fn run_connection<R, W>(
             .await;
         }
     };
-    let write = write_side(
-        &inner, writer, flow, rx, &tx, &activity, failed_tx, &closing,
-    );
+    let write = write_side(&inner, writer, flow, rx, &tx, &shared, failed_tx);
     tokio::pin!(read, write);
     let read_ended_first = tokio::select! {
         () = &mut read => true,
@@ -680,13 +684,14 @@ async fn read_side<R>(
     flow: Flow,
     queue: mpsc::Sender<Outgoing>,
     tx: &mpsc::Sender<Inbound>,
-    activity: &AtomicU64,
+    shared: &Shared,
     mut write_failed: oneshot::Receiver<io::ErrorKind>,
 ) -> CloseReason
 where
     R: MessageRead,
 {
     let stats = &inner.stats;
+    let activity = &shared.activity;
     let mut shutdown = inner.shutdown.subscribe();
     let idle = inner.config.tcp_idle_timeout;
     let epoch = tokio::time::Instant::from_std(inner.epoch);
@@ -745,16 +750,14 @@ where
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn write_side<W>(
     inner: &Inner,
     mut writer: W,
     conn: Flow,
     mut rx: mpsc::Receiver<Outgoing>,
     tx: &mpsc::Sender<Inbound>,
-    activity: &AtomicU64,
+    shared: &Shared,
     failed: oneshot::Sender<io::ErrorKind>,
-    closing: &OnceLock<CloseReason>,
 ) where
     W: MessageWrite,
 {
@@ -778,7 +781,7 @@ async fn write_side<W>(
         match result {
             Ok(n) => {
                 add(&stats.bytes_out, n);
-                activity.store(inner.now_ms(), Ordering::Relaxed);
+                shared.activity.store(inner.now_ms(), Ordering::Relaxed);
                 if flow.is_some() {
                     inc(&stats.messages_out);
                     trace!(transport = %conn.transport, remote = %conn.remote,
@@ -815,7 +818,7 @@ async fn write_side<W>(
                 }
             }
         }
-        None => writer.close(closing.get()).await,
+        None => writer.close(shared.closing.get()).await,
     }
 }
 
