@@ -4,9 +4,10 @@
 
 use serde::Deserialize;
 use sip_message::Transport;
+use sip_transport::{TlsConfig, TransportError};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The embedded default: what `tandem run` uses without `--config`.
@@ -145,6 +146,21 @@ pub struct SipConfig {
     pub max_body_bytes: usize,
     pub timers: Timers,
     pub session_timer: SessionTimerSection,
+    /// Certificate and trust for `tls:` and `wss:` listeners and outbound TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[sip.tls]`: PEM files. A relative path is taken from the configuration
+/// file's directory.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The server certificate, then its intermediates.
+    pub certificate: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: PathBuf,
+    /// CA certificates that outbound TLS trusts; without it outbound TLS is refused.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[sip.session_timer]`: RFC 4028.
@@ -187,6 +203,7 @@ impl Default for SipConfig {
             max_body_bytes: 1024 * 1024,
             timers: Timers::default(),
             session_timer: SessionTimerSection::default(),
+            tls: None,
         }
     }
 }
@@ -260,7 +277,8 @@ pub enum Behaviour {
     Busy,
 }
 
-/// A listening socket, written "transport:ip:port" ("udp:127.0.0.1:5060", "tcp:[::1]:5060").
+/// A listening socket, written "transport:ip:port" ("udp:127.0.0.1:5060", "tcp:[::1]:5060",
+/// "tls:127.0.0.1:5061", "ws:127.0.0.1:8088", "wss:127.0.0.1:8089").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub transport: Transport,
@@ -283,7 +301,14 @@ impl std::str::FromStr for Listen {
         let transport = match transport.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
-            other => return Err(format!("transport `{other}` is not supported (udp, tcp)")),
+            "tls" => Transport::Tls,
+            "ws" => Transport::Ws,
+            "wss" => Transport::Wss,
+            other => {
+                return Err(format!(
+                    "transport `{other}` is not supported (udp, tcp, tls, ws, wss)"
+                ));
+            }
         };
         let addr = addr
             .parse()
@@ -338,7 +363,53 @@ impl Config {
             source: path.display().to_string(),
             message: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        if let (Some(tls), Some(dir)) = (config.sip.tls.as_mut(), path.parent()) {
+            for file in [&mut tls.certificate, &mut tls.private_key]
+                .into_iter()
+                .chain(tls.ca_file.as_mut())
+            {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Loads the `[sip.tls]` files, if there are any. `source` names the
+    /// configuration in errors, which also name the key, the file and why it
+    /// was refused.
+    pub fn load_tls(&self, source: &str) -> Result<Option<TlsConfig>, ConfigError> {
+        let Some(files) = &self.sip.tls else {
+            return Ok(None);
+        };
+        TlsConfig::from_pem_files(
+            &files.certificate,
+            &files.private_key,
+            files.ca_file.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| {
+            let key = match &e {
+                TransportError::TlsFile { path, .. } if *path == files.certificate => {
+                    "sip.tls.certificate"
+                }
+                TransportError::TlsFile { path, .. } if *path == files.private_key => {
+                    "sip.tls.private_key"
+                }
+                TransportError::TlsFile { path, .. }
+                    if Some(path.as_path()) == files.ca_file.as_deref() =>
+                {
+                    "sip.tls.ca_file"
+                }
+                _ => "sip.tls",
+            };
+            ConfigError {
+                source: source.to_owned(),
+                message: format!("key `{key}`: {e}"),
+            }
+        })
     }
 
     pub fn embedded() -> Result<Config, ConfigError> {
@@ -424,6 +495,18 @@ impl Config {
                 ));
             }
         }
+        if let Some(secure) = self
+            .sip
+            .listen
+            .iter()
+            .find(|l| matches!(l.transport, Transport::Tls | Transport::Wss))
+            && self.sip.tls.is_none()
+        {
+            return Err(format!(
+                "key `sip.tls`: needed when listening on {secure}: a [sip.tls] table \
+                     with `certificate` and `private_key`"
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for user in &self.users {
             if !seen.insert(user.name.as_str()) {
@@ -481,6 +564,28 @@ mod tests {
     }
 
     #[test]
+    fn example_tls_section_parses_once_uncommented() {
+        let text = include_str!("../../../config/tandem.example.toml");
+        let section: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "# [sip.tls]")
+            .take_while(|l| !l.starts_with("#   "))
+            .map(|l| l.trim_start_matches("# "))
+            .collect();
+        assert_eq!(section.len(), 4, "{section:?}");
+        let config = Config::parse(
+            &format!(
+                "[sip]\nlisten = [\"tls:127.0.0.1:5061\", \"wss:127.0.0.1:8089\"]\n{}\n",
+                section.join("\n")
+            ),
+            "example",
+        )
+        .unwrap();
+        let tls = config.sip.tls.unwrap();
+        assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/tandem/tls/ca.pem")));
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let text = "[sip]\nuser_agent = \"x\"\nlisten_on = []\n";
         let err = Config::parse(text, "t.toml").unwrap_err().to_string();
@@ -534,5 +639,68 @@ mod tests {
         assert_eq!(l.addr.port(), 5070);
         assert!("udp".parse::<Listen>().is_err());
         assert!("udp:nothost:1".parse::<Listen>().is_err());
+        for (text, transport) in [
+            ("tls:127.0.0.1:5061", Transport::Tls),
+            ("WS:127.0.0.1:8088", Transport::Ws),
+            ("wss:[::1]:8089", Transport::Wss),
+        ] {
+            let l: Listen = text.parse().unwrap();
+            assert_eq!(l.transport, transport);
+            assert_eq!(l.to_string(), text.to_ascii_lowercase());
+        }
+        let err = "sctp:127.0.0.1:1".parse::<Listen>().unwrap_err();
+        assert!(err.contains("tls, ws, wss"), "{err}");
+    }
+
+    #[test]
+    fn tls_and_wss_listeners_need_the_tls_table() {
+        for listen in ["tls:127.0.0.1:5061", "wss:127.0.0.1:8089"] {
+            let text = format!("[sip]\nlisten = [\"{listen}\"]\n");
+            let err = Config::parse(&text, "t").unwrap_err().to_string();
+            assert!(
+                err.contains("key `sip.tls`") && err.contains(listen),
+                "{err}"
+            );
+        }
+        // Plain WebSocket needs no certificate.
+        Config::parse("[sip]\nlisten = [\"ws:127.0.0.1:8088\"]\n", "t").unwrap();
+        let config = Config::parse(
+            "[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\n[sip.tls]\ncertificate = \"c.pem\"\n\
+             private_key = \"k.pem\"\n",
+            "t",
+        )
+        .unwrap();
+        let tls = config.sip.tls.unwrap();
+        assert_eq!(tls.certificate, PathBuf::from("c.pem"));
+        assert_eq!(tls.ca_file, None);
+        let err = Config::parse("[sip.tls]\ncertificate = \"c.pem\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("private_key"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config_and_errors_name_key_and_file() {
+        let dir = std::env::temp_dir().join(format!("tandem-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tandem.toml");
+        std::fs::write(
+            &path,
+            "[sip]\nlisten = [\"tls:127.0.0.1:0\"]\n[sip.tls]\ncertificate = \"nope.pem\"\n\
+             private_key = \"/abs/key.pem\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let tls = config.sip.tls.as_ref().unwrap();
+        assert_eq!(tls.certificate, dir.join("nope.pem"));
+        assert_eq!(tls.private_key, PathBuf::from("/abs/key.pem"));
+        let err = config.load_tls("tandem.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("tandem.toml: key `sip.tls.certificate`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("nope.pem") && err.contains("cannot read"),
+            "{err}"
+        );
+        assert!(Config::embedded().unwrap().load_tls("e").unwrap().is_none());
     }
 }

@@ -9,6 +9,7 @@ mod config;
 
 use config::{Behaviour, Config, LogFormat};
 use runtime::sip_core::{self, EndpointConfig};
+use runtime::sip_transport::TlsConfig;
 use runtime::{Control, RuntimeConfig};
 use sip_message::Transport;
 use sip_transaction::TimerConfig;
@@ -49,8 +50,8 @@ fn check_config(args: &[String]) -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    match Config::load(&PathBuf::from(path)) {
-        Ok(_) => {
+    match Config::load(&PathBuf::from(path)).and_then(|c| c.load_tls(path).map(drop)) {
+        Ok(()) => {
             println!("{path}: ok");
             ExitCode::SUCCESS
         }
@@ -62,16 +63,24 @@ fn check_config(args: &[String]) -> ExitCode {
 }
 
 fn run(args: &[String]) -> ExitCode {
-    let config = match args {
-        [] => Config::embedded(),
-        [flag, path] if flag == "--config" || flag == "-c" => Config::load(&PathBuf::from(path)),
+    let (config, source) = match args {
+        [] => (Config::embedded(), "embedded default"),
+        [flag, path] if flag == "--config" || flag == "-c" => {
+            (Config::load(&PathBuf::from(path)), path.as_str())
+        }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let config = match config {
-        Ok(config) => config,
+    // The TLS files are read before anything starts: a bad certificate or key
+    // refuses the start, naming the key, the file and the reason.
+    let loaded = config.and_then(|config| {
+        let tls = config.load_tls(source)?;
+        Ok((config, tls))
+    });
+    let (config, tls) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("tandem: configuration refused: {e}");
             return ExitCode::FAILURE;
@@ -89,7 +98,7 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tokio.block_on(serve(config)) {
+    match tokio.block_on(serve(config, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "stopped");
@@ -113,7 +122,7 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn runtime_config(config: &Config) -> RuntimeConfig {
+fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
     let addrs = |transport| {
         config
             .sip
@@ -125,6 +134,10 @@ fn runtime_config(config: &Config) -> RuntimeConfig {
     };
     let mut transport =
         runtime::sip_transport::TransportConfig::new(addrs(Transport::Udp), addrs(Transport::Tcp));
+    transport.tls_listen = addrs(Transport::Tls);
+    transport.ws = addrs(Transport::Ws);
+    transport.wss = addrs(Transport::Wss);
+    transport.tls = tls;
     transport.advertised_host = config.sip.advertised_address.map(|a| a.to_string());
     transport.limits.max_header_bytes = config.sip.max_header_bytes;
     transport.limits.max_body_bytes = config.sip.max_body_bytes;
@@ -212,7 +225,7 @@ fn seed() -> u64 {
     hasher.finish()
 }
 
-async fn serve(config: Config) -> Result<(), runtime::RuntimeError> {
+async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), runtime::RuntimeError> {
     use tokio::signal::unix::{SignalKind, signal};
     let (control_tx, control_rx) = mpsc::channel(8);
     let mut usr1 = signal(SignalKind::user_defined1()).ok();
@@ -240,12 +253,17 @@ async fn serve(config: Config) -> Result<(), runtime::RuntimeError> {
             () = term => info!("SIGTERM: stopping"),
         }
     };
-    runtime::run(runtime_config(&config), control_rx, shutdown, |addrs| {
-        let listening: Vec<String> = addrs
-            .iter()
-            .map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase()))
-            .collect();
-        info!(listen = %listening.join(" "), "ready");
-    })
+    runtime::run(
+        runtime_config(&config, tls),
+        control_rx,
+        shutdown,
+        |addrs| {
+            let listening: Vec<String> = addrs
+                .iter()
+                .map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase()))
+                .collect();
+            info!(listen = %listening.join(" "), "ready");
+        },
+    )
     .await
 }

@@ -268,7 +268,12 @@ fn log_stats(endpoint: &Endpoint, transports: &Transports) {
         dropped = s.dropped,
         udp_in = t.datagrams_in,
         udp_out = t.datagrams_out,
-        tcp_open = t.connections_open,
+        tcp_open = t.tcp_open,
+        tls_open = t.tls_open,
+        ws_open = t.ws_open,
+        wss_open = t.wss_open,
+        tls_handshakes = t.tls_handshakes,
+        ws_upgrades = t.ws_upgrades,
         "stats"
     );
     if s.dropped > 0 {

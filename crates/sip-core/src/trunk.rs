@@ -518,7 +518,7 @@ fn contact_for(user: &str, flow: &Flow, ua: &UserAgent) -> String {
         Transport::Udp => format!("<sip:{user}@{local}>"),
         other => format!(
             "<sip:{user}@{local};transport={}>",
-            other.as_str().to_ascii_lowercase()
+            contact_transport(other)
         ),
     }
 }
@@ -561,6 +561,18 @@ pub(crate) fn response_of(event: &Event) -> Option<(&TransactionKey, u16, Option
             response,
         } => Some((tx, *status, response.as_ref())),
         _ => None,
+    }
+}
+
+/// The `transport` URI parameter for a Contact: RFC 7118 §5.2.2 defines only `ws`,
+/// for WSS too (errata 5937).
+fn contact_transport(transport: sip_message::Transport) -> &'static str {
+    match transport {
+        sip_message::Transport::Ws | sip_message::Transport::Wss => "ws",
+        sip_message::Transport::Tcp => "tcp",
+        sip_message::Transport::Tls => "tls",
+        sip_message::Transport::Sctp => "sctp",
+        _ => "udp",
     }
 }
 

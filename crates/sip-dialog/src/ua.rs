@@ -2317,7 +2317,7 @@ impl UserAgent {
             sip_message::Transport::Udp => format!("<sip:{user}@{local}>"),
             other => format!(
                 "<sip:{user}@{local};transport={}>",
-                other.as_str().to_ascii_lowercase()
+                contact_transport(other)
             ),
         })
     }
@@ -2587,5 +2587,17 @@ impl ResponseExt for Response {
     fn with_header(mut self, name: HeaderName, value: impl Into<Bytes>) -> Self {
         self.headers.push(name, value);
         self
+    }
+}
+
+/// The `transport` URI parameter for a Contact: RFC 7118 §5.2.2 defines only `ws`,
+/// for WSS too (errata 5937).
+fn contact_transport(transport: sip_message::Transport) -> &'static str {
+    match transport {
+        sip_message::Transport::Ws | sip_message::Transport::Wss => "ws",
+        sip_message::Transport::Tcp => "tcp",
+        sip_message::Transport::Tls => "tls",
+        sip_message::Transport::Sctp => "sctp",
+        _ => "udp",
     }
 }

@@ -4,6 +4,7 @@ use sip_message::Transport;
 use sip_transaction::ConnectionId;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Why the transport layer could not bind, or could not deliver a message.
@@ -68,6 +69,34 @@ pub enum TransportError {
     /// The layer has been shut down.
     #[error("the transport layer is shut down")]
     Shutdown,
+    /// A TLS or WSS listener, or outbound TLS, without a
+    /// [`TlsConfig`](crate::TlsConfig) in [`TransportConfig::tls`](crate::TransportConfig::tls).
+    #[error("{transport} needs a TLS configuration (certificate and private key)")]
+    TlsNotConfigured { transport: Transport },
+    /// Outbound TLS without trusted roots: the peer's certificate could not be
+    /// verified, so no connection is opened (RFC 5922 §7).
+    #[error("outbound TLS to {remote} refused: no trusted CA certificates are configured")]
+    NoTlsRoots { remote: SocketAddr },
+    /// The server name given for outbound TLS is no DNS name or IP address.
+    #[error("`{name}` is not a valid TLS server name")]
+    InvalidServerName { name: String },
+    /// A certificate, key or CA file could not be loaded.
+    #[error("{}: {reason}", path.display())]
+    TlsFile { path: PathBuf, reason: String },
+    /// rustls refused the configuration.
+    #[error("TLS configuration refused: {source}")]
+    TlsSetup {
+        #[source]
+        source: rustls::Error,
+    },
+    /// The TLS handshake of a connection we opened failed (e.g. the
+    /// certificate did not verify).
+    #[error("TLS handshake with {remote} failed: {source}")]
+    TlsHandshake {
+        remote: SocketAddr,
+        #[source]
+        source: Arc<io::Error>,
+    },
 }
 
 impl TransportError {
@@ -77,7 +106,8 @@ impl TransportError {
         match self {
             TransportError::Bind { source, .. }
             | TransportError::Connect { source, .. }
-            | TransportError::Send { source, .. } => Some(source.kind()),
+            | TransportError::Send { source, .. }
+            | TransportError::TlsHandshake { source, .. } => Some(source.kind()),
             TransportError::ConnectTimeout { .. } => Some(io::ErrorKind::TimedOut),
             _ => None,
         }

@@ -5,8 +5,10 @@ use crate::error::TransportError;
 use crate::framing::FramingError;
 use crate::stats::{Stats, TransportStats, inc};
 use crate::stream::{self, ConnTable, Enqueue};
+use crate::tls;
 use crate::udp;
 use bytes::Bytes;
+use rustls_pki_types::ServerName;
 use sip_message::Transport;
 use sip_transaction::{ConnectionId, Flow, Transmit};
 use std::fmt;
@@ -18,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, trace, warn};
 
 /// What the transport layer hands up to the core.
@@ -119,6 +122,10 @@ pub(crate) struct Inner {
     pub tasks: Mutex<JoinSet<()>>,
     /// Origin of the millisecond clocks kept in atomics (connection activity).
     pub epoch: Instant,
+    /// Handshakes of accepted TLS and WSS connections.
+    pub tls_acceptor: Option<TlsAcceptor>,
+    /// Handshakes of TLS connections we open (verified against the roots).
+    pub tls_connector: Option<TlsConnector>,
 }
 
 /// Locks a mutex, ignoring poisoning: the data behind our mutexes stays
@@ -201,16 +208,36 @@ impl Transports {
                 socket: Arc::new(socket),
             });
         }
+        let tls = config.tls.as_ref();
+        for (transport, addrs) in [
+            (Transport::Tls, &config.tls_listen),
+            (Transport::Wss, &config.wss),
+        ] {
+            if !addrs.is_empty() && tls.is_none() {
+                return Err(TransportError::TlsNotConfigured { transport });
+            }
+        }
+        let tls_acceptor = tls.map(|t| TlsAcceptor::from(Arc::clone(&t.server)));
+        let tls_connector = tls
+            .and_then(|t| t.client.as_ref())
+            .map(|c| TlsConnector::from(Arc::clone(c)));
         let mut listeners = Vec::new();
-        for &addr in &config.tcp {
-            let listener = stream::bind_tcp(addr)?;
-            let local = listener.local_addr().map_err(|e| TransportError::Bind {
-                transport: Transport::Tcp,
-                addr,
-                source: Arc::new(e),
-            })?;
-            local_addrs.push((Transport::Tcp, local));
-            listeners.push((local, listener));
+        for (transport, addrs) in [
+            (Transport::Tcp, &config.tcp),
+            (Transport::Tls, &config.tls_listen),
+            (Transport::Ws, &config.ws),
+            (Transport::Wss, &config.wss),
+        ] {
+            for &addr in addrs {
+                let listener = stream::bind_tcp(addr, transport)?;
+                let local = listener.local_addr().map_err(|e| TransportError::Bind {
+                    transport,
+                    addr,
+                    source: Arc::new(e),
+                })?;
+                local_addrs.push((transport, local));
+                listeners.push((transport, local, listener));
+            }
         }
 
         let (tx, rx) = mpsc::channel(config.inbound_queue.max(1));
@@ -230,15 +257,18 @@ impl Transports {
             inbound: Mutex::new(Some(tx.clone())),
             tasks: Mutex::new(JoinSet::new()),
             epoch: Instant::now(),
+            tls_acceptor,
+            tls_connector,
         });
         for (local, socket) in recv_sockets {
             info!(transport = "UDP", %local, "listening");
             let task = udp::recv_loop(Arc::clone(&inner), socket, local, tx.clone());
             inner.spawn(task);
         }
-        for (local, listener) in listeners {
-            info!(transport = "TCP", %local, "listening");
-            let task = stream::accept_loop(Arc::clone(&inner), listener, local, tx.clone());
+        for (transport, local, listener) in listeners {
+            info!(transport = transport.as_str(), %local, "listening");
+            let task =
+                stream::accept_loop(Arc::clone(&inner), listener, local, transport, tx.clone());
             inner.spawn(task);
         }
         let transports = Transports {
@@ -252,9 +282,14 @@ impl Transports {
     ///
     /// - UDP: from the socket bound to `flow.local`, else the first UDP socket
     ///   of the remote's address family, else the first UDP socket.
-    /// - TCP: on `flow.connection` if it is still open; else on an open
+    /// - TCP, TLS: on `flow.connection` if it is still open; else on an open
     ///   connection to `flow.remote` (RFC 3261 §18.1.1, §18.2.2); else a new
-    ///   connection is opened in the background.
+    ///   connection is opened in the background. A new TLS connection verifies
+    ///   the peer's certificate against its IP address (see
+    ///   [`send_with_server_name`](Self::send_with_server_name) to name the server).
+    /// - WS, WSS: on `flow.connection`, else an open connection to
+    ///   `flow.remote`. This layer is a WebSocket server only: with no
+    ///   connection the send fails with [`TransportError::Unsupported`].
     ///
     /// Stream sends only queue the message (they never wait for the peer);
     /// failures found later arrive as [`Inbound::TransportError`]. Errors
@@ -266,12 +301,26 @@ impl Transports {
         }
         match transmit.flow.transport {
             Transport::Udp => self.send_udp(transmit).await,
-            Transport::Tcp => self.send_stream(transmit),
-            // TLS/WS need a connector; an adopted stream of theirs can be named.
-            other => match transmit.flow.connection {
-                Some(_) => self.send_stream(transmit),
-                None => Err(TransportError::Unsupported(other)),
-            },
+            _ => self.send_stream(transmit, None),
+        }
+    }
+
+    /// Like [`send`](Self::send), but a new TLS connection verifies the
+    /// peer's certificate against `server_name` and sends it as SNI (RFC 6066
+    /// §3, RFC 5922 §7): the domain the request was routed to, where the
+    /// address came from DNS. An open connection to `flow.remote` is reused
+    /// whatever name it was opened for.
+    pub async fn send_with_server_name(
+        &self,
+        transmit: Transmit,
+        server_name: &str,
+    ) -> Result<(), TransportError> {
+        if self.inner.is_shut_down() {
+            return Err(TransportError::Shutdown);
+        }
+        match transmit.flow.transport {
+            Transport::Udp => self.send_udp(transmit).await,
+            _ => self.send_stream(transmit, Some(server_name)),
         }
     }
 
@@ -320,7 +369,11 @@ impl Transports {
         }
     }
 
-    fn send_stream(&self, mut transmit: Transmit) -> Result<(), TransportError> {
+    fn send_stream(
+        &self,
+        mut transmit: Transmit,
+        server_name: Option<&str>,
+    ) -> Result<(), TransportError> {
         let transport = transmit.flow.transport;
         let remote = transmit.flow.remote;
         let mut table = lock(&self.inner.conns);
@@ -344,19 +397,38 @@ impl Transports {
                 Enqueue::Gone(t) => transmit = t,
             }
         }
-        if transport != Transport::Tcp {
-            return Err(TransportError::Unsupported(transport));
-        }
+        let tls = match transport {
+            Transport::Tcp => None,
+            Transport::Tls => Some(self.tls_connector(remote, server_name)?),
+            other => return Err(TransportError::Unsupported(other)),
+        };
         let limit = self.inner.config.max_connections;
         if table.len() >= limit {
             inc(&self.inner.stats.connections_rejected);
             return Err(TransportError::TooManyConnections { limit });
         }
         let local = self.listener_or_unspecified(transport, remote);
-        let task = stream::open(&self.inner, &mut table, local, transmit)?;
+        let task = stream::open(&self.inner, &mut table, local, transmit, tls)?;
         drop(table);
         self.inner.spawn(task);
         Ok(())
+    }
+
+    /// The connector and the name to verify for a new TLS connection.
+    fn tls_connector(
+        &self,
+        remote: SocketAddr,
+        server_name: Option<&str>,
+    ) -> Result<(TlsConnector, ServerName<'static>), TransportError> {
+        if self.inner.config.tls.is_none() {
+            return Err(TransportError::TlsNotConfigured {
+                transport: Transport::Tls,
+            });
+        }
+        let Some(connector) = self.inner.tls_connector.clone() else {
+            return Err(TransportError::NoTlsRoots { remote });
+        };
+        Ok((connector, tls::server_name(server_name, remote.ip())?))
     }
 
     fn listener_or_unspecified(&self, transport: Transport, remote: SocketAddr) -> SocketAddr {
@@ -375,10 +447,10 @@ impl Transports {
             })
     }
 
-    /// Hands an established byte stream (e.g. a TLS session over an accepted
-    /// or opened TCP connection) to the layer: it is framed, kept alive, timed
-    /// out and reused exactly like a TCP connection, and its messages arrive
-    /// with `Flow { transport, local, remote, connection: Some(id) }`.
+    /// Hands an established byte stream (e.g. a test duplex, or a TLS session
+    /// made elsewhere) to the layer: it is framed, kept alive, timed out and
+    /// reused exactly like a TCP connection, and its messages arrive with
+    /// `Flow { transport, local, remote, connection: Some(id) }`.
     pub fn adopt_stream<S>(
         &self,
         transport: Transport,
@@ -395,7 +467,15 @@ impl Transports {
         let Some(tx) = self.inner.inbound_sender() else {
             return Err(TransportError::Shutdown);
         };
-        stream::adopt(&self.inner, transport, stream, local, remote, tx, false)
+        stream::adopt(
+            &self.inner,
+            transport,
+            stream::byte_halves(stream, &self.inner),
+            local,
+            remote,
+            tx,
+            false,
+        )
     }
 
     /// Every bound socket: transport and local address (ephemeral ports resolved).
@@ -452,7 +532,13 @@ impl Transports {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> TransportStats {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        let table = lock(&self.inner.conns);
+        stats.tcp_open = table.count(Transport::Tcp);
+        stats.tls_open = table.count(Transport::Tls);
+        stats.ws_open = table.count(Transport::Ws);
+        stats.wss_open = table.count(Transport::Wss);
+        stats
     }
 
     /// Stops receiving and accepting, lets connections flush what is queued

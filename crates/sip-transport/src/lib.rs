@@ -14,9 +14,16 @@
 //!   reused per RFC 3261 §18.1.1 and §18.2.2: a response goes back on the
 //!   connection its request came on, and a request to a peer reuses an open
 //!   connection to it.
-//! - Stream seam: the connection tasks are generic over
-//!   `AsyncRead + AsyncWrite`, so TLS (and any other byte-stream transport) plugs
-//!   in by handing an established stream to [`Transports::adopt_stream`].
+//! - TLS (RFC 3261 §26.2.1): rustls (ring). Accepted connections make their
+//!   handshake within a timeout, then are framed like TCP; a send over TLS with
+//!   no open connection opens one, verifying the peer against the configured
+//!   roots ([`TlsConfig`]).
+//! - WebSocket (RFC 7118), plain and secure: the HTTP Upgrade must offer the
+//!   `sip` subprotocol; each WebSocket message carries one SIP message, within
+//!   the same size limits; pings are answered and closes completed.
+//! - Stream seam: the connection tasks are generic over a reading and a
+//!   writing half, so any byte stream plugs in by handing it to
+//!   [`Transports::adopt_stream`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), sip_transport::TransportError> {
@@ -37,9 +44,12 @@
 mod config;
 mod error;
 mod layer;
+mod secure;
 mod stats;
 mod stream;
+mod tls;
 mod udp;
+mod ws;
 
 /// The stream framer used for TCP (and later TLS): sip-message's.
 pub(crate) mod framing {
@@ -50,4 +60,9 @@ pub use config::TransportConfig;
 pub use error::TransportError;
 pub use framing::{FramingError, Limits};
 pub use layer::{CloseReason, Inbound, SentBy, Transports};
+/// The rustls this crate builds on, for callers that build their own
+/// [`TlsConfig`] (e.g. with a custom certificate verifier).
+pub use rustls;
 pub use stats::TransportStats;
+pub use tls::{TlsConfig, client_config, crypto_provider};
+pub use ws::SUBPROTOCOL as WS_SUBPROTOCOL;

@@ -34,7 +34,8 @@ pub struct TransportStats {
     pub framing_errors: u64,
     /// Connections closed because they were idle too long.
     pub idle_timeouts: u64,
-    /// CRLFCRLF keep-alive pings answered with a CRLF pong (RFC 5626 §3.5.1).
+    /// Keep-alive pings answered: CRLFCRLF with a CRLF pong (RFC 5626 §3.5.1),
+    /// and WebSocket pings with a pong (RFC 6455 §5.5.2).
     pub keepalive_pings: u64,
     /// Connect attempts that failed or timed out.
     pub connect_errors: u64,
@@ -42,6 +43,27 @@ pub struct TransportStats {
     pub send_errors: u64,
     /// Receive/accept errors that did not stop the socket.
     pub recv_errors: u64,
+    /// TCP connections open now (a gauge, like the three below).
+    pub tcp_open: u64,
+    /// TLS connections open now.
+    pub tls_open: u64,
+    /// WebSocket connections open now.
+    pub ws_open: u64,
+    /// Secure WebSocket connections open now.
+    pub wss_open: u64,
+    /// Accepted connections still in their TLS handshake or WebSocket upgrade (a gauge).
+    pub handshakes_pending: u64,
+    /// TLS handshakes completed, accepted and opened (TLS and WSS).
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed (bad certificate, not TLS, peer closed).
+    pub tls_handshake_failures: u64,
+    /// Accepted connections dropped because the TLS handshake or WebSocket
+    /// upgrade did not finish within the handshake timeout.
+    pub handshake_timeouts: u64,
+    /// WebSocket upgrades accepted (101 with `Sec-WebSocket-Protocol: sip`, RFC 7118 §4.1).
+    pub ws_upgrades: u64,
+    /// WebSocket upgrades refused (HTTP 400/426: not an upgrade, no `sip` subprotocol, ...).
+    pub ws_upgrades_rejected: u64,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +86,12 @@ pub(crate) struct Stats {
     pub connect_errors: AtomicU64,
     pub send_errors: AtomicU64,
     pub recv_errors: AtomicU64,
+    pub handshakes_pending: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub handshake_timeouts: AtomicU64,
+    pub ws_upgrades: AtomicU64,
+    pub ws_upgrades_rejected: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -82,6 +110,8 @@ pub(crate) fn dec(counter: &AtomicU64) {
 }
 
 impl Stats {
+    /// The counters; the per-transport open gauges are left at zero for the
+    /// caller, who counts them in the connection table.
     pub(crate) fn snapshot(&self) -> TransportStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TransportStats {
@@ -103,6 +133,16 @@ impl Stats {
             connect_errors: get(&self.connect_errors),
             send_errors: get(&self.send_errors),
             recv_errors: get(&self.recv_errors),
+            tcp_open: 0,
+            tls_open: 0,
+            ws_open: 0,
+            wss_open: 0,
+            handshakes_pending: get(&self.handshakes_pending),
+            tls_handshakes: get(&self.tls_handshakes),
+            tls_handshake_failures: get(&self.tls_handshake_failures),
+            handshake_timeouts: get(&self.handshake_timeouts),
+            ws_upgrades: get(&self.ws_upgrades),
+            ws_upgrades_rejected: get(&self.ws_upgrades_rejected),
         }
     }
 }

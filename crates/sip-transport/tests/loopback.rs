@@ -4,58 +4,24 @@
 
 use bytes::Bytes;
 use sip_message::Transport;
-use sip_transaction::{ConnectionId, Flow, Transmit};
+use sip_transaction::{ConnectionId, Flow};
 use sip_transport::{CloseReason, Inbound, TransportConfig, TransportError, Transports};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const WAIT: Duration = Duration::from_secs(5);
-const QUIET: Duration = Duration::from_millis(200);
+mod support;
 
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+use support::{
+    QUIET, WAIT, any_port, bind, closed_by_peer, message, next, next_message, quiet,
+    read_exact_bytes, transmit,
+};
 
 fn config() -> TransportConfig {
     TransportConfig::new(vec![any_port()], vec![any_port()])
-}
-
-async fn bind(config: TransportConfig) -> (Transports, mpsc::Receiver<Inbound>) {
-    Transports::bind(config).await.expect("bind")
-}
-
-fn message(tag: &str, body: &str) -> String {
-    format!(
-        "OPTIONS sip:{tag}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK{tag}\r\n\
-         Call-ID: {tag}\r\nCSeq: 1 OPTIONS\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
-    timeout(WAIT, rx.recv())
-        .await
-        .expect("timed out waiting for inbound")
-        .expect("inbound channel closed")
-}
-
-async fn next_message(rx: &mut mpsc::Receiver<Inbound>) -> (Flow, Bytes) {
-    match next(rx).await {
-        Inbound::Message { flow, data } => (flow, data),
-        other => panic!("expected a message, got {other:?}"),
-    }
-}
-
-/// Asserts nothing arrives for a short while.
-async fn quiet(rx: &mut mpsc::Receiver<Inbound>) {
-    if let Ok(item) = timeout(QUIET, rx.recv()).await {
-        panic!("expected nothing, got {item:?}");
-    }
 }
 
 fn udp_flow(local: SocketAddr, remote: SocketAddr) -> Flow {
@@ -73,35 +39,6 @@ fn tcp_flow(remote: SocketAddr, connection: Option<ConnectionId>) -> Flow {
         local: any_port(),
         remote,
         connection,
-    }
-}
-
-fn transmit(flow: Flow, payload: impl Into<Bytes>) -> Transmit {
-    Transmit {
-        flow,
-        payload: payload.into(),
-    }
-}
-
-/// Reads until `want` bytes arrived, or EOF/timeout.
-async fn read_exact_bytes(stream: &mut TcpStream, want: usize) -> Vec<u8> {
-    let mut out = vec![0u8; want];
-    timeout(WAIT, stream.read_exact(&mut out))
-        .await
-        .expect("timed out reading")
-        .expect("read");
-    out
-}
-
-/// True once the peer closed the connection (EOF or reset).
-async fn closed_by_peer(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 1024];
-    loop {
-        match timeout(WAIT, stream.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-        }
     }
 }
 

@@ -44,6 +44,8 @@ pub struct Daemon {
     pub port: u16,
     /// The TCP port it bound.
     pub tcp_port: u16,
+    /// Every socket of the ready line, as ("udp", addr), ("tls", addr), ...
+    pub listening: Vec<(String, SocketAddr)>,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -51,16 +53,28 @@ impl Daemon {
     /// Starts `tandem run` with the demo users on a free port; `extra` is appended to the
     /// config file.
     pub fn start(name: &str, extra: &str) -> Daemon {
+        Daemon::start_listening(name, &["udp", "tcp"], extra)
+    }
+
+    /// Like [`start`](Self::start), listening on 127.0.0.1 port 0 for each of
+    /// `transports` ("udp", "tcp", "tls", "ws", "wss"). `extra` goes in the `[sip]`
+    /// table and may open others (`[sip.tls]`).
+    pub fn start_listening(name: &str, transports: &[&str], extra: &str) -> Daemon {
         let dir = scratch_dir(name);
         let config = dir.join("tandem.toml");
+        let listen: Vec<String> = transports
+            .iter()
+            .map(|t| format!("\"{t}:127.0.0.1:0\""))
+            .collect();
         std::fs::write(
             &config,
             format!(
-                "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n{extra}\n\
+                "[sip]\nlisten = [{}]\n{extra}\n\
                  [log]\nlevel = \"info\"\n\
                  [[users]]\nname = \"echo\"\nbehaviour = \"echo\"\n\
                  [[users]]\nname = \"ring\"\nbehaviour = \"ring\"\n\
-                 [[users]]\nname = \"busy\"\nbehaviour = \"busy\"\n"
+                 [[users]]\nname = \"busy\"\nbehaviour = \"busy\"\n",
+                listen.join(", ")
             ),
         )
         .unwrap();
@@ -85,22 +99,42 @@ impl Daemon {
             child,
             port: 0,
             tcp_port: 0,
+            listening: Vec::new(),
             lines,
         };
-        // "ready listen=udp:127.0.0.1:41234 tcp:127.0.0.1:40121"
+        // "ready listen=udp:127.0.0.1:41234 tcp:127.0.0.1:40121 tls:127.0.0.1:40122"
         let ready = daemon.wait_for_line("ready", Duration::from_secs(20));
-        let port_of = |transport: &str| -> u16 {
-            ready
-                .split_whitespace()
-                .map(|w| w.trim_start_matches("listen="))
-                .find_map(|w| w.strip_prefix(transport))
-                .and_then(|addr| addr.parse::<SocketAddr>().ok())
-                .map(|addr| addr.port())
-                .unwrap_or_else(|| panic!("no {transport} address in {ready:?}"))
-        };
-        daemon.port = port_of("udp:");
-        daemon.tcp_port = port_of("tcp:");
+        daemon.listening = ready
+            .split_whitespace()
+            .map(|w| w.trim_start_matches("listen="))
+            .filter_map(|w| {
+                let (transport, addr) = w.split_once(':')?;
+                Some((transport.to_owned(), addr.parse::<SocketAddr>().ok()?))
+            })
+            .collect();
+        for transport in transports {
+            assert!(
+                daemon.listening.iter().any(|(t, _)| t == transport),
+                "no {transport} address in {ready:?}"
+            );
+        }
+        daemon.port = daemon.try_addr("udp").map_or(0, |a| a.port());
+        daemon.tcp_port = daemon.try_addr("tcp").map_or(0, |a| a.port());
         daemon
+    }
+
+    /// The address of the first listener of `transport` ("udp", "tls", "ws", ...).
+    pub fn try_addr(&self, transport: &str) -> Option<SocketAddr> {
+        self.listening
+            .iter()
+            .find(|(t, _)| t == transport)
+            .map(|(_, a)| *a)
+    }
+
+    /// The address of the first listener of `transport`; panics if there is none.
+    pub fn addr(&self, transport: &str) -> SocketAddr {
+        self.try_addr(transport)
+            .unwrap_or_else(|| panic!("the daemon does not listen on {transport}"))
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -269,4 +303,23 @@ fn final_counts(csv: &str) -> (u64, u64) {
             .unwrap_or(0)
     };
     (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+}
+
+#[path = "../../../sip-transport/tests/support/pki.rs"]
+mod pki;
+pub use pki::TestPki;
+
+impl TestPki {
+    /// A test CA and a server certificate for `sip.test` and 127.0.0.1, made now.
+    pub fn new(name: &str) -> TestPki {
+        TestPki::generate(&scratch_dir(&format!("pki-{name}")))
+    }
+
+    /// The `[sip.tls]` table naming these files.
+    pub fn config_table(&self) -> String {
+        format!(
+            "[sip.tls]\ncertificate = {:?}\nprivate_key = {:?}\nca_file = {:?}\n",
+            self.certificate, self.private_key, self.ca
+        )
+    }
 }
