@@ -586,6 +586,42 @@ mod tests {
     }
 
     #[test]
+    fn trunks_inbound_and_session_timer_parse() {
+        let text = "[sip.session_timer]\nsession_expires_s = 600\nmin_se_s = 120\n\
+            [inbound]\naccept = \"trusted\"\n[[inbound.users]]\nname = \"bob\"\npassword = \"pw\"\n\
+            [[trunks]]\nname = \"carrier\"\nproxy = \"sip:sbc.example.net;transport=tcp\"\n\
+            username = \"u\"\npassword = \"p\"\nregister = true\ninbound = [\"192.0.2.0/24\", \"198.51.100.7\"]\n";
+        let config = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(config.sip.session_timer.session_expires_s, 600);
+        assert_eq!(config.inbound.accept, Accept::Trusted);
+        assert_eq!(config.inbound.users[0].name, "bob");
+        let trunk = &config.trunks[0];
+        assert_eq!(trunk.register_expires_s, 3600);
+        assert_eq!(trunk.inbound.len(), 2);
+        assert_eq!(trunk.proxy.0, "sip:sbc.example.net;transport=tcp");
+    }
+
+    #[test]
+    fn bad_trunk_values_name_line_and_key() {
+        let text =
+            "[[trunks]]\nname = \"t\"\nproxy = \"sip:1.2.3.4\"\ninbound = [\"10.0.0.0/40\"]\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("line 4") && err.contains("10.0.0.0/40"),
+            "{err}"
+        );
+        let text = "[[trunks]]\nname = \"t\"\nproxy = \"http://x\"\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("not a sip"), "{err}");
+        let text = "[[trunks]]\nname = \"t\"\nproxy = \"sip:1.2.3.4\"\nregister = true\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("trunks.username"), "{err}");
+        let text = "[sip.session_timer]\nmin_se_s = 30\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("sip.session_timer.min_se_s"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let text = "[sip]\nuser_agent = \"x\"\nlisten_on = []\n";
         let err = Config::parse(text, "t.toml").unwrap_err().to_string();
