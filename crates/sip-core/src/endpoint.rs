@@ -11,6 +11,7 @@ use sip_auth::{Credentials, DigestServer, ServerConfig, Verdict};
 use sip_dialog::{
     ALLOW, Body, EndCause, Event, Reply, SUPPORTED, SessionId, Side, UserAgent, UserAgentConfig,
 };
+use sip_dialog::{Invite, Termination};
 use sip_message::{HeaderName, Method, Request, Transport, multipart};
 use sip_transaction::{Flow, TimerConfig, TransactionKey, Transmit};
 use std::cmp::Reverse;
@@ -108,6 +109,15 @@ pub enum EndpointEvent {
     CallEnded { call_id: String, reason: EndReason },
     /// A trunk registered, failed, went up or down.
     Trunk(TrunkEvent),
+    /// An outbound call failed over to the trunk's next target: a new session.
+    CallRedirected { from: SessionId, to: SessionId },
+    /// An outbound call ended (`status`: the final response, 408 for a timeout, 503
+    /// when unreachable, 200 after an answered call).
+    OutboundEnded {
+        session: SessionId,
+        status: u16,
+        cause: EndCause,
+    },
 }
 
 /// Why a call ended.
@@ -198,6 +208,32 @@ pub struct Endpoint {
     local_addrs: Vec<(Transport, SocketAddr)>,
     /// Checks the credentials of inbound requests (created on first use: it needs `now`).
     digest: Option<DigestServer>,
+    /// Calls we placed through a trunk, for failover and events.
+    outbound: HashMap<SessionId, Outbound>,
+}
+
+/// A call placed through a trunk.
+#[derive(Debug, Clone)]
+struct Outbound {
+    trunk: usize,
+    to: String,
+    body: Option<Body>,
+    /// Targets tried so far (RFC 3263 §4.3 failover).
+    attempts: usize,
+    /// A provisional or final response came: no more failover.
+    answered: bool,
+}
+
+/// Why a call could not be placed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    #[error("no trunk named `{0}`")]
+    NoSuchTrunk(String),
+    #[error("trunk `{0}` has no target yet (DNS has not answered, or gave nothing)")]
+    NoTarget(String),
+    #[error(transparent)]
+    UserAgent(#[from] sip_dialog::Error),
 }
 
 impl Endpoint {
@@ -224,6 +260,7 @@ impl Endpoint {
             trunks,
             local_addrs: Vec::new(),
             digest: None,
+            outbound: HashMap::new(),
             users: config.users.iter().cloned().collect(),
             ua,
             calls: HashMap::new(),
@@ -281,6 +318,75 @@ impl Endpoint {
             trunk.shutdown(now, &mut self.ua, &local);
         }
         self.drain(now);
+    }
+
+    /// Places a call to `to` (a user or number at the trunk's domain) through a trunk:
+    /// the INVITE goes to the trunk's current target with the proxy as a pre-loaded
+    /// Route (RFC 3261 §8.1.2), From set to the trunk's caller ID and P-Asserted-Identity
+    /// (RFC 3325) when configured. On a timeout, a transport error or a 503 before any
+    /// response, it is placed again to the next target (RFC 3263 §4.3); the new session
+    /// is reported with [`EndpointEvent::CallRedirected`].
+    pub fn call(
+        &mut self,
+        now: Instant,
+        trunk: &str,
+        to: &str,
+        body: Option<Body>,
+    ) -> Result<SessionId, CallError> {
+        let index = self
+            .trunks
+            .iter()
+            .position(|t| t.config.name == trunk)
+            .ok_or_else(|| CallError::NoSuchTrunk(trunk.to_owned()))?;
+        let outbound = Outbound {
+            trunk: index,
+            to: to.to_owned(),
+            body,
+            attempts: 0,
+            answered: false,
+        };
+        let id = self.place(now, outbound)?;
+        self.drain(now);
+        Ok(id)
+    }
+
+    fn place(&mut self, now: Instant, mut outbound: Outbound) -> Result<SessionId, CallError> {
+        let local = self.local_addrs.clone();
+        let local = move |t: Transport| local.iter().find(|(tr, _)| *tr == t).map(|(_, a)| *a);
+        let trunk = self
+            .trunks
+            .get(outbound.trunk)
+            .ok_or_else(|| CallError::NoSuchTrunk(String::new()))?;
+        let config = &trunk.config;
+        let flow = trunk
+            .flow(&local)
+            .ok_or_else(|| CallError::NoTarget(config.name.clone()))?;
+        let uri = format!("sip:{}@{}", outbound.to, config.domain);
+        let from = config.caller_id.clone().unwrap_or_else(|| config.aor());
+        let from = if from.contains('<') {
+            from
+        } else {
+            format!("<{from}>")
+        };
+        let mut invite = Invite::new(uri.clone(), from, format!("<{uri}>"), flow);
+        invite.routes = vec![Bytes::from(loose_route(&config.proxy))];
+        if let Some(pai) = &config.asserted_identity {
+            let pai = if pai.contains('<') {
+                pai.clone()
+            } else {
+                format!("<{pai}>")
+            };
+            invite.headers.push((
+                HeaderName::Other(Bytes::from_static(b"P-Asserted-Identity")),
+                Bytes::from(pai),
+            ));
+        }
+        invite.contact_user = config.user().to_owned();
+        invite.body = outbound.body.clone();
+        let id = self.ua.invite(now, invite)?;
+        outbound.attempts += 1;
+        self.outbound.insert(id, outbound);
+        Ok(id)
     }
 
     /// Whether an un-REGISTER is still waiting for its answer.
@@ -407,6 +513,23 @@ impl Endpoint {
                 tx,
                 request,
             } => self.on_modify(now, session, tx, &request),
+            Event::Provisional { session, .. } => {
+                if let Some(out) = self.outbound.get_mut(&session) {
+                    out.answered = true;
+                }
+            }
+            Event::Established { session, .. } if self.outbound.contains_key(&session) => {
+                if let Some(out) = self.outbound.get_mut(&session) {
+                    out.answered = true;
+                }
+                let call_id = self
+                    .ua
+                    .call_id(session)
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .unwrap_or_default();
+                self.events
+                    .push_back(EndpointEvent::CallEstablished { call_id });
+            }
             Event::Established { session, .. } => {
                 if let Some(call) = self.calls.get_mut(&session) {
                     self.events.push_back(EndpointEvent::CallEstablished {
@@ -419,6 +542,12 @@ impl Endpoint {
                             .push(Reverse((at, TimerKind::MaxDuration, session)));
                     }
                 }
+            }
+            Event::Terminated {
+                session,
+                termination,
+            } if self.outbound.contains_key(&session) => {
+                self.outbound_ended(now, session, &termination);
             }
             Event::Terminated {
                 session,
@@ -619,6 +748,46 @@ impl Endpoint {
         }
     }
 
+    /// An outbound call ended: fail over to the next target when the trunk's target
+    /// timed out, could not be reached or answered 503 before anything else.
+    fn outbound_ended(&mut self, now: Instant, session: SessionId, termination: &Termination) {
+        let Some(out) = self.outbound.remove(&session) else {
+            return;
+        };
+        let retriable = !out.answered
+            && matches!(
+                termination.cause,
+                EndCause::Timeout | EndCause::TransportError | EndCause::Rejected { status: 503 }
+            );
+        let targets = self.trunks.get(out.trunk).map_or(0, |t| t.target_count());
+        if retriable && out.attempts < targets {
+            if let Some(trunk) = self.trunks.get_mut(out.trunk) {
+                trunk.fail_over();
+            }
+            match self.place(now, out) {
+                Ok(new) => {
+                    self.events.push_back(EndpointEvent::CallRedirected {
+                        from: session,
+                        to: new,
+                    });
+                    return;
+                }
+                Err(error) => tracing::debug!(%error, "failover not possible"),
+            }
+        }
+        let status = match termination.cause {
+            EndCause::Rejected { status } => status,
+            EndCause::Timeout => 408,
+            EndCause::TransportError => 503,
+            _ => 200,
+        };
+        self.events.push_back(EndpointEvent::OutboundEnded {
+            session,
+            status,
+            cause: termination.cause,
+        });
+    }
+
     /// Whether a request from outside any dialog may go on: anyone when `accept_any`;
     /// otherwise a trunk's networks, or a peer with valid digest credentials
     /// (RFC 3261 §22.4). Others get a 401 challenge, or 403 when we have no accounts.
@@ -750,4 +919,18 @@ fn offer_in(request: &Request) -> Result<Option<Bytes>, Rejection> {
             }));
     }
     Ok(None)
+}
+
+/// The proxy URI as a loose-routing Route value (RFC 3261 §16.12.1.1, `lr`).
+fn loose_route(proxy: &str) -> String {
+    let proxy = proxy.trim().trim_start_matches('<').trim_end_matches('>');
+    if proxy
+        .split(';')
+        .skip(1)
+        .any(|p| p.eq_ignore_ascii_case("lr"))
+    {
+        format!("<{proxy}>")
+    } else {
+        format!("<{proxy};lr>")
+    }
 }

@@ -20,7 +20,8 @@ mod endpoint;
 pub mod trunk;
 
 pub use endpoint::{
-    EndReason, Endpoint, EndpointConfig, EndpointEvent, InboundConfig, SessionTimerConfig, Stats,
+    CallError, EndReason, Endpoint, EndpointConfig, EndpointEvent, InboundConfig,
+    SessionTimerConfig, Stats,
 };
 pub use inspect::{Behaviour, Rejection, Target};
 pub use sip_dialog::{self, ids};

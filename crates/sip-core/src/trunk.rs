@@ -243,8 +243,12 @@ impl Trunk {
         })
     }
 
+    pub fn target_count(&self) -> usize {
+        self.targets.len()
+    }
+
     /// Moves to the next target after a timeout, a transport error or a 503.
-    fn fail_over(&mut self) {
+    pub fn fail_over(&mut self) {
         if !self.targets.is_empty() {
             self.current = (self.current + 1) % self.targets.len();
         }

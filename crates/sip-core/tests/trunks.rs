@@ -378,3 +378,119 @@ fn options_request(branch: &str) -> String {
          From: <sip:alice@{PEER}>;tag=o1\r\nTo: <sip:{LOCAL}>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
 }
+
+fn outbound_harness() -> Harness {
+    let mut trunk = TrunkConfig::new("carrier", "sip:sbc.carrier.test", "carrier.test");
+    trunk.caller_id = Some("sip:+15550100@carrier.test".into());
+    trunk.asserted_identity = Some("sip:+15550100@carrier.test".into());
+    let config = EndpointConfig {
+        trunks: vec![trunk],
+        ..EndpointConfig::default()
+    };
+    let mut h = Harness::with_config(config);
+    h.endpoint
+        .set_local_addrs(vec![(Transport::Udp, LOCAL.parse().unwrap())]);
+    let now = h.now;
+    h.endpoint.set_trunk_targets(
+        now,
+        "carrier",
+        vec![
+            sip_core::TrunkTarget {
+                transport: Transport::Udp,
+                addr: "127.0.0.1:5098".parse().unwrap(),
+            },
+            sip_core::TrunkTarget {
+                transport: Transport::Udp,
+                addr: PEER.parse().unwrap(),
+            },
+        ],
+    );
+    h
+}
+
+/// A call out through a trunk: pre-loaded Route to the proxy, caller ID in From and
+/// P-Asserted-Identity; the first target answers 503, so it fails over to the second
+/// (RFC 3263 §4.3), which answers.
+#[test]
+fn outbound_call_uses_caller_id_route_and_fails_over_on_503() {
+    let mut h = outbound_harness();
+    let now = h.now;
+    let first = h
+        .endpoint
+        .call(
+            now,
+            "carrier",
+            "+15550199",
+            Some(sip_dialog::Body::sdp(SDP)),
+        )
+        .unwrap();
+    let out = h.drain();
+    let invites: Vec<_> = out
+        .iter()
+        .filter(|t| t.flow.remote.port() == 5098)
+        .collect();
+    assert!(!invites.is_empty(), "the first target gets the INVITE");
+    let invite = match Message::parse(invites[0].payload.clone()).unwrap() {
+        Message::Request(r) => r,
+        _ => panic!(),
+    };
+    assert_eq!(&invite.uri[..], b"sip:+15550199@carrier.test");
+    assert_eq!(
+        &invite.headers.get(&HeaderName::Route).unwrap()[..],
+        b"<sip:sbc.carrier.test;lr>"
+    );
+    assert!(
+        String::from_utf8_lossy(invite.headers.get(&HeaderName::From).unwrap())
+            .starts_with("<sip:+15550100@carrier.test>;tag=")
+    );
+    let pai = HeaderName::Other(sip_message::Bytes::from_static(b"P-Asserted-Identity"));
+    assert_eq!(
+        &invite.headers.get(&pai).unwrap()[..],
+        b"<sip:+15550100@carrier.test>"
+    );
+    let out = reply(&mut h, &invite, 503, &[]);
+    let second: Vec<_> = requests(&out, Method::Invite);
+    assert_eq!(second.len(), 1, "placed again");
+    assert!(out.iter().any(|t| t.flow.remote == PEER.parse().unwrap()));
+    let redirected = h.events.iter().find_map(|e| match e {
+        EndpointEvent::CallRedirected { from, to } => Some((*from, *to)),
+        _ => None,
+    });
+    let (from, to) = redirected.expect("CallRedirected");
+    assert_eq!(from, first);
+    let mut ok = Response::from_request(&second[0], 200, Some("far"));
+    ok.headers
+        .push(HeaderName::Contact, format!("<sip:far@{PEER}>"));
+    ok.headers.set(HeaderName::ContentType, "application/sdp");
+    ok.body = sip_message::Bytes::from_static(SDP.as_bytes());
+    let out = h.send_bytes(Transport::Udp, ok.to_bytes());
+    assert_eq!(requests(&out, Method::Ack).len(), 1);
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, EndpointEvent::CallEstablished { .. }))
+    );
+    let _ = to;
+}
+
+/// The first target never answers: after Timer B (64·T1) the call goes to the next.
+#[test]
+fn outbound_call_fails_over_on_timeout() {
+    let mut h = outbound_harness();
+    let now = h.now;
+    h.endpoint.call(now, "carrier", "bob", None).unwrap();
+    let out = h.advance(Duration::from_secs(31));
+    assert!(out.iter().all(|t| t.flow.remote.port() == 5098));
+    let out = h.advance(Duration::from_secs(2));
+    assert!(
+        out.iter().any(|t| t.flow.remote == PEER.parse().unwrap()),
+        "failed over after 32 s"
+    );
+    // Both targets fail: the call ends with 408.
+    h.advance(Duration::from_secs(40));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, EndpointEvent::OutboundEnded { status: 408, .. }))
+    );
+}

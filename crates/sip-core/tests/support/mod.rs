@@ -60,7 +60,7 @@ impl Harness {
         self.now - self.start
     }
 
-    fn drain(&mut self) -> Vec<Transmit> {
+    pub fn drain(&mut self) -> Vec<Transmit> {
         let mut out = Vec::new();
         while let Some(t) = self.endpoint.poll_transmit() {
             self.sent.push((self.elapsed(), t.clone()));
