@@ -66,7 +66,26 @@ pub struct InboundSection {
     pub accept: Accept,
     pub realm: String,
     pub nonce_ttl_s: u64,
+    /// Digest algorithms offered, in order (RFC 8760 §2.4: strongest first).
+    pub algorithms: Vec<AlgorithmText>,
     pub users: Vec<AccountConfig>,
+}
+
+/// A digest algorithm as RFC 8760 spells it ("SHA-256", "MD5", ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlgorithmText(pub sip_auth::Algorithm);
+
+impl<'de> Deserialize<'de> for AlgorithmText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        sip_auth::Algorithm::parse(text.as_bytes())
+            .map(AlgorithmText)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a digest algorithm (SHA-256, SHA-512-256, MD5, or their -sess forms)"
+                ))
+            })
+    }
 }
 
 impl Default for InboundSection {
@@ -75,6 +94,10 @@ impl Default for InboundSection {
             accept: Accept::Any,
             realm: "tandem".into(),
             nonce_ttl_s: 300,
+            algorithms: vec![
+                AlgorithmText(sip_auth::Algorithm::Sha256),
+                AlgorithmText(sip_auth::Algorithm::Md5),
+            ],
             users: Vec::new(),
         }
     }

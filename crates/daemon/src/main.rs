@@ -181,6 +181,7 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
                 .map(|u| (u.name.clone(), u.password.clone()))
                 .collect(),
             nonce_ttl: Duration::from_secs(config.inbound.nonce_ttl_s),
+            algorithms: config.inbound.algorithms.iter().map(|a| a.0).collect(),
         },
     };
     RuntimeConfig {

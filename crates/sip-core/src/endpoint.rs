@@ -61,6 +61,8 @@ pub struct InboundConfig {
     pub users: Vec<(String, String)>,
     /// How long a nonce we issue stays valid.
     pub nonce_ttl: Duration,
+    /// Algorithms offered in challenges, in order (RFC 8760 §2.4).
+    pub algorithms: Vec<sip_auth::Algorithm>,
 }
 
 impl Default for InboundConfig {
@@ -70,6 +72,7 @@ impl Default for InboundConfig {
             realm: "tandem".into(),
             users: Vec::new(),
             nonce_ttl: Duration::from_secs(300),
+            algorithms: vec![sip_auth::Algorithm::Sha256, sip_auth::Algorithm::Md5],
         }
     }
 }
@@ -811,6 +814,9 @@ impl Endpoint {
             }
             let mut config = ServerConfig::new(inbound.realm.clone(), secret);
             config.nonce_ttl = inbound.nonce_ttl;
+            if !inbound.algorithms.is_empty() {
+                config.algorithms = inbound.algorithms.clone();
+            }
             DigestServer::new(config, now)
         });
         let users = &inbound.users;
