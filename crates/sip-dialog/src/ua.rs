@@ -346,35 +346,17 @@ impl UserAgent {
         );
         self.by_dialog
             .insert((call_id.clone(), local_tag.clone()), id);
-        self.sessions.insert(
-            id,
-            Session {
-                role: Role::Uac,
-                phase: Phase::Calling,
-                call_id,
-                local_tag,
-                flow: invite.flow,
-                invite_tx: key,
-                invite: request,
-                dialog: None,
-                early: Vec::new(),
-                cancel: Cancel::None,
-                cancel_reason: None,
-                ok: None,
-                ack: None,
-                ours: None,
-                theirs: None,
-                glare: None,
-                cancel_guard: None,
-                reliable: None,
-                timer: None,
-                min_se_floor: None,
-                local_body: invite.body,
-                peer_allows_update: false,
-                contact,
-                provisional_seen: false,
-            },
+        let mut session = Session::new(
+            Role::Uac,
+            call_id,
+            local_tag,
+            invite.flow,
+            key,
+            request,
+            contact,
         );
+        session.local_body = invite.body;
+        self.sessions.insert(id, session);
         self.pump(now);
         Ok(id)
     }
@@ -695,35 +677,18 @@ impl UserAgent {
                 kind: TxKind::Invite,
             },
         );
-        self.sessions.insert(
-            id,
-            Session {
-                role: Role::Uas,
-                phase: Phase::Incoming,
-                call_id,
-                local_tag,
-                flow,
-                invite_tx: key.clone(),
-                invite: request.clone(),
-                dialog: Some(dialog),
-                early: Vec::new(),
-                cancel: Cancel::None,
-                cancel_reason: None,
-                ok: None,
-                ack: None,
-                ours: None,
-                theirs: None,
-                glare: None,
-                cancel_guard: None,
-                reliable: None,
-                timer: None,
-                min_se_floor: None,
-                local_body: None,
-                peer_allows_update,
-                contact,
-                provisional_seen: false,
-            },
+        let mut session = Session::new(
+            Role::Uas,
+            call_id,
+            local_tag,
+            flow,
+            key.clone(),
+            request.clone(),
+            contact,
         );
+        session.dialog = Some(dialog);
+        session.peer_allows_update = peer_allows_update;
+        self.sessions.insert(id, session);
         self.events.push_back(Event::IncomingCall {
             session: id,
             tx: key,
@@ -2449,6 +2414,46 @@ impl UserAgent {
 }
 
 impl Session {
+    fn new(
+        role: Role,
+        call_id: Bytes,
+        local_tag: Bytes,
+        flow: Flow,
+        invite_tx: TransactionKey,
+        invite: Request,
+        contact: Bytes,
+    ) -> Session {
+        Session {
+            role,
+            phase: match role {
+                Role::Uac => Phase::Calling,
+                Role::Uas => Phase::Incoming,
+            },
+            call_id,
+            local_tag,
+            flow,
+            invite_tx,
+            invite,
+            dialog: None,
+            early: Vec::new(),
+            cancel: Cancel::None,
+            cancel_reason: None,
+            ok: None,
+            ack: None,
+            ours: None,
+            theirs: None,
+            glare: None,
+            cancel_guard: None,
+            reliable: None,
+            timer: None,
+            min_se_floor: None,
+            local_body: None,
+            peer_allows_update: false,
+            contact,
+            provisional_seen: false,
+        }
+    }
+
     /// The dialog of this session with the peer's tag `remote_tag`.
     fn dialog_with(&self, remote_tag: &[u8]) -> Option<&Dialog> {
         if let Some(d) = self
