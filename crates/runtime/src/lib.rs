@@ -34,11 +34,14 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(300);
 const UNREGISTER_GRACE: Duration = Duration::from_secs(2);
 
 /// Requests from the process around the driver (signals, later the control API).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Control {
     /// Log a `stats` line.
     LogStats,
+    /// Place a call to `to` through trunk `trunk` (with our SDP offer): the seam the
+    /// control API will use.
+    Call { trunk: String, to: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,12 @@ pub async fn run(
             }
             item = control.recv(), if control_open => match item {
                 Some(Control::LogStats) => log_stats(&endpoint, &transports),
+                Some(Control::Call { trunk, to }) => {
+                    match endpoint.call(now(), &trunk, &to, None) {
+                        Ok(session) => info!(%trunk, %to, %session, "call placed"),
+                        Err(error) => warn!(%trunk, %to, %error, "call not placed"),
+                    }
+                }
                 None => control_open = false,
             },
             item = inbound.recv() => {

@@ -341,6 +341,23 @@ impl Endpoint {
             .iter()
             .position(|t| t.config.name == trunk)
             .ok_or_else(|| CallError::NoSuchTrunk(trunk.to_owned()))?;
+        // Without a body of the caller's, our own offer (RFC 3264): the user agent
+        // always offers in the INVITE.
+        let body = body.or_else(|| {
+            let local = self.local_addrs.first().map(|(_, a)| a.ip());
+            let address = self
+                .config
+                .advertised_address
+                .or(local)
+                .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+            let media = LocalMedia {
+                address,
+                port: 9,
+                session_id: self.ua.ids().next_u64() >> 1,
+                version: 1,
+            };
+            Some(Body::sdp(sdp::offer(media)))
+        });
         let outbound = Outbound {
             trunk: index,
             to: to.to_owned(),
