@@ -1,7 +1,12 @@
 //! RFC 3261 §13.2.2.4 on real sockets: a call placed through a trunk is answered by two
 //! forks (SIPp, tests/sipp/uas_forked_2xx.xml); the second 2xx is acknowledged and
 //! ended with BYE, and the first dialog carries on until SIPp's BYE.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use runtime::sip_core::{EndpointConfig, TrunkConfig};
 use runtime::sip_transport::TransportConfig;
