@@ -645,6 +645,28 @@ mod tests {
     }
 
     #[test]
+    fn example_trunk_section_parses_once_uncommented() {
+        let text = include_str!("../../../config/tandem.example.toml");
+        let section: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "# [[trunks]]")
+            .take_while(|l| !l.starts_with("#   "))
+            .map(|l| l.trim_start_matches("# "))
+            .collect();
+        assert_eq!(section.len(), 11, "{section:?}");
+        let config = Config::parse(&section.join("\n"), "example").unwrap();
+        let trunk = &config.trunks[0];
+        assert_eq!(trunk.proxy.0, "sip:sbc.example.net");
+        assert!(trunk.register);
+        assert_eq!(trunk.options_interval_s, Some(30));
+        assert_eq!(trunk.inbound.len(), 2);
+        // The example file's [inbound] and [dns] are the defaults.
+        let example = Config::parse(text, "example").unwrap();
+        assert_eq!(example.inbound, InboundSection::default());
+        assert_eq!(example.dns, DnsSection::default());
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let text = "[sip]\nuser_agent = \"x\"\nlisten_on = []\n";
         let err = Config::parse(text, "t.toml").unwrap_err().to_string();

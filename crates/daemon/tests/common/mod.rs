@@ -47,6 +47,8 @@ pub struct Daemon {
     /// Every socket of the ready line, as ("udp", addr), ("tls", addr), ...
     pub listening: Vec<(String, SocketAddr)>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The thread that collects its stderr.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -90,13 +92,14 @@ impl Daemon {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
         let mut daemon = Daemon {
             child,
+            reader: Some(reader),
             port: 0,
             tcp_port: 0,
             listening: Vec::new(),
@@ -192,6 +195,20 @@ impl Daemon {
         self.signal_and_wait("-TERM")
     }
 
+    /// SIGTERM, waits for the exit, then for the rest of its log (what it wrote while
+    /// stopping); returns both.
+    pub fn stop_with_log(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let lines = self.lines.clone();
+        let reader = self.reader.take();
+        let status = self.signal_and_wait("-TERM");
+        // The pipe closes at the exit: the reader ends with the last line.
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
+        let log = lines.lock().unwrap().clone();
+        (status, log)
+    }
+
     /// Sends `signal` (e.g. "-INT") and waits up to 10 s for the exit.
     pub fn signal_and_wait(mut self, signal: &str) -> std::process::ExitStatus {
         let _ = Command::new("kill")
@@ -254,16 +271,21 @@ pub struct SippRun {
 
 /// Runs SIPp against the daemon. `args` are the scenario and rate options.
 pub fn sipp(name: &str, daemon: &Daemon, args: &[&str]) -> SippRun {
-    let dir = scratch_dir(name);
-    let stats = dir.join("stats.csv");
-    let _ = std::fs::remove_file(&stats);
-    let local_port = free_port();
     let tcp = args
         .windows(2)
         .any(|w| w[0] == "-t" && w[1].starts_with('t'));
     let port = if tcp { daemon.tcp_port } else { daemon.port };
+    sipp_at(name, SocketAddr::from(([127, 0, 0, 1], port)), args)
+}
+
+/// Runs SIPp against `remote` (the daemon, or a proxy in front of it), from 127.0.0.1.
+pub fn sipp_at(name: &str, remote: SocketAddr, args: &[&str]) -> SippRun {
+    let dir = scratch_dir(name);
+    let stats = dir.join("stats.csv");
+    let _ = std::fs::remove_file(&stats);
+    let local_port = free_port();
     let output = Command::new("sipp")
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(remote.to_string())
         .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
         .args(["-nostdin", "-timeout", "120s", "-timeout_error"])
         .args(["-trace_stat", "-fd", "1", "-stf"])
