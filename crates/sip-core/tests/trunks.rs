@@ -157,6 +157,26 @@ fn registers_with_digest_refreshes_and_unregisters() {
         register.headers.call_id().unwrap()
     );
     assert!(refresh[0].headers.cseq().unwrap().seq > second[0].headers.cseq().unwrap().seq);
+    // RFC 3261 §22.3: credentials at once, with the cached nonce and the next count.
+    let preemptive = refresh[0]
+        .headers
+        .get(&HeaderName::Authorization)
+        .expect("pre-emptive credentials");
+    assert!(String::from_utf8_lossy(preemptive).contains("nc=00000002"));
+    let verdict = registrar.verify(h.now, "REGISTER", preemptive, b"", &|u: &str| {
+        (u == "alice").then(|| "secret".into())
+    });
+    assert_eq!(
+        verdict,
+        Verdict::Authorized {
+            username: "alice".into()
+        }
+    );
+    // Via stays the first header of the re-sent request.
+    assert_eq!(
+        second[0].headers.get_index(0).unwrap().name,
+        HeaderName::Via
+    );
     reply(
         &mut h,
         &refresh[0],

@@ -467,6 +467,26 @@ impl UserAgent {
         request: Request,
         flow: Flow,
     ) -> Result<TransactionKey, Error> {
+        let mut request = request;
+        // RFC 3261 §22.3: a request on a Call-ID whose realm challenged us before (a
+        // REGISTER refresh, the un-REGISTER) carries credentials at once, with the
+        // cached nonce and the next nonce count, saving a round trip.
+        let call_id = request.headers.call_id().unwrap_or_default().as_bytes();
+        if let Some(client) = self.auth.get_mut(call_id)
+            && request.headers.get(&HeaderName::Authorization).is_none()
+            && request
+                .headers
+                .get(&HeaderName::ProxyAuthorization)
+                .is_none()
+        {
+            let cnonce = format!("{:016x}", self.ids.next_u64());
+            let uri = String::from_utf8_lossy(&request.uri).into_owned();
+            for (kind, value) in
+                client.authorize(request.method.as_str(), &uri, &request.body, &cnonce)
+            {
+                request.headers.push(kind.authorization_header(), value);
+            }
+        }
         let key = self.transactions.send_request(now, request.clone(), flow)?;
         self.txs.insert(
             key.clone(),
@@ -1104,7 +1124,8 @@ impl UserAgent {
             request.headers.push(kind.authorization_header(), value);
         }
         let via = self.via(&flow);
-        request.headers.set(HeaderName::Via, via);
+        // In place, so Via stays first (RFC 3261 §7.3.1).
+        request.headers.replace_first_value(&HeaderName::Via, via);
         let in_dialog_seq = match (usage.session, usage.kind) {
             (Some(id), TxKind::Reinvite | TxKind::Update | TxKind::App | TxKind::Prack) => self
                 .sessions
@@ -1122,7 +1143,7 @@ impl UserAgent {
                 .saturating_add(1)
         });
         let cseq = format!("{seq} {}", request.method);
-        request.headers.set(HeaderName::CSeq, cseq);
+        request.headers.replace_first_value(&HeaderName::CSeq, cseq);
         let new_key = match self.transactions.send_request(now, request.clone(), flow) {
             Ok(new_key) => new_key,
             Err(error) => {
