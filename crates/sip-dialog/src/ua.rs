@@ -672,6 +672,14 @@ impl UserAgent {
 
     fn on_invite(&mut self, now: Instant, key: TransactionKey, request: Request) {
         let local_tag = Bytes::from(self.ids.tag());
+        // RFC 4028 §9: a Session-Expires below our Min-SE gets 422 (a malformed one 400) on
+        // arrival, like any extension check (RFC 3261 §8.2.2.3), before the application
+        // rings anyone for a call it could never answer.
+        if let Err(reject) = session_timer::check_request(&self.config.session_timer, &request) {
+            let mut response = self.response(&request, reject.status_code(), Some(&local_tag));
+            reject.add_headers(&mut response.headers);
+            return self.send_response(now, &key, response);
+        }
         let Some(mut dialog) = Dialog::uas(&request, &local_tag) else {
             let response = self.response(&request, 400, None);
             return self.send_response(now, &key, response);
@@ -1899,22 +1907,7 @@ impl UserAgent {
             machine.on_final();
         }
         if (200..300).contains(&status) {
-            if let Err(reject) =
-                session_timer::check_request(&self.config.session_timer, &session.invite)
-            {
-                let status = reject.status_code();
-                let mut response = self.response(&session.invite, status, tag.as_deref());
-                reject.add_headers(&mut response.headers);
-                self.send_response(now, &key, response);
-                self.finish(
-                    id,
-                    &mut session,
-                    Side::Local,
-                    EndCause::Rejected { status },
-                    None,
-                );
-                return Ok(());
-            }
+            // The INVITE passed `session_timer::check_request` on arrival (`on_invite`).
             response.headers.push(HeaderName::Supported, SUPPORTED);
             let negotiated = session_timer::answer(
                 &self.config.session_timer,

@@ -181,6 +181,49 @@ fn session_is_refreshed_at_half_the_interval() {
     assert!(terminated(&sim.events(1)).is_empty());
 }
 
+/// RFC 4028 §9, §7.3: an INVITE asking for less than the UAS's Min-SE is refused with 422
+/// on arrival, before the application hears of it (nobody rings for a call that could never
+/// be answered); the UAC retries with the 422's Min-SE, and that retry is the one call B's
+/// application sees.
+#[test]
+fn interval_below_min_se_gets_422_before_the_application_hears_of_the_call() {
+    let mut sim = Sim::with_config(2, |i| UserAgentConfig {
+        session_timer: SessionTimerConfig {
+            enabled: true,
+            session_expires: Duration::from_secs(90),
+            min_se: Duration::from_secs(if i == 1 { 120 } else { 90 }),
+        },
+        ..UserAgentConfig::default()
+    });
+    let a = sim.call(0, 1);
+    sim.run_for(Duration::from_millis(100));
+    let calls: Vec<_> = sim
+        .events(1)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::IncomingCall { tx, request, .. } => Some((tx, request)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls.len(), 1, "B's application sees the retry only");
+    let (tx, request) = &calls[0];
+    assert_eq!(request.headers.cseq().unwrap().seq, 2);
+    let answered: Vec<u16> = sim
+        .sent_statuses(1)
+        .into_iter()
+        .filter(|s| *s != 100)
+        .collect();
+    assert_eq!(answered, [422], "the 422 was B's first answer");
+    let now = sim.now;
+    sim.ua(1)
+        .respond(now, tx, Reply::new(200).with_body(Body::sdp(SDP_B)))
+        .unwrap();
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(established(&sim.events(0)), 1);
+    let negotiated = sim.ua(0).session_timer(a).expect("A runs a session timer");
+    assert_eq!(negotiated.interval, Duration::from_secs(120));
+}
+
 /// RFC 4028 §10: when the refresher stops refreshing, the other side sends BYE
 /// min(32 s, interval/3) before the session would expire.
 #[test]
