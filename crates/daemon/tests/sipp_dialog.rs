@@ -332,7 +332,7 @@ fn session_timer_is_negotiated_and_refreshed_by_update_and_reinvite() {
 #[test]
 fn a_refresh_restarts_the_session_timer() {
     let daemon = Daemon::start("refresh-restarts", "");
-    let run = sipp_traced(
+    let (one, three) = sipp_twice_at_once(
         "refresh-restarts",
         &daemon,
         &[
@@ -342,28 +342,31 @@ fn a_refresh_restarts_the_session_timer() {
             "echo",
             "-d",
             "32000",
-            "-m",
-            "1",
         ],
+        "3",
     );
-    run.assert_all_succeeded(1);
-    for (call_id, call) in run.calls() {
-        let ok = time_of(&call, "200 to the INVITE", |m| {
-            m.is_response(200, "1 INVITE")
-        });
-        let reinvite = time_of(&call, "re-INVITE", |m| m.sent && m.cseq == "3 INVITE");
-        assert!(
-            reinvite - ok > 62.0,
-            "{call_id}: the re-INVITE went {:.1} s after the 200, not past the 60 s mark",
-            reinvite - ok
-        );
-        assert!(
-            !call.iter().any(|m| !m.sent && m.is_request("BYE")),
-            "{call_id}: Tandem sent BYE: {call:#?}"
-        );
+    one.assert_all_succeeded(1);
+    three.assert_all_succeeded(3);
+    for run in [&one, &three] {
+        for (call_id, call) in run.calls() {
+            let ok = time_of(&call, "200 to the INVITE", |m| {
+                m.is_response(200, "1 INVITE")
+            });
+            let reinvite = time_of(&call, "re-INVITE", |m| m.sent && m.cseq == "3 INVITE");
+            assert!(
+                reinvite - ok > 62.0,
+                "{call_id}: the re-INVITE went {:.1} s after the 200, not past the 60 s mark",
+                reinvite - ok
+            );
+            assert!(
+                !call.iter().any(|m| !m.sent && m.is_request("BYE")),
+                "{call_id}: Tandem sent BYE\n{}",
+                run.report()
+            );
+        }
     }
-    assert_calls_answered_and_dialogs_gone(&daemon, 1);
-    assert_eq!(calls_ended(&daemon, "RemoteBye"), 1);
+    assert_calls_answered_and_dialogs_gone(&daemon, 4);
+    assert_eq!(calls_ended(&daemon, "RemoteBye"), 4);
     assert_eq!(calls_ended(&daemon, "SessionExpired"), 0);
 }
 
@@ -423,10 +426,13 @@ fn session_interval_below_min_se_gets_422_and_the_retry_is_answered() {
                 .map(|m| m.first_line.as_str())
                 .filter(|l| !l.starts_with("SIP/2.0 100 "))
                 .collect();
+            // Once: the ACK on the INVITE's branch stopped its retransmissions (the scenario
+            // waits 700 ms after it).
             assert_eq!(
                 first,
                 ["SIP/2.0 422 Session Interval Too Small"],
-                "{call_id}"
+                "{call_id}\n{}",
+                run.report()
             );
         }
     }
@@ -477,10 +483,17 @@ fn glare_on_a_session_refresh_gets_491_and_tandem_retries_within_2_s() {
             // scheduler.
             let wait = retry - ours_491;
             assert!(
-                (0.0..2.5).contains(&wait),
+                (0.0..2.25).contains(&wait),
                 "{call_id}: the retry came {wait:.2} s after our 491\n{}",
                 run.report()
             );
+            // Tandem's 491 to our re-INVITE came once: our ACK on its branch matched (the
+            // scenario waits a second before hanging up).
+            let tandem_491 = call
+                .iter()
+                .filter(|m| !m.sent && m.is_response(491, "2 INVITE"))
+                .count();
+            assert_eq!(tandem_491, 1, "{call_id}\n{}", run.report());
         }
     }
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 4);
@@ -504,8 +517,9 @@ fn requests_in_an_unknown_dialog_get_481() {
     five.assert_all_succeeded(5);
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 0);
     assert_eq!(stats.get("invites_new"), 0, "{stats:?}");
-    // Each BYE, INFO and UPDATE reached the daemon and was answered, none dropped.
-    assert_eq!(stats.get("requests_in"), 18, "{stats:?}");
+    // Each BYE, INFO and UPDATE reached the daemon (SIPp may retransmit one under load) and
+    // was answered; none was dropped.
+    assert!(stats.get("requests_in") >= 18, "{stats:?}");
     assert_eq!(stats.get("dropped"), 0, "{stats:?}");
 }
 
@@ -545,4 +559,37 @@ fn unacknowledged_200_is_retransmitted_then_bye_after_64_t1() {
     }
     assert_calls_answered_and_dialogs_gone(&daemon, 3);
     assert_eq!(calls_ended(&daemon, "AckTimeout"), 3);
+}
+
+// ---- the trace reader itself
+
+#[test]
+fn trace_reader_reads_sipp_message_log() {
+    let log = "----------------------------------------------- 2026-11-21 23:59:59.750000\n\
+               UDP message sent (100 bytes):\n\n\
+               INVITE sip:echo@127.0.0.1:5060 SIP/2.0\r\n\
+               Call-ID: 1-42@127.0.0.1\r\n\
+               CSeq:   1   INVITE\r\n\r\n\
+               v=0\r\n\n\
+               ----------------------------------------------- 2026-11-22 00:00:01.000000\n\
+               UDP message received [90] bytes :\n\n\
+               SIP/2.0 200 OK\r\n\
+               Call-ID: 1-42@127.0.0.1\r\n\
+               CSeq: 1 INVITE\r\n\r\n\n\
+               ----------------------------------------------- 2026-11-22 00:00:01.000000\n\
+               Unexpected UDP message received:\n\n\
+               SIP/2.0 200 OK\r\n\
+               Call-ID: 1-42@127.0.0.1\r\n\n";
+    let messages = parse_trace(log);
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(messages[0].sent && messages[0].is_request("INVITE"));
+    assert_eq!(messages[0].call_id, "1-42@127.0.0.1");
+    assert!(!messages[1].sent && messages[1].is_response(200, "1 INVITE"));
+    // Across midnight: 1.25 s.
+    assert!((messages[1].at - messages[0].at - 1.25).abs() < 1e-6);
+    assert_eq!(
+        parse_timestamp("1970-01-02 00:00:00.5"),
+        Some(86_400.5),
+        "days since the epoch"
+    );
 }
