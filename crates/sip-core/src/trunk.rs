@@ -429,6 +429,11 @@ impl Trunk {
                     let granted = response
                         .and_then(|r| granted_expires(r, &self.config))
                         .unwrap_or(self.config.register_expires);
+                    // A 2xx that grants nothing (expires 0) is no registration: back
+                    // off rather than re-REGISTER every second.
+                    if granted.is_zero() {
+                        return self.register_failed(now, status);
+                    }
                     self.failures = 0;
                     self.registration = RegistrationState::Registered {
                         expires: now + granted,

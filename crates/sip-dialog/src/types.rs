@@ -299,6 +299,9 @@ pub struct UaStats {
     pub server_non_invite: usize,
     /// Live sessions (any phase).
     pub sessions: usize,
+    /// Deadlines the user agent holds (2xx retransmission, glare, PRACK, session
+    /// timers...), stale ones included: bounded by the sessions, not the messages.
+    pub timers: usize,
     pub requests_in: u64,
     pub responses_in: u64,
     /// Requests refused with 400/505 because they failed validation.

@@ -24,6 +24,10 @@ use tracing::{debug, debug_span};
 /// Methods we accept (RFC 3261 §20.5).
 pub const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, UPDATE, PRACK, INFO, REFER, NOTIFY";
+/// Authenticated retries of one request (per Call-ID and method) before giving up.
+const MAX_AUTH_RETRIES: u8 = 3;
+/// Early dialogs kept per INVITE (forks); more are ignored.
+const MAX_EARLY_DIALOGS: usize = 32;
 /// Out-of-dialog digest states kept at most (one per Call-ID).
 const MAX_AUTH_STATES: usize = 10_000;
 /// Extensions we support (RFC 3261 §20.37).
@@ -136,6 +140,14 @@ struct Session {
     contact: Bytes,
     /// UAC: a provisional response arrived (CANCEL may be sent, §9.1).
     provisional_seen: bool,
+    /// The deadlines in the timer heap for the reliable-provisional machine and the
+    /// session timer: an entry with another instant is stale and skipped, so each
+    /// machine has one live entry however often it is restarted.
+    reliable_at: Option<Instant>,
+    timer_at: Option<Instant>,
+    /// The application hung up while our 2xx awaited its ACK: BYE once it comes
+    /// (RFC 3261 §15: not before).
+    hangup_after_ack: Option<Option<Bytes>>,
 }
 
 /// The sans-IO user agent: transactions, dialogs and INVITE sessions.
@@ -152,7 +164,10 @@ pub struct UserAgent {
     /// Requests of server transactions the application (or a session) answers later.
     pending_requests: HashMap<TransactionKey, Request>,
     /// Our requests of live client transactions, to re-send with credentials.
-    sent: HashMap<TransactionKey, Request>,
+    sent: HashMap<TransactionKey, (Request, Flow)>,
+    /// Authenticated retries per (Call-ID, method): a server that keeps challenging
+    /// (a new nonce or realm each time) is given up on after [`MAX_AUTH_RETRIES`].
+    auth_attempts: HashMap<(Bytes, Method), u8>,
     /// A request re-sent with credentials → the transaction the application knows it
     /// by: its final response is reported under the original key.
     aliases: HashMap<TransactionKey, TransactionKey>,
@@ -181,6 +196,7 @@ impl UserAgent {
             sent: HashMap::new(),
             aliases: HashMap::new(),
             auth: HashMap::new(),
+            auth_attempts: HashMap::new(),
             merge: HashMap::new(),
             merge_by_key: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -213,6 +229,7 @@ impl UserAgent {
             Err(error) => self.drop_input(flow.remote, &error.reason_phrase()),
         }
         self.pump(now);
+        self.compact_timers();
     }
 
     /// The time asked for by [`poll_timeout`](Self::poll_timeout) has come.
@@ -229,6 +246,7 @@ impl UserAgent {
             self.on_timer(now, at, kind, id);
             self.pump(now);
         }
+        self.compact_timers();
     }
 
     /// The transport could not deliver to `flow` over a connection: the sessions on it
@@ -278,6 +296,7 @@ impl UserAgent {
             server_invite: t.server_invite,
             server_non_invite: t.server_non_invite,
             sessions: self.sessions.len(),
+            timers: self.timers.len(),
             ..self.stats
         }
     }
@@ -450,7 +469,9 @@ impl UserAgent {
                 }
                 return self.respond_invite(now, id, reply).map(|()| self.pump(now));
             }
-            Phase::Answered | Phase::Confirmed => {
+            // §15: not before the ACK; it (or the ACK timeout) triggers the BYE.
+            Phase::Answered => session.hangup_after_ack = Some(reason),
+            Phase::Confirmed => {
                 self.send_bye(now, id, reason);
                 self.end(now, id, Side::Local, EndCause::Bye, None);
             }
@@ -495,7 +516,7 @@ impl UserAgent {
                 kind: TxKind::App,
             },
         );
-        self.sent.insert(key.clone(), request);
+        self.sent.insert(key.clone(), (request, flow));
         self.pump(now);
         Ok(key)
     }
@@ -978,6 +999,12 @@ impl UserAgent {
             return;
         }
         session.ok = None;
+        if let Some(reason) = session.hangup_after_ack.take() {
+            session.phase = Phase::Confirmed;
+            self.send_bye(now, id, reason);
+            self.end(now, id, Side::Local, EndCause::Bye, None);
+            return;
+        }
         if session.phase == Phase::Answered {
             session.phase = Phase::Confirmed;
             if let Some(dialog) = session.dialog.as_mut() {
@@ -1044,6 +1071,10 @@ impl UserAgent {
             if let Some(client) = self.auth.get_mut(call_id) {
                 client.succeeded();
             }
+            if let Ok(cseq) = response.headers.cseq() {
+                self.auth_attempts
+                    .remove(&(Bytes::copy_from_slice(call_id), cseq.method));
+            }
         }
         match (usage.session, usage.kind) {
             (Some(id), TxKind::Invite) => self.on_invite_response(now, id, response),
@@ -1087,13 +1118,34 @@ impl UserAgent {
         if self.config.credentials.is_empty() {
             return false;
         }
+        // Over a stream the transaction may be gone already (Timer D/K are zero): the
+        // request and where it went are kept beside it.
         let original = match (usage.session, usage.kind) {
-            (Some(id), TxKind::Invite) => self.sessions.get(&id).map(|s| s.invite.clone()),
+            (Some(id), TxKind::Invite) => {
+                let session = self.sessions.get(&id);
+                // A 401/407 after the caller hung up is not retried (it would ring).
+                if session.is_some_and(|s| s.cancel != Cancel::None) {
+                    return false;
+                }
+                session.map(|s| (s.invite.clone(), s.flow))
+            }
             _ => self.sent.get(key).cloned(),
         };
-        let (Some(mut request), Some(flow)) = (original, self.transactions.destination(key)) else {
+        let Some((mut request, sent_flow)) = original else {
             return false;
         };
+        let flow = self.transactions.destination(key).unwrap_or(sent_flow);
+        let call_id =
+            Bytes::copy_from_slice(request.headers.call_id().unwrap_or_default().as_bytes());
+        let attempts = self
+            .auth_attempts
+            .entry((call_id, request.method.clone()))
+            .or_insert(0);
+        *attempts += 1;
+        if *attempts > MAX_AUTH_RETRIES {
+            debug!("challenged again and again: given up");
+            return false;
+        }
         let challenges = Challenge::parse_supported(
             response
                 .headers
@@ -1178,7 +1230,7 @@ impl UserAgent {
                 _ => {}
             }
         }
-        self.sent.insert(new_key, request);
+        self.sent.insert(new_key, (request, flow));
         true
     }
 
@@ -1188,15 +1240,20 @@ impl UserAgent {
         };
         let status = response.status;
         let keep = match status {
-            100 => true,
+            100 => {
+                // §9.1: any provisional, 100 included, allows the CANCEL.
+                session.early_seen();
+                if session.cancel == Cancel::Pending {
+                    session.cancel = Cancel::Sent;
+                    self.cancel_invite(now, id, &mut session);
+                }
+                true
+            }
             101..=199 => {
                 self.uac_provisional(now, id, &mut session, response);
                 true
             }
-            200..=299 => {
-                self.uac_success(now, id, &mut session, response);
-                true
-            }
+            200..=299 => self.uac_success(now, id, &mut session, response),
             _ => self.uac_failure(now, id, &mut session, response),
         };
         if keep {
@@ -1224,6 +1281,7 @@ impl UserAgent {
                 .position(|(d, _)| d.id.remote_tag == tag)
             {
                 Some(i) => Some(i),
+                None if session.early.len() >= MAX_EARLY_DIALOGS => None,
                 None => Dialog::uac(&session.invite, &response).map(|d| {
                     session.early.push((d, ReliableReceiver::new()));
                     session.early.len() - 1
@@ -1270,20 +1328,21 @@ impl UserAgent {
         });
     }
 
+    /// A 2xx to our INVITE. Returns whether the session lives on.
     fn uac_success(
         &mut self,
         now: Instant,
         id: SessionId,
         session: &mut Session,
         response: Response,
-    ) {
+    ) -> bool {
         let Some(tag) = response
             .headers
             .to()
             .ok()
             .and_then(|t| t.tag().map(Bytes::copy_from_slice))
         else {
-            return;
+            return true;
         };
         let seq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
         if let Some(dialog) = &session.dialog {
@@ -1298,7 +1357,7 @@ impl UserAgent {
                 // Another fork answered too: ACK it, then BYE it (§13.2.2.4).
                 self.ack_and_bye_fork(now, session, &response);
             }
-            return;
+            return true;
         }
         let mut dialog = match session
             .early
@@ -1308,7 +1367,7 @@ impl UserAgent {
             Some(i) => session.early.swap_remove(i).0,
             None => match Dialog::uac(&session.invite, &response) {
                 Some(d) => d,
-                None => return,
+                None => return true,
             },
         };
         dialog.state = DialogState::Confirmed;
@@ -1334,12 +1393,13 @@ impl UserAgent {
             // We wanted out before the answer: hang up now (§9.1 race).
             let reason = session.cancel_reason.clone();
             self.bye_in(now, session, reason);
-            self.finish(id, session, Side::Local, EndCause::Cancelled, None);
-            return;
+            self.finish(now, id, session, Side::Local, EndCause::Cancelled, None);
+            return false;
         }
         let body = Body::of(&response.headers, &response.body);
         self.events
             .push_back(Event::Established { session: id, body });
+        true
     }
 
     /// Returns whether the session lives on (a retry was sent).
@@ -1371,7 +1431,7 @@ impl UserAgent {
             (EndCause::Rejected { status }, Side::Remote)
         };
         let reason = response.headers.get(&HeaderName::Reason).cloned();
-        self.finish(id, session, by, cause, reason);
+        self.finish(now, id, session, by, cause, reason);
         false
     }
 
@@ -1495,8 +1555,8 @@ impl UserAgent {
         let Some(mut session) = self.sessions.remove(&id) else {
             return false;
         };
-        if session.role == Role::Uac {
-            self.uac_success(now, id, &mut session, response.clone());
+        if session.role == Role::Uac && !self.uac_success(now, id, &mut session, response.clone()) {
+            return true;
         }
         self.sessions.insert(id, session);
         true
@@ -1758,7 +1818,7 @@ impl UserAgent {
                 kind,
             },
         );
-        self.sent.insert(key.clone(), request);
+        self.sent.insert(key.clone(), (request, destination));
         Ok(key)
     }
 
@@ -1799,7 +1859,7 @@ impl UserAgent {
                         kind: TxKind::Bye,
                     },
                 );
-                self.sent.insert(key, bye);
+                self.sent.insert(key, (bye, destination));
             }
             Err(error) => debug!(%error, "BYE not sent"),
         }
@@ -1844,6 +1904,19 @@ impl UserAgent {
 
     /// §12.2.1.2: 481 or 408 to a request in the dialog: the dialog is over.
     fn fail_dialog(&mut self, now: Instant, id: SessionId, status: u16) {
+        // Still calling (a PRACK failed in an early dialog): CANCEL the INVITE rather
+        // than BYE a dialog that is not confirmed.
+        if self
+            .sessions
+            .get(&id)
+            .is_some_and(|s| s.phase == Phase::Calling)
+        {
+            let reason = format!("SIP;cause={status}");
+            if let Err(error) = self.hangup(now, id, Some(&reason)) {
+                debug!(%error, "CANCEL after a failed PRACK not sent");
+            }
+            return;
+        }
         let reason = Bytes::from(format!("SIP;cause={status}"));
         self.send_bye(now, id, Some(reason));
         self.end(
@@ -1941,6 +2014,7 @@ impl UserAgent {
         apply_reply(&mut response, reply);
         self.send_response(now, &key, response);
         self.finish(
+            now,
             id,
             &mut session,
             Side::Local,
@@ -2099,7 +2173,14 @@ impl UserAgent {
                         &mut session,
                         Some(Bytes::from_static(b"SIP;cause=408;text=\"ACK Timeout\"")),
                     );
-                    self.finish(id, &mut session, Side::Local, EndCause::AckTimeout, None);
+                    self.finish(
+                        now,
+                        id,
+                        &mut session,
+                        Side::Local,
+                        EndCause::AckTimeout,
+                        None,
+                    );
                     alive = false;
                 }
             }
@@ -2126,11 +2207,23 @@ impl UserAgent {
             TimerKind::CancelGuard => {
                 if session.cancel_guard == Some(at) && session.phase == Phase::Calling {
                     let _ = self.transactions.terminate(now, &session.invite_tx);
-                    self.finish(id, &mut session, Side::Local, EndCause::Cancelled, None);
+                    self.finish(
+                        now,
+                        id,
+                        &mut session,
+                        Side::Local,
+                        EndCause::Cancelled,
+                        None,
+                    );
                     alive = false;
                 }
             }
             TimerKind::Reliable => {
+                if session.reliable_at != Some(at) {
+                    self.sessions.insert(id, session);
+                    return;
+                }
+                session.reliable_at = None;
                 let action = session
                     .reliable
                     .as_mut()
@@ -2149,6 +2242,7 @@ impl UserAgent {
                             .with_reason("Reliable Provisional Not Acknowledged");
                         self.send_response(now, &key, response);
                         self.finish(
+                            now,
                             id,
                             &mut session,
                             Side::Local,
@@ -2159,16 +2253,16 @@ impl UserAgent {
                     }
                     _ => {}
                 }
-                if alive
-                    && let Some(at) = session
-                        .reliable
-                        .as_ref()
-                        .and_then(ReliableProvisionals::poll_timeout)
-                {
-                    self.timers.push(Reverse((at, TimerKind::Reliable, id)));
+                if alive {
+                    self.arm_reliable(id, &mut session);
                 }
             }
             TimerKind::SessionTimer => {
+                if session.timer_at != Some(at) {
+                    self.sessions.insert(id, session);
+                    return;
+                }
+                session.timer_at = None;
                 let action = session.timer.as_mut().and_then(|t| t.handle_timeout(now));
                 match action {
                     Some(SessionTimerAction::Refresh) => {
@@ -2200,6 +2294,7 @@ impl UserAgent {
                             )),
                         );
                         self.finish(
+                            now,
                             id,
                             &mut session,
                             Side::Local,
@@ -2218,19 +2313,35 @@ impl UserAgent {
     }
 
     fn schedule_reliable(&mut self, id: SessionId) {
-        if let Some(at) = self
-            .sessions
-            .get(&id)
-            .and_then(|s| s.reliable.as_ref())
-            .and_then(ReliableProvisionals::poll_timeout)
-        {
-            self.timers.push(Reverse((at, TimerKind::Reliable, id)));
+        if let Some(mut session) = self.sessions.remove(&id) {
+            self.arm_reliable(id, &mut session);
+            self.sessions.insert(id, session);
         }
     }
 
+    /// Puts the reliable-provisional machine's deadline in the heap, unless that very
+    /// deadline is there already.
+    fn arm_reliable(&mut self, id: SessionId, session: &mut Session) {
+        let at = session
+            .reliable
+            .as_ref()
+            .and_then(ReliableProvisionals::poll_timeout);
+        if at.is_some() && at != session.reliable_at {
+            session.reliable_at = at;
+            if let Some(at) = at {
+                self.timers.push(Reverse((at, TimerKind::Reliable, id)));
+            }
+        }
+    }
+
+    /// The same for the session timer.
     fn schedule_session_timer(&mut self, id: SessionId, session: &mut Session) {
-        if let Some(at) = session.timer.as_ref().and_then(SessionTimer::poll_timeout) {
-            self.timers.push(Reverse((at, TimerKind::SessionTimer, id)));
+        let at = session.timer.as_ref().and_then(SessionTimer::poll_timeout);
+        if at.is_some() && at != session.timer_at {
+            session.timer_at = at;
+            if let Some(at) = at {
+                self.timers.push(Reverse((at, TimerKind::SessionTimer, id)));
+            }
         }
     }
 
@@ -2247,13 +2358,14 @@ impl UserAgent {
     ) {
         let _ = now;
         if let Some(mut session) = self.sessions.remove(&id) {
-            self.finish(id, &mut session, by, cause, reason);
+            self.finish(now, id, &mut session, by, cause, reason);
         }
     }
 
     /// Ends a session already taken out of the table.
     fn finish(
         &mut self,
+        now: Instant,
         id: SessionId,
         session: &mut Session,
         by: Side,
@@ -2263,6 +2375,23 @@ impl UserAgent {
         self.by_dialog
             .remove(&(session.call_id.clone(), session.local_tag.clone()));
         self.auth.remove(&session.call_id);
+        self.auth_attempts
+            .retain(|(call_id, _), _| *call_id != session.call_id);
+        // §15.1.2: requests of the peer still waiting for an answer get 487.
+        let pending: Vec<TransactionKey> = self
+            .txs
+            .iter()
+            .filter(|(key, usage)| usage.session == Some(id) && !key.is_client())
+            .map(|(key, _)| key.clone())
+            .filter(|key| self.pending_requests.contains_key(key))
+            .collect();
+        for key in pending {
+            if let Some(request) = self.pending_requests.remove(&key) {
+                let response = self.response(&request, 487, None);
+                self.send_response(now, &key, response);
+            }
+        }
+        session.theirs = None;
         self.events.push_back(Event::Terminated {
             session: id,
             termination: Termination { by, cause, reason },
@@ -2353,6 +2482,22 @@ impl UserAgent {
 
     /// Moves what the transaction layer produced into our queues, in order, and acts
     /// on its events.
+    /// Drops stale deadlines when they outnumber the live ones (each session holds at
+    /// most six), so a peer that makes us re-arm timers over and over cannot grow the
+    /// heap.
+    fn compact_timers(&mut self) {
+        let live_bound = self.sessions.len() * 6 + 64;
+        if self.timers.len() <= live_bound * 2 {
+            return;
+        }
+        let sessions = &self.sessions;
+        self.timers.retain(|Reverse((at, kind, id))| {
+            sessions
+                .get(id)
+                .is_some_and(|s| s.armed(*kind) == Some(*at))
+        });
+    }
+
     fn pump(&mut self, now: Instant) {
         loop {
             while let Some(transmit) = self.transactions.poll_transmit() {
@@ -2371,7 +2516,7 @@ impl UserAgent {
                     self.pending_requests.remove(&key);
                     self.aliases.remove(&key);
                     let usage = self.txs.get(&key).copied();
-                    if let Some(request) = self.sent.remove(&key) {
+                    if let Some((request, _)) = self.sent.remove(&key) {
                         // A BYE outlives its session; so does digest state it created.
                         if usage.is_some_and(|u| u.kind == TxKind::Bye) {
                             let call_id = request.headers.call_id().unwrap_or_default();
@@ -2381,6 +2526,9 @@ impl UserAgent {
                     // Out-of-dialog digest state (REGISTER refreshes reuse it) is bounded.
                     if self.auth.len() > MAX_AUTH_STATES {
                         self.auth.clear();
+                    }
+                    if self.auth_attempts.len() > MAX_AUTH_STATES {
+                        self.auth_attempts.clear();
                     }
                     self.txs.remove(&key);
                     if let Some(merge_key) = self.merge_by_key.remove(&key) {
@@ -2465,6 +2613,9 @@ impl Session {
             peer_allows_update: false,
             contact,
             provisional_seen: false,
+            reliable_at: None,
+            timer_at: None,
+            hangup_after_ack: None,
         }
     }
 
@@ -2495,6 +2646,19 @@ impl Session {
             .iter_mut()
             .map(|(d, _)| d)
             .find(|d| d.id.remote_tag == remote_tag)
+    }
+
+    /// The deadline this session holds for `kind`, if any: heap entries with another
+    /// instant are stale.
+    fn armed(&self, kind: TimerKind) -> Option<Instant> {
+        match kind {
+            TimerKind::Retransmit => self.ok.as_ref().map(|ok| ok.next_at),
+            TimerKind::AckTimeout => self.ok.as_ref().map(|ok| ok.deadline),
+            TimerKind::Glare => self.glare.as_ref().map(|(at, _)| *at),
+            TimerKind::CancelGuard => self.cancel_guard,
+            TimerKind::Reliable => self.reliable_at,
+            TimerKind::SessionTimer => self.timer_at,
+        }
     }
 
     fn early_seen(&mut self) {

@@ -111,6 +111,41 @@ fn challenged_call(algorithm: Algorithm, kind: ChallengeKind) {
     );
 }
 
+/// Over TCP the transaction is gone when the 401 reaches the user agent (Timer D/K
+/// are zero): the retry must still go out.
+#[test]
+fn answers_a_401_over_tcp() {
+    let mut sim = Sim::with_config(2, with_password("secret"));
+    sim.transport = sip_message::Transport::Tcp;
+    let mut server = DigestServer::new(ServerConfig::new("tandem.test", [7; 32]), sim.now);
+    sim.call(0, 1);
+    for _ in 0..10 {
+        sim.run_for(Duration::from_millis(50));
+        serve_invites(&mut sim, &mut server, ChallengeKind::Www);
+    }
+    assert_eq!(invites_sent(&sim).len(), 2);
+    assert_eq!(established(&sim.events(0)), 1);
+}
+
+/// A server that challenges every answer with a fresh stale nonce is given up on
+/// after a few retries, not looped with forever.
+#[test]
+fn endless_stale_challenges_are_given_up() {
+    let mut sim = Sim::with_config(2, with_password("secret"));
+    let mut short = ServerConfig::new("tandem.test", [7; 32]);
+    short.nonce_ttl = Duration::from_millis(1);
+    let mut server = DigestServer::new(short, sim.now);
+    sim.call(0, 1);
+    for _ in 0..40 {
+        sim.run_for(Duration::from_millis(50));
+        serve_invites(&mut sim, &mut server, ChallengeKind::Www);
+    }
+    let sent = invites_sent(&sim).len();
+    assert!((2..=5).contains(&sent), "{sent} INVITEs");
+    let ta = terminated(&sim.events(0));
+    assert_eq!(ta[0].cause, EndCause::Rejected { status: 401 });
+}
+
 #[test]
 fn answers_a_401_with_md5() {
     challenged_call(Algorithm::Md5, ChallengeKind::Www);

@@ -234,6 +234,10 @@ fn cancel_ends_a_ringing_call_with_487() {
 #[test]
 fn cancel_waits_for_a_provisional() {
     let mut sim = Sim::new(2);
+    // The 100 Trying is lost: nothing provisional has arrived yet.
+    sim.filter = Some(Box::new(
+        |m, _, _| !matches!(m, Message::Response(r) if r.status == 100),
+    ));
     let a = sim.call(0, 1);
     let now = sim.now;
     sim.ua(0).hangup(now, a, None).unwrap();
@@ -380,4 +384,118 @@ fn unknown_dialog_gets_481() {
     assert_eq!(ta[0].cause, EndCause::DialogFailed { status: 481 });
     assert_eq!(sim.sent_requests(0, Method::Bye), 1);
     let _ = HeaderName::Via;
+}
+
+/// §9.1: a 100 Trying is a provisional too: a CANCEL waiting for one goes out on it,
+/// and a callee that never sends anything else is still cancelled (no leak).
+#[test]
+fn cancel_goes_out_on_a_100() {
+    let mut sim = Sim::new(2);
+    let a = sim.call(0, 1);
+    let now = sim.now;
+    sim.ua(0).hangup(now, a, None).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.sent_requests(0, Method::Cancel), 1);
+    let ta = terminated(&sim.events(0));
+    assert_eq!(ta[0].cause, EndCause::Cancelled);
+    sim.run_for(Duration::from_secs(40));
+    assert_eq!(sim.ua(0).stats().sessions, 0);
+}
+
+/// The callee answers while our CANCEL is on its way: the 2xx is acknowledged and the
+/// call ended with BYE; the session is gone, reported once.
+#[test]
+fn answer_crossing_a_cancel_is_acked_byed_and_ended_once() {
+    let mut sim = Sim::new(2);
+    let a = sim.call(0, 1);
+    sim.run_for(Duration::from_millis(50));
+    let (_, tx) = sim.incoming(1);
+    let now = sim.now;
+    sim.ua(1).respond(now, &tx, Reply::new(180)).unwrap();
+    sim.run_for(Duration::from_millis(50));
+    // Both at once: A cancels while B answers.
+    let now = sim.now;
+    sim.ua(0).hangup(now, a, None).unwrap();
+    sim.ua(1)
+        .respond(now, &tx, Reply::new(200).with_body(Body::sdp(SDP_B)))
+        .unwrap();
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.sent_requests(0, Method::Ack), 1);
+    assert_eq!(sim.sent_requests(0, Method::Bye), 1);
+    let ta = terminated(&sim.events(0));
+    assert_eq!(ta.len(), 1, "{ta:?}");
+    sim.run_for(Duration::from_secs(3600));
+    assert_eq!(terminated(&sim.events(0)).len(), 0, "no second ending");
+    assert_eq!(sim.ua(0).stats().sessions, 0);
+    assert_eq!(sim.ua(1).stats().sessions, 0);
+}
+
+/// RFC 3261 §15: hanging up while our 2xx awaits its ACK waits for the ACK, then BYE.
+#[test]
+fn hangup_before_the_ack_waits_for_it() {
+    let mut sim = Sim::new(2);
+    sim.call(0, 1);
+    sim.run_for(Duration::from_millis(50));
+    let (b, tx) = sim.incoming(1);
+    let now = sim.now;
+    sim.ua(1)
+        .respond(now, &tx, Reply::new(200).with_body(Body::sdp(SDP_B)))
+        .unwrap();
+    sim.ua(1).hangup(now, b, None).unwrap();
+    sim.collect();
+    assert_eq!(
+        sim.sent_requests(1, Method::Bye),
+        0,
+        "no BYE before the ACK"
+    );
+    sim.run_for(Duration::from_millis(200));
+    assert_eq!(sim.sent_requests(1, Method::Bye), 1);
+    let ta = terminated(&sim.events(0));
+    assert_eq!(ta[0].cause, EndCause::Bye);
+}
+
+/// §15.1.2: a BYE while the peer's re-INVITE is still unanswered ends that re-INVITE
+/// with 487, so no transaction is left behind on either side.
+#[test]
+fn bye_answers_a_pending_reinvite_with_487() {
+    let mut sim = Sim::new(2);
+    let (a, b) = established_call(&mut sim);
+    let now = sim.now;
+    sim.ua(0).reinvite(now, a, Some(Body::sdp(SDP_A))).unwrap();
+    sim.run_for(Duration::from_millis(50));
+    assert!(sim.modify(1).is_some(), "B holds the re-INVITE unanswered");
+    let now = sim.now;
+    sim.ua(1).hangup(now, b, None).unwrap();
+    sim.run_for(Duration::from_secs(40));
+    assert!(sim.sent_statuses(1).contains(&487));
+    for i in 0..2 {
+        let s = sim.ua(i).stats();
+        assert_eq!((s.transactions, s.sessions), (0, 0), "peer {i}: {s:?}");
+    }
+}
+
+/// A peer refreshing again and again leaves one session-timer deadline, not one per
+/// refresh (no growth per message).
+#[test]
+fn many_refreshes_leave_one_timer() {
+    let mut sim = Sim::new(2);
+    let (a, _b) = established_call(&mut sim);
+    for _ in 0..200 {
+        let now = sim.now;
+        sim.ua(0).update(now, a, None).unwrap();
+        sim.run_for(Duration::from_millis(100));
+    }
+    sim.events(0);
+    for i in 0..2 {
+        let timers = sim.ua(i).stats().timers;
+        assert!(
+            timers <= 2 * (6 + 64),
+            "peer {i}: {timers} deadlines after 200 refreshes"
+        );
+    }
+    // The refresher (A) refreshes every 900 s, and nothing else happens.
+    sim.run_for(Duration::from_secs(3600));
+    let updates_after = sim.sent_requests(0, Method::Update);
+    assert!(updates_after <= 200 + 5, "{updates_after}");
+    assert!(terminated(&sim.events(0)).is_empty());
 }

@@ -41,6 +41,8 @@ pub struct Sim {
     pub filter: Option<Fault>,
     pub delivered: u64,
     pub lost: u64,
+    /// The transport every flow uses (UDP unless a test says otherwise).
+    pub transport: Transport,
 }
 
 impl Sim {
@@ -75,6 +77,7 @@ impl Sim {
             filter: None,
             delivered: 0,
             lost: 0,
+            transport: Transport::Udp,
         }
     }
 
@@ -85,7 +88,7 @@ impl Sim {
 
     pub fn flow(&self, from: usize, to: usize) -> Flow {
         Flow {
-            transport: Transport::Udp,
+            transport: self.transport,
             local: self.peers[from].addr,
             remote: self.peers[to].addr,
             connection: None,
@@ -166,7 +169,7 @@ impl Sim {
                 if let Some(peer) = self.peers.iter_mut().find(|p| p.addr == to) {
                     self.delivered += 1;
                     let flow = Flow {
-                        transport: Transport::Udp,
+                        transport: self.transport,
                         local: to,
                         remote: from,
                         connection: None,
