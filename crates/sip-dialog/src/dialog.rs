@@ -249,3 +249,103 @@ fn request_is_secure(request: &Request) -> bool {
         .and_then(|u| u.as_sip().map(|s| s.secure))
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+    use sip_message::Message;
+
+    fn invite_with_record_route(rr: &str) -> Request {
+        let text = format!(
+            "INVITE sip:bob@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             Record-Route: {rr}\r\nFrom: <sip:alice@192.0.2.1>;tag=a\r\nTo: <sip:bob@192.0.2.2>\r\n\
+             Call-ID: c1\r\nCSeq: 4 INVITE\r\nContact: <sip:alice@192.0.2.1:5070>\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        match Message::parse(Bytes::from(text)).unwrap() {
+            Message::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    /// RFC 3261 §12.2.1.1, loose routing: Request-URI is the remote target, the route
+    /// set goes in Route as it is, and the next hop is the first route.
+    #[test]
+    fn loose_route_set() {
+        let invite = invite_with_record_route("<sip:p1.test;lr>, <sip:192.0.2.9:5080;lr>");
+        let mut dialog = Dialog::uas(&invite, &Bytes::from_static(b"b")).unwrap();
+        let seq = dialog.next_cseq();
+        let bye = dialog.request(
+            Method::Bye,
+            seq,
+            Bytes::from_static(b"SIP/2.0/UDP x;branch=z9hG4bK2"),
+        );
+        assert_eq!(&bye.uri[..], b"sip:alice@192.0.2.1:5070");
+        let routes: Vec<Bytes> = bye.headers.values(&HeaderName::Route).collect();
+        assert_eq!(
+            routes,
+            [&b"<sip:p1.test;lr>"[..], &b"<sip:192.0.2.9:5080;lr>"[..]]
+        );
+        assert_eq!(
+            &bye.headers.get(&HeaderName::To).unwrap()[..],
+            b"<sip:alice@192.0.2.1>;tag=a"
+        );
+        assert_eq!(
+            &bye.headers.get(&HeaderName::From).unwrap()[..],
+            b"<sip:bob@192.0.2.2>;tag=b"
+        );
+        // The first route names a domain: no next hop without DNS.
+        assert_eq!(dialog.next_hop(Transport::Udp), None);
+        // CSeq: ours starts fresh; theirs must rise (§12.2.2).
+        assert!(!dialog.accept_remote_cseq(4));
+        assert!(dialog.accept_remote_cseq(5));
+    }
+
+    /// RFC 3261 §12.2.1.1, strict routing: the first route becomes the Request-URI and
+    /// the remote target goes last in Route.
+    #[test]
+    fn strict_route_set() {
+        let invite = invite_with_record_route("<sip:192.0.2.7:5062>");
+        let dialog = Dialog::uas(&invite, &Bytes::from_static(b"b")).unwrap();
+        let bye = dialog.request(
+            Method::Bye,
+            1,
+            Bytes::from_static(b"SIP/2.0/UDP x;branch=z9hG4bK3"),
+        );
+        assert_eq!(&bye.uri[..], b"sip:192.0.2.7:5062");
+        let routes: Vec<Bytes> = bye.headers.values(&HeaderName::Route).collect();
+        assert_eq!(routes, [&b"<sip:alice@192.0.2.1:5070>"[..]]);
+        assert_eq!(
+            dialog.next_hop(Transport::Udp),
+            Some("192.0.2.7:5062".parse().unwrap())
+        );
+    }
+
+    /// §12.1.2: a UAC's route set is the 2xx's Record-Route reversed; a target refresh
+    /// takes the new Contact.
+    #[test]
+    fn uac_route_set_is_reversed_and_target_refreshed() {
+        let invite = invite_with_record_route("<sip:ignored;lr>");
+        let text = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+            Record-Route: <sip:p2.test;lr>, <sip:p1.test;lr>\r\nFrom: <sip:alice@192.0.2.1>;tag=a\r\n\
+            To: <sip:bob@192.0.2.2>;tag=z\r\nCall-ID: c1\r\nCSeq: 4 INVITE\r\n\
+            Contact: <sip:bob@192.0.2.2:5090>\r\nContent-Length: 0\r\n\r\n";
+        let Message::Response(ok) = Message::parse(Bytes::from(text)).unwrap() else {
+            unreachable!()
+        };
+        let mut dialog = Dialog::uac(&invite, &ok).unwrap();
+        assert_eq!(dialog.state, DialogState::Confirmed);
+        assert_eq!(
+            dialog.route_set,
+            [&b"<sip:p1.test;lr>"[..], &b"<sip:p2.test;lr>"[..]]
+        );
+        assert_eq!(dialog.peek_cseq(), 5);
+        let refresh = "INVITE sip:x SIP/2.0\r\nContact: <sip:bob@192.0.2.3:5091>\r\nContent-Length: 0\r\n\r\n";
+        let Message::Request(r) = Message::parse(Bytes::from(refresh)).unwrap() else {
+            unreachable!()
+        };
+        dialog.refresh_target(&r.headers);
+        assert_eq!(&dialog.remote_target[..], b"sip:bob@192.0.2.3:5091");
+    }
+}
