@@ -123,6 +123,25 @@ fn sipp_traced(name: &str, daemon: &Daemon, args: &[&str]) -> Run {
     }
 }
 
+/// Runs `scenario` against `echo` once, then five calls at 10 per second; both must
+/// succeed completely.
+fn one_then_five(daemon: &Daemon, name: &str, scenario: &str) -> (Run, Run) {
+    let args = ["-sf", scenario, "-s", "echo"];
+    let one = sipp_traced(
+        &format!("{name}-1"),
+        daemon,
+        &[&args[..], &["-m", "1"]].concat(),
+    );
+    one.assert_all_succeeded(1);
+    let five = sipp_traced(
+        &format!("{name}-5"),
+        daemon,
+        &[&args[..], &["-m", "5", "-r", "10"]].concat(),
+    );
+    five.assert_all_succeeded(5);
+    (one, five)
+}
+
 /// The messages of a `-trace_msg` file, in order. (SIPp's `-trace_shortmsg` file would be
 /// simpler to read, but SIPp 3.6 leaves messages out of it.)
 fn parse_trace(text: &str) -> Vec<Message> {
@@ -240,15 +259,7 @@ fn time_of(call: &[Message], what: &str, pick: impl Fn(&Message) -> bool) -> f64
 #[test]
 fn reinvite_hold_is_answered_recvonly_and_resume_sendrecv_with_new_versions() {
     let daemon = Daemon::start("hold", "");
-    let args = ["-sf", "reinvite_hold_resume.xml", "-s", "echo"];
-    let one = sipp_traced("hold-1", &daemon, &[&args[..], &["-m", "1"]].concat());
-    one.assert_all_succeeded(1);
-    let five = sipp_traced(
-        "hold-5",
-        &daemon,
-        &[&args[..], &["-m", "5", "-r", "10"]].concat(),
-    );
-    five.assert_all_succeeded(5);
+    one_then_five(&daemon, "hold", "reinvite_hold_resume.xml");
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 6);
     // A re-INVITE is no new call.
     assert_eq!(stats.get("invites_new"), 6, "{stats:?}");
@@ -260,15 +271,7 @@ fn reinvite_hold_is_answered_recvonly_and_resume_sendrecv_with_new_versions() {
 #[test]
 fn update_with_an_offer_is_answered_and_a_bodiless_update_refreshes_the_session() {
     let daemon = Daemon::start("update", "");
-    let args = ["-sf", "update_offer_and_refresh.xml", "-s", "echo"];
-    let one = sipp_traced("update-1", &daemon, &[&args[..], &["-m", "1"]].concat());
-    one.assert_all_succeeded(1);
-    let five = sipp_traced(
-        "update-5",
-        &daemon,
-        &[&args[..], &["-m", "5", "-r", "10"]].concat(),
-    );
-    five.assert_all_succeeded(5);
+    one_then_five(&daemon, "update", "update_offer_and_refresh.xml");
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 6);
     assert_eq!(stats.get("invites_new"), 6, "{stats:?}");
     assert_eq!(calls_ended(&daemon, "RemoteBye"), 6);
@@ -282,15 +285,7 @@ fn update_with_an_offer_is_answered_and_a_bodiless_update_refreshes_the_session(
 #[test]
 fn reliable_180_carries_rseq_and_its_prack_gets_200() {
     let daemon = Daemon::start("prack", "");
-    let args = ["-sf", "prack_100rel.xml", "-s", "echo"];
-    let one = sipp_traced("prack-1", &daemon, &[&args[..], &["-m", "1"]].concat());
-    one.assert_all_succeeded(1);
-    let five = sipp_traced(
-        "prack-5",
-        &daemon,
-        &[&args[..], &["-m", "5", "-r", "10"]].concat(),
-    );
-    five.assert_all_succeeded(5);
+    let (one, five) = one_then_five(&daemon, "prack", "prack_100rel.xml");
     for run in [&one, &five] {
         for (call_id, call) in run.calls() {
             let prack_ok = call.iter().filter(|m| m.is_response(200, "2 PRACK"));
@@ -408,15 +403,7 @@ fn session_expires_without_a_refresh_and_tandem_sends_bye_before_the_interval_en
 #[test]
 fn session_interval_below_min_se_gets_422_and_the_retry_is_answered() {
     let daemon = Daemon::start("too-small", "");
-    let args = ["-sf", "session_timer_422.xml", "-s", "echo"];
-    let one = sipp_traced("too-small-1", &daemon, &[&args[..], &["-m", "1"]].concat());
-    one.assert_all_succeeded(1);
-    let five = sipp_traced(
-        "too-small-5",
-        &daemon,
-        &[&args[..], &["-m", "5", "-r", "10"]].concat(),
-    );
-    five.assert_all_succeeded(5);
+    let (one, five) = one_then_five(&daemon, "too-small", "session_timer_422.xml");
     for run in [&one, &five] {
         for (call_id, call) in run.calls() {
             // The 422 comes before any ringing: the request is refused on arrival.
@@ -506,15 +493,7 @@ fn glare_on_a_session_refresh_gets_491_and_tandem_retries_within_2_s() {
 #[test]
 fn requests_in_an_unknown_dialog_get_481() {
     let daemon = Daemon::start("no-dialog", "");
-    let args = ["-sf", "unknown_dialog_481.xml", "-s", "echo"];
-    let one = sipp_traced("no-dialog-1", &daemon, &[&args[..], &["-m", "1"]].concat());
-    one.assert_all_succeeded(1);
-    let five = sipp_traced(
-        "no-dialog-5",
-        &daemon,
-        &[&args[..], &["-m", "5", "-r", "10"]].concat(),
-    );
-    five.assert_all_succeeded(5);
+    one_then_five(&daemon, "no-dialog", "unknown_dialog_481.xml");
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 0);
     assert_eq!(stats.get("invites_new"), 0, "{stats:?}");
     // Each BYE, INFO and UPDATE reached the daemon (SIPp may retransmit one under load) and
