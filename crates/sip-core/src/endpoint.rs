@@ -1,21 +1,20 @@
-//! The endpoint: the user agent core (`sip-dialog`) plus the demo users of DESIGN.md.
-//! The user agent does the protocol (transactions, dialogs, 2xx retransmission, CANCEL,
-//! PRACK, session timers); this layer decides: whom a request is for (§8.2 checks),
-//! what the demo users answer, and when a call has run too long.
+//! The endpoint: the user agent core (`sip-dialog`) plus what sits between it and the
+//! call layer. The user agent does the protocol (transactions, dialogs, 2xx
+//! retransmission, CANCEL, PRACK, session timers); this layer decides whom a request
+//! outside a dialog is for (admission, the §8.2 checks, the known users), answers OPTIONS
+//! itself, runs the trunks, and hands every session event up to the call layer
+//! ([`EndpointEvent::Session`]).
 
-use crate::inspect::{self, ACCEPT, Behaviour, Rejection, Target};
+use crate::inspect::{self, ACCEPT, Rejection, Target};
 use crate::sdp::{self, LocalMedia};
 use crate::trunk::{self, RegistrationState, Trunk, TrunkConfig, TrunkEvent, TrunkTarget};
 use bytes::Bytes;
 use sip_auth::{Credentials, DigestServer, ServerConfig, Verdict};
-use sip_dialog::{
-    ALLOW, Body, EndCause, Event, Reply, SUPPORTED, SessionId, Side, UserAgent, UserAgentConfig,
-};
-use sip_dialog::{Invite, Termination};
-use sip_message::{HeaderName, Method, Request, Transport, multipart};
+use sip_dialog::{ALLOW, Body, EndCause, Event, Invite, Reply, SUPPORTED, SessionId, Termination};
+use sip_dialog::{UserAgent, UserAgentConfig};
+use sip_message::{HeaderName, Method, Request, Transport};
 use sip_transaction::{Flow, TimerConfig, TransactionKey, Transmit};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -26,21 +25,14 @@ pub use sip_dialog::session_timer::SessionTimerConfig;
 pub struct EndpointConfig {
     /// T1, T2, T4 (RFC 3261 §17.1.1.1).
     pub timers: TimerConfig,
-    /// Users this UAS answers for, by Request-URI user part.
-    pub users: Vec<(String, Behaviour)>,
     /// Sent in `Server` and `User-Agent`.
     pub user_agent: String,
-    /// How long a `ring` user rings before 480 (RFC 3261 §21.4.18).
-    pub ring_timeout: Duration,
     /// Seeds tags and branches (the core has no entropy source of its own).
     pub seed: u64,
     /// The address written in Contact, Via and SDP instead of the socket's own: needed
     /// when listening on a wildcard address (0.0.0.0 or ::), which is no address a peer
     /// can reach. `None`: the address of the socket the request arrived on.
     pub advertised_address: Option<IpAddr>,
-    /// A call still up this long after its answer is ended with BYE, so a peer that
-    /// never hangs up cannot hold state forever.
-    pub max_call_duration: Duration,
     /// RFC 4028 session timers.
     pub session_timer: SessionTimerConfig,
     /// SIP trunks: registration, keepalive, inbound networks, outbound calls.
@@ -81,15 +73,8 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         EndpointConfig {
             timers: TimerConfig::default(),
-            users: vec![
-                ("echo".into(), Behaviour::Echo),
-                ("ring".into(), Behaviour::Ring),
-                ("busy".into(), Behaviour::Busy),
-            ],
             user_agent: concat!("Tandem/", env!("CARGO_PKG_VERSION")).into(),
-            ring_timeout: Duration::from_secs(60),
             seed: 0,
-            max_call_duration: Duration::from_secs(3600),
             advertised_address: None,
             session_timer: SessionTimerConfig::default(),
             trunks: Vec::new(),
@@ -98,18 +83,17 @@ impl Default for EndpointConfig {
     }
 }
 
-/// What happened, for the driver to log (and later layers to act on).
+/// What happened, for the call layer above (and the driver's log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EndpointEvent {
     /// Input that was not processed: unparseable, or a response nothing wanted.
     Dropped { remote: SocketAddr, reason: String },
-    /// A new INVITE for a user.
-    CallReceived { call_id: String, user: String },
-    /// The 2xx was acknowledged: the dialog is confirmed.
-    CallEstablished { call_id: String },
-    /// The call is over.
-    CallEnded { call_id: String, reason: EndReason },
+    /// A user agent event for the call layer: an INVITE or request for a known user
+    /// (through admission and the §8.2 checks already), or anything that happened to a
+    /// session. Indications wait for an answer through
+    /// [`UserAgent::respond`](sip_dialog::UserAgent::respond).
+    Session(Event),
     /// A trunk registered, failed, went up or down.
     Trunk(TrunkEvent),
     /// An outbound call failed over to the trunk's next target: a new session.
@@ -121,32 +105,6 @@ pub enum EndpointEvent {
         status: u16,
         cause: EndCause,
     },
-}
-
-/// Why a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EndReason {
-    /// The peer sent BYE.
-    RemoteBye,
-    /// The peer cancelled before the answer (487).
-    Cancelled,
-    /// Nobody answered within the ring timeout (480).
-    RingTimeout,
-    /// The 2xx was never acknowledged (RFC 3261 §13.3.1.4): we sent BYE.
-    AckTimeout,
-    /// The transport could not reach the peer.
-    TransportError,
-    /// A transaction of the call timed out (Timer H: no ACK for a final response).
-    Timeout,
-    /// The call reached `max_call_duration`: we sent BYE.
-    MaxDuration,
-    /// The user declined (486 for `busy`) or the call was refused (488, 422...).
-    Rejected { status: u16 },
-    /// The session timer expired without a refresh (RFC 4028 §10): we sent BYE.
-    SessionExpired,
-    /// A request in the dialog got 481/408 (RFC 3261 §12.2.1.2): we sent BYE.
-    DialogFailed,
 }
 
 /// Counters and gauges, for the `stats` line and tests.
@@ -164,48 +122,21 @@ pub struct Stats {
     pub responses_in: u64,
     /// INVITEs that reached the user agent (retransmissions excluded).
     pub invites_new: u64,
-    /// Calls answered with 2xx.
-    pub calls_answered: u64,
     /// Requests refused with 400/505 because they failed validation.
     pub rejected_invalid: u64,
     /// Messages dropped: unparseable, invalid responses, stray responses.
     pub dropped: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
-    RingTimeout,
-    MaxDuration,
-}
-
-/// A call of a demo user.
-#[derive(Debug)]
-struct Call {
-    call_id: String,
-    /// The INVITE's transaction while it is unanswered.
-    invite_tx: Option<TransactionKey>,
-    ring_until: Option<Instant>,
-    hangup_at: Option<Instant>,
-    /// Why we are ending it, when we are.
-    ending: Option<EndReason>,
-    /// Our SDP and its o= version (RFC 3264 §8).
-    local_sdp: Bytes,
-    sdp_version: u64,
-    session_id: u64,
-    address: IpAddr,
-}
-
-/// The sans-IO endpoint: the user agent plus the demo users.
+/// The sans-IO endpoint: the user agent, the trunks and the door to the call layer.
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,
-    users: HashMap<String, Behaviour>,
+    /// Request-URI user parts a request outside a dialog may be for; others get 404.
+    users: HashSet<String>,
     ua: UserAgent,
-    calls: HashMap<SessionId, Call>,
-    timers: BinaryHeap<Reverse<(Instant, TimerKind, SessionId)>>,
     events: VecDeque<EndpointEvent>,
     invites_new: u64,
-    calls_answered: u64,
     trunks: Vec<Trunk>,
     /// Our sockets, by transport: where requests we originate are sent from.
     local_addrs: Vec<(Transport, SocketAddr)>,
@@ -235,13 +166,15 @@ pub enum CallError {
     NoSuchTrunk(String),
     #[error("trunk `{0}` has no target yet (DNS has not answered, or gave nothing)")]
     NoTarget(String),
+    #[error("a trunk named `{0}` exists already")]
+    TrunkExists(String),
     #[error(transparent)]
     UserAgent(#[from] sip_dialog::Error),
 }
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Endpoint {
-        let ua = UserAgent::new(UserAgentConfig {
+        let mut ua = UserAgent::new(UserAgentConfig {
             timers: config.timers,
             user_agent: config.user_agent.clone(),
             seed: config.seed,
@@ -249,7 +182,6 @@ impl Endpoint {
             session_timer: config.session_timer,
             credentials: Vec::new(),
         });
-        let mut ua = ua;
         let mut trunks = Vec::new();
         for trunk in &config.trunks {
             if let (Some(user), Some(password)) = (&trunk.username, &trunk.password) {
@@ -264,15 +196,55 @@ impl Endpoint {
             local_addrs: Vec::new(),
             digest: None,
             outbound: HashMap::new(),
-            users: config.users.iter().cloned().collect(),
+            users: HashSet::new(),
             ua,
-            calls: HashMap::new(),
-            timers: BinaryHeap::new(),
             events: VecDeque::new(),
             invites_new: 0,
-            calls_answered: 0,
             config,
         }
+    }
+
+    /// Adds a trunk at run time (a user endpoint's registration) and starts it. Its
+    /// proxy, if named by a domain, needs [`set_trunk_targets`](Self::set_trunk_targets).
+    pub fn add_trunk(&mut self, now: Instant, config: TrunkConfig) -> Result<(), CallError> {
+        if self.trunks.iter().any(|t| t.config.name == config.name) {
+            return Err(CallError::TrunkExists(config.name));
+        }
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            let mut credentials = Credentials::new(user.clone(), password.clone());
+            credentials.realm = config.realm.clone();
+            self.ua.add_credentials(credentials);
+        }
+        let mut trunk = Trunk::new(config, &mut self.ua);
+        trunk.start(now);
+        self.trunks.push(trunk);
+        Ok(())
+    }
+
+    /// Requests outside a dialog for `user` (a Request-URI user part) are handed up
+    /// from now on; before, they get 404.
+    pub fn add_user(&mut self, user: &str) {
+        self.users.insert(user.to_owned());
+    }
+
+    /// Requests for `user` get 404 from now on.
+    pub fn remove_user(&mut self, user: &str) {
+        self.users.remove(user);
+    }
+
+    /// Whether requests for `user` are handed up.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains(user)
+    }
+
+    /// The configuration the endpoint runs with.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Our bound sockets, by transport.
+    pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
+        &self.local_addrs
     }
 
     /// Our bound sockets (the runtime tells us after binding): requests we originate
@@ -434,16 +406,6 @@ impl Endpoint {
             }
         }
         self.drain(now);
-        while let Some(Reverse((at, _, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, kind, id))) = self.timers.pop() else {
-                break;
-            };
-            self.on_timer(now, at, kind, id);
-            self.drain(now);
-        }
     }
 
     /// The transport could not deliver to `flow` over a connection: its calls end.
@@ -463,12 +425,7 @@ impl Endpoint {
     /// The earliest time the endpoint must be woken at, if any.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let trunks = self.trunks.iter().filter_map(Trunk::poll_timeout).min();
-        let ours = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let ours = match (ours, trunks) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match (self.ua.poll_timeout(), ours) {
+        match (self.ua.poll_timeout(), trunks) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -486,15 +443,26 @@ impl Endpoint {
             requests_in: s.requests_in,
             responses_in: s.responses_in,
             invites_new: self.invites_new,
-            calls_answered: self.calls_answered,
             rejected_invalid: s.rejected_invalid,
             dropped: s.dropped,
         }
     }
 
-    /// The user agent underneath, for layers that place calls of their own.
+    /// Takes in what the user agent did since the last input: the call layer calls this
+    /// after acting through [`user_agent`](Self::user_agent), so the events of its
+    /// commands are queued in order.
+    pub fn pump(&mut self, now: Instant) {
+        self.drain(now);
+    }
+
+    /// The user agent underneath: the call layer answers and acts through it.
     pub fn user_agent(&mut self) -> &mut UserAgent {
         &mut self.ua
+    }
+
+    /// The user agent underneath, to read.
+    pub fn user_agent_ref(&self) -> &UserAgent {
+        &self.ua
     }
 
     // ---- the user agent's events
@@ -514,265 +482,83 @@ impl Endpoint {
             }
             return;
         }
-        match event {
-            Event::Dropped { remote, reason } => self
-                .events
-                .push_back(EndpointEvent::Dropped { remote, reason }),
-            Event::IncomingCall {
-                session,
-                tx,
-                request,
-            } => self.on_invite(now, session, tx, &request),
-            Event::Request {
-                session,
-                tx,
-                request,
-            } => self.on_request(now, session, tx, &request),
-            Event::Modify {
-                session,
-                tx,
-                request,
-            } => self.on_modify(now, session, tx, &request),
-            Event::Provisional { session, .. } => {
-                if let Some(out) = self.outbound.get_mut(&session) {
-                    out.answered = true;
-                }
+        match &event {
+            Event::Dropped { remote, reason } => {
+                let (remote, reason) = (*remote, reason.clone());
+                return self
+                    .events
+                    .push_back(EndpointEvent::Dropped { remote, reason });
             }
-            Event::Established { session, .. } if self.outbound.contains_key(&session) => {
-                if let Some(out) = self.outbound.get_mut(&session) {
-                    out.answered = true;
-                }
-                let call_id = self
-                    .ua
-                    .call_id(session)
-                    .map(|c| String::from_utf8_lossy(c).into_owned())
-                    .unwrap_or_default();
-                self.events
-                    .push_back(EndpointEvent::CallEstablished { call_id });
-            }
-            Event::Established { session, .. } => {
-                if let Some(call) = self.calls.get_mut(&session) {
-                    self.events.push_back(EndpointEvent::CallEstablished {
-                        call_id: call.call_id.clone(),
-                    });
-                    if call.hangup_at.is_none() {
-                        let at = now + self.config.max_call_duration;
-                        call.hangup_at = Some(at);
-                        self.timers
-                            .push(Reverse((at, TimerKind::MaxDuration, session)));
-                    }
-                }
-            }
-            Event::Terminated {
-                session,
-                termination,
-            } if self.outbound.contains_key(&session) => {
-                self.outbound_ended(now, session, &termination);
-            }
-            Event::Terminated {
-                session,
-                termination,
-            } => {
-                let Some(call) = self.calls.remove(&session) else {
+            Event::IncomingCall { tx, request, .. } => {
+                self.invites_new += 1;
+                if !self.admit_and_inspect(now, tx, request) {
                     return;
-                };
-                let reason = call
-                    .ending
-                    .unwrap_or(match (termination.by, termination.cause) {
-                        (_, EndCause::Bye) => EndReason::RemoteBye,
-                        (_, EndCause::Cancelled) => EndReason::Cancelled,
-                        (_, EndCause::AckTimeout) => EndReason::AckTimeout,
-                        (_, EndCause::TransportError) => EndReason::TransportError,
-                        (_, EndCause::Timeout) => EndReason::Timeout,
-                        (_, EndCause::SessionExpired) => EndReason::SessionExpired,
-                        (_, EndCause::DialogFailed { .. }) => EndReason::DialogFailed,
-                        (Side::Local | Side::Remote, EndCause::Rejected { status }) => {
-                            EndReason::Rejected { status }
-                        }
-                        _ => EndReason::Timeout,
-                    });
-                self.events.push_back(EndpointEvent::CallEnded {
-                    call_id: call.call_id,
-                    reason,
-                });
-            }
-            _ => {}
-        }
-    }
-
-    fn on_invite(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        tx: TransactionKey,
-        request: &Request,
-    ) {
-        self.invites_new += 1;
-        if let Err(reply) = self.admit(now, &tx, request) {
-            return self.respond(now, &tx, reply);
-        }
-        let target = match inspect::inspect(request, |user| self.users.get(user).copied()) {
-            Ok(target) => target,
-            Err(rejection) => return self.reject(now, &tx, rejection),
-        };
-        let Target::User { name, behaviour } = target else {
-            return self.respond(now, &tx, Reply::new(404));
-        };
-        let call_id = request.headers.call_id().unwrap_or_default().to_owned();
-        self.events.push_back(EndpointEvent::CallReceived {
-            call_id: call_id.clone(),
-            user: name,
-        });
-        let address = self.local_ip(session);
-        let mut call = Call {
-            call_id,
-            invite_tx: Some(tx.clone()),
-            ring_until: None,
-            hangup_at: None,
-            ending: None,
-            local_sdp: Bytes::new(),
-            sdp_version: 1,
-            session_id: self.ua.ids().next_u64() >> 1,
-            address,
-        };
-        if behaviour == Behaviour::Busy {
-            self.calls.insert(session, call);
-            return self.respond(now, &tx, Reply::new(486));
-        }
-        let local = call.media(call.sdp_version);
-        let local_sdp = match offer_in(request) {
-            Ok(Some(offer)) => match sdp::answer(&offer, local) {
-                Ok(answer) => answer,
-                Err(error) => {
-                    self.calls.insert(session, call);
-                    let reply = Reply::new(488)
-                        .with_header(HeaderName::Warning, format!("304 tandem \"{error}\""));
-                    return self.respond(now, &tx, reply);
-                }
-            },
-            // No offer: ours goes in the 2xx and the answer comes in the ACK (§13.2.1).
-            Ok(None) => sdp::offer(local),
-            Err(rejection) => return self.reject(now, &tx, rejection),
-        };
-        call.local_sdp = Bytes::from(local_sdp);
-        if behaviour == Behaviour::Ring {
-            let at = now + self.config.ring_timeout;
-            call.ring_until = Some(at);
-            self.timers
-                .push(Reverse((at, TimerKind::RingTimeout, session)));
-        }
-        let answer = (behaviour == Behaviour::Echo).then(|| Body::sdp(call.local_sdp.clone()));
-        self.calls.insert(session, call);
-        self.respond(now, &tx, Reply::new(180));
-        if let Some(body) = answer {
-            self.calls_answered += 1;
-            if let Some(call) = self.calls.get_mut(&session) {
-                call.invite_tx = None;
-            }
-            self.respond(now, &tx, Reply::new(200).with_body(body));
-        }
-    }
-
-    fn on_request(
-        &mut self,
-        now: Instant,
-        session: Option<SessionId>,
-        tx: TransactionKey,
-        request: &Request,
-    ) {
-        if session.is_some() {
-            if let Err(rejection) = inspect::check_content(request) {
-                return self.reject(now, &tx, rejection);
-            }
-            let reply = match request.method {
-                Method::Options => self.options_ok(),
-                Method::Message | Method::Info => Reply::new(200),
-                _ => Reply::new(501).with_header(HeaderName::Allow, ALLOW),
-            };
-            return self.respond(now, &tx, reply);
-        }
-        if let Err(reply) = self.admit(now, &tx, request) {
-            return self.respond(now, &tx, reply);
-        }
-        if let Err(rejection) = inspect::inspect(request, |user| self.users.get(user).copied()) {
-            return self.reject(now, &tx, rejection);
-        }
-        let reply = match request.method {
-            Method::Options => self.options_ok(),
-            // RFC 3428: a page-mode MESSAGE to a user is accepted (echoed by [calls]).
-            Method::Message => Reply::new(200),
-            // Anything else without a To tag is outside any dialog.
-            _ => Reply::new(481),
-        };
-        self.respond(now, &tx, reply);
-    }
-
-    /// A re-INVITE or UPDATE: the new offer is answered (a hold offer gets recvonly,
-    /// RFC 3264 §8.4) with a new o= version; a re-INVITE without an offer gets our last
-    /// description; an UPDATE without a body (a session refresh) gets 200.
-    fn on_modify(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        tx: TransactionKey,
-        request: &Request,
-    ) {
-        if let Err(rejection) = inspect::check_content(request) {
-            return self.reject(now, &tx, rejection);
-        }
-        let Some(call) = self.calls.get_mut(&session) else {
-            return self.respond(now, &tx, Reply::new(481));
-        };
-        let reply = match offer_in(request) {
-            Ok(Some(offer)) => match sdp::answer(&offer, call.media(call.sdp_version + 1)) {
-                Ok(answer) => {
-                    call.sdp_version += 1;
-                    call.local_sdp = Bytes::from(answer);
-                    Reply::new(200).with_body(Body::sdp(call.local_sdp.clone()))
-                }
-                // §14.2: a refused offer leaves the session as it was.
-                Err(error) => Reply::new(488)
-                    .with_header(HeaderName::Warning, format!("304 tandem \"{error}\"")),
-            },
-            Ok(None) if request.method == Method::Invite => {
-                Reply::new(200).with_body(Body::sdp(call.local_sdp.clone()))
-            }
-            Ok(None) => Reply::new(200),
-            Err(rejection) => return self.reject(now, &tx, rejection),
-        };
-        self.respond(now, &tx, reply);
-    }
-
-    fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind, id: SessionId) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        match kind {
-            TimerKind::RingTimeout if call.ring_until == Some(at) => {
-                call.ending = Some(EndReason::RingTimeout);
-                if let Some(tx) = call.invite_tx.take() {
-                    self.respond(now, &tx, Reply::new(480));
                 }
             }
-            TimerKind::MaxDuration if call.hangup_at == Some(at) => {
-                call.ending = Some(EndReason::MaxDuration);
-                if let Err(error) = self.ua.hangup(
-                    now,
-                    id,
-                    Some("SIP;cause=200;text=\"Maximum call duration\""),
-                ) {
-                    tracing::debug!(%error, "hangup failed");
+            Event::Request {
+                session: None,
+                tx,
+                request,
+            } => {
+                if !self.admit_and_inspect(now, tx, request) {
+                    return;
+                }
+                // OPTIONS outside a dialog is answered here, for any user or none.
+                if request.method == Method::Options {
+                    let reply = self.options_ok();
+                    return self.respond(now, tx, reply);
+                }
+            }
+            Event::Provisional { session, .. } | Event::Established { session, .. } => {
+                if let Some(out) = self.outbound.get_mut(session) {
+                    out.answered = true;
+                }
+            }
+            Event::Terminated {
+                session,
+                termination,
+            } if self.outbound.contains_key(session) => {
+                if self.outbound_ended(now, *session, termination) {
+                    return;
                 }
             }
             _ => {}
+        }
+        self.events.push_back(EndpointEvent::Session(event));
+    }
+
+    /// Admission, then the §8.2 checks and the user lookup. Answers the request and
+    /// returns `false` when it may not go on.
+    fn admit_and_inspect(&mut self, now: Instant, tx: &TransactionKey, request: &Request) -> bool {
+        if let Err(reply) = self.admit(now, tx, request) {
+            self.respond(now, tx, reply);
+            return false;
+        }
+        match inspect::inspect(request, |user| self.users.contains(user)) {
+            Ok(Target::User { .. }) => true,
+            Ok(Target::Server) if request.method == Method::Options => true,
+            Ok(Target::Server) => {
+                self.respond(now, tx, Reply::new(404));
+                false
+            }
+            Err(rejection) => {
+                self.reject(now, tx, rejection);
+                false
+            }
         }
     }
 
     /// An outbound call ended: fail over to the next target when the trunk's target
     /// timed out, could not be reached or answered 503 before anything else.
-    fn outbound_ended(&mut self, now: Instant, session: SessionId, termination: &Termination) {
+    /// Returns `true` when the call was placed again (the old session is not reported).
+    fn outbound_ended(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        termination: &Termination,
+    ) -> bool {
         let Some(out) = self.outbound.remove(&session) else {
-            return;
+            return false;
         };
         let retriable = !out.answered
             && matches!(
@@ -790,7 +576,7 @@ impl Endpoint {
                         from: session,
                         to: new,
                     });
-                    return;
+                    return true;
                 }
                 Err(error) => tracing::debug!(%error, "failover not possible"),
             }
@@ -806,6 +592,7 @@ impl Endpoint {
             status,
             cause: termination.cause,
         });
+        false
     }
 
     /// Whether a request from outside any dialog may go on: anyone when `accept_any`;
@@ -883,7 +670,8 @@ impl Endpoint {
         self.respond(now, tx, reply);
     }
 
-    fn options_ok(&self) -> Reply {
+    /// The 200 to OPTIONS (RFC 3261 §11.2): what we allow, accept and support.
+    pub fn options_ok(&self) -> Reply {
         Reply::new(200)
             .with_header(HeaderName::Allow, ALLOW)
             .with_header(HeaderName::Accept, ACCEPT)
@@ -891,57 +679,6 @@ impl Endpoint {
             .with_header(HeaderName::AcceptLanguage, "en")
             .with_header(HeaderName::Supported, SUPPORTED)
     }
-
-    /// Our address as the peer must see it in SDP: the advertised address, else the
-    /// address of the socket the INVITE arrived on.
-    fn local_ip(&self, session: SessionId) -> IpAddr {
-        self.config.advertised_address.unwrap_or_else(|| {
-            self.ua
-                .flow(session)
-                .map_or(IpAddr::from([127, 0, 0, 1]), |f| f.local.ip())
-        })
-    }
-}
-
-impl Call {
-    fn media(&self, version: u64) -> LocalMedia {
-        LocalMedia {
-            address: self.address,
-            // No media yet: the discard port, until [media] gives echo a real stream.
-            port: 9,
-            session_id: self.session_id,
-            version,
-        }
-    }
-}
-
-/// The SDP offer in a request body: the body itself, or the application/sdp part of a
-/// multipart body (RFC 5621). `Ok(None)` when there is no offer.
-fn offer_in(request: &Request) -> Result<Option<Bytes>, Rejection> {
-    if request.body.is_empty() {
-        return Ok(None);
-    }
-    let content_type = match request.headers.content_type() {
-        Ok(Some(ct)) => ct,
-        _ => return Ok(None),
-    };
-    if content_type.is("application", "sdp") {
-        return Ok(Some(request.body.clone()));
-    }
-    if content_type.kind.eq_ignore_ascii_case(b"multipart") {
-        let parts = multipart::parse(&content_type, &request.body).map_err(|e| Rejection {
-            status: 400,
-            reason: Some(e.reason_phrase().into_owned()),
-            headers: Vec::new(),
-        })?;
-        return Ok(parts
-            .into_iter()
-            .find_map(|part| match part.content_type() {
-                Ok(Some(ct)) if ct.is("application", "sdp") => Some(part.body),
-                _ => None,
-            }));
-    }
-    Ok(None)
 }
 
 /// The proxy URI as a loose-routing Route value (RFC 3261 §16.12.1.1, `lr`).

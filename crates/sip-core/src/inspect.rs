@@ -14,22 +14,11 @@ pub const ACCEPT: &str = "application/sdp";
 /// Bodies a MESSAGE may carry (RFC 3428 §7).
 pub const ACCEPT_MESSAGE: &str = "text/plain, text/html, message/cpim, application/im-iscomposing+xml, multipart/mixed, multipart/alternative";
 
-/// A demo user's behaviour (DESIGN.md, Operations).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Behaviour {
-    /// Answers (100, 180, 200 with an SDP answer) and echoes.
-    Echo,
-    /// Rings (180) and never answers; 480 when the ring timeout expires.
-    Ring,
-    /// Declines with 486 Busy Here.
-    Busy,
-}
-
 /// Whom a request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A configured user.
-    User { name: String, behaviour: Behaviour },
+    User { name: String },
     /// The server itself: a Request-URI without a user part (OPTIONS pings).
     Server,
 }
@@ -62,11 +51,11 @@ impl Rejection {
     }
 }
 
-/// Checks a new request that is not part of a dialog. `user` maps a Request-URI user part
-/// (unescaped) to its behaviour.
+/// Checks a new request that is not part of a dialog. `user` says whether a Request-URI
+/// user part (unescaped) is one we serve.
 pub fn inspect(
     request: &Request,
-    user: impl Fn(&str) -> Option<Behaviour>,
+    user: impl Fn(&str) -> bool,
 ) -> Result<Target, Rejection> {
     check_method(&request.method)?;
     let uri = request
@@ -78,10 +67,10 @@ pub fn inspect(
             None => return Err(Rejection::new(404)),
             Some(name) => {
                 let name = String::from_utf8_lossy(&name).into_owned();
-                match user(&name) {
-                    Some(behaviour) => Target::User { name, behaviour },
-                    None => return Err(Rejection::new(404)),
+                if !user(&name) {
+                    return Err(Rejection::new(404));
                 }
+                Target::User { name }
             }
         },
         // RFC 3261 §8.2.2.1: a scheme we do not understand gets 416.

@@ -2,9 +2,9 @@
 //!
 //! The [`Endpoint`] takes what the network delivered and the current time and hands it
 //! to the user agent core (`sip-dialog`: transactions, dialogs, INVITE sessions). On top
-//! it serves the demo users of DESIGN.md (`echo` answers, `ring` rings, `busy`
-//! declines) after the §8.2 request checks. The call layer of later work sits here too;
-//! the endpoint's verbs stay:
+//! it admits requests from outside a dialog (trusted networks, digest), runs the §8.2
+//! checks, answers OPTIONS, runs the trunks, and hands the rest to the call layer
+//! (crate `calls`) as [`EndpointEvent::Session`]. Its verbs:
 //!
 //! - `handle_message(now, bytes, flow)`, `handle_timeout(now)`,
 //!   `handle_transport_error(now, flow)`;
@@ -20,10 +20,9 @@ mod endpoint;
 pub mod trunk;
 
 pub use endpoint::{
-    CallError, EndReason, Endpoint, EndpointConfig, EndpointEvent, InboundConfig,
-    SessionTimerConfig, Stats,
+    CallError, Endpoint, EndpointConfig, EndpointEvent, InboundConfig, SessionTimerConfig, Stats,
 };
-pub use inspect::{Behaviour, Rejection, Target};
+pub use inspect::{Rejection, Target};
 pub use sip_dialog::{self, ids};
 pub use sip_transaction::{ConnectionId, Flow, TimerConfig, Transmit};
 pub use trunk::{Cidr, RegistrationState, TrunkConfig, TrunkEvent, TrunkTarget};

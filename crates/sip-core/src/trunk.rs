@@ -160,6 +160,19 @@ pub enum TrunkEvent {
     },
 }
 
+impl TrunkEvent {
+    /// The trunk it happened to.
+    pub fn trunk(&self) -> &str {
+        match self {
+            TrunkEvent::Registered { trunk, .. }
+            | TrunkEvent::RegistrationFailed { trunk, .. }
+            | TrunkEvent::Unregistered { trunk }
+            | TrunkEvent::Up { trunk }
+            | TrunkEvent::Down { trunk, .. } => trunk,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Register,

@@ -64,6 +64,9 @@ pub struct Termination {
     pub by: Side,
     pub cause: EndCause,
     pub reason: Option<Bytes>,
+    /// The final response that refused our INVITE (`Rejected` by the remote side): its
+    /// reason phrase, Contact (3xx) and headers.
+    pub response: Option<Box<Response>>,
 }
 
 /// A message body with its type.

@@ -148,6 +148,8 @@ struct Session {
     /// The application hung up while our 2xx awaited its ACK: BYE once it comes
     /// (RFC 3261 §15: not before).
     hangup_after_ack: Option<Option<Bytes>>,
+    /// Headers the application asked to send with our BYE.
+    bye_headers: Vec<(HeaderName, Bytes)>,
 }
 
 /// The sans-IO user agent: transactions, dialogs and INVITE sessions.
@@ -448,7 +450,20 @@ impl UserAgent {
         id: SessionId,
         reason: Option<&str>,
     ) -> Result<(), Error> {
+        self.hangup_with_headers(now, id, reason, Vec::new())
+    }
+
+    /// [`hangup`](Self::hangup), with `headers` added to the BYE (or to the 480 while
+    /// the peer's INVITE is unanswered; a CANCEL carries only Reason, RFC 3261 §9.1).
+    pub fn hangup_with_headers(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        reason: Option<&str>,
+        headers: Vec<(HeaderName, Bytes)>,
+    ) -> Result<(), Error> {
         let session = self.sessions.get_mut(&id).ok_or(Error::NoSuchSession(id))?;
+        session.bye_headers = headers;
         let reason = reason.map(|r| Bytes::copy_from_slice(r.as_bytes()));
         match session.phase {
             Phase::Calling => {
@@ -467,6 +482,7 @@ impl UserAgent {
                 if let Some(reason) = reason {
                     reply.headers.push((HeaderName::Reason, reason));
                 }
+                reply.headers.append(&mut session.bye_headers);
                 return self.respond_invite(now, id, reply).map(|()| self.pump(now));
             }
             // §15: not before the ACK; it (or the ACK timeout) triggers the BYE.
@@ -1432,6 +1448,9 @@ impl UserAgent {
         };
         let reason = response.headers.get(&HeaderName::Reason).cloned();
         self.finish(now, id, session, by, cause, reason);
+        if let Some(Event::Terminated { termination, .. }) = self.events.back_mut() {
+            termination.response = Some(Box::new(response));
+        }
         false
     }
 
@@ -1840,6 +1859,9 @@ impl UserAgent {
         let mut bye = dialog.request(Method::Bye, seq, via);
         if let Some(reason) = reason {
             bye.headers.push(HeaderName::Reason, reason);
+        }
+        for (name, value) in session.bye_headers.drain(..) {
+            bye.headers.push(name, value);
         }
         bye.headers
             .push(HeaderName::UserAgent, self.user_agent.clone());
@@ -2394,7 +2416,12 @@ impl UserAgent {
         session.theirs = None;
         self.events.push_back(Event::Terminated {
             session: id,
-            termination: Termination { by, cause, reason },
+            termination: Termination {
+                by,
+                cause,
+                reason,
+                response: None,
+            },
         });
     }
 
@@ -2616,6 +2643,7 @@ impl Session {
             reliable_at: None,
             timer_at: None,
             hangup_after_ack: None,
+            bye_headers: Vec::new(),
         }
     }
 
