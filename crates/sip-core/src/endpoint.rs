@@ -93,7 +93,7 @@ pub enum EndpointEvent {
     /// (through admission and the §8.2 checks already), or anything that happened to a
     /// session. Indications wait for an answer through
     /// [`UserAgent::respond`](sip_dialog::UserAgent::respond).
-    Session(Event),
+    Session(Box<Event>),
     /// A trunk registered, failed, went up or down.
     Trunk(TrunkEvent),
     /// An outbound call failed over to the trunk's next target: a new session.
@@ -517,14 +517,15 @@ impl Endpoint {
             Event::Terminated {
                 session,
                 termination,
-            } if self.outbound.contains_key(session) => {
-                if self.outbound_ended(now, *session, termination) {
-                    return;
-                }
+            } if self.outbound.contains_key(session)
+                && self.outbound_ended(now, *session, termination) =>
+            {
+                return;
             }
             _ => {}
         }
-        self.events.push_back(EndpointEvent::Session(event));
+        self.events
+            .push_back(EndpointEvent::Session(Box::new(event)));
     }
 
     /// Admission, then the §8.2 checks and the user lookup. Answers the request and

@@ -53,10 +53,7 @@ impl Rejection {
 
 /// Checks a new request that is not part of a dialog. `user` says whether a Request-URI
 /// user part (unescaped) is one we serve.
-pub fn inspect(
-    request: &Request,
-    user: impl Fn(&str) -> bool,
-) -> Result<Target, Rejection> {
+pub fn inspect(request: &Request, user: impl Fn(&str) -> bool) -> Result<Target, Rejection> {
     check_method(&request.method)?;
     let uri = request
         .uri()

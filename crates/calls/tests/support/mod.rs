@@ -3,7 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
-use sip_core::{Behaviour, Endpoint, EndpointConfig, Flow, Transmit};
+use calls::{DemoBehaviour, Engine, EngineConfig, Event};
+use calls::sip_core::{Flow, Transmit};
 use sip_message::{HeaderName, Message, Response, Transport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,13 +13,23 @@ pub const LOCAL: &str = "127.0.0.1:5060";
 pub const PEER: &str = "127.0.0.1:5099";
 
 pub struct Harness {
-    pub endpoint: Endpoint,
+    pub endpoint: Engine,
     pub start: Instant,
     pub now: Instant,
     /// Everything sent so far, with the virtual time it was sent at.
     pub sent: Vec<(Duration, Transmit)>,
     /// Every event so far.
-    pub events: Vec<sip_core::EndpointEvent>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub calls_answered: u64,
+    pub dialogs: usize,
+    pub dropped: u64,
+    pub invites_new: u64,
+    pub rejected_invalid: u64,
+    pub transactions: usize,
 }
 
 pub fn flow(transport: Transport) -> Flow {
@@ -37,23 +48,54 @@ impl Harness {
 
     /// The demo users plus `extra`, all answering like `echo`.
     pub fn with_users(extra: &[&str]) -> Harness {
-        let mut config = EndpointConfig::default();
+        let mut config = EngineConfig::default();
         for user in extra {
-            config.users.push(((*user).to_owned(), Behaviour::Echo));
+            config
+                .demo_users
+                .push(((*user).to_owned(), DemoBehaviour::Echo));
         }
         Harness::with_config(config)
     }
 
-    pub fn with_config(config: EndpointConfig) -> Harness {
-        let config = EndpointConfig { seed: 1, ..config };
+    pub fn with_config(mut config: EngineConfig) -> Harness {
+        config.endpoint.seed = 1;
         let start = Instant::now();
+        let mut endpoint = Engine::new(config);
+        endpoint.core().set_local_addrs(vec![
+            (Transport::Udp, LOCAL.parse().unwrap()),
+            (Transport::Tcp, LOCAL.parse().unwrap()),
+        ]);
         Harness {
-            endpoint: Endpoint::new(config),
+            endpoint,
             start,
             now: start,
             sent: Vec::new(),
             events: Vec::new(),
         }
+    }
+
+    /// The counters the tests read, from the engine and the endpoint beneath it.
+    pub fn stats(&self) -> Counters {
+        let s = self.endpoint.stats();
+        Counters {
+            calls_answered: s.calls_answered,
+            dialogs: s.core.dialogs,
+            dropped: s.core.dropped,
+            invites_new: s.core.invites_new,
+            rejected_invalid: s.core.rejected_invalid,
+            transactions: s.core.transactions,
+        }
+    }
+
+    /// The trunk and other core events seen so far.
+    pub fn core_events(&self) -> Vec<calls::sip_core::EndpointEvent> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Core(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -32,7 +32,7 @@ fn fixtures() -> Vec<Vec<u8>> {
 /// Timer F), nothing may be left: no transaction stuck without a timer, no dialog.
 fn nothing_left(h: &mut Harness) {
     h.advance(Duration::from_secs(2 * 3600));
-    let stats = h.endpoint.stats();
+    let stats = h.stats();
     assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
     assert_eq!(h.endpoint.poll_timeout(), None);
 }

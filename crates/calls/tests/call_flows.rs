@@ -9,7 +9,6 @@
 
 mod support;
 
-use sip_core::EndpointConfig;
 use sip_message::{HeaderName, Message, Method, Transport};
 use std::time::Duration;
 use support::*;
@@ -31,9 +30,10 @@ fn echo_answers_and_bye_ends_the_call() {
     assert!(out.iter().all(|t| t.flow.remote == peer()));
     assert_eq!(header(&ok, HeaderName::ContentType), "application/sdp");
     let answer = String::from_utf8_lossy(&ok.body).into_owned();
-    assert!(answer.contains("m=audio 9 RTP/AVP 0\r\n"), "{answer}");
+    // Both common codecs, in the offerer's order (RFC 3264 §6.1).
+    assert!(answer.contains("m=audio 9 RTP/AVP 0 8\r\n"), "{answer}");
     assert!(header(&ok, HeaderName::Contact).starts_with("<sip:echo@127.0.0.1:5060"));
-    assert_eq!(h.endpoint.stats().dialogs, 1);
+    assert_eq!(h.stats().dialogs, 1);
 
     // The ACK stops the 2xx retransmissions.
     assert!(
@@ -44,12 +44,12 @@ fn echo_answers_and_bye_ends_the_call() {
 
     let out = h.send(&in_dialog("BYE", "echo", "z9hG4bKa3", "call-1", &tag, 2));
     assert_eq!(statuses(&out), [200]);
-    assert_eq!(h.endpoint.stats().dialogs, 0);
+    assert_eq!(h.stats().dialogs, 0);
 
     // Timer J (64·T1 over UDP) retires the BYE's server transaction; the INVITE's ended
     // with Timer L. Nothing is left.
     h.advance(64 * T1);
-    let stats = h.endpoint.stats();
+    let stats = h.stats();
     assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
     assert_eq!(stats.calls_answered, 1);
 }
@@ -89,7 +89,7 @@ fn unacknowledged_2xx_is_retransmitted_then_bye_at_64_t1() {
     assert_eq!(bye.headers.cseq().unwrap().seq, 1);
     assert_eq!(bye.headers.to().unwrap().tag(), Some(&b"alice1"[..]));
     assert!(bye.headers.get(&HeaderName::Reason).is_some());
-    assert_eq!(h.endpoint.stats().dialogs, 0);
+    assert_eq!(h.stats().dialogs, 0);
     let ok_at_32 = h.sent.iter().filter(|(_, t)| t.payload == ok_bytes).count();
 
     // Nobody answers the BYE: Timer E retransmits it and Timer F ends it; no more 2xx.
@@ -98,7 +98,7 @@ fn unacknowledged_2xx_is_retransmitted_then_bye_at_64_t1() {
         h.sent.iter().filter(|(_, t)| t.payload == ok_bytes).count(),
         ok_at_32
     );
-    let stats = h.endpoint.stats();
+    let stats = h.stats();
     assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
 }
 
@@ -113,7 +113,7 @@ fn ack_after_lost_2xx_stops_retransmission() {
         h.advance(100 * T1).is_empty(),
         "no retransmission and no BYE after the ACK"
     );
-    assert_eq!(h.endpoint.stats().dialogs, 1, "the call goes on");
+    assert_eq!(h.stats().dialogs, 1, "the call goes on");
 }
 
 #[test]
@@ -132,7 +132,7 @@ fn ring_rings_then_480_after_the_ring_timeout() {
     let ack = in_dialog("ACK", "ring", "z9hG4bKd1", "call-4", &tag, 1);
     assert!(h.send(&ack).is_empty());
     assert!(h.advance(Duration::from_secs(40)).is_empty());
-    let stats = h.endpoint.stats();
+    let stats = h.stats();
     assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
 }
 
@@ -154,7 +154,7 @@ fn cancel_gets_200_and_the_invite_487() {
     // §9.2: same To tag on both, and the one the 180 had.
     assert_eq!(to_tag(&ok), tag);
     assert_eq!(to_tag(&terminated), tag);
-    assert_eq!(h.endpoint.stats().dialogs, 0);
+    assert_eq!(h.stats().dialogs, 0);
     // A CANCEL for nothing gets 481.
     let stray = cancel
         .replace("z9hG4bKe1", "z9hG4bKe9")
@@ -167,7 +167,7 @@ fn busy_declines_486() {
     let mut h = Harness::new();
     let out = h.send(&invite("busy", "z9hG4bKf1", "call-6", true));
     assert_eq!(statuses(&out), [100, 486]);
-    assert_eq!(h.endpoint.stats().dialogs, 0);
+    assert_eq!(h.stats().dialogs, 0);
 }
 
 #[test]
@@ -177,8 +177,8 @@ fn retransmitted_invite_gets_the_same_provisional() {
     let again = h.send(&invite("ring", "z9hG4bKg1", "call-7", true));
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].payload, first[1].payload, "the very same 180");
-    assert_eq!(h.endpoint.stats().invites_new, 1);
-    assert_eq!(h.endpoint.stats().dialogs, 1);
+    assert_eq!(h.stats().invites_new, 1);
+    assert_eq!(h.stats().dialogs, 1);
 }
 
 #[test]
@@ -191,13 +191,14 @@ fn late_offer_gets_an_offer_in_the_2xx() {
 }
 
 #[test]
-fn offer_without_pcmu_is_refused_488() {
+fn offer_without_a_common_codec_is_refused_488() {
     let mut h = Harness::new();
     let text = invite_with_sdp(
         "echo",
         "z9hG4bKh2",
         "call-9",
-        &SDP.replace("RTP/AVP 0 8", "RTP/AVP 8"),
+        &SDP.replace("RTP/AVP 0 8", "RTP/AVP 18")
+            .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000"),
     );
     let out = h.send(&text);
     assert_eq!(statuses(&out), [100, 488]);
@@ -257,14 +258,14 @@ fn invalid_request_gets_400_naming_the_problem() {
     assert_eq!(statuses(&out), [400]);
     let reason = String::from_utf8_lossy(&response(&out[0]).reason).into_owned();
     assert!(reason.contains("CSeq"), "{reason}");
-    assert_eq!(h.endpoint.stats().rejected_invalid, 1);
+    assert_eq!(h.stats().rejected_invalid, 1);
     // A version other than SIP/2.0 gets 505.
     let text =
         invite("echo", "z9hG4bKk2", "call-11", false).replacen("SIP/2.0\r\n", "SIP/3.0\r\n", 1);
     assert_eq!(statuses(&h.send(&text)), [505]);
     // Garbage is dropped and counted.
     assert!(h.send("\u{1}\u{2} not sip at all\r\n\r\n").is_empty());
-    assert_eq!(h.endpoint.stats().dropped, 1);
+    assert_eq!(h.stats().dropped, 1);
 }
 
 #[test]
@@ -292,7 +293,7 @@ fn via_gets_received_and_rport_and_the_response_goes_there() {
 fn tcp_responses_use_the_request_connection() {
     let mut h = Harness::new();
     let text = invite("echo", "z9hG4bKm1", "call-13", true).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
-    let connection = Some(sip_core::ConnectionId(7));
+    let connection = Some(calls::sip_core::ConnectionId(7));
     let mut flow = flow(Transport::Tcp);
     flow.connection = connection;
     h.endpoint
@@ -319,10 +320,10 @@ fn bye_with_the_wrong_tag_or_an_old_cseq() {
     assert_eq!(statuses(&h.send(&wrong)), [481]);
     let old = in_dialog("BYE", "echo", "z9hG4bKn4", "call-14", &tag, 1);
     assert_eq!(statuses(&h.send(&old)), [500]);
-    assert_eq!(h.endpoint.stats().dialogs, 1);
+    assert_eq!(h.stats().dialogs, 1);
     let good = in_dialog("BYE", "echo", "z9hG4bKn5", "call-14", &tag, 3);
     assert_eq!(statuses(&h.send(&good)), [200]);
-    assert_eq!(h.endpoint.stats().dialogs, 0);
+    assert_eq!(h.stats().dialogs, 0);
 }
 
 /// An in-dialog request carrying `sdp` as its offer.
@@ -377,7 +378,7 @@ fn reinvite_answers_the_new_offer() {
     assert_eq!(response(&out[1]).body, held.body);
     h.send(&in_dialog("ACK", "echo", "z9hG4bKo6", "call-15", &tag, 3));
     assert!(h.advance(100 * T1).is_empty());
-    assert_eq!(h.endpoint.stats().dialogs, 1);
+    assert_eq!(h.stats().dialogs, 1);
 }
 
 #[test]
@@ -398,7 +399,7 @@ fn bye_in_the_early_dialog_ends_the_invite_with_487() {
             .is_empty()
     );
     h.advance(70 * T1);
-    let stats = h.endpoint.stats();
+    let stats = h.stats();
     assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
 }
 
@@ -419,7 +420,7 @@ fn cancelled_call_winds_down_to_nothing() {
             .is_empty()
     );
     assert!(h.advance(70 * T1).is_empty());
-    let stats = h.endpoint.stats();
+    let stats = h.stats();
     assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
 }
 
@@ -486,10 +487,10 @@ fn merged_request_gets_482() {
     // The same request by another path: same From tag, Call-ID and CSeq, another branch.
     let out = h.send(&invite("ring", "z9hG4bKt2", "call-20", true));
     assert_eq!(statuses(&out), [100, 482]);
-    assert_eq!(h.endpoint.stats().dialogs, 1);
+    assert_eq!(h.stats().dialogs, 1);
     // Once the first transaction is gone, the key is free again (no growth).
     h.advance(Duration::from_secs(100));
-    let stats = h.endpoint.stats();
+    let stats = h.stats();
     assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
 }
 
@@ -514,8 +515,8 @@ fn in_dialog_requests_get_the_same_checks() {
 #[test]
 fn a_call_that_never_ends_is_ended_at_max_call_duration() {
     // Without session timers: nothing but the duration cap ends the call.
-    let mut config = EndpointConfig::default();
-    config.session_timer.enabled = false;
+    let mut config = calls::EngineConfig::default();
+    config.endpoint.session_timer.enabled = false;
     let mut h = Harness::with_config(config);
     let out = h.send(&invite("echo", "z9hG4bKv1", "call-22", true));
     let tag = to_tag(&response(&out[2]));
@@ -528,7 +529,7 @@ fn a_call_that_never_ends_is_ended_at_max_call_duration() {
     };
     assert_eq!(bye.method, Method::Bye);
     assert!(header_of(&bye, HeaderName::Reason).contains("Maximum call duration"));
-    assert_eq!(h.endpoint.stats().dialogs, 0);
+    assert_eq!(h.stats().dialogs, 0);
 }
 
 fn header_of(r: &sip_message::Request, name: HeaderName) -> String {
@@ -540,10 +541,8 @@ fn header_of(r: &sip_message::Request, name: HeaderName) -> String {
 
 #[test]
 fn advertised_address_is_what_peers_see() {
-    let config = sip_core::EndpointConfig {
-        advertised_address: Some("192.0.2.10".parse().unwrap()),
-        ..sip_core::EndpointConfig::default()
-    };
+    let mut config = calls::EngineConfig::default();
+    config.endpoint.advertised_address = Some("192.0.2.10".parse().unwrap());
     let mut h = Harness::with_config(config);
     let out = h.send(&invite("echo", "z9hG4bKw1", "call-23", true));
     let ok = response(&out[2]);
@@ -600,7 +599,7 @@ fn session_refresh_by_reinvite_and_bye_when_it_fails() {
         })
         .collect::<std::collections::HashSet<_>>();
     assert_eq!(byes.len(), 1, "one BYE (and its retransmissions)");
-    assert_eq!(h.endpoint.stats().dialogs, 0);
+    assert_eq!(h.stats().dialogs, 0);
 }
 
 fn top_branch(r: &sip_message::Request) -> Vec<u8> {

@@ -1,0 +1,39 @@
+//! `calls`: Tandem's call model, after Microsoft UCMA 4.0, sans-IO.
+//!
+//! An application owns **endpoints** ([`ApplicationEndpointSettings`],
+//! [`UserEndpointSettings`]); an endpoint has **conversations**
+//! ([`ConversationSettings`]: subject, priority, impersonation); a conversation has
+//! **calls** of two kinds, [`CallKind::AudioVideo`] and [`CallKind::InstantMessaging`].
+//! Every call follows one state machine ([`CallState`], see [`state`]), raises
+//! [`CallEvent::StateChanged`] with a [`CallStateTransitionReason`] on each change, and
+//! takes an options value with custom headers for each operation.
+//!
+//! The [`Engine`] is a pure state machine over the SIP endpoint underneath
+//! (`sip-core`): it takes `now` on every call and is drained with `poll_transmit`,
+//! `poll_timeout` and `poll_event`. A call's events are queued from the moment the call
+//! exists (`new_call`, or an incoming INVITE), so no handler can be attached too late.
+//! The async façade in `runtime` gives each call an event stream from construction.
+#![forbid(unsafe_code)]
+
+mod body;
+mod engine;
+pub mod im;
+pub mod options;
+pub mod state;
+mod types;
+
+pub use engine::{DemoBehaviour, Engine, EngineConfig, Stats};
+pub use options::{
+    CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
+    CallProvisionalResponseOptions, CallTerminateOptions, CustomMimePart, Destination, HoldType,
+    InstantMessage, MessageOptions, SignalingHeader,
+};
+pub use sdp_offer_answer::{self, Codec, Direction};
+pub use sip_core;
+pub use state::{CallState, CallStateTransitionReason, Operation};
+pub use types::{
+    ApplicationEndpointSettings, CallError, CallEvent, CallHandle, CallKind, CallReceived,
+    ConversationHandle, ConversationSettings, DeliveryResult, EndpointEvent, EndpointHandle,
+    EstablishFailure, EstablishSucceeded, Event, FlowConfiguration, Identity, MediaFlowState,
+    MessageId, OperationFailure, PageMessage, Priority, UserEndpointSettings,
+};

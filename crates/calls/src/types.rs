@@ -1,0 +1,418 @@
+//! Handles, settings, events and errors of the call model.
+
+use crate::options::{CustomMimePart, InstantMessage, SignalingHeader};
+use crate::state::{CallState, CallStateTransitionReason, Operation};
+use bytes::Bytes;
+use sdp_offer_answer::{Direction, NegotiationError};
+use std::fmt;
+use std::net::SocketAddr;
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub(crate) u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "-{}"), self.0)
+            }
+        }
+
+        impl $name {
+            /// The number inside, for logs and maps.
+            pub fn get(self) -> u64 {
+                self.0
+            }
+        }
+    };
+}
+
+handle!(
+    /// A call owned by the engine (not the SIP Call-ID: see
+    /// [`Engine::sip_call_id`](crate::Engine::sip_call_id)).
+    CallHandle,
+    "call"
+);
+handle!(
+    /// An application or user endpoint.
+    EndpointHandle,
+    "endpoint"
+);
+handle!(
+    /// A conversation: the calls (IM, AV) with one party on one subject.
+    ConversationHandle,
+    "conversation"
+);
+handle!(
+    /// One instant message we sent, to match its delivery result.
+    MessageId,
+    "message"
+);
+
+/// The kinds of call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    /// `AudioVideoCall`: SDP audio (and video, refused for now).
+    AudioVideo,
+    /// `InstantMessagingCall`: an `m=message` session with MESSAGE in the dialog.
+    InstantMessaging,
+}
+
+/// The state of a call's media flow (UCMA's `MediaFlowState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaFlowState {
+    /// Created; media not flowing yet.
+    Idle,
+    /// Negotiated and the call is established.
+    Active,
+    /// The call is over.
+    Terminated,
+}
+
+/// `Priority` (RFC 3261 §20.26).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Priority {
+    Emergency,
+    Urgent,
+    #[default]
+    Normal,
+    NonUrgent,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Emergency => "emergency",
+            Priority::Urgent => "urgent",
+            Priority::Normal => "normal",
+            Priority::NonUrgent => "non-urgent",
+        }
+    }
+
+    pub fn parse(value: &str) -> Priority {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "emergency" => Priority::Emergency,
+            "urgent" => Priority::Urgent,
+            "non-urgent" => Priority::NonUrgent,
+            _ => Priority::Normal,
+        }
+    }
+}
+
+/// A SIP identity: a URI and a display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uri: String,
+    pub display_name: Option<String>,
+}
+
+impl Identity {
+    pub fn new(uri: impl Into<String>) -> Identity {
+        Identity {
+            uri: uri.into(),
+            display_name: None,
+        }
+    }
+
+    /// `"Display" <uri>` for From, To and P-Asserted-Identity.
+    pub fn name_addr(&self) -> String {
+        match &self.display_name {
+            Some(name) => format!(
+                "\"{}\" <{}>",
+                name.replace(['"', '\\', '\r', '\n'], ""),
+                self.uri
+            ),
+            None => format!("<{}>", self.uri),
+        }
+    }
+}
+
+/// `ConversationSettings`: what every call of the conversation carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationSettings {
+    /// Sent as `Subject` (RFC 3261 §20.36).
+    pub subject: Option<String>,
+    /// Sent as `Priority` when not normal.
+    pub priority: Priority,
+    /// Calls made on behalf of this identity: it becomes From and
+    /// P-Asserted-Identity (RFC 3325) instead of the endpoint's own.
+    pub impersonation: Option<Identity>,
+}
+
+/// An application's SIP identity: it owns the calls to its URI's user part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationEndpointSettings {
+    /// e.g. `sip:helpdesk@example.com`: calls to user `helpdesk` come to it, and it is
+    /// From on the calls it makes.
+    pub owner: Identity,
+}
+
+impl ApplicationEndpointSettings {
+    pub fn new(owner_uri: impl Into<String>) -> ApplicationEndpointSettings {
+        ApplicationEndpointSettings {
+            owner: Identity::new(owner_uri),
+        }
+    }
+}
+
+/// A user's endpoint: an application endpoint that also registers its URI with a
+/// registrar (digest credentials, refresh, un-REGISTER at the end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEndpointSettings {
+    pub owner: Identity,
+    /// The registrar's URI, e.g. `sip:192.0.2.1:5060`.
+    pub registrar: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub realm: Option<String>,
+    /// Requested registration lifetime, seconds.
+    pub register_expires: u32,
+}
+
+/// What the engine reports. Events of a call carry its handle; the async layer routes
+/// them to that call's event stream, which exists from the call's creation.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    Endpoint {
+        endpoint: EndpointHandle,
+        event: EndpointEvent,
+    },
+    Call {
+        call: CallHandle,
+        event: CallEvent,
+    },
+    /// Below the call layer: dropped input, trunks (for the log).
+    Core(sip_core::EndpointEvent),
+}
+
+/// What happens on an endpoint.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EndpointEvent {
+    /// An INVITE for this endpoint (an indication): accept, decline or forward the
+    /// call. The call is in state `Incoming` and its events are already queued.
+    CallReceived(Box<CallReceived>),
+    /// A page-mode MESSAGE (RFC 3428) outside any dialog; answered 200.
+    MessageReceived(Box<PageMessage>),
+    /// The result of a page-mode message we sent.
+    MessageDelivered {
+        id: MessageId,
+        result: DeliveryResult,
+    },
+    /// A user endpoint's registration changed.
+    Registration(sip_core::TrunkEvent),
+}
+
+/// An incoming call, with what its INVITE carried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallReceived {
+    pub call: CallHandle,
+    pub conversation: ConversationHandle,
+    pub kind: CallKind,
+    /// From and To as written.
+    pub from: String,
+    pub to: String,
+    pub request_uri: String,
+    /// Every header of the INVITE, in order.
+    pub headers: Vec<SignalingHeader>,
+    /// The SDP offer, if the INVITE had one.
+    pub offer: Option<Bytes>,
+    /// Body parts beside the SDP (multipart/mixed), in order.
+    pub custom_mime_parts: Vec<CustomMimePart>,
+    pub subject: Option<String>,
+    pub priority: Priority,
+    /// IM calls: a first message carried in the invitation.
+    pub first_message: Option<InstantMessage>,
+    /// Where it came from (the socket's address, not a header's).
+    pub source: SocketAddr,
+}
+
+/// A page-mode message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageMessage {
+    pub from: String,
+    pub to: String,
+    pub content_type: String,
+    pub body: Bytes,
+    pub headers: Vec<SignalingHeader>,
+    pub source: SocketAddr,
+}
+
+/// What happens on a call.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CallEvent {
+    /// Every change of [`CallState`].
+    StateChanged {
+        previous: CallState,
+        state: CallState,
+        reason: CallStateTransitionReason,
+    },
+    /// A 18x to our INVITE (a 100 is not reported).
+    ProvisionalResponseReceived {
+        status: u16,
+        reason_phrase: String,
+        headers: Vec<SignalingHeader>,
+    },
+    /// How our `establish` ended (a result).
+    EstablishCompleted {
+        result: Result<EstablishSucceeded, EstablishFailure>,
+    },
+    /// The call's media flow exists and is about to start: configure it now
+    /// (UCMA's `AudioVideoFlowConfigurationRequested` / `InstantMessagingFlowConfigurationRequested`).
+    FlowConfigurationRequested { kind: CallKind },
+    /// The flow's state changed.
+    FlowStateChanged {
+        previous: MediaFlowState,
+        state: MediaFlowState,
+    },
+    /// The negotiated media changed: a hold or retrieve by either side, a new codec.
+    FlowConfigurationChanged { configuration: FlowConfiguration },
+    /// How `hold`, `retrieve` or `apply_changes` ended (a result).
+    OperationCompleted {
+        operation: Operation,
+        result: Result<(), OperationFailure>,
+    },
+    /// An instant message in the call's dialog (an indication); answered 200.
+    MessageReceived {
+        content_type: String,
+        body: Bytes,
+        headers: Vec<SignalingHeader>,
+    },
+    /// The delivery result of a message we sent.
+    MessageDelivered {
+        id: MessageId,
+        result: DeliveryResult,
+    },
+    /// The peer started or stopped composing (RFC 3994), or its indication timed out.
+    RemoteComposingChanged { composing: bool },
+}
+
+/// What a successful establish brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EstablishSucceeded {
+    /// The 2xx's headers.
+    pub headers: Vec<SignalingHeader>,
+}
+
+/// Why `establish` failed. The remote side's refusals (UCMA's
+/// `OperationFailureException`) are apart from real-time failures of the network or
+/// media (UCMA's `RealTimeException`): see [`is_refusal`](Self::is_refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EstablishFailure {
+    /// A final 4xx–6xx.
+    Refused {
+        status: u16,
+        reason_phrase: String,
+        /// The Reason header (RFC 3326), if any.
+        reason: Option<String>,
+        headers: Vec<SignalingHeader>,
+    },
+    /// A 3xx: the targets are the Contacts, not followed automatically.
+    Redirected { status: u16, targets: Vec<String> },
+    /// No final answer in time (Timer B, `max_establish_time`, no 2xx retransmission
+    /// acknowledged).
+    Timeout,
+    /// The transport could not reach the peer.
+    TransportError,
+    /// The answer was unusable (RFC 3264): we ended the call.
+    Media { reason: String },
+    /// We terminated the call before it was answered.
+    Cancelled,
+    /// The call ended otherwise before it was established.
+    Ended { reason: CallStateTransitionReason },
+}
+
+impl EstablishFailure {
+    /// Whether the remote side refused (as opposed to a network or media failure).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            EstablishFailure::Refused { .. } | EstablishFailure::Redirected { .. }
+        )
+    }
+}
+
+/// Why a hold, retrieve or re-offer did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OperationFailure {
+    /// The peer refused the re-INVITE (after any 491 retries); the session is as before.
+    Refused { status: u16 },
+    /// The answer was unusable.
+    Media { reason: String },
+    /// The call ended first.
+    CallEnded,
+}
+
+/// The delivery result of a message (RFC 3428 §7: a 2xx means delivered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered,
+    /// The final response, 408 for a timeout, 503 for a transport error.
+    Failed {
+        status: u16,
+    },
+}
+
+/// The negotiated media of a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowConfiguration {
+    /// What we said (sendonly when we hold).
+    pub local_direction: Direction,
+    /// What the peer said (sendonly when it holds us).
+    pub remote_direction: Direction,
+    /// The codec chosen, e.g. `PCMU/8000`; `None` for an IM flow.
+    pub codec: Option<String>,
+    /// The negotiated RFC 4733 payload type.
+    pub telephone_event: Option<u8>,
+    /// Where the peer receives media.
+    pub remote_media: Option<SocketAddr>,
+    /// IM flows: the content types both accept.
+    pub accept_types: Vec<String>,
+}
+
+/// Why a command was refused. Nothing here leaves a call half-changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    #[error("no such call: {0}")]
+    NoSuchCall(CallHandle),
+    #[error("no such endpoint: {0}")]
+    NoSuchEndpoint(EndpointHandle),
+    #[error("no such conversation: {0}")]
+    NoSuchConversation(ConversationHandle),
+    #[error("{operation} is not allowed in state {state}")]
+    InvalidState {
+        operation: Operation,
+        state: CallState,
+    },
+    #[error("{operation} is not an operation of a {kind:?} call")]
+    WrongCallType {
+        operation: Operation,
+        kind: CallKind,
+    },
+    #[error("{operation} is already in progress on this call")]
+    OperationPending { operation: Operation },
+    #[error("invalid {what}: {problem}")]
+    InvalidArgument { what: &'static str, problem: String },
+    #[error("header `{name}`: {problem}")]
+    InvalidHeader { name: String, problem: &'static str },
+    #[error("header `{name}` is written by the stack and cannot be set")]
+    ForbiddenHeader { name: String },
+    #[error("cannot route to `{target}`: {problem}")]
+    Unroutable { target: String, problem: String },
+    #[error("content type `{content_type}` was not negotiated (a=accept-types)")]
+    ContentTypeNotAccepted { content_type: String },
+    #[error("an endpoint already owns user `{user}`")]
+    EndpointExists { user: String },
+    #[error("SDP: {0}")]
+    Sdp(#[from] NegotiationError),
+    #[error(transparent)]
+    UserAgent(#[from] sip_dialog::Error),
+    #[error(transparent)]
+    Core(#[from] sip_core::CallError),
+}
