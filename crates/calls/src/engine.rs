@@ -1654,9 +1654,6 @@ impl Engine {
         if self.calls.get(&call).and_then(|c| c.flow).is_some() {
             self.set_flow(call, MediaFlowState::Terminated);
         }
-        if state != CallState::Terminated {
-            self.transition(call, CallState::Terminated, reason.clone());
-        }
         if outgoing_pending && state != CallState::Idle {
             let failure = failure_of(&reason, termination);
             self.emit(
@@ -1665,6 +1662,10 @@ impl Engine {
                     result: Err(failure),
                 },
             );
+        }
+        // `Terminated` is always the call's last event.
+        if state != CallState::Terminated {
+            self.transition(call, CallState::Terminated, reason.clone());
         }
         if let Some(c) = self.calls.remove(&call)
             && let Some(conversation) = self.conversations.get_mut(&c.conversation)

@@ -410,9 +410,27 @@ pub enum CallError {
     #[error("an endpoint already owns user `{user}`")]
     EndpointExists { user: String },
     #[error("SDP: {0}")]
-    Sdp(#[from] NegotiationError),
+    Sdp(Box<NegotiationError>),
     #[error(transparent)]
-    UserAgent(#[from] sip_dialog::Error),
+    UserAgent(Box<sip_dialog::Error>),
     #[error(transparent)]
-    Core(#[from] sip_core::CallError),
+    Core(Box<sip_core::CallError>),
+}
+
+impl From<NegotiationError> for CallError {
+    fn from(error: NegotiationError) -> CallError {
+        CallError::Sdp(Box::new(error))
+    }
+}
+
+impl From<sip_dialog::Error> for CallError {
+    fn from(error: sip_dialog::Error) -> CallError {
+        CallError::UserAgent(Box::new(error))
+    }
+}
+
+impl From<sip_core::CallError> for CallError {
+    fn from(error: sip_core::CallError) -> CallError {
+        CallError::Core(Box::new(error))
+    }
 }

@@ -8,6 +8,7 @@
 mod config;
 
 use config::{Behaviour, Config, LogFormat};
+use runtime::calls::{DemoBehaviour, EngineConfig};
 use runtime::sip_core::{self, EndpointConfig};
 use runtime::sip_transport::TlsConfig;
 use runtime::{Control, RuntimeConfig};
@@ -148,21 +149,7 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
             t2: timers.t2(),
             t4: timers.t4(),
         },
-        users: config
-            .users
-            .iter()
-            .map(|u| {
-                let behaviour = match u.behaviour {
-                    Behaviour::Echo => sip_core::Behaviour::Echo,
-                    Behaviour::Ring => sip_core::Behaviour::Ring,
-                    Behaviour::Busy => sip_core::Behaviour::Busy,
-                };
-                (u.name.clone(), behaviour)
-            })
-            .collect(),
         user_agent: config.sip.user_agent.clone(),
-        ring_timeout: Duration::from_secs(config.sip.ring_timeout_s),
-        max_call_duration: Duration::from_secs(config.sip.max_call_duration_s),
         advertised_address: config.sip.advertised_address,
         seed: seed(),
         session_timer: sip_core::SessionTimerConfig {
@@ -184,9 +171,27 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
             algorithms: config.inbound.algorithms.iter().map(|a| a.0).collect(),
         },
     };
+    let engine = EngineConfig {
+        endpoint,
+        demo_users: config
+            .users
+            .iter()
+            .map(|u| {
+                let behaviour = match u.behaviour {
+                    Behaviour::Echo => DemoBehaviour::Echo,
+                    Behaviour::Ring => DemoBehaviour::Ring,
+                    Behaviour::Busy => DemoBehaviour::Busy,
+                };
+                (u.name.clone(), behaviour)
+            })
+            .collect(),
+        ring_timeout: Duration::from_secs(config.sip.ring_timeout_s),
+        max_call_duration: Duration::from_secs(config.sip.max_call_duration_s),
+        ..EngineConfig::default()
+    };
     RuntimeConfig {
         transport,
-        endpoint,
+        engine,
         dns_servers: config.dns.servers.clone(),
     }
 }

@@ -1,12 +1,19 @@
 //! `runtime`: the tokio driver of Tandem's sans-IO core.
 //!
-//! One task owns the [`Endpoint`] (the protocol core, which never reads the clock or
+//! One task owns the call [`Engine`] (the protocol core, which never reads the clock or
 //! touches a socket) and the [`Transports`]. It feeds the core what arrives and the
 //! time it asked to be woken at, and sends what the core hands back. Shutdown is an
 //! input: [`run`] returns when the `shutdown` future completes.
+//!
+//! Applications use the core through the async façade in [`app`]: a [`Tandem`] handle,
+//! endpoints, conversations and calls whose event streams exist from construction.
 #![forbid(unsafe_code)]
 
-use sip_core::{Endpoint, EndpointConfig, EndpointEvent, TrunkTarget};
+pub mod app;
+
+use app::{ApiReceiver, AppState};
+use calls::{Engine, EngineConfig, Event};
+use sip_core::{EndpointEvent, TrunkTarget};
 use sip_resolve::{HickoryLookup, ResolveConfig};
 use sip_transport::{Inbound, TransportConfig, TransportError, Transports};
 use std::future::Future;
@@ -15,6 +22,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+pub use app::Tandem;
+pub use calls;
 pub use sip_core;
 pub use sip_transport;
 
@@ -22,7 +31,7 @@ pub use sip_transport;
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     pub transport: TransportConfig,
-    pub endpoint: EndpointConfig,
+    pub engine: EngineConfig,
     /// DNS servers for RFC 3263 lookups of trunk proxies; empty: the system's
     /// (/etc/resolv.conf).
     pub dns_servers: Vec<SocketAddr>,
@@ -65,18 +74,32 @@ fn now() -> Instant {
 /// tells systemd).
 pub async fn run(
     config: RuntimeConfig,
+    control: mpsc::Receiver<Control>,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(&[(sip_message::Transport, SocketAddr)]),
+) -> Result<(), RuntimeError> {
+    let (_tandem, api) = app::channel();
+    run_with_api(config, control, api, shutdown, ready).await
+}
+
+/// [`run`], serving applications through the [`Tandem`] handle made with
+/// [`app::channel`].
+pub async fn run_with_api(
+    config: RuntimeConfig,
     mut control: mpsc::Receiver<Control>,
+    mut api: ApiReceiver,
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(&[(sip_message::Transport, SocketAddr)]),
 ) -> Result<(), RuntimeError> {
     let (transports, mut inbound) = Transports::bind(config.transport).await?;
     ready(&transports.local_addrs());
-    let mut endpoint = Endpoint::new(config.endpoint);
-    endpoint.set_local_addrs(transports.local_addrs());
-    endpoint.start(now());
+    let mut endpoint = Engine::new(config.engine);
+    endpoint.core().set_local_addrs(transports.local_addrs());
+    endpoint.core().start(now());
+    let mut app = AppState::new(api.tandem());
     let (resolved_tx, mut resolved) = mpsc::channel(16);
     let resolver = tokio::spawn(resolve_trunks(
-        endpoint.trunk_proxies(),
+        endpoint.core().trunk_proxies(),
         config.dns_servers,
         resolved_tx,
     ));
@@ -96,17 +119,18 @@ pub async fn run(
             biased;
             () = &mut shutdown, if !shutting_down => {
                 // Un-REGISTER, then keep running briefly so the answers arrive.
-                endpoint.shutdown(now());
+                endpoint.core().shutdown(now());
                 grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
             }
             () = grace_over => break,
             Some((trunk, targets)) = resolved.recv() => {
-                endpoint.set_trunk_targets(now(), &trunk, targets);
+                endpoint.core().set_trunk_targets(now(), &trunk, targets);
             }
+            Some(job) = api.recv() => job(&mut app, &mut endpoint, now()),
             item = control.recv(), if control_open => match item {
                 Some(Control::LogStats) => log_stats(&endpoint, &transports),
                 Some(Control::Call { trunk, to }) => {
-                    match endpoint.call(now(), &trunk, &to, None) {
+                    match endpoint.core().call(now(), &trunk, &to, None) {
                         Ok(session) => info!(%trunk, %to, %session, "call placed"),
                         Err(error) => warn!(%trunk, %to, %error, "call not placed"),
                     }
@@ -132,8 +156,8 @@ pub async fn run(
             }
             () = sleep_until(deadline) => endpoint.handle_timeout(now()),
         }
-        flush(&mut endpoint, &transports).await;
-        if grace.is_some() && !endpoint.unregistering() {
+        flush(&mut endpoint, &mut app, &transports).await;
+        if grace.is_some() && !endpoint.core_ref().unregistering() {
             break;
         }
     }
@@ -218,7 +242,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn feed(endpoint: &mut Endpoint, now: Instant, item: Inbound) {
+fn feed(endpoint: &mut Engine, now: Instant, item: Inbound) {
     match item {
         Inbound::Message { flow, data } => endpoint.handle_message(now, data, flow),
         Inbound::TransportError { flow, error } => {
@@ -232,8 +256,9 @@ fn feed(endpoint: &mut Endpoint, now: Instant, item: Inbound) {
     }
 }
 
-/// Sends everything the core queued and logs its events.
-async fn flush(endpoint: &mut Endpoint, transports: &Transports) {
+/// Sends everything the core queued, routes call events to their applications and logs
+/// the rest.
+async fn flush(endpoint: &mut Engine, app: &mut AppState, transports: &Transports) {
     while let Some(transmit) = endpoint.poll_transmit() {
         let flow = transmit.flow;
         if let Err(error) = transports.send(transmit).await {
@@ -242,7 +267,10 @@ async fn flush(endpoint: &mut Endpoint, transports: &Transports) {
         }
     }
     while let Some(event) = endpoint.poll_event() {
-        log_event(&event);
+        match event {
+            Event::Core(event) => log_event(&event),
+            other => app.route(other),
+        }
     }
 }
 
@@ -251,16 +279,14 @@ fn log_event(event: &EndpointEvent) {
         EndpointEvent::Dropped { reason, remote } => {
             debug!(%remote, %reason, "message dropped");
         }
-        EndpointEvent::CallEnded { call_id, reason } => {
-            info!(call_id = %call_id, ?reason, "call ended");
-        }
         EndpointEvent::Trunk(event) => info!(?event, "trunk"),
         other => debug!(event = ?other, "endpoint"),
     }
 }
 
-fn log_stats(endpoint: &Endpoint, transports: &Transports) {
-    let s = endpoint.stats();
+fn log_stats(endpoint: &Engine, transports: &Transports) {
+    let e = endpoint.stats();
+    let s = e.core;
     let t = transports.stats();
     info!(
         transactions = s.transactions,
@@ -272,7 +298,8 @@ fn log_stats(endpoint: &Endpoint, transports: &Transports) {
         requests_in = s.requests_in,
         responses_in = s.responses_in,
         invites_new = s.invites_new,
-        calls_answered = s.calls_answered,
+        calls_answered = e.calls_answered,
+        calls = e.calls,
         rejected_400 = s.rejected_invalid,
         dropped = s.dropped,
         udp_in = t.datagrams_in,

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-use runtime::sip_core::EndpointConfig;
+use runtime::calls::EngineConfig;
 use runtime::sip_transport::TransportConfig;
 use runtime::{Control, RuntimeConfig};
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ async fn answers_options_and_stops_on_shutdown() {
     let config = RuntimeConfig {
         dns_servers: Vec::new(),
         transport: TransportConfig::new(vec![any], vec![]),
-        endpoint: EndpointConfig::default(),
+        engine: EngineConfig::default(),
     };
     let (_control, control_rx) = mpsc::channel::<Control>(1);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -74,7 +74,7 @@ async fn bind_failure_is_an_error_not_a_panic() {
     let config = RuntimeConfig {
         dns_servers: Vec::new(),
         transport: TransportConfig::new(vec![taken.local_addr().unwrap()], vec![]),
-        endpoint: EndpointConfig::default(),
+        engine: EngineConfig::default(),
     };
     let (_control, control_rx) = mpsc::channel::<Control>(1);
     let result = runtime::run(config, control_rx, std::future::pending(), |_| {}).await;

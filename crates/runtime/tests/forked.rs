@@ -55,9 +55,12 @@ async fn second_2xx_from_another_fork_gets_ack_then_bye() {
     let config = RuntimeConfig {
         dns_servers: Vec::new(),
         transport: TransportConfig::new(vec![any], vec![]),
-        endpoint: EndpointConfig {
-            trunks: vec![trunk],
-            ..EndpointConfig::default()
+        engine: runtime::calls::EngineConfig {
+            endpoint: EndpointConfig {
+                trunks: vec![trunk],
+                ..EndpointConfig::default()
+            },
+            ..runtime::calls::EngineConfig::default()
         },
     };
     let (control, control_rx) = mpsc::channel::<Control>(4);
