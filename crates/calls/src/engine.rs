@@ -1623,6 +1623,8 @@ impl Engine {
     /// The call is over: flow and state to `Terminated`, the establish result if it was
     /// still pending, pending messages failed, and the call forgotten.
     fn finish(&mut self, call: CallHandle, reason: Reason, termination: Option<&Termination>) {
+        let call_id = self.sip_call_id(call).unwrap_or_default();
+        tracing::info!(%call, call_id = %call_id, ?reason, "call ended");
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };

@@ -167,7 +167,7 @@ fn uac_200_calls_with_10_percent_loss_all_complete_and_nothing_leaks() {
     let ended_by_bye = daemon
         .lines()
         .iter()
-        .filter(|l| l.contains("call ended") && l.contains("RemoteBye"))
+        .filter(|l| l.contains("call ended") && l.contains("RemoteTerminated"))
         .count();
     assert_eq!(ended_by_bye, 200);
     let status = daemon.stop();

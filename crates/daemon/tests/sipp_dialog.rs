@@ -263,7 +263,7 @@ fn reinvite_hold_is_answered_recvonly_and_resume_sendrecv_with_new_versions() {
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 6);
     // A re-INVITE is no new call.
     assert_eq!(stats.get("invites_new"), 6, "{stats:?}");
-    assert_eq!(calls_ended(&daemon, "RemoteBye"), 6);
+    assert_eq!(calls_ended(&daemon, "RemoteTerminated"), 6);
 }
 
 // ---- 2. UPDATE
@@ -274,7 +274,7 @@ fn update_with_an_offer_is_answered_and_a_bodiless_update_refreshes_the_session(
     one_then_five(&daemon, "update", "update_offer_and_refresh.xml");
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 6);
     assert_eq!(stats.get("invites_new"), 6, "{stats:?}");
-    assert_eq!(calls_ended(&daemon, "RemoteBye"), 6);
+    assert_eq!(calls_ended(&daemon, "RemoteTerminated"), 6);
 }
 
 // ---- 3. 100rel and PRACK
@@ -293,7 +293,7 @@ fn reliable_180_carries_rseq_and_its_prack_gets_200() {
         }
     }
     assert_calls_answered_and_dialogs_gone(&daemon, 6);
-    assert_eq!(calls_ended(&daemon, "RemoteBye"), 6);
+    assert_eq!(calls_ended(&daemon, "RemoteTerminated"), 6);
 }
 
 // ---- 4. Session timer refreshed by the UAC
@@ -319,7 +319,7 @@ fn session_timer_is_negotiated_and_refreshed_by_update_and_reinvite() {
     three.assert_all_succeeded(3);
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 4);
     assert_eq!(stats.get("invites_new"), 4, "{stats:?}");
-    assert_eq!(calls_ended(&daemon, "RemoteBye"), 4);
+    assert_eq!(calls_ended(&daemon, "RemoteTerminated"), 4);
 }
 
 /// The same scenario with 32 s pauses: the UPDATE refresh at 32 s must restart Tandem's timer,
@@ -361,7 +361,7 @@ fn a_refresh_restarts_the_session_timer() {
         }
     }
     assert_calls_answered_and_dialogs_gone(&daemon, 4);
-    assert_eq!(calls_ended(&daemon, "RemoteBye"), 4);
+    assert_eq!(calls_ended(&daemon, "RemoteTerminated"), 4);
     assert_eq!(calls_ended(&daemon, "SessionExpired"), 0);
 }
 
@@ -426,7 +426,7 @@ fn session_interval_below_min_se_gets_422_and_the_retry_is_answered() {
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 6);
     // Only the retries reached the `echo` user.
     assert_eq!(stats.get("invites_new"), 6, "{stats:?}");
-    assert_eq!(calls_ended(&daemon, "RemoteBye"), 6);
+    assert_eq!(calls_ended(&daemon, "RemoteTerminated"), 6);
 }
 
 // ---- 7. Glare
@@ -485,7 +485,7 @@ fn glare_on_a_session_refresh_gets_491_and_tandem_retries_within_2_s() {
     }
     let stats = assert_calls_answered_and_dialogs_gone(&daemon, 4);
     assert_eq!(stats.get("invites_new"), 4, "{stats:?}");
-    assert_eq!(calls_ended(&daemon, "RemoteBye"), 4);
+    assert_eq!(calls_ended(&daemon, "RemoteTerminated"), 4);
 }
 
 // ---- 8. 481 for an unknown dialog
@@ -537,7 +537,7 @@ fn unacknowledged_200_is_retransmitted_then_bye_after_64_t1() {
         }
     }
     assert_calls_answered_and_dialogs_gone(&daemon, 3);
-    assert_eq!(calls_ended(&daemon, "AckTimeout"), 3);
+    assert_eq!(calls_ended(&daemon, "Timeout"), 3);
 }
 
 // ---- the trace reader itself

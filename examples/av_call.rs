@@ -1,0 +1,123 @@
+//! An outgoing audio/video call, as in UCMA's "establishing an outgoing call" sample:
+//! register for the call's events before `establish`, establish with custom headers and a
+//! custom MIME part, print every state and flow change, hang up.
+//!
+//! ```sh
+//! cargo run --release -p tandem -- run          # the daemon, with its demo user `echo`
+//! cargo run -p runtime --example av_call -- sip:echo@127.0.0.1:5060
+//! ```
+
+use runtime::app::{self, AudioVideoCall, Error};
+use runtime::calls::{
+    ApplicationEndpointSettings, CallEstablishOptions, CallEvent, CallTerminateOptions,
+    ConversationSettings, CustomMimePart, EngineConfig, Priority,
+};
+use runtime::sip_transport::TransportConfig;
+use runtime::{Control, RuntimeConfig};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let target = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "sip:echo@127.0.0.1:5060".into());
+
+    // Our own SIP stack, on a free loopback port, with no demo users of its own.
+    let config = RuntimeConfig {
+        transport: TransportConfig::new(vec!["127.0.0.1:0".parse()?], vec![]),
+        engine: EngineConfig {
+            demo_users: Vec::new(),
+            ..EngineConfig::default()
+        },
+        dns_servers: Vec::new(),
+    };
+    let (tandem, api) = app::channel();
+    let (_control, control) = mpsc::channel::<Control>(1);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let driver = tokio::spawn(runtime::run_with_api(
+        config,
+        control,
+        api,
+        async {
+            let _ = stopped.await;
+        },
+        |_| {},
+    ));
+
+    let endpoint = tandem
+        .add_application_endpoint(ApplicationEndpointSettings::new("sip:alice@127.0.0.1"))
+        .await?;
+    let conversation = endpoint
+        .new_conversation(ConversationSettings {
+            subject: Some("Order 1234".into()),
+            priority: Priority::Urgent,
+            impersonation: None,
+        })
+        .await?;
+
+    // The call and its event stream come together: no event can be missed.
+    let (call, mut events) = AudioVideoCall::new(&conversation).await?;
+    let printer = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            print_event(&event);
+        }
+    });
+
+    let options = CallEstablishOptions::new()
+        .header("X-Case-Id", "1234")
+        .mime_part(
+            CustomMimePart::new(
+                "application/vnd.tandem.case+json",
+                r#"{"case":1234,"queue":"billing"}"#,
+            )
+            .with_disposition("render;handling=optional"),
+        )
+        .max_establish_time(Duration::from_secs(30));
+    match call.establish(&target, options).await {
+        Ok(answer) => {
+            println!("established ({} headers in the 200)", answer.headers.len());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            call.terminate(CallTerminateOptions::new()).await?;
+        }
+        Err(Error::Establish(failure)) if failure.is_refusal() => {
+            println!("the remote side refused: {failure:?}");
+        }
+        Err(Error::Establish(failure)) => println!("network or media failure: {failure:?}"),
+        Err(other) => return Err(other.into()),
+    }
+    // The stream ends after `Terminated`.
+    printer.await?;
+    let _ = stop.send(());
+    driver.await??;
+    Ok(())
+}
+
+fn print_event(event: &CallEvent) {
+    match event {
+        CallEvent::StateChanged {
+            previous,
+            state,
+            reason,
+        } => println!("call state: {previous} -> {state} ({reason:?})"),
+        CallEvent::ProvisionalResponseReceived {
+            status,
+            reason_phrase,
+            ..
+        } => println!("provisional: {status} {reason_phrase}"),
+        CallEvent::FlowConfigurationRequested { kind } => {
+            println!("flow configuration requested ({kind:?})");
+        }
+        CallEvent::FlowStateChanged { previous, state } => {
+            println!("flow state: {previous:?} -> {state:?}");
+        }
+        CallEvent::FlowConfigurationChanged { configuration } => {
+            println!("flow configuration: {configuration:?}");
+        }
+        CallEvent::EstablishCompleted { result } => match result {
+            Ok(_) => println!("establish completed"),
+            Err(failure) => println!("establish failed: {failure:?}"),
+        },
+        other => println!("{other:?}"),
+    }
+}
