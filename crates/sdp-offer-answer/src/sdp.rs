@@ -743,6 +743,20 @@ mod tests {
         }
     }
 
+    use crate::test_support as support;
+
+    /// On every real-world RTP section, webrtc-sdp is used and our reader agrees with it.
+    #[test]
+    fn webrtc_sdp_reads_every_real_world_rtp_section_as_we_do() {
+        for (name, text) in support::real_world_sdps() {
+            let sdp = SessionDescription::parse(text.as_bytes()).unwrap();
+            for media in sdp.media().iter().filter(|m| m.is_rtp()) {
+                assert_eq!(media.rtp_parse(), &RtpParse::WebrtcSdp, "{name}");
+                assert_eq!(fallback_rtpmaps(&media.lines), media.rtpmaps, "{name}");
+            }
+        }
+    }
+
     #[test]
     fn rtpmap_reader() {
         assert_eq!(parse_rtpmap("0 PCMU/8000"), Some(Codec::pcmu()));
