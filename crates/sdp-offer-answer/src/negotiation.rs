@@ -460,10 +460,8 @@ fn offer_codecs(local: &[Codec], negotiated: Option<&NegotiatedAudio>) -> Vec<Co
         .unwrap_or_default();
     let mut out: Vec<Codec> = Vec::with_capacity(local.len());
     for codec in local {
-        let wanted = agreed
-            .iter()
-            .find(|a| a.same_format(codec))
-            .map_or(codec.payload_type, |a| a.payload_type);
+        let agreed_as = agreed.iter().find(|a| a.same_format(codec));
+        let wanted = agreed_as.map_or(codec.payload_type, |a| a.payload_type);
         let taken = |pt: u8| {
             out.iter().any(|c| c.payload_type == pt)
                 || agreed
@@ -480,6 +478,11 @@ fn offer_codecs(local: &[Codec], negotiated: Option<&NegotiatedAudio>) -> Vec<Co
         };
         out.push(Codec {
             payload_type,
+            // as in our answers: our parameters, else the ones agreed
+            fmtp: codec
+                .fmtp
+                .clone()
+                .or_else(|| agreed_as.and_then(|a| a.fmtp.clone())),
             ..codec.clone()
         });
     }
