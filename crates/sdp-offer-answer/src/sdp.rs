@@ -97,7 +97,6 @@ pub struct SessionDescription {
     session: Vec<Line>,
     media: Vec<MediaSection>,
     origin: Origin,
-    origin_line: usize,
 }
 
 /// One media description: the `m=` line and every line after it up to the next `m=`
@@ -184,7 +183,6 @@ impl SessionDescription {
             session,
             media,
             origin,
-            origin_line,
         })
     }
 
@@ -274,7 +272,7 @@ impl SessionDescription {
             "o={} {} {} {} {} {}",
             o.username, o.session_id, o.version, o.network_type, o.address_type, o.address
         );
-        if let Some(line) = self.session.get_mut(self.origin_line) {
+        if let Some(line) = self.session.iter_mut().find(|l| l.is(b'o')) {
             line.text = text;
         }
     }
@@ -505,7 +503,7 @@ impl MediaSection {
                 .cloned()
                 .or_else(|| Codec::from_static(pt));
             if let Some(mut codec) = codec {
-                codec.fmtp = self.fmtp(pt).map(str::to_owned);
+                codec.fmtp = self.fmtp(pt).filter(|f| !f.is_empty()).map(str::to_owned);
                 codecs.push(codec);
             }
         }

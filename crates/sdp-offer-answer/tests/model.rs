@@ -363,3 +363,15 @@ fn static_payload_without_rtpmap_gets_its_rfc3551_name() {
     let sdp = parse(support::SIP_CORE_SDP);
     assert_eq!(sdp.media()[0].codecs(), [Codec::pcmu(), Codec::pcma()]);
 }
+
+#[test]
+fn rewriting_works_whatever_the_session_line_order() {
+    let mut sdp = parse("v=0\r\na=tool:x\r\no=- 1 1 IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n");
+    sdp.set_connection("10.0.0.2".parse().unwrap());
+    sdp.set_origin_version(2);
+    assert_eq!(
+        &sdp.to_bytes()[..],
+        b"v=0\r\nc=IN IP4 10.0.0.2\r\na=tool:x\r\no=- 1 2 IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n"
+    );
+    assert_eq!(sdp.origin().version, 2);
+}

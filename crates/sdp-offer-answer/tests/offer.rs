@@ -322,6 +322,10 @@ fn answers_that_do_not_fit_the_offer_are_refused() {
             "m= line 0 answers format 97, which was not offered",
         ),
         (
+            format!("{head}m=audio 5000 RTP/SAVP 0\r\n"),
+            "m= line 0 answers transport RTP/SAVP, RTP/AVP was offered",
+        ),
+        (
             format!("{head}m=audio 5000 RTP/AVP 101\r\n"),
             "m= line 0 accepted with no codec besides telephone-event",
         ),
@@ -445,5 +449,11 @@ fn nothing_to_offer() {
         },
         1,
     );
+    assert_eq!(oa.create_offer(), Err(NegotiationError::NothingToOffer));
+    let only_events = LocalCapabilities {
+        codecs: vec![Codec::telephone_event(101)],
+        ..LocalCapabilities::default()
+    };
+    let mut oa = OfferAnswer::new(only_events, 1);
     assert_eq!(oa.create_offer(), Err(NegotiationError::NothingToOffer));
 }
