@@ -32,6 +32,10 @@ mod sdp;
 mod types;
 mod webrtc;
 
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+
 pub use error::{NegotiationError, SdpError};
 pub use negotiation::{
     IgnoredAttribute, LocalCapabilities, MessageCapabilities, Negotiated, NegotiatedAudio,

@@ -396,7 +396,10 @@ impl OfferAnswer {
     }
 
     fn offer_lines(&self) -> Result<Vec<MLine>, NegotiationError> {
-        let audio_on = self.local.audio && self.local.audio_port != 0;
+        // Audio needs a port and a codec besides telephone-event.
+        let audio_on = self.local.audio
+            && self.local.audio_port != 0
+            && self.local.codecs.iter().any(|c| !c.is_telephone_event());
         let message = self.local.message.as_ref().filter(|m| m.port != 0);
         let negotiated_audio = self.negotiated.as_ref().and_then(|n| n.audio.as_ref());
         let audio_line = |proto: &str| MLine::Audio {
@@ -416,9 +419,10 @@ impl OfferAnswer {
                 .iter()
                 .map(|line| match line {
                     MLine::Audio { proto, .. } if audio_on => audio_line(proto),
-                    MLine::Message { .. } if message.is_some() => {
-                        message.map_or_else(|| line.disabled(), message_line)
-                    }
+                    MLine::Message { .. } => match message {
+                        Some(m) => message_line(m),
+                        None => line.disabled(),
+                    },
                     other => other.disabled(),
                 })
                 .collect(),
@@ -460,10 +464,8 @@ fn offer_codecs(local: &[Codec], negotiated: Option<&NegotiatedAudio>) -> Vec<Co
         .unwrap_or_default();
     let mut out: Vec<Codec> = Vec::with_capacity(local.len());
     for codec in local {
-        let wanted = agreed
-            .iter()
-            .find(|a| a.same_format(codec))
-            .map_or(codec.payload_type, |a| a.payload_type);
+        let agreed_as = agreed.iter().find(|a| a.same_format(codec));
+        let wanted = agreed_as.map_or(codec.payload_type, |a| a.payload_type);
         let taken = |pt: u8| {
             out.iter().any(|c| c.payload_type == pt)
                 || agreed
@@ -480,6 +482,11 @@ fn offer_codecs(local: &[Codec], negotiated: Option<&NegotiatedAudio>) -> Vec<Co
         };
         out.push(Codec {
             payload_type,
+            // as in our answers: our parameters, else the ones agreed
+            fmtp: codec
+                .fmtp
+                .clone()
+                .or_else(|| agreed_as.and_then(|a| a.fmtp.clone())),
             ..codec.clone()
         });
     }
@@ -880,6 +887,17 @@ fn read_answer(
             kind: ours.kind(),
             reason: reason.to_owned(),
         };
+        let offered_proto = match ours {
+            MLine::Audio { proto, .. } => proto.as_str(),
+            MLine::Message { .. } => "sip",
+            MLine::Rejected { proto, .. } => proto.as_str(),
+        };
+        if theirs.port() != 0 && !theirs.proto().eq_ignore_ascii_case(offered_proto) {
+            return Err(mismatch(format!(
+                "m= line {index} answers transport {}, {offered_proto} was offered",
+                theirs.proto()
+            )));
+        }
         match ours {
             MLine::Rejected { .. } => {
                 if theirs.port() != 0 {

@@ -97,7 +97,6 @@ pub struct SessionDescription {
     session: Vec<Line>,
     media: Vec<MediaSection>,
     origin: Origin,
-    origin_line: usize,
 }
 
 /// One media description: the `m=` line and every line after it up to the next `m=`
@@ -184,7 +183,6 @@ impl SessionDescription {
             session,
             media,
             origin,
-            origin_line,
         })
     }
 
@@ -274,7 +272,7 @@ impl SessionDescription {
             "o={} {} {} {} {} {}",
             o.username, o.session_id, o.version, o.network_type, o.address_type, o.address
         );
-        if let Some(line) = self.session.get_mut(self.origin_line) {
+        if let Some(line) = self.session.iter_mut().find(|l| l.is(b'o')) {
             line.text = text;
         }
     }
@@ -505,7 +503,7 @@ impl MediaSection {
                 .cloned()
                 .or_else(|| Codec::from_static(pt));
             if let Some(mut codec) = codec {
-                codec.fmtp = self.fmtp(pt).map(str::to_owned);
+                codec.fmtp = self.fmtp(pt).filter(|f| !f.is_empty()).map(str::to_owned);
                 codecs.push(codec);
             }
         }
@@ -740,6 +738,20 @@ mod tests {
         for media in sdp.media() {
             assert_eq!(media.rtp_parse(), &RtpParse::WebrtcSdp);
             assert_eq!(fallback_rtpmaps(&media.lines), media.rtpmaps);
+        }
+    }
+
+    use crate::test_support as support;
+
+    /// On every real-world RTP section, webrtc-sdp is used and our reader agrees with it.
+    #[test]
+    fn webrtc_sdp_reads_every_real_world_rtp_section_as_we_do() {
+        for (name, text) in support::real_world_sdps() {
+            let sdp = SessionDescription::parse(text.as_bytes()).unwrap();
+            for media in sdp.media().iter().filter(|m| m.is_rtp()) {
+                assert_eq!(media.rtp_parse(), &RtpParse::WebrtcSdp, "{name}");
+                assert_eq!(fallback_rtpmaps(&media.lines), media.rtpmaps, "{name}");
+            }
         }
     }
 
