@@ -130,6 +130,8 @@ enum Direction2 {
 
 #[derive(Debug)]
 struct Call {
+    /// The dialog's Call-ID, for logs (kept after the dialog is gone).
+    sip_call_id: String,
     kind: CallKind,
     endpoint: EndpointHandle,
     conversation: ConversationHandle,
@@ -417,6 +419,7 @@ impl Engine {
         self.calls.insert(
             handle,
             Call {
+                sip_call_id: String::new(),
                 kind,
                 endpoint,
                 conversation,
@@ -458,11 +461,10 @@ impl Engine {
 
     /// The SIP Call-ID of a call's dialog.
     pub fn sip_call_id(&self, call: CallHandle) -> Option<String> {
-        let session = self.calls.get(&call)?.session?;
-        self.core
-            .user_agent_ref()
-            .call_id(session)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
+        self.calls
+            .get(&call)
+            .map(|c| c.sip_call_id.clone())
+            .filter(|id| !id.is_empty())
     }
 
     /// The settings of a call's conversation.
@@ -550,8 +552,15 @@ impl Engine {
         };
         self.stats.calls_placed += 1;
         self.by_session.insert(session, call);
+        let sip_call_id = self
+            .core
+            .user_agent_ref()
+            .call_id(session)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_default();
         if let Some(c) = self.calls.get_mut(&call) {
             c.session = Some(session);
+            c.sip_call_id = sip_call_id;
         }
         let limit = options
             .max_establish_time
@@ -1198,6 +1207,7 @@ impl Engine {
         self.calls.insert(
             call,
             Call {
+                sip_call_id: request.headers.call_id().unwrap_or_default().to_owned(),
                 kind,
                 endpoint,
                 conversation,
@@ -1623,7 +1633,11 @@ impl Engine {
     /// The call is over: flow and state to `Terminated`, the establish result if it was
     /// still pending, pending messages failed, and the call forgotten.
     fn finish(&mut self, call: CallHandle, reason: Reason, termination: Option<&Termination>) {
-        let call_id = self.sip_call_id(call).unwrap_or_default();
+        let call_id = self
+            .calls
+            .get(&call)
+            .map(|c| c.sip_call_id.clone())
+            .unwrap_or_default();
         tracing::info!(%call, call_id = %call_id, ?reason, "call ended");
         let Some(c) = self.calls.get_mut(&call) else {
             return;

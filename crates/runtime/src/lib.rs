@@ -93,7 +93,13 @@ pub async fn run_with_api(
 ) -> Result<(), RuntimeError> {
     let (transports, mut inbound) = Transports::bind(config.transport).await?;
     ready(&transports.local_addrs());
-    let mut endpoint = Engine::new(config.engine);
+    let mut engine_config = config.engine;
+    // Tags, branches and Call-IDs come from the seed: two processes with the same seed
+    // would write the same ones (and a peer would take the second for a merged request).
+    if engine_config.endpoint.seed == 0 {
+        engine_config.endpoint.seed = entropy();
+    }
+    let mut endpoint = Engine::new(engine_config);
     endpoint.core().set_local_addrs(transports.local_addrs());
     endpoint.core().start(now());
     let mut app = AppState::new(api.tandem());
@@ -233,6 +239,20 @@ async fn resolve_trunks(
         }
         tokio::time::sleep(RESOLVE_EVERY).await;
     }
+}
+
+/// A seed from the clock, the process id and std's per-process hasher keys.
+fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish() | 1
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
