@@ -110,9 +110,12 @@ fn run(args: &[String]) -> ExitCode {
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
+    // webrtc-sdp warns through `log` about every SDP attribute it does not model
+    // (a=crypto, a=rtcp-xr...); sdp-offer-answer keeps and reports those itself.
+    let quiet = ",webrtc_sdp=error";
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{}{quiet}", config.log.level)))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info{quiet}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
