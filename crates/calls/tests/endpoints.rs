@@ -168,3 +168,58 @@ fn a_second_endpoint_for_the_same_user_is_refused() {
         Err(calls::CallError::InvalidArgument { .. })
     ));
 }
+
+#[test]
+fn an_im_call_and_an_av_call_live_in_one_conversation() {
+    let (mut engine, now) = engine();
+    let endpoint = engine
+        .add_application_endpoint(ApplicationEndpointSettings::new("sip:app@127.0.0.1"))
+        .unwrap();
+    let conversation = engine
+        .new_conversation(endpoint, ConversationSettings::default())
+        .unwrap();
+    let im = engine
+        .new_call(conversation, CallKind::InstantMessaging)
+        .unwrap();
+    let av = engine.new_call(conversation, CallKind::AudioVideo).unwrap();
+    assert_ne!(im, av);
+    assert_eq!(engine.conversation_of(im), Some(conversation));
+    assert_eq!(engine.conversation_of(av), Some(conversation));
+    for call in [im, av] {
+        engine
+            .establish(
+                now,
+                call,
+                &format!("sip:bob@{PEER}"),
+                CallEstablishOptions::new(),
+            )
+            .unwrap();
+    }
+    let invites: Vec<Request> = sent_requests(&mut engine)
+        .into_iter()
+        .filter(|r| r.method == Method::Invite)
+        .collect();
+    assert_eq!(invites.len(), 2);
+    let bodies: Vec<String> = invites
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("m=message ") && !b.contains("m=audio"))
+    );
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("m=audio ") && !b.contains("m=message"))
+    );
+    // Each is its own dialog.
+    assert_ne!(text(&invites[0], "Call-ID"), text(&invites[1], "Call-ID"));
+    // Ending one leaves the other and the conversation.
+    engine
+        .terminate(now, im, calls::CallTerminateOptions::new())
+        .unwrap();
+    assert_eq!(engine.call_state(av), Some(calls::CallState::Establishing));
+    assert_eq!(engine.conversation_of(av), Some(conversation));
+}
