@@ -96,6 +96,9 @@ pub struct Stats {
     pub messages_out: u64,
 }
 
+/// The smallest deadline heap worth sweeping for stale entries.
+const COMPACT_MIN: usize = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Establish,
@@ -184,6 +187,8 @@ pub struct Engine {
     /// Page-mode MESSAGEs waiting for their response.
     pages: HashMap<TransactionKey, (EndpointHandle, MessageId)>,
     timers: BinaryHeap<Reverse<(Instant, Timer, CallHandle)>>,
+    /// The heap size above which stale deadlines are swept out.
+    compact_at: usize,
     events: VecDeque<Event>,
     next_id: u64,
     stats: Stats,
@@ -203,6 +208,7 @@ impl Engine {
             by_session: HashMap::new(),
             pages: HashMap::new(),
             timers: BinaryHeap::new(),
+            compact_at: COMPACT_MIN,
             events: VecDeque::new(),
             next_id: 1,
             stats: Stats::default(),
@@ -257,8 +263,16 @@ impl Engine {
         self.events.pop_front()
     }
 
-    /// The earliest time the engine must be woken at, if any.
+    /// The earliest time the engine must be woken at, if any. Deadlines of calls that
+    /// are gone, or that were re-armed, are dropped here, so an idle engine asks for no
+    /// wake-up.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, timer, call))) = self.timers.peek() {
+            if self.is_live(*at, *timer, *call) {
+                break;
+            }
+            self.timers.pop();
+        }
         let ours = self.timers.peek().map(|Reverse((at, _, _))| *at);
         match (self.core.poll_timeout(), ours) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -1684,6 +1698,34 @@ impl Engine {
             c.deadlines.push((timer, at));
             self.timers.push(Reverse((at, timer, call)));
         }
+        self.compact_timers();
+    }
+
+    /// Whether a deadline in the heap is still wanted: its call exists and holds it.
+    fn is_live(&self, at: Instant, timer: Timer, call: CallHandle) -> bool {
+        self.calls
+            .get(&call)
+            .is_some_and(|c| c.deadline(timer) == Some(at))
+    }
+
+    /// Rebuilds the deadline heap from the live deadlines when stale ones (of ended
+    /// calls: a call's one-hour cap outlives most calls) outnumber them, so the heap
+    /// stays bounded by the live calls, not by the calls of the last hour.
+    /// Amortized O(1): a rebuild happens when the heap has doubled since the last one.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= self.compact_at {
+            return;
+        }
+        self.timers = self
+            .calls
+            .iter()
+            .flat_map(|(&call, c)| {
+                c.deadlines
+                    .iter()
+                    .map(move |&(timer, at)| Reverse((at, timer, call)))
+            })
+            .collect();
+        self.compact_at = (2 * self.timers.len()).max(COMPACT_MIN);
     }
 
     fn on_timer(&mut self, now: Instant, at: Instant, timer: Timer, call: CallHandle) {
