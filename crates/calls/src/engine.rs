@@ -1109,7 +1109,11 @@ impl Engine {
             UaEvent::Provisional { session, response } => {
                 self.on_provisional(now, session, &response);
             }
-            UaEvent::Established { session, body } => self.on_established(now, session, body),
+            UaEvent::Established {
+                session,
+                body,
+                response,
+            } => self.on_established(now, session, body, response.as_deref()),
             UaEvent::ModifyCompleted {
                 session, response, ..
             } => self.on_modify_completed(now, session, &response),
@@ -1489,7 +1493,14 @@ impl Engine {
         }
     }
 
-    fn on_established(&mut self, now: Instant, session: SessionId, body: Option<Body>) {
+    /// The session is confirmed: as UAC by the 2xx (`response`), as UAS by the ACK.
+    fn on_established(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        body: Option<Body>,
+        response: Option<&Response>,
+    ) {
         let Some(&call) = self.by_session.get(&session) else {
             return;
         };
@@ -1526,7 +1537,11 @@ impl Engine {
             self.core.pump(now);
             return;
         }
-        let headers = Vec::new();
+        // UCMA's CallEstablishResult carries the 2xx's headers (the callee's
+        // `CallAcceptOptions` headers among them).
+        let headers = response
+            .map(|r| body::headers_of(&r.headers))
+            .unwrap_or_default();
         self.flow_requested(call);
         let reason = if outgoing {
             Reason::LocalEstablished

@@ -252,3 +252,509 @@ fn av_call_both_ways_ended_by_either_side() {
         }
     }
 }
+
+fn header_of(headers: &[calls::SignalingHeader], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.clone())
+        .collect()
+}
+
+fn establish_result(events: &[CallEvent]) -> Result<EstablishSucceeded, EstablishFailure> {
+    let results: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::EstablishCompleted { result } => Some(result.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 1, "exactly one EstablishCompleted: {events:?}");
+    results.into_iter().next().unwrap()
+}
+
+/// 2. Custom headers and a custom MIME part travel with the INVITE; the callee's accept
+/// headers come back in `EstablishSucceeded`; a header the stack owns is refused before
+/// anything is sent.
+#[test]
+fn custom_headers_and_mime_parts_both_ways() {
+    let (mut net, alice, _bob) = Net::pair();
+    net.set_app(
+        B,
+        accept_all(CallAcceptOptions::new().header("X-Agent", "bob-7")),
+    );
+    let part = calls::CustomMimePart::new(
+        "application/vnd.tandem.case+json",
+        r#"{"case":4711,"queue":"billing"}"#,
+    )
+    .with_disposition("render;handling=optional");
+
+    // Refused first: Call-ID (and its compact form), Via, Content-Type are the stack's.
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    for name in ["Call-ID", "i", "Via", "Content-Type", "CSeq", "From"] {
+        let now = net.now;
+        let error = net
+            .engine(A)
+            .establish(
+                now,
+                call,
+                BOB,
+                calls::CallEstablishOptions::new()
+                    .header("X-Case-Id", "4711")
+                    .header(name, "forged"),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&error, calls::CallError::ForbiddenHeader { name: n } if n == name),
+            "{name}: {error:?}"
+        );
+    }
+    net.run_for(Duration::from_secs(1));
+    assert!(net.requests(A, Method::Invite).is_empty());
+    assert!(net.call_events(A, call).is_empty());
+    assert_eq!(net.engine(A).call_state(call), Some(CallState::Idle));
+
+    // The same call, established properly.
+    let now = net.now;
+    net.engine(A)
+        .establish(
+            now,
+            call,
+            BOB,
+            calls::CallEstablishOptions::new()
+                .header("X-Case-Id", "4711")
+                .mime_part(part.clone()),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+
+    let invites = net.requests(A, Method::Invite);
+    assert_eq!(invites.len(), 1);
+    let content_type = header_values(&invites[0].1.headers, "Content-Type");
+    assert!(content_type[0].starts_with("multipart/mixed"), "{content_type:?}");
+
+    let received = net.only_received(B);
+    assert_eq!(header_of(&received.headers, "X-Case-Id"), ["4711"]);
+    assert_eq!(received.custom_mime_parts, vec![part]);
+    let offer = String::from_utf8(received.offer.clone().unwrap().to_vec()).unwrap();
+    assert!(offer.starts_with("v=0\r\n"), "{offer}");
+    assert!(offer.contains("m=audio "), "{offer}");
+    assert_eq!(received.kind, CallKind::AudioVideo);
+
+    // The 200 carries X-Agent, and A's establish result shows it.
+    let ok = establish_result(&net.call_events(A, call)).unwrap();
+    assert_eq!(header_of(&ok.headers, "X-Agent"), ["bob-7"]);
+    assert_eq!(header_of(&ok.headers, "CSeq"), ["1 INVITE"]);
+    assert_eq!(
+        net.engine(A).call_state(call),
+        Some(CallState::Established)
+    );
+    let theirs = received.call;
+    assert_eq!(net.engine(B).call_state(theirs), Some(CallState::Established));
+
+    let now = net.now;
+    net.engine(B)
+        .terminate(now, theirs, CallTerminateOptions::new())
+        .unwrap();
+    net.assert_quiet();
+}
+
+/// What B's application does with each incoming call in the refusal tests.
+fn refuse_all(
+    how: impl Fn(&mut calls::Engine, std::time::Instant, CallHandle) + 'static,
+) -> impl FnMut(&mut calls::Engine, std::time::Instant, &calls::Event) {
+    move |engine, now, event| {
+        if let calls::Event::Endpoint {
+            event: calls::EndpointEvent::CallReceived(received),
+            ..
+        } = event
+        {
+            how(engine, now, received.call);
+        }
+    }
+}
+
+/// 3. Declines (486, 603, a custom 4xx with its own phrase and a Reason header) reach
+/// the caller as `Refused` with the status and phrase, and a redirection as
+/// `Redirected` with the target; all are refusals.
+#[test]
+fn declines_and_forward_are_refusals() {
+    let cases: [(u16, Option<&str>, &str); 3] = [
+        (486, None, "Busy Here"),
+        (603, None, "Decline"),
+        (499, Some("Case Closed"), "Case Closed"),
+    ];
+    for (status, phrase, want_phrase) in cases {
+        let (mut net, alice, _bob) = Net::pair();
+        let phrase_owned = phrase.map(str::to_owned);
+        net.set_app(
+            B,
+            refuse_all(move |engine, now, call| {
+                let mut options = calls::CallDeclineOptions::new(status);
+                if let Some(p) = &phrase_owned {
+                    options = options.reason_phrase(p.clone());
+                }
+                options.reason = Some(format!("SIP;cause={status};text=\"refused\""));
+                engine.decline(now, call, options).unwrap();
+            }),
+        );
+        let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+        let now = net.now;
+        net.engine(A)
+            .establish(now, call, BOB, calls::CallEstablishOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(1));
+
+        let events = net.call_events(A, call);
+        assert_eq!(
+            states(&events),
+            [
+                (CallState::Idle, CallState::Establishing, R::Establishing),
+                (
+                    CallState::Establishing,
+                    CallState::Terminated,
+                    R::RemoteDeclined {
+                        status,
+                        reason_phrase: want_phrase.into()
+                    }
+                ),
+            ],
+            "{status}"
+        );
+        // No flow was ever created for a refused call.
+        assert!(!events.iter().any(|e| matches!(
+            e,
+            CallEvent::FlowConfigurationRequested { .. } | CallEvent::FlowStateChanged { .. }
+        )));
+        let failure = establish_result(&events).unwrap_err();
+        match &failure {
+            EstablishFailure::Refused {
+                status: s,
+                reason_phrase,
+                reason,
+                headers,
+            } => {
+                assert_eq!(*s, status);
+                assert_eq!(reason_phrase, want_phrase);
+                assert_eq!(
+                    reason.as_deref(),
+                    Some(format!("SIP;cause={status};text=\"refused\"").as_str())
+                );
+                assert!(!header_of(headers, "To").is_empty());
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+        assert!(failure.is_refusal());
+        // The failure is the last event: the call is gone.
+        assert!(matches!(events.last(), Some(CallEvent::EstablishCompleted { .. })));
+        assert_eq!(net.engine(A).call_state(call), None);
+
+        let theirs = net.only_received(B).call;
+        assert_eq!(
+            states(&net.call_events(B, theirs)),
+            [
+                (CallState::Idle, CallState::Incoming, R::Incoming),
+                (
+                    CallState::Incoming,
+                    CallState::Terminated,
+                    R::LocalDeclined { status }
+                ),
+            ]
+        );
+        // §17.1.1.3: the non-2xx was acknowledged within the transaction.
+        assert_eq!(net.requests(A, Method::Ack).len(), 1);
+        net.assert_quiet();
+    }
+
+    // Forward: 302 to carol.
+    let (mut net, alice, _bob) = Net::pair();
+    net.set_app(
+        B,
+        refuse_all(|engine, now, call| {
+            engine
+                .forward(now, call, "sip:carol@127.0.0.3", calls::CallForwardOptions::new())
+                .unwrap();
+        }),
+    );
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let events = net.call_events(A, call);
+    let targets = vec!["sip:carol@127.0.0.3".to_owned()];
+    assert_eq!(
+        states(&events).last().unwrap().2,
+        R::RemoteForwarded {
+            status: 302,
+            targets: targets.clone()
+        }
+    );
+    let failure = establish_result(&events).unwrap_err();
+    assert_eq!(
+        failure,
+        EstablishFailure::Redirected {
+            status: 302,
+            targets
+        }
+    );
+    assert!(failure.is_refusal());
+    let theirs = net.only_received(B).call;
+    assert_eq!(
+        states(&net.call_events(B, theirs)).last().unwrap().2,
+        R::LocalForwarded { status: 302 }
+    );
+    // Nothing followed the redirection by itself.
+    assert_eq!(net.requests(A, Method::Invite).len(), 1);
+    net.assert_quiet();
+}
+
+/// 3b. Statuses outside each operation's class are refused, and the call is unchanged.
+#[test]
+fn out_of_class_statuses_are_invalid_arguments() {
+    let (mut net, alice, _bob) = Net::pair();
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_millis(100));
+    let theirs = net.only_received(B).call;
+    let now = net.now;
+    let b = net.engine(B);
+    for status in [200, 180, 302, 399, 700, 100] {
+        assert!(
+            matches!(
+                b.decline(now, theirs, calls::CallDeclineOptions::new(status)),
+                Err(calls::CallError::InvalidArgument { what: "status", .. })
+            ),
+            "decline {status}"
+        );
+    }
+    let mut forward = calls::CallForwardOptions::new();
+    forward.status = 200;
+    assert!(matches!(
+        b.forward(now, theirs, "sip:carol@127.0.0.3", forward),
+        Err(calls::CallError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        b.forward(now, theirs, "not a uri", calls::CallForwardOptions::new()),
+        Err(calls::CallError::InvalidArgument { .. })
+    ));
+    for status in [100, 200, 486] {
+        assert!(matches!(
+            b.send_provisional(now, theirs, calls::CallProvisionalResponseOptions::new(status)),
+            Err(calls::CallError::InvalidArgument { .. })
+        ));
+    }
+    assert_eq!(b.call_state(theirs), Some(CallState::Incoming));
+    net.run_for(Duration::from_secs(1));
+    // Only the automatic 100 Trying went out.
+    assert_eq!(net.statuses(B, Method::Invite), [100]);
+    // And the call can still be answered.
+    let now = net.now;
+    net.engine(B)
+        .accept(now, theirs, CallAcceptOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.engine(A).call_state(call), Some(CallState::Established));
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, call, CallTerminateOptions::new())
+        .unwrap();
+    net.assert_quiet();
+}
+
+/// The time of the first state change to `state` in `events`.
+fn when(events: &[(Duration, CallEvent)], state: CallState) -> Duration {
+    events
+        .iter()
+        .find_map(|(at, e)| match e {
+            CallEvent::StateChanged { state: s, .. } if *s == state => Some(*at),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no change to {state}: {events:?}"))
+}
+
+const NOBODY: &str = "sip:carol@127.0.0.3";
+
+/// 4a. Nobody at the address: the INVITE is retransmitted (Timer A) until Timer B at
+/// 64·T1 = 32 s ends it, long before the 120 s `max_establish_time` default. No CANCEL
+/// (nothing provisional came: RFC 3261 §9.1). A timeout is not a refusal.
+#[test]
+fn nobody_answers_timer_b_comes_first() {
+    let (mut net, alice, _bob) = Net::pair();
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, NOBODY, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(40));
+    let events = net.timed_call_events(A, call);
+    let plain: Vec<CallEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(
+        states(&plain),
+        [
+            (CallState::Idle, CallState::Establishing, R::Establishing),
+            (CallState::Establishing, CallState::Terminated, R::Timeout),
+        ]
+    );
+    assert_eq!(when(&events, CallState::Terminated), 64 * T1);
+    let failure = establish_result(&plain).unwrap_err();
+    assert_eq!(failure, EstablishFailure::Timeout);
+    assert!(!failure.is_refusal());
+    // §17.1.1.2: sent at 0, 0.5, 1.5, 3.5, 7.5, 15.5 and 31.5 s.
+    let times: Vec<u128> = net
+        .requests(A, Method::Invite)
+        .iter()
+        .map(|(at, _)| at.as_millis())
+        .collect();
+    assert_eq!(times, [0, 500, 1500, 3500, 7500, 15500, 31500]);
+    assert!(net.requests(A, Method::Cancel).is_empty());
+    assert_eq!(net.unreachable, 7);
+    net.assert_quiet();
+}
+
+/// 4b. Nobody at the address and `max_establish_time` 5 s: at 5 s the call goes
+/// `Terminating` with `Timeout`, but no CANCEL may be sent before a provisional
+/// (RFC 3261 §9.1), so the INVITE transaction runs to Timer B, which ends the call.
+#[test]
+fn nobody_answers_max_establish_time_first_without_cancel() {
+    let (mut net, alice, _bob) = Net::pair();
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(
+            now,
+            call,
+            NOBODY,
+            calls::CallEstablishOptions::new().max_establish_time(Duration::from_secs(5)),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(40));
+    let events = net.timed_call_events(A, call);
+    let plain: Vec<CallEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(
+        states(&plain),
+        [
+            (CallState::Idle, CallState::Establishing, R::Establishing),
+            (CallState::Establishing, CallState::Terminating, R::Timeout),
+            (CallState::Terminating, CallState::Terminated, R::Timeout),
+        ]
+    );
+    assert_eq!(when(&events, CallState::Terminating), Duration::from_secs(5));
+    assert_eq!(when(&events, CallState::Terminated), 64 * T1);
+    assert_eq!(establish_result(&plain), Err(EstablishFailure::Timeout));
+    assert!(net.requests(A, Method::Cancel).is_empty());
+    net.assert_quiet();
+}
+
+/// 4c. B rings (180) and never answers; A's `max_establish_time` (5 s) expires: A
+/// CANCELs, B answers 200 to the CANCEL and 487 to the INVITE (§9.2). A ends with
+/// `Timeout` (not a refusal: the 487 answers our own CANCEL), B with `RemoteCancelled`.
+#[test]
+fn ringing_unanswered_is_cancelled_at_max_establish_time() {
+    for ring in [true, false] {
+        let (mut net, alice, _bob) = Net::pair();
+        if ring {
+            net.set_app(
+                B,
+                refuse_all(|engine, now, call| {
+                    engine
+                        .send_provisional(now, call, calls::CallProvisionalResponseOptions::new(180))
+                        .unwrap();
+                }),
+            );
+        }
+        let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+        let now = net.now;
+        net.engine(A)
+            .establish(
+                now,
+                call,
+                BOB,
+                calls::CallEstablishOptions::new().max_establish_time(Duration::from_secs(5)),
+            )
+            .unwrap();
+        net.run_for(Duration::from_secs(10));
+        let events = net.timed_call_events(A, call);
+        let plain: Vec<CallEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+        let mut want = vec![CallEvent::StateChanged {
+            previous: CallState::Idle,
+            state: CallState::Establishing,
+            reason: R::Establishing,
+        }];
+        if ring {
+            want.push(CallEvent::ProvisionalResponseReceived {
+                status: 180,
+                reason_phrase: "Ringing".into(),
+                headers: match &plain[1] {
+                    CallEvent::ProvisionalResponseReceived { headers, .. } => headers.clone(),
+                    other => panic!("{other:?}"),
+                },
+            });
+        }
+        want.extend([
+            CallEvent::StateChanged {
+                previous: CallState::Establishing,
+                state: CallState::Terminating,
+                reason: R::Timeout,
+            },
+            CallEvent::StateChanged {
+                previous: CallState::Terminating,
+                state: CallState::Terminated,
+                reason: R::Timeout,
+            },
+            CallEvent::EstablishCompleted {
+                result: Err(EstablishFailure::Timeout),
+            },
+        ]);
+        assert_eq!(plain, want, "ring {ring}");
+        assert_eq!(when(&events, CallState::Terminating), Duration::from_secs(5));
+        // Without a 180 the automatic 100 Trying is what allows the CANCEL.
+        let cancels = net.requests(A, Method::Cancel);
+        assert_eq!(cancels.len(), 1);
+        assert_eq!(cancels[0].0, Duration::from_secs(5));
+        let reason = header_values(&cancels[0].1.headers, "Reason");
+        assert_eq!(reason, ["SIP;cause=408;text=\"Establish timeout\""]);
+        assert_eq!(net.statuses(B, Method::Cancel), [200]);
+        let invite_statuses = net.statuses(B, Method::Invite);
+        assert_eq!(invite_statuses.last(), Some(&487), "{invite_statuses:?}");
+        let theirs = net.only_received(B).call;
+        assert_eq!(
+            states(&net.call_events(B, theirs)),
+            [
+                (CallState::Idle, CallState::Incoming, R::Incoming),
+                (CallState::Incoming, CallState::Terminated, R::RemoteCancelled),
+            ]
+        );
+        net.assert_quiet();
+    }
+}
+
+/// 4d. With the defaults and a callee that never answers, A's `establish_timeout`
+/// (120 s, armed first) comes before B's `unanswered_timeout` (120 s, armed one
+/// latency later): A cancels, and B sees the CANCEL rather than its own timeout.
+#[test]
+fn default_establish_timeout_comes_before_the_callees_unanswered_timeout() {
+    let (mut net, alice, _bob) = Net::pair();
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(125));
+    let events = net.timed_call_events(A, call);
+    assert_eq!(when(&events, CallState::Terminating), Duration::from_secs(120));
+    let plain: Vec<CallEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(establish_result(&plain), Err(EstablishFailure::Timeout));
+    let theirs = net.only_received(B).call;
+    assert_eq!(
+        states(&net.call_events(B, theirs)).last().unwrap().2,
+        R::RemoteCancelled
+    );
+    // B never sent its 480.
+    assert!(!net.statuses(B, Method::Invite).contains(&480));
+    net.assert_quiet();
+}

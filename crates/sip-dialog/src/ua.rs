@@ -1027,8 +1027,11 @@ impl UserAgent {
                 dialog.state = DialogState::Confirmed;
             }
             let body = Body::of(&ack.headers, &ack.body);
-            self.events
-                .push_back(Event::Established { session: id, body });
+            self.events.push_back(Event::Established {
+                session: id,
+                body,
+                response: None,
+            });
         }
         let _ = now;
     }
@@ -1413,8 +1416,11 @@ impl UserAgent {
             return false;
         }
         let body = Body::of(&response.headers, &response.body);
-        self.events
-            .push_back(Event::Established { session: id, body });
+        self.events.push_back(Event::Established {
+            session: id,
+            body,
+            response: Some(Box::new(response)),
+        });
         true
     }
 

@@ -79,9 +79,10 @@ pub fn plain_config(seed: u64) -> EngineConfig {
 
 impl Net {
     pub fn new() -> Net {
+        let start = Instant::now();
         Net {
-            start: Instant::now(),
-            now: Instant::now(),
+            start,
+            now: start,
             nodes: Vec::new(),
             in_flight: BTreeMap::new(),
             seq: 0,
