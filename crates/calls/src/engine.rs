@@ -1424,9 +1424,23 @@ impl Engine {
             Ok(split) => split,
             Err(problem) => return self.respond(now, &tx, Reply::new(400).with_reason(problem)),
         };
+        let retry_waiting = self.core.user_agent_ref().glare_pending(session);
         let Some(c) = self.calls.get_mut(&call) else {
             return self.respond(now, &tx, Reply::new(481));
         };
+        // Our re-offer got 491 and waits for its retry (RFC 3261 §14.1): it is no longer
+        // pending, so the peer's offer is not glare (§14.2 asks 491 only while our
+        // request has no final response). Answering 491 here would have both sides
+        // refuse each other's retries for ever. Ours is withdrawn, theirs answered, and
+        // the retry will carry a fresh offer made from the new state.
+        let reoffer = retry_waiting
+            && request.method != Method::Prack
+            && c.sdp.state() == SignalingState::HaveLocalOffer
+            && c.pending.is_some()
+            && split.sdp.is_some();
+        if reoffer {
+            c.sdp.rollback();
+        }
         let reply = match split.sdp {
             Some(sdp)
                 if c.sdp.state() == SignalingState::HaveLocalOffer
@@ -1464,6 +1478,34 @@ impl Engine {
         self.respond(now, &tx, reply);
         if ok {
             self.configuration_changed(call);
+        }
+        if reoffer {
+            self.renew_retry_offer(session, call);
+        }
+    }
+
+    /// Makes the offer of a pending hold, retrieve or re-offer again, from the session
+    /// as it is now, for the dialog layer's glare retry to carry.
+    fn renew_retry_offer(&mut self, session: SessionId, call: CallHandle) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some((_, direction)) = c.pending else {
+            return;
+        };
+        c.sdp.set_direction(direction);
+        match c.sdp.create_offer() {
+            Ok(offer) => {
+                if !self
+                    .core
+                    .user_agent()
+                    .set_retry_offer(session, Body::sdp(offer))
+                    && let Some(c) = self.calls.get_mut(&call)
+                {
+                    c.sdp.rollback();
+                }
+            }
+            Err(error) => tracing::debug!(%error, %call, "re-offer after glare not made"),
         }
     }
 

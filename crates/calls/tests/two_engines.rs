@@ -758,3 +758,685 @@ fn default_establish_timeout_comes_before_the_callees_unanswered_timeout() {
     assert!(!net.statuses(B, Method::Invite).contains(&480));
     net.assert_quiet();
 }
+
+fn im_established_events(caller: bool) -> Vec<CallEvent> {
+    if caller {
+        caller_establish_events()
+            .into_iter()
+            .map(|e| match e {
+                CallEvent::FlowConfigurationRequested { .. } => {
+                    CallEvent::FlowConfigurationRequested {
+                        kind: CallKind::InstantMessaging,
+                    }
+                }
+                other => other,
+            })
+            .collect()
+    } else {
+        callee_establish_events()
+            .into_iter()
+            .map(|e| match e {
+                CallEvent::FlowConfigurationRequested { .. } => {
+                    CallEvent::FlowConfigurationRequested {
+                        kind: CallKind::InstantMessaging,
+                    }
+                }
+                other => other,
+            })
+            .collect()
+    }
+}
+
+/// The messages received on a call: (content type, body).
+fn messages_received(events: &[CallEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::MessageReceived {
+                content_type, body, ..
+            } => Some((
+                content_type.clone(),
+                String::from_utf8_lossy(body).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deliveries(events: &[CallEvent]) -> Vec<(calls::MessageId, calls::DeliveryResult)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::MessageDelivered { id, result } => Some((*id, result.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Places an IM call from `caller` to `callee` (which accepts) with `settings` and a
+/// first message, and runs until it is up.
+fn im_call(
+    net: &mut Net,
+    caller: usize,
+    endpoint: EndpointHandle,
+    callee: usize,
+    settings: ConversationSettings,
+    first: Option<calls::InstantMessage>,
+) -> (CallHandle, CallHandle) {
+    net.set_app(callee, accept_all(CallAcceptOptions::new()));
+    let call = new_call_with(net, caller, endpoint, CallKind::InstantMessaging, settings);
+    let mut options = calls::CallEstablishOptions::new();
+    if let Some(first) = first {
+        options = options.first_message(first);
+    }
+    let now = net.now;
+    net.engine(caller)
+        .establish(now, call, target_of(callee), options)
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let theirs = net.only_received(callee).call;
+    assert_eq!(net.engine(caller).call_state(call), Some(CallState::Established));
+    assert_eq!(net.engine(callee).call_state(theirs), Some(CallState::Established));
+    (call, theirs)
+}
+
+/// 5a. An IM call each way: `m=message` with accept-types in the offer, the first
+/// message, subject and priority carried by the INVITE; text and HTML messages both
+/// ways with their delivery results; a type not negotiated refused before sending.
+#[test]
+fn im_call_both_ways_with_first_message_and_messages() {
+    for (caller, callee) in [(A, B), (B, A)] {
+        let (mut net, alice, bob) = Net::pair();
+        let endpoint = if caller == A { alice } else { bob };
+        let settings = ConversationSettings {
+            subject: Some("Invoice 4711".into()),
+            priority: calls::Priority::Urgent,
+            impersonation: None,
+        };
+        let first = calls::InstantMessage::text("hello, about the invoice");
+        let (ours, theirs) = im_call(
+            &mut net,
+            caller,
+            endpoint,
+            callee,
+            settings,
+            Some(first.clone()),
+        );
+        let case = format!("caller {caller}");
+
+        let received = net.only_received(callee);
+        assert_eq!(received.kind, CallKind::InstantMessaging, "{case}");
+        let offer = String::from_utf8(received.offer.clone().unwrap().to_vec()).unwrap();
+        assert!(offer.contains("m=message "), "{offer}");
+        assert!(!offer.contains("m=audio"), "{offer}");
+        assert!(
+            offer.contains("a=accept-types:text/plain text/html application/im-iscomposing+xml"),
+            "{offer}"
+        );
+        assert_eq!(received.first_message, Some(first), "{case}");
+        // The first message is not also a custom part.
+        assert!(received.custom_mime_parts.is_empty(), "{case}");
+        assert_eq!(received.subject.as_deref(), Some("Invoice 4711"));
+        assert_eq!(received.priority, calls::Priority::Urgent);
+        let invite = &net.requests(caller, Method::Invite)[0].1;
+        assert_eq!(header_values(&invite.headers, "Subject"), ["Invoice 4711"]);
+        assert_eq!(header_values(&invite.headers, "Priority"), ["urgent"]);
+
+        assert_eq!(
+            without_ok_headers(net.call_events(caller, ours)),
+            im_established_events(true),
+            "{case}"
+        );
+        assert_eq!(
+            net.call_events(callee, theirs),
+            im_established_events(false),
+            "{case}"
+        );
+        let accept = net.engine(caller).negotiated(ours).unwrap().message.clone();
+        assert_eq!(
+            accept.unwrap().accept_types,
+            ["text/plain", "text/html", "application/im-iscomposing+xml"]
+        );
+
+        // Plain text one way, HTML the other.
+        let now = net.now;
+        let sent_plain = net
+            .engine(caller)
+            .send_instant_message(
+                now,
+                ours,
+                calls::InstantMessage::text("how are you?"),
+                calls::MessageOptions::default(),
+            )
+            .unwrap();
+        let sent_html = net
+            .engine(callee)
+            .send_instant_message(
+                now,
+                theirs,
+                calls::InstantMessage::html("<b>fine</b>"),
+                calls::MessageOptions::default(),
+            )
+            .unwrap();
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(
+            messages_received(&net.call_events(callee, theirs)),
+            [("text/plain;charset=UTF-8".to_owned(), "how are you?".to_owned())]
+        );
+        assert_eq!(
+            messages_received(&net.call_events(caller, ours)),
+            [("text/html;charset=UTF-8".to_owned(), "<b>fine</b>".to_owned())]
+        );
+        assert_eq!(
+            deliveries(&net.call_events(caller, ours)),
+            [(sent_plain, calls::DeliveryResult::Delivered)]
+        );
+        assert_eq!(
+            deliveries(&net.call_events(callee, theirs)),
+            [(sent_html, calls::DeliveryResult::Delivered)]
+        );
+
+        // Not negotiated: refused here, nothing sent.
+        let messages_before = net.requests(caller, Method::Message).len();
+        let now = net.now;
+        let error = net
+            .engine(caller)
+            .send_instant_message(
+                now,
+                ours,
+                calls::InstantMessage {
+                    content_type: "application/json".into(),
+                    body: bytes::Bytes::from_static(b"{}"),
+                },
+                calls::MessageOptions::default(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&error, calls::CallError::ContentTypeNotAccepted { content_type } if content_type == "application/json"),
+            "{error:?}"
+        );
+        // Not a media type at all.
+        assert!(matches!(
+            net.engine(caller).send_instant_message(
+                now,
+                ours,
+                calls::InstantMessage {
+                    content_type: "plain text".into(),
+                    body: bytes::Bytes::from_static(b"x"),
+                },
+                calls::MessageOptions::default(),
+            ),
+            Err(calls::CallError::InvalidArgument { .. })
+        ));
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(net.requests(caller, Method::Message).len(), messages_before);
+
+        let now = net.now;
+        net.engine(callee)
+            .terminate(now, theirs, CallTerminateOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(net.engine(caller).call_state(ours), None);
+        net.assert_quiet();
+    }
+}
+
+fn composing_changes(events: &[(Duration, CallEvent)]) -> Vec<(Duration, bool)> {
+    events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            CallEvent::RemoteComposingChanged { composing } => Some((*at, *composing)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 5b. RFC 3994: composing shown at the peer, ended by the message itself (no idle
+/// indication sent: §3.2), or by `set_composing(false)` (idle sent); refreshed while it
+/// lasts, and timed out by the peer 120 s after the last refresh when the composer
+/// vanishes.
+#[test]
+fn im_composing_indications() {
+    let (mut net, alice, _bob) = Net::pair();
+    let (ours, theirs) = im_call(&mut net, A, alice, B, ConversationSettings::default(), None);
+    let messages = |net: &Net| net.requests(A, Method::Message).len();
+    let t0 = net.elapsed();
+
+    let now = net.now;
+    net.engine(A).set_composing(now, ours, true).unwrap();
+    // No change, no message.
+    net.engine(A).set_composing(now, ours, true).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(messages(&net), 1);
+    let now = net.now;
+    net.engine(A)
+        .send_instant_message(
+            now,
+            ours,
+            calls::InstantMessage::text("done typing"),
+            calls::MessageOptions::default(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    // The indication, then the message: no idle in between.
+    assert_eq!(messages(&net), 2);
+    let latency = net.latency;
+    let b_events: Vec<CallEvent> = net
+        .call_events(B, theirs)
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                CallEvent::RemoteComposingChanged { .. } | CallEvent::MessageReceived { .. }
+            )
+        })
+        .collect();
+    assert_eq!(b_events.len(), 3, "{b_events:?}");
+    assert_eq!(b_events[0], CallEvent::RemoteComposingChanged { composing: true });
+    assert_eq!(b_events[1], CallEvent::RemoteComposingChanged { composing: false });
+    assert!(matches!(&b_events[2], CallEvent::MessageReceived { body, .. } if &body[..] == b"done typing"));
+    // The indications are not reported as messages, nor their deliveries as results.
+    assert_eq!(messages_received(&net.call_events(B, theirs)).len(), 1);
+    assert_eq!(deliveries(&net.call_events(A, ours)).len(), 1);
+
+    // Composing, then stopped: an idle indication.
+    let now = net.now;
+    net.engine(A).set_composing(now, ours, true).unwrap();
+    net.run_for(Duration::from_secs(1));
+    let now = net.now;
+    net.engine(A).set_composing(now, ours, false).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(messages(&net), 4);
+    let changes: Vec<bool> = composing_changes(&net.timed_call_events(B, theirs))
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(changes, [true, false, true, false]);
+
+    // Composing for a long time: refreshed every 100 s, so B never times out.
+    let now = net.now;
+    let t_active = net.elapsed();
+    net.engine(A).set_composing(now, ours, true).unwrap();
+    net.run_for(Duration::from_secs(250));
+    let refreshes: Vec<Duration> = net
+        .requests(A, Method::Message)
+        .iter()
+        .skip(4)
+        .map(|(at, _)| *at - t_active)
+        .collect();
+    assert_eq!(
+        refreshes,
+        [Duration::ZERO, Duration::from_secs(100), Duration::from_secs(200)]
+    );
+    let changes = composing_changes(&net.timed_call_events(B, theirs));
+    assert_eq!(changes.len(), 5);
+    assert_eq!(changes[4], (t_active + latency, true));
+
+    // A vanishes from the network: B's indication times out 120 s after the last
+    // refresh arrived (RFC 3994 §4), with no message from anyone.
+    net.filter = Some(Box::new(|_, from, _| from.ip().to_string() != "127.0.0.1"));
+    net.run_for(Duration::from_secs(200));
+    let changes = composing_changes(&net.timed_call_events(B, theirs));
+    assert_eq!(changes.len(), 6, "{changes:?}");
+    assert_eq!(
+        changes[5],
+        (
+            t_active + Duration::from_secs(200) + latency + Duration::from_secs(120),
+            false
+        )
+    );
+    assert!(t0 < t_active);
+}
+
+/// 5c. An IM invitation nobody answers. B's `unanswered_timeout` (here 30 s, shorter
+/// than A's 120 s establish timeout) ends B's call with `Timeout` and a 480 (RFC 3398:
+/// "no answer from user (user alerted)" is 480). For A that 480 is a final answer, so
+/// its result is `Refused { 480 }` (EstablishFailure: `Timeout` is for no final answer
+/// at all). With the defaults (both 120 s) A's own timer comes first: A ends with
+/// `Timeout` and B with `RemoteCancelled`.
+#[test]
+fn im_invitation_never_answered() {
+    // B's timer first.
+    let mut b_config = plain_config(2);
+    b_config.unanswered_timeout = Duration::from_secs(30);
+    let (mut net, alice, _bob) = Net::pair_with(plain_config(1), b_config);
+    let call = new_call(&mut net, A, alice, CallKind::InstantMessaging);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(40));
+    let theirs = net.only_received(B).call;
+    let b_events = net.timed_call_events(B, theirs);
+    assert_eq!(
+        states(&b_events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>()),
+        [
+            (CallState::Idle, CallState::Incoming, R::Incoming),
+            (CallState::Incoming, CallState::Terminated, R::Timeout),
+        ]
+    );
+    assert_eq!(
+        when(&b_events, CallState::Terminated),
+        Duration::from_secs(30) + net.latency
+    );
+    assert_eq!(net.statuses(B, Method::Invite), [100, 480]);
+    let a_events = net.call_events(A, call);
+    assert_eq!(
+        states(&a_events).last().unwrap().2,
+        R::RemoteDeclined {
+            status: 480,
+            reason_phrase: "Temporarily Unavailable".into()
+        }
+    );
+    assert!(matches!(
+        establish_result(&a_events),
+        Err(EstablishFailure::Refused { status: 480, .. })
+    ));
+    net.assert_quiet();
+
+    // The defaults: A's timer first.
+    let (mut net, alice, _bob) = Net::pair();
+    let call = new_call(&mut net, A, alice, CallKind::InstantMessaging);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(125));
+    let a_events = net.timed_call_events(A, call);
+    assert_eq!(when(&a_events, CallState::Terminating), Duration::from_secs(120));
+    let plain: Vec<CallEvent> = a_events.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(
+        states(&plain).last().unwrap(),
+        &(CallState::Terminating, CallState::Terminated, R::Timeout)
+    );
+    assert_eq!(establish_result(&plain), Err(EstablishFailure::Timeout));
+    let theirs = net.only_received(B).call;
+    assert_eq!(
+        states(&net.call_events(B, theirs)).last().unwrap().2,
+        R::RemoteCancelled
+    );
+    net.assert_quiet();
+}
+
+fn configurations(events: &[CallEvent]) -> Vec<FlowConfiguration> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::FlowConfigurationChanged { configuration } => Some(configuration.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn operations(events: &[CallEvent]) -> Vec<(calls::Operation, Result<(), calls::OperationFailure>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::OperationCompleted { operation, result } => {
+                Some((*operation, result.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn directions(net: &Net, node: usize, call: CallHandle) -> (calls::Direction, calls::Direction) {
+    let audio = net.nodes[node]
+        .engine
+        .negotiated(call)
+        .unwrap()
+        .audio
+        .clone()
+        .unwrap();
+    (audio.local_direction, audio.remote_direction)
+}
+
+/// 6. Hold and retrieve by either side (RFC 3264 §8.4, RFC 6337 §5.3): the holder
+/// offers `sendonly` and the peer answers `recvonly`; each side reports the new
+/// configuration, the holder gets its operation's result; `retrieve` restores
+/// `sendrecv`. An `inactive` hold is answered `inactive`.
+#[test]
+fn hold_and_retrieve_by_either_side() {
+    use calls::Direction::{Inactive, RecvOnly, SendOnly, SendRecv};
+    use calls::Operation::{Hold, Retrieve};
+    for holder in [A, B] {
+        let (mut net, alice, _bob) = Net::pair();
+        let (a_call, b_call) = av_call(&mut net, A, alice, B);
+        let (call, peer, peer_call) = if holder == A {
+            (a_call, B, b_call)
+        } else {
+            (b_call, A, a_call)
+        };
+        let count_before = (
+            net.call_events(holder, call).len(),
+            net.call_events(peer, peer_call).len(),
+        );
+        let now = net.now;
+        net.engine(holder)
+            .hold(now, call, calls::HoldType::SendOnly)
+            .unwrap();
+        // One re-INVITE at a time (RFC 3261 §14.1).
+        assert!(matches!(
+            net.engine(holder).hold(now, call, calls::HoldType::Inactive),
+            Err(calls::CallError::OperationPending { operation: Hold })
+        ));
+        assert!(matches!(
+            net.engine(holder).retrieve(now, call),
+            Err(calls::CallError::OperationPending { operation: Hold })
+        ));
+        net.run_for(Duration::from_secs(1));
+
+        let holder_new: Vec<CallEvent> =
+            net.call_events(holder, call)[count_before.0..].to_vec();
+        let peer_new: Vec<CallEvent> =
+            net.call_events(peer, peer_call)[count_before.1..].to_vec();
+        assert_eq!(operations(&holder_new), [(Hold, Ok(()))], "holder {holder}");
+        let mine = configurations(&holder_new);
+        assert_eq!(mine.len(), 1, "{holder_new:?}");
+        assert_eq!(
+            (mine[0].local_direction, mine[0].remote_direction),
+            (SendOnly, RecvOnly)
+        );
+        // The result comes before the configuration it produced.
+        assert!(matches!(holder_new[0], CallEvent::OperationCompleted { .. }));
+        let theirs = configurations(&peer_new);
+        assert_eq!(theirs.len(), 1, "{peer_new:?}");
+        assert_eq!(
+            (theirs[0].local_direction, theirs[0].remote_direction),
+            (RecvOnly, SendOnly)
+        );
+        assert_eq!(theirs[0].codec.as_deref(), Some("PCMU/8000"));
+        assert_eq!(directions(&net, holder, call), (SendOnly, RecvOnly));
+        assert_eq!(directions(&net, peer, peer_call), (RecvOnly, SendOnly));
+        // The peer has no operation of its own to report, and both stay up.
+        assert!(operations(&peer_new).is_empty());
+        assert_eq!(
+            net.engine(peer).call_state(peer_call),
+            Some(CallState::Established)
+        );
+        let reinvites = net.requests(holder, Method::Invite);
+        assert_eq!(reinvites.len(), 1 + usize::from(holder == A));
+        let offer = String::from_utf8_lossy(&reinvites.last().unwrap().1.body).into_owned();
+        assert!(offer.contains("a=sendonly"), "{offer}");
+
+        // Retrieve.
+        let now = net.now;
+        net.engine(holder).retrieve(now, call).unwrap();
+        net.run_for(Duration::from_secs(1));
+        let holder_ops = operations(&net.call_events(holder, call));
+        assert_eq!(holder_ops, [(Hold, Ok(())), (Retrieve, Ok(()))]);
+        assert_eq!(directions(&net, holder, call), (SendRecv, SendRecv));
+        assert_eq!(directions(&net, peer, peer_call), (SendRecv, SendRecv));
+        let last = configurations(&net.call_events(peer, peer_call));
+        assert_eq!(last.len(), 2);
+        assert_eq!(
+            (last[1].local_direction, last[1].remote_direction),
+            (SendRecv, SendRecv)
+        );
+
+        // An inactive hold, then retrieve.
+        let now = net.now;
+        net.engine(holder)
+            .hold(now, call, calls::HoldType::Inactive)
+            .unwrap();
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(directions(&net, holder, call), (Inactive, Inactive));
+        assert_eq!(directions(&net, peer, peer_call), (Inactive, Inactive));
+        let now = net.now;
+        net.engine(holder).retrieve(now, call).unwrap();
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(directions(&net, holder, call), (SendRecv, SendRecv));
+        assert_eq!(directions(&net, peer, peer_call), (SendRecv, SendRecv));
+        assert_eq!(
+            operations(&net.call_events(holder, call)).len(),
+            4,
+            "every operation reported once"
+        );
+
+        let now = net.now;
+        net.engine(peer)
+            .terminate(now, peer_call, CallTerminateOptions::new())
+            .unwrap();
+        net.assert_quiet();
+    }
+}
+
+/// 6b. A holds, then B holds too: B offers `sendonly`, and A, which itself only
+/// sends, answers `inactive` (RFC 3264 §6.1: the answer's direction is within both
+/// wishes). Neither side sends any more; after both retrieve, `sendrecv` again.
+#[test]
+fn hold_while_held() {
+    use calls::Direction::{Inactive, RecvOnly, SendOnly, SendRecv};
+    let (mut net, alice, _bob) = Net::pair();
+    let (a_call, b_call) = av_call(&mut net, A, alice, B);
+    let now = net.now;
+    net.engine(A)
+        .hold(now, a_call, calls::HoldType::SendOnly)
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(directions(&net, A, a_call), (SendOnly, RecvOnly));
+    let now = net.now;
+    net.engine(B)
+        .hold(now, b_call, calls::HoldType::SendOnly)
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(
+        operations(&net.call_events(B, b_call)),
+        [(calls::Operation::Hold, Ok(()))]
+    );
+    // Neither side sends now.
+    assert_eq!(directions(&net, A, a_call), (Inactive, SendOnly));
+    assert_eq!(directions(&net, B, b_call), (SendOnly, Inactive));
+    let a_seen = configurations(&net.call_events(A, a_call));
+    assert_eq!(
+        a_seen
+            .iter()
+            .map(|c| (c.local_direction, c.remote_direction))
+            .collect::<Vec<_>>(),
+        [(SendOnly, RecvOnly), (Inactive, SendOnly)]
+    );
+
+    // Both retrieve.
+    let now = net.now;
+    net.engine(A).retrieve(now, a_call).unwrap();
+    net.run_for(Duration::from_secs(1));
+    let now = net.now;
+    net.engine(B).retrieve(now, b_call).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(directions(&net, A, a_call), (SendRecv, SendRecv));
+    assert_eq!(directions(&net, B, b_call), (SendRecv, SendRecv));
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, a_call, CallTerminateOptions::new())
+        .unwrap();
+    net.assert_quiet();
+}
+
+/// 6c. Hold is an AV operation; an IM call refuses it without sending anything.
+#[test]
+fn hold_on_an_im_call_is_the_wrong_call_type() {
+    let (mut net, alice, _bob) = Net::pair();
+    let (ours, _theirs) = im_call(&mut net, A, alice, B, ConversationSettings::default(), None);
+    let invites = net.requests(A, Method::Invite).len();
+    let now = net.now;
+    for result in [
+        net.engine(A).hold(now, ours, calls::HoldType::SendOnly),
+        net.engine(A).retrieve(now, ours),
+        net.engine(A).apply_changes(now, ours, None),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(calls::CallError::WrongCallType {
+                    kind: CallKind::InstantMessaging,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.requests(A, Method::Invite).len(), invites);
+    assert_eq!(net.engine(A).call_state(ours), Some(CallState::Established));
+}
+
+/// 6d. Glare: both hold at the same instant. Each re-INVITE meets the other's and
+/// gets 491; each side retries after its back-off (RFC 3261 §14.1: the Call-ID's
+/// owner A after 2.1–4 s, B after 0–2 s), so B's hold goes through first, then A's.
+/// Both operations complete and neither side sends any more.
+#[test]
+fn simultaneous_holds_resolve_after_491() {
+    use calls::Direction::{Inactive, SendOnly, SendRecv};
+    let (mut net, alice, _bob) = Net::pair();
+    let (a_call, b_call) = av_call(&mut net, A, alice, B);
+    let now = net.now;
+    net.engine(A)
+        .hold(now, a_call, calls::HoldType::SendOnly)
+        .unwrap();
+    net.engine(B)
+        .hold(now, b_call, calls::HoldType::SendOnly)
+        .unwrap();
+    net.run_for(Duration::from_secs(10));
+    let wire = trace(&net);
+    assert!(net.statuses(A, Method::Invite).contains(&491), "{wire}");
+    assert!(net.statuses(B, Method::Invite).contains(&491));
+    assert_eq!(
+        operations(&net.call_events(A, a_call)),
+        [(calls::Operation::Hold, Ok(()))],
+        "{wire}"
+    );
+    assert_eq!(
+        operations(&net.call_events(B, b_call)),
+        [(calls::Operation::Hold, Ok(()))],
+        "{wire}"
+    );
+    // Exactly one 491 each way, then B's retry (shorter back-off) and A's.
+    assert_eq!(net.statuses(A, Method::Invite), [100, 491, 100, 200], "{wire}");
+    assert_eq!(net.statuses(B, Method::Invite), [100, 200, 100, 491, 100, 200], "{wire}");
+    // B's retry found A holding: A answered `inactive`; A's retry, made afresh after
+    // that answer, offered `sendonly` (a new o= version), answered `inactive` by B.
+    assert_eq!(directions(&net, A, a_call), (SendOnly, Inactive));
+    assert_eq!(directions(&net, B, b_call), (Inactive, SendOnly));
+    let a_invites = net.requests(A, Method::Invite);
+    assert_eq!(a_invites.len(), 3, "{wire}");
+    let first_offer = String::from_utf8_lossy(&a_invites[1].1.body).into_owned();
+    let retry_offer = String::from_utf8_lossy(&a_invites[2].1.body).into_owned();
+    let origin = |sdp: &str| sdp.lines().find(|l| l.starts_with("o=")).unwrap().to_owned();
+    assert_ne!(origin(&first_offer), origin(&retry_offer));
+    assert!(retry_offer.contains("a=sendonly"), "{retry_offer}");
+    assert_eq!(net.engine(A).call_state(a_call), Some(CallState::Established));
+    // Both retrieve: media both ways again.
+    let now = net.now;
+    net.engine(A).retrieve(now, a_call).unwrap();
+    net.engine(B).retrieve(now, b_call).unwrap();
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(directions(&net, A, a_call), (SendRecv, SendRecv), "{}", trace(&net));
+    assert_eq!(directions(&net, B, b_call), (SendRecv, SendRecv));
+    assert_eq!(operations(&net.call_events(A, a_call)).len(), 2);
+    assert_eq!(operations(&net.call_events(B, b_call)).len(), 2);
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, a_call, CallTerminateOptions::new())
+        .unwrap();
+    net.assert_quiet();
+}

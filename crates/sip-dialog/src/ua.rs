@@ -610,6 +610,28 @@ impl UserAgent {
         self.sessions.get(&id).map(|s| &s.call_id)
     }
 
+    /// Whether our re-INVITE or UPDATE got 491 and waits for its retry (RFC 3261
+    /// §14.1). Meanwhile our offer is not pending: a peer's offer is not glare (§14.2)
+    /// and reaches the application as [`Event::Modify`].
+    pub fn glare_pending(&self, id: SessionId) -> bool {
+        self.sessions.get(&id).is_some_and(|s| s.glare.is_some())
+    }
+
+    /// Replaces the offer that our re-INVITE or UPDATE waiting for its glare retry
+    /// will carry. §14.1 retries "if it still desires for that session modification to
+    /// take place": when the peer's own offer was answered in the meantime, the old
+    /// offer no longer fits the session, and the application offers afresh. Returns
+    /// whether a retry was waiting.
+    pub fn set_retry_offer(&mut self, id: SessionId, body: Body) -> bool {
+        match self.sessions.get_mut(&id).and_then(|s| s.glare.as_mut()) {
+            Some((_, outgoing)) => {
+                outgoing.body = Some(body);
+                true
+            }
+            None => false,
+        }
+    }
+
     // ---- input
 
     fn drop_input(&mut self, remote: SocketAddr, reason: &str) {

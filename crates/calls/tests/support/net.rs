@@ -438,3 +438,32 @@ pub fn header_values(headers: &sip_message::Headers, name: &str) -> Vec<String> 
         .map(|h| String::from_utf8_lossy(&h.value).into_owned())
         .collect()
 }
+
+/// A one-line summary of every message on the wire, by time, for failure messages.
+pub fn trace(net: &Net) -> String {
+    let mut all: Vec<(Duration, usize, String)> = Vec::new();
+    for (i, node) in net.nodes.iter().enumerate() {
+        for (at, m) in &node.sent {
+            let line = match m {
+                Message::Request(r) => format!(
+                    "{} {}",
+                    r.method,
+                    r.headers.cseq().map(|c| c.seq).unwrap_or_default()
+                ),
+                Message::Response(r) => format!(
+                    "{} ({})",
+                    r.status,
+                    r.headers
+                        .cseq()
+                        .map(|c| format!("{} {}", c.seq, c.method))
+                        .unwrap_or_default()
+                ),
+            };
+            all.push((*at, i, line));
+        }
+    }
+    all.sort_by_key(|(at, i, _)| (*at, *i));
+    all.iter()
+        .map(|(at, i, l)| format!("{:>10.3}s node {i}: {l}\n", at.as_secs_f64()))
+        .collect()
+}
