@@ -1440,3 +1440,544 @@ fn simultaneous_holds_resolve_after_491() {
         .unwrap();
     net.assert_quiet();
 }
+
+fn invalid_state(result: Result<(), calls::CallError>, op: calls::Operation, st: CallState) {
+    match result {
+        Err(calls::CallError::InvalidState { operation, state }) => {
+            assert_eq!((operation, state), (op, st));
+        }
+        other => panic!("{op} in {st}: {other:?}"),
+    }
+}
+
+/// 7. Every operation asked in a state that does not permit it is refused with
+/// `InvalidState` (or `WrongCallType`, `NoSuchCall`...), sends nothing and changes
+/// nothing; nothing panics.
+#[test]
+fn illegal_operations_are_refused() {
+    use calls::Operation as O;
+    let (mut net, alice, _bob) = Net::pair();
+    let text = || calls::InstantMessage::text("hi");
+    let msg = calls::MessageOptions::default;
+
+    // Idle outgoing AV call.
+    let av = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    let e = net.engine(A);
+    invalid_state(e.accept(now, av, CallAcceptOptions::new()), O::Accept, CallState::Idle);
+    invalid_state(e.decline(now, av, calls::CallDeclineOptions::new(486)), O::Decline, CallState::Idle);
+    invalid_state(
+        e.forward(now, av, "sip:carol@127.0.0.3", calls::CallForwardOptions::new()),
+        O::Forward,
+        CallState::Idle,
+    );
+    invalid_state(
+        e.send_provisional(now, av, calls::CallProvisionalResponseOptions::new(180)),
+        O::SendProvisional,
+        CallState::Idle,
+    );
+    invalid_state(e.hold(now, av, calls::HoldType::SendOnly), O::Hold, CallState::Idle);
+    invalid_state(e.retrieve(now, av), O::Retrieve, CallState::Idle);
+    invalid_state(e.set_composing(now, av, true), O::SetComposing, CallState::Idle);
+    invalid_state(
+        e.send_instant_message(now, av, text(), msg()).map(|_| ()),
+        O::SendMessage,
+        CallState::Idle,
+    );
+    // Bad targets and a first message on an AV call: refused, still Idle.
+    for target in ["not a uri", "tel:+15551234", "sip:bob@example.com"] {
+        let result = e.establish(now, av, target, calls::CallEstablishOptions::new());
+        assert!(
+            matches!(
+                result,
+                Err(calls::CallError::InvalidArgument { .. } | calls::CallError::Unroutable { .. })
+            ),
+            "{target}: {result:?}"
+        );
+    }
+    assert!(matches!(
+        e.establish(
+            now,
+            av,
+            BOB,
+            calls::CallEstablishOptions::new().first_message(text())
+        ),
+        Err(calls::CallError::WrongCallType { .. })
+    ));
+    assert_eq!(e.call_state(av), Some(CallState::Idle));
+    net.run_for(Duration::from_secs(1));
+    assert!(net.nodes[A].sent.is_empty());
+    assert!(net.call_events(A, av).is_empty());
+
+    // Establishing: a second establish, an accept, messages.
+    let im = new_call(&mut net, A, alice, CallKind::InstantMessaging);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, im, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    let e = net.engine(A);
+    invalid_state(
+        e.establish(now, im, BOB, calls::CallEstablishOptions::new()),
+        O::Establish,
+        CallState::Establishing,
+    );
+    invalid_state(e.accept(now, im, CallAcceptOptions::new()), O::Accept, CallState::Establishing);
+    invalid_state(
+        e.send_instant_message(now, im, text(), msg()).map(|_| ()),
+        O::SendMessage,
+        CallState::Establishing,
+    );
+    invalid_state(e.set_composing(now, im, true), O::SetComposing, CallState::Establishing);
+    net.run_for(Duration::from_millis(100));
+
+    // B's side while Incoming: nothing but answering it.
+    let theirs = net.only_received(B).call;
+    let now = net.now;
+    let b = net.engine(B);
+    invalid_state(
+        b.establish(now, theirs, ALICE, calls::CallEstablishOptions::new()),
+        O::Establish,
+        CallState::Incoming,
+    );
+    invalid_state(
+        b.send_instant_message(now, theirs, text(), msg()).map(|_| ()),
+        O::SendMessage,
+        CallState::Incoming,
+    );
+    invalid_state(b.hold(now, theirs, calls::HoldType::SendOnly), O::Hold, CallState::Incoming);
+    b.accept(now, theirs, CallAcceptOptions::new()).unwrap();
+    invalid_state(
+        b.accept(now, theirs, CallAcceptOptions::new()),
+        O::Accept,
+        CallState::Establishing,
+    );
+    net.run_for(Duration::from_secs(1));
+
+    // Established IM call: no answering again, no AV operations, no composing on AV.
+    let now = net.now;
+    let e = net.engine(A);
+    assert_eq!(e.call_state(im), Some(CallState::Established));
+    invalid_state(e.accept(now, im, CallAcceptOptions::new()), O::Accept, CallState::Established);
+    invalid_state(
+        e.decline(now, im, calls::CallDeclineOptions::new(486)),
+        O::Decline,
+        CallState::Established,
+    );
+    invalid_state(
+        e.establish(now, im, BOB, calls::CallEstablishOptions::new()),
+        O::Establish,
+        CallState::Established,
+    );
+    assert!(matches!(
+        e.hold(now, im, calls::HoldType::SendOnly),
+        Err(calls::CallError::WrongCallType { .. })
+    ));
+
+    // Terminate: once, then it is a no-op, then the call is gone.
+    e.terminate(now, im, CallTerminateOptions::new()).unwrap();
+    net.run_for(Duration::from_secs(1));
+    let now = net.now;
+    let e = net.engine(A);
+    assert_eq!(e.call_state(im), None);
+    assert!(matches!(
+        e.terminate(now, im, CallTerminateOptions::new()),
+        Err(calls::CallError::NoSuchCall(_))
+    ));
+    assert!(matches!(
+        e.send_instant_message(now, im, text(), msg()),
+        Err(calls::CallError::NoSuchCall(_))
+    ));
+    // Terminating an Idle call ends it without a word on the wire.
+    let sent = net.nodes[A].sent.len();
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, av, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.nodes[A].sent.len(), sent);
+    assert_eq!(
+        net.call_events(A, av),
+        [CallEvent::StateChanged {
+            previous: CallState::Idle,
+            state: CallState::Terminated,
+            reason: R::LocalTerminated
+        }]
+    );
+    assert_eq!(net.engine(A).call_state(av), None);
+
+    // Unknown handles.
+    let ghost_call = {
+        let c = new_call(&mut net, A, alice, CallKind::AudioVideo);
+        let now = net.now;
+        net.engine(A)
+            .terminate(now, c, CallTerminateOptions::new())
+            .unwrap();
+        c
+    };
+    let now = net.now;
+    let e = net.engine(A);
+    assert!(matches!(
+        e.accept(now, ghost_call, CallAcceptOptions::new()),
+        Err(calls::CallError::NoSuchCall(_))
+    ));
+    e.remove_endpoint(alice);
+    assert!(matches!(
+        e.new_conversation(alice, ConversationSettings::default()),
+        Err(calls::CallError::NoSuchEndpoint(_))
+    ));
+    net.assert_quiet();
+}
+
+/// 7b. Terminate in each early state: an incoming call gets 480 (the caller sees a
+/// refusal), an outgoing one is CANCELled (the caller's result is `Cancelled`, the
+/// callee's reason `RemoteCancelled`).
+#[test]
+fn terminate_before_the_answer() {
+    // The callee ends its incoming call.
+    let (mut net, alice, _bob) = Net::pair();
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_millis(100));
+    let theirs = net.only_received(B).call;
+    let now = net.now;
+    net.engine(B)
+        .terminate(now, theirs, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.statuses(B, Method::Invite), [100, 480]);
+    assert_eq!(
+        states(&net.call_events(B, theirs)),
+        [
+            (CallState::Idle, CallState::Incoming, R::Incoming),
+            (CallState::Incoming, CallState::Terminated, R::LocalTerminated),
+        ]
+    );
+    assert!(matches!(
+        establish_result(&net.call_events(A, call)),
+        Err(EstablishFailure::Refused { status: 480, .. })
+    ));
+    net.assert_quiet();
+
+    // The caller gives up before the answer (after B's 180).
+    let (mut net, alice, _bob) = Net::pair();
+    net.set_app(
+        B,
+        refuse_all(|engine, now, call| {
+            engine
+                .send_provisional(now, call, calls::CallProvisionalResponseOptions::new(180))
+                .unwrap();
+        }),
+    );
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_millis(100));
+    let now = net.now;
+    let mut options = CallTerminateOptions::new();
+    options.reason = Some("SIP;cause=487;text=\"Caller gave up\"".into());
+    net.engine(A).terminate(now, call, options).unwrap();
+    net.run_for(Duration::from_secs(1));
+    let cancels = net.requests(A, Method::Cancel);
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(
+        header_values(&cancels[0].1.headers, "Reason"),
+        ["SIP;cause=487;text=\"Caller gave up\""]
+    );
+    let events = net.call_events(A, call);
+    assert_eq!(
+        states(&events),
+        [
+            (CallState::Idle, CallState::Establishing, R::Establishing),
+            (CallState::Establishing, CallState::Terminating, R::LocalTerminated),
+            (CallState::Terminating, CallState::Terminated, R::LocalTerminated),
+        ]
+    );
+    let failure = establish_result(&events).unwrap_err();
+    assert_eq!(failure, EstablishFailure::Cancelled);
+    assert!(!failure.is_refusal());
+    let theirs = net.only_received(B).call;
+    assert_eq!(
+        states(&net.call_events(B, theirs)).last().unwrap().2,
+        R::RemoteCancelled
+    );
+    net.assert_quiet();
+}
+
+/// A small deterministic generator for the random walks.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Every call handle `node` has seen (its own and the incoming ones).
+fn known_calls(net: &Net, node: usize) -> Vec<CallHandle> {
+    let mut calls: Vec<CallHandle> = Vec::new();
+    for (_, event) in &net.nodes[node].log {
+        let call = match event {
+            calls::Event::Call { call, .. } => *call,
+            calls::Event::Endpoint {
+                event: calls::EndpointEvent::CallReceived(r),
+                ..
+            } => r.call,
+            _ => continue,
+        };
+        if !calls.contains(&call) {
+            calls.push(call);
+        }
+    }
+    calls
+}
+
+/// The invariants of one call's events: each state change starts where the last one
+/// ended, nothing follows `Terminated`, at most one establish result, and the flow
+/// is requested before it goes active.
+fn check_call_invariants(events: &[CallEvent], what: &str) {
+    let mut state: Option<CallState> = None;
+    let mut results = 0;
+    let mut flow_requested = false;
+    let mut flow_state = MediaFlowState::Idle;
+    for (i, event) in events.iter().enumerate() {
+        // After Terminated only the establish result may come (it follows the
+        // state change that ended the attempt).
+        assert!(
+            state != Some(CallState::Terminated)
+                || matches!(event, CallEvent::EstablishCompleted { .. }),
+            "{what}: {event:?} after Terminated: {events:?}"
+        );
+        match event {
+            CallEvent::StateChanged {
+                previous, state: s, ..
+            } => {
+                if let Some(current) = state {
+                    assert_eq!(*previous, current, "{what}: event {i}: {events:?}");
+                }
+                assert!(calls::state::may_transition(*previous, *s), "{what}: {event:?}");
+                state = Some(*s);
+            }
+            CallEvent::EstablishCompleted { .. } => results += 1,
+            CallEvent::FlowConfigurationRequested { .. } => {
+                assert!(!flow_requested, "{what}: requested twice: {events:?}");
+                flow_requested = true;
+            }
+            CallEvent::FlowStateChanged { previous, state: s } => {
+                assert!(flow_requested, "{what}: flow without request: {events:?}");
+                assert_eq!(*previous, flow_state, "{what}: {events:?}");
+                flow_state = *s;
+            }
+            _ => {}
+        }
+    }
+    assert!(results <= 1, "{what}: {results} establish results: {events:?}");
+}
+
+/// 7c. Random walks: both applications issue random commands (legal or not) at random
+/// times on every call they know, over a clean or lossy network. Nothing panics, every
+/// call's events keep the invariants, and once everything is ended both engines come
+/// back to nothing.
+#[test]
+fn random_operations_never_break_the_engines() {
+    use calls::{CallDeclineOptions, CallEstablishOptions, HoldType, InstantMessage, MessageOptions};
+    let (mut established, mut operations_ok, mut messages) = (0, 0, 0);
+    for seed in 1..=24u64 {
+        let (mut net, alice, bob) = Net::pair();
+        net.reseed(seed);
+        if seed % 3 == 0 {
+            net.loss_percent = 15;
+        }
+        let mut rng = Rng(seed);
+        let endpoints = [alice, bob];
+        for _ in 0..150 {
+            let node = rng.below(2);
+            let other = 1 - node;
+            // Mostly live calls, sometimes any call ever seen (gone ones included).
+            let mut known = known_calls(&net, node);
+            if rng.below(5) != 0 {
+                known.retain(|c| net.nodes[node].engine.call_state(*c).is_some());
+            }
+            let pick = |rng: &mut Rng| -> Option<CallHandle> {
+                (!known.is_empty()).then(|| known[rng.below(known.len())])
+            };
+            let now = net.now;
+            let action = rng.below(14);
+            let e = net.engine(node);
+            let _ = match action {
+                0 | 1 => {
+                    let kind = if action == 0 {
+                        CallKind::AudioVideo
+                    } else {
+                        CallKind::InstantMessaging
+                    };
+                    let conversation = e
+                        .new_conversation(endpoints[node], ConversationSettings::default())
+                        .unwrap();
+                    let call = e.new_call(conversation, kind).unwrap();
+                    let target = if rng.below(8) == 0 { NOBODY } else { target_of(other) };
+                    e.establish(now, call, target, CallEstablishOptions::new())
+                }
+                2 => match pick(&mut rng) {
+                    Some(c) => e.accept(now, c, CallAcceptOptions::new()),
+                    None => Ok(()),
+                },
+                3 => match pick(&mut rng) {
+                    Some(c) => e.decline(now, c, CallDeclineOptions::new(486)),
+                    None => Ok(()),
+                },
+                4 => match pick(&mut rng) {
+                    Some(c) => e.forward(now, c, NOBODY, calls::CallForwardOptions::new()),
+                    None => Ok(()),
+                },
+                5 => match pick(&mut rng) {
+                    Some(c) => e.send_provisional(now, c, calls::CallProvisionalResponseOptions::new(180)),
+                    None => Ok(()),
+                },
+                6 => match pick(&mut rng) {
+                    Some(c) => e.terminate(now, c, CallTerminateOptions::new()),
+                    None => Ok(()),
+                },
+                7 => match pick(&mut rng) {
+                    Some(c) => e.hold(now, c, HoldType::SendOnly),
+                    None => Ok(()),
+                },
+                8 => match pick(&mut rng) {
+                    Some(c) => e.retrieve(now, c),
+                    None => Ok(()),
+                },
+                9 => match pick(&mut rng) {
+                    Some(c) => e
+                        .send_instant_message(now, c, InstantMessage::text("x"), MessageOptions::default())
+                        .map(|_| ()),
+                    None => Ok(()),
+                },
+                10 => match pick(&mut rng) {
+                    Some(c) => e.set_composing(now, c, rng.below(2) == 0),
+                    None => Ok(()),
+                },
+                11 => e
+                    .send_page_message(
+                        now,
+                        endpoints[node],
+                        target_of(other),
+                        InstantMessage::text("page"),
+                        MessageOptions::default(),
+                    )
+                    .map(|_| ()),
+                12 => match pick(&mut rng) {
+                    Some(c) => e.hold(now, c, HoldType::Inactive),
+                    None => Ok(()),
+                },
+                _ => match pick(&mut rng) {
+                    Some(c) => e.apply_changes(now, c, None),
+                    None => Ok(()),
+                },
+            };
+            let wait = Duration::from_millis(rng.next() % 3000);
+            net.run_for(wait);
+        }
+        // End everything still alive, let it all finish.
+        for _ in 0..3 {
+            for node in [A, B] {
+                for call in known_calls(&net, node) {
+                    let now = net.now;
+                    let _ = net.engine(node).terminate(now, call, CallTerminateOptions::new());
+                }
+            }
+            net.run_for(Duration::from_secs(40));
+        }
+        for node in [A, B] {
+            for call in known_calls(&net, node) {
+                let events = net.call_events(node, call);
+                check_call_invariants(&events, &format!("seed {seed} node {node} {call}"));
+                assert_eq!(
+                    net.engine(node).call_state(call),
+                    None,
+                    "seed {seed} node {node} {call}: {events:?}"
+                );
+            }
+        }
+        for node in [A, B] {
+            for (_, event) in &net.nodes[node].log {
+                match event {
+                    calls::Event::Call {
+                        event: CallEvent::StateChanged {
+                            state: CallState::Established,
+                            ..
+                        },
+                        ..
+                    } => established += 1,
+                    calls::Event::Call {
+                        event: CallEvent::OperationCompleted { result: Ok(()), .. },
+                        ..
+                    } => operations_ok += 1,
+                    calls::Event::Call {
+                        event: CallEvent::MessageReceived { .. },
+                        ..
+                    } => messages += 1,
+                    _ => {}
+                }
+            }
+        }
+        net.assert_quiet();
+    }
+    // The walks did reach the interesting states.
+    eprintln!("{established} established, {operations_ok} re-offers, {messages} messages");
+    assert!(established >= 40, "{established}");
+    assert!(operations_ok >= 10, "{operations_ok}");
+    assert!(messages >= 5, "{messages}");
+}
+
+/// 7d. Regression (found by the random walks): B's re-INVITE gets A's 100 but every
+/// 200 is lost, and B hangs up. A, which got the BYE, stops retransmitting its 200,
+/// so B's INVITE client transaction, in Proceeding, has no timer left (RFC 3261
+/// §17.1.1.2) and no final response coming. Ending the session must abandon it, not
+/// leave it in the table for ever. The hold reports `CallEnded`.
+#[test]
+fn hangup_during_an_unanswered_reinvite_leaves_nothing() {
+    let (mut net, alice, _bob) = Net::pair();
+    let (a_call, b_call) = av_call(&mut net, A, alice, B);
+    // Lose A's 2xx to B's re-INVITE (the INVITE with CSeq 1 from B's side).
+    net.filter = Some(Box::new(|message, from, _| {
+        !(from.ip().to_string() == "127.0.0.1"
+            && matches!(message, sip_message::Message::Response(r)
+                if r.status == 200 && r.headers.cseq().is_ok_and(|c| c.method == Method::Invite)))
+    }));
+    let now = net.now;
+    net.engine(B)
+        .hold(now, b_call, calls::HoldType::SendOnly)
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    // A answered (100, 200 and its retransmissions), none of the 200s arrived.
+    let answered = net.statuses(A, Method::Invite);
+    assert_eq!(answered[..2], [100, 200]);
+    assert!(answered.len() > 2, "{answered:?}");
+    assert_eq!(net.requests(B, Method::Ack).len(), 0);
+    let now = net.now;
+    net.engine(B)
+        .terminate(now, b_call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(
+        operations(&net.call_events(B, b_call)),
+        [(
+            calls::Operation::Hold,
+            Err(calls::OperationFailure::CallEnded)
+        )]
+    );
+    assert_eq!(net.engine(A).call_state(a_call), None);
+    net.assert_quiet();
+}

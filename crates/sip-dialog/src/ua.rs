@@ -2442,6 +2442,14 @@ impl UserAgent {
             }
         }
         session.theirs = None;
+        // §17.1.1.2: an INVITE client transaction in Proceeding has no timer of its
+        // own, and a peer that got our BYE (or sent its own) may never send the final
+        // response of our re-INVITE: abandoned with the session, not left for ever.
+        if let Some(ours) = session.ours.take()
+            && ours.method == Method::Invite
+        {
+            let _ = self.transactions.terminate(now, &ours.tx);
+        }
         self.events.push_back(Event::Terminated {
             session: id,
             termination: Termination {
