@@ -1981,3 +1981,321 @@ fn hangup_during_an_unanswered_reinvite_leaves_nothing() {
     assert_eq!(net.engine(A).call_state(a_call), None);
     net.assert_quiet();
 }
+
+fn pages_received(net: &Net, node: usize) -> Vec<calls::PageMessage> {
+    net.endpoint_events(node)
+        .into_iter()
+        .filter_map(|e| match e {
+            calls::EndpointEvent::MessageReceived(m) => Some(*m),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pages_delivered(net: &Net, node: usize) -> Vec<(calls::MessageId, calls::DeliveryResult)> {
+    net.endpoint_events(node)
+        .into_iter()
+        .filter_map(|e| match e {
+            calls::EndpointEvent::MessageDelivered { id, result } => Some((id, result)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 8a. Page-mode MESSAGE (RFC 3428) both ways: the peer's endpoint gets the message
+/// with its headers and source, the sender its delivery result; a user nobody owns
+/// gets 404, an address nobody answers 408 after Timer F.
+#[test]
+fn page_messages_both_ways() {
+    let (mut net, alice, bob) = Net::pair();
+    let now = net.now;
+    let mut options = calls::MessageOptions::default();
+    options.headers.push(calls::SignalingHeader::new("X-Ticket", "T-99"));
+    let to_bob = net
+        .engine(A)
+        .send_page_message(now, alice, BOB, calls::InstantMessage::text("ping"), options)
+        .unwrap();
+    let to_alice = net
+        .engine(B)
+        .send_page_message(
+            now,
+            bob,
+            ALICE,
+            calls::InstantMessage::html("<i>pong</i>"),
+            calls::MessageOptions::default(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let at_b = pages_received(&net, B);
+    assert_eq!(at_b.len(), 1);
+    assert_eq!(&at_b[0].body[..], b"ping");
+    assert_eq!(at_b[0].content_type, "text/plain;charset=UTF-8");
+    assert!(at_b[0].from.contains(ALICE), "{}", at_b[0].from);
+    assert!(at_b[0].to.contains(BOB), "{}", at_b[0].to);
+    assert_eq!(at_b[0].source, net.nodes[A].addr);
+    assert_eq!(header_of(&at_b[0].headers, "X-Ticket"), ["T-99"]);
+    let at_a = pages_received(&net, A);
+    assert_eq!(at_a.len(), 1);
+    assert_eq!(&at_a[0].body[..], b"<i>pong</i>");
+    assert_eq!(at_a[0].content_type, "text/html;charset=UTF-8");
+    assert_eq!(pages_delivered(&net, A), [(to_bob, calls::DeliveryResult::Delivered)]);
+    assert_eq!(pages_delivered(&net, B), [(to_alice, calls::DeliveryResult::Delivered)]);
+    // No call was made for them.
+    assert_eq!(net.engine(B).stats().calls, 0);
+    assert_eq!(net.engine(B).stats().messages_in, 1);
+
+    // Nobody by that name: 404. Nobody at that address: 408 after 64·T1.
+    let now = net.now;
+    let unknown = net
+        .engine(A)
+        .send_page_message(
+            now,
+            alice,
+            "sip:nobody@127.0.0.2",
+            calls::InstantMessage::text("?"),
+            calls::MessageOptions::default(),
+        )
+        .unwrap();
+    let lost = net
+        .engine(A)
+        .send_page_message(
+            now,
+            alice,
+            NOBODY,
+            calls::InstantMessage::text("?"),
+            calls::MessageOptions::default(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(
+        pages_delivered(&net, A)[1..],
+        [(unknown, calls::DeliveryResult::Failed { status: 404 })]
+    );
+    let sent_at = net.elapsed() - Duration::from_secs(1);
+    net.run_for(64 * T1);
+    assert_eq!(
+        pages_delivered(&net, A)[2..],
+        [(lost, calls::DeliveryResult::Failed { status: 408 })]
+    );
+    let when = net.nodes[A]
+        .log
+        .iter()
+        .rev()
+        .find_map(|(at, e)| matches!(e, calls::Event::Endpoint { event: calls::EndpointEvent::MessageDelivered { id, .. }, .. } if *id == lost).then_some(*at))
+        .unwrap();
+    assert_eq!(when - sent_at, 64 * T1);
+    // Bad content type: refused before sending.
+    let now = net.now;
+    assert!(matches!(
+        net.engine(A).send_page_message(
+            now,
+            alice,
+            BOB,
+            calls::InstantMessage {
+                content_type: "no type".into(),
+                body: bytes::Bytes::new()
+            },
+            calls::MessageOptions::default()
+        ),
+        Err(calls::CallError::InvalidArgument { .. })
+    ));
+    net.assert_quiet();
+}
+
+/// 8b. The demo `echo` user (B's default demo users): a page comes back to its sender,
+/// an IM call is answered and echoes each message, an AV call rings then is answered.
+/// B's application never sees the demo user's events.
+#[test]
+fn echo_demo_user_echoes_pages_and_calls() {
+    let mut b_config = calls::EngineConfig::default();
+    b_config.endpoint.seed = 2;
+    let (mut net, alice, _bob) = Net::pair_with(plain_config(1), b_config);
+    let echo = "sip:echo@127.0.0.2";
+
+    let now = net.now;
+    let id = net
+        .engine(A)
+        .send_page_message(
+            now,
+            alice,
+            echo,
+            calls::InstantMessage::text("anyone there?"),
+            calls::MessageOptions::default(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(pages_delivered(&net, A), [(id, calls::DeliveryResult::Delivered)]);
+    let back = pages_received(&net, A);
+    assert_eq!(back.len(), 1);
+    assert_eq!(&back[0].body[..], b"anyone there?");
+    assert_eq!(back[0].content_type, "text/plain;charset=UTF-8");
+    assert!(back[0].from.contains("sip:echo@"), "{}", back[0].from);
+    assert_eq!(back[0].source, net.nodes[B].addr);
+
+    // IM call to echo.
+    let im = new_call(&mut net, A, alice, CallKind::InstantMessaging);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, im, echo, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.engine(A).call_state(im), Some(CallState::Established));
+    let now = net.now;
+    for text in ["one", "two"] {
+        net.engine(A)
+            .send_instant_message(
+                now,
+                im,
+                calls::InstantMessage::text(text),
+                calls::MessageOptions::default(),
+            )
+            .unwrap();
+        net.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(
+        messages_received(&net.call_events(A, im)),
+        [
+            ("text/plain;charset=UTF-8".to_owned(), "one".to_owned()),
+            ("text/plain;charset=UTF-8".to_owned(), "two".to_owned())
+        ]
+    );
+    assert_eq!(deliveries(&net.call_events(A, im)).len(), 2);
+
+    // AV call to echo: 180, then 200.
+    let av = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, av, echo, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let events = net.call_events(A, av);
+    assert!(matches!(
+        events[1],
+        CallEvent::ProvisionalResponseReceived { status: 180, .. }
+    ));
+    assert!(establish_result(&events).is_ok());
+    for call in [im, av] {
+        let now = net.now;
+        net.engine(A)
+            .terminate(now, call, CallTerminateOptions::new())
+            .unwrap();
+    }
+    net.run_for(Duration::from_secs(1));
+    // Everything at B went to the demo user, none of it to B's application.
+    assert!(net.nodes[B].log.is_empty(), "{:?}", net.nodes[B].log);
+    net.assert_quiet();
+}
+
+/// 9. The AV call flow over a network that loses 20% of the messages, for several
+/// seeds: retransmissions (Timer A, the 2xx's, Timer E) carry it through; both sides
+/// raise exactly the events of the lossless flow; a message and a page are delivered
+/// once each; everything drains.
+#[test]
+fn lossy_network_av_and_im_calls() {
+    let mut total_lost = 0;
+    for seed in 1..=40u64 {
+        let (mut net, alice, _bob) = Net::pair();
+        net.reseed(seed);
+        net.loss_percent = 20;
+        net.set_app(B, accept_all(CallAcceptOptions::new()));
+        let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+        let now = net.now;
+        net.engine(A)
+            .establish(now, call, BOB, calls::CallEstablishOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(20));
+        let theirs = net.only_received(B).call;
+        assert_eq!(
+            without_ok_headers(net.call_events(A, call)),
+            caller_establish_events(),
+            "seed {seed}\n{}",
+            trace(&net)
+        );
+        assert_eq!(
+            net.call_events(B, theirs),
+            callee_establish_events(),
+            "seed {seed}\n{}",
+            trace(&net)
+        );
+        // Hold and retrieve through the loss.
+        let now = net.now;
+        net.engine(A)
+            .hold(now, call, calls::HoldType::SendOnly)
+            .unwrap();
+        net.run_for(Duration::from_secs(20));
+        let now = net.now;
+        net.engine(A).retrieve(now, call).unwrap();
+        net.run_for(Duration::from_secs(20));
+        assert_eq!(
+            operations(&net.call_events(A, call)),
+            [(calls::Operation::Hold, Ok(())), (calls::Operation::Retrieve, Ok(()))],
+            "seed {seed}\n{}",
+            trace(&net)
+        );
+        let now = net.now;
+        net.engine(B)
+            .terminate(now, theirs, CallTerminateOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(20));
+        let a_events = net.call_events(A, call);
+        assert_eq!(
+            a_events[a_events.len() - 2..],
+            ending_by_peer()[..],
+            "seed {seed}\n{}",
+            trace(&net)
+        );
+        let b_events = net.call_events(B, theirs);
+        assert_eq!(b_events[b_events.len() - 3..], ending_by_us()[..], "seed {seed}");
+
+        // An IM call and a page through the same loss.
+        let im = new_call(&mut net, A, alice, CallKind::InstantMessaging);
+        let now = net.now;
+        net.engine(A)
+            .establish(now, im, BOB, calls::CallEstablishOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(20));
+        let now = net.now;
+        net.engine(A)
+            .send_instant_message(
+                now,
+                im,
+                calls::InstantMessage::text("through the noise"),
+                calls::MessageOptions::default(),
+            )
+            .unwrap();
+        net.engine(A)
+            .send_page_message(
+                now,
+                alice,
+                BOB,
+                calls::InstantMessage::text("page"),
+                calls::MessageOptions::default(),
+            )
+            .unwrap();
+        net.run_for(Duration::from_secs(40));
+        let im_theirs = net.received(B)[1].call;
+        assert_eq!(
+            messages_received(&net.call_events(B, im_theirs)).len(),
+            1,
+            "seed {seed}"
+        );
+        assert_eq!(deliveries(&net.call_events(A, im)).len(), 1);
+        assert_eq!(pages_received(&net, B).len(), 1, "seed {seed}");
+        assert_eq!(
+            pages_delivered(&net, A)[0].1,
+            calls::DeliveryResult::Delivered,
+            "seed {seed}"
+        );
+        let now = net.now;
+        net.engine(A)
+            .terminate(now, im, CallTerminateOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(40));
+        assert_eq!(net.engine(A).call_state(im), None);
+        assert_eq!(net.engine(B).call_state(im_theirs), None);
+        total_lost += net.lost;
+        net.assert_quiet();
+    }
+    // The network did lose messages.
+    assert!(total_lost >= 20, "{total_lost}");
+}
