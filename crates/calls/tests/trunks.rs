@@ -9,13 +9,13 @@
 
 mod support;
 
-use sip_auth::{
-    Algorithm, Challenge, ChallengeKind, Credentials, DigestClient, DigestServer, ServerConfig,
-    Verdict,
-};
 use calls::EngineConfig;
 use calls::sip_core::{
     Cidr, EndpointConfig, EndpointEvent, InboundConfig, RegistrationState, TrunkConfig, TrunkEvent,
+};
+use sip_auth::{
+    Algorithm, Challenge, ChallengeKind, Credentials, DigestClient, DigestServer, ServerConfig,
+    Verdict,
 };
 use sip_message::{HeaderName, Message, Method, Request, Response, Transport};
 use std::time::Duration;
@@ -33,8 +33,8 @@ fn trunk_config() -> TrunkConfig {
 fn harness(trunk: TrunkConfig) -> Harness {
     let config = EngineConfig {
         endpoint: EndpointConfig {
-        trunks: vec![trunk],
-        ..EndpointConfig::default()
+            trunks: vec![trunk],
+            ..EndpointConfig::default()
         },
         ..EngineConfig::default()
     };
@@ -277,7 +277,10 @@ fn options_keepalive_tracks_up_and_down() {
             trunk: "carrier".into()
         }]
     );
-    assert_eq!(h.endpoint.core().trunk_state("carrier").unwrap().1, Some(true));
+    assert_eq!(
+        h.endpoint.core().trunk_state("carrier").unwrap().1,
+        Some(true)
+    );
     // The next one goes unanswered: Timer F, then down.
     let next = requests(&h.advance(Duration::from_secs(31)), Method::Options);
     assert!(!next.is_empty());
@@ -286,7 +289,10 @@ fn options_keepalive_tracks_up_and_down() {
         trunk: "carrier".into(),
         status: 408
     }));
-    assert_eq!(h.endpoint.core().trunk_state("carrier").unwrap().1, Some(false));
+    assert_eq!(
+        h.endpoint.core().trunk_state("carrier").unwrap().1,
+        Some(false)
+    );
 }
 
 fn closed(trunk_networks: &[&str], users: &[(&str, &str)]) -> Harness {
@@ -297,16 +303,16 @@ fn closed(trunk_networks: &[&str], users: &[(&str, &str)]) -> Harness {
         .collect();
     let config = EngineConfig {
         endpoint: EndpointConfig {
-        trunks: vec![trunk],
-        inbound: InboundConfig {
-            accept_any: false,
-            users: users
-                .iter()
-                .map(|(u, p)| ((*u).into(), (*p).into()))
-                .collect(),
-            ..InboundConfig::default()
-        },
-        ..EndpointConfig::default()
+            trunks: vec![trunk],
+            inbound: InboundConfig {
+                accept_any: false,
+                users: users
+                    .iter()
+                    .map(|(u, p)| ((*u).into(), (*p).into()))
+                    .collect(),
+                ..InboundConfig::default()
+            },
+            ..EndpointConfig::default()
         },
         ..EngineConfig::default()
     };
@@ -413,8 +419,8 @@ fn outbound_harness() -> Harness {
     trunk.asserted_identity = Some("sip:+15550100@carrier.test".into());
     let config = EngineConfig {
         endpoint: EndpointConfig {
-        trunks: vec![trunk],
-        ..EndpointConfig::default()
+            trunks: vec![trunk],
+            ..EndpointConfig::default()
         },
         ..EngineConfig::default()
     };

@@ -56,12 +56,23 @@ fn av_call(
     let call = new_call(net, caller, caller_endpoint, CallKind::AudioVideo);
     let now = net.now;
     net.engine(caller)
-        .establish(now, call, target_of(callee), calls::CallEstablishOptions::new())
+        .establish(
+            now,
+            call,
+            target_of(callee),
+            calls::CallEstablishOptions::new(),
+        )
         .unwrap();
     net.run_for(Duration::from_secs(1));
     let theirs = net.only_received(callee).call;
-    assert_eq!(net.engine(caller).call_state(call), Some(CallState::Established));
-    assert_eq!(net.engine(callee).call_state(theirs), Some(CallState::Established));
+    assert_eq!(
+        net.engine(caller).call_state(call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(callee).call_state(theirs),
+        Some(CallState::Established)
+    );
     (call, theirs)
 }
 
@@ -170,7 +181,7 @@ fn concat(a: Vec<CallEvent>, b: Vec<CallEvent>) -> Vec<CallEvent> {
     a.into_iter().chain(b).collect()
 }
 
-/// 1. An AV call each way, ended by each side: the exact events on both sides, the BYE
+/// Case 1: An AV call each way, ended by each side: the exact events on both sides, the BYE
 /// on the wire, the calls gone, and nothing left on either engine after Timer J/K/L.
 #[test]
 fn av_call_both_ways_ended_by_either_side() {
@@ -185,13 +196,27 @@ fn av_call_both_ways_ended_by_either_side() {
             caller_establish_events(),
             "{case}"
         );
-        assert_eq!(net.call_events(callee, theirs), callee_establish_events(), "{case}");
+        assert_eq!(
+            net.call_events(callee, theirs),
+            callee_establish_events(),
+            "{case}"
+        );
         let received = net.only_received(callee);
         assert_eq!(received.kind, CallKind::AudioVideo);
-        assert!(received.from.contains(target_of(caller)), "{}", received.from);
+        assert!(
+            received.from.contains(target_of(caller)),
+            "{}",
+            received.from
+        );
         assert_eq!(received.request_uri, target_of(callee));
         // The negotiated media: PCMU both sides, to each other's advertised address.
-        let conf = net.engine(caller).negotiated(ours).unwrap().audio.clone().unwrap();
+        let conf = net
+            .engine(caller)
+            .negotiated(ours)
+            .unwrap()
+            .audio
+            .clone()
+            .unwrap();
         assert_eq!(conf.codec.name, "PCMU");
         assert_eq!(
             conf.remote.unwrap().ip(),
@@ -248,7 +273,11 @@ fn av_call_both_ways_ended_by_either_side() {
         for node in [A, B] {
             let now = net.now;
             let core = net.engine(node).core().poll_timeout().map(|t| t - now);
-            assert_eq!(net.engine(node).poll_timeout().map(|t| t - now), None, "node {node}: {case} {core:?}");
+            assert_eq!(
+                net.engine(node).poll_timeout().map(|t| t - now),
+                None,
+                "node {node}: {case} {core:?}"
+            );
         }
     }
 }
@@ -269,11 +298,15 @@ fn establish_result(events: &[CallEvent]) -> Result<EstablishSucceeded, Establis
             _ => None,
         })
         .collect();
-    assert_eq!(results.len(), 1, "exactly one EstablishCompleted: {events:?}");
+    assert_eq!(
+        results.len(),
+        1,
+        "exactly one EstablishCompleted: {events:?}"
+    );
     results.into_iter().next().unwrap()
 }
 
-/// 2. Custom headers and a custom MIME part travel with the INVITE; the callee's accept
+/// Case 2: Custom headers and a custom MIME part travel with the INVITE; the callee's accept
 /// headers come back in `EstablishSucceeded`; a header the stack owns is refused before
 /// anything is sent.
 #[test]
@@ -331,7 +364,10 @@ fn custom_headers_and_mime_parts_both_ways() {
     let invites = net.requests(A, Method::Invite);
     assert_eq!(invites.len(), 1);
     let content_type = header_values(&invites[0].1.headers, "Content-Type");
-    assert!(content_type[0].starts_with("multipart/mixed"), "{content_type:?}");
+    assert!(
+        content_type[0].starts_with("multipart/mixed"),
+        "{content_type:?}"
+    );
 
     let received = net.only_received(B);
     assert_eq!(header_of(&received.headers, "X-Case-Id"), ["4711"]);
@@ -345,12 +381,12 @@ fn custom_headers_and_mime_parts_both_ways() {
     let ok = establish_result(&net.call_events(A, call)).unwrap();
     assert_eq!(header_of(&ok.headers, "X-Agent"), ["bob-7"]);
     assert_eq!(header_of(&ok.headers, "CSeq"), ["1 INVITE"]);
+    assert_eq!(net.engine(A).call_state(call), Some(CallState::Established));
+    let theirs = received.call;
     assert_eq!(
-        net.engine(A).call_state(call),
+        net.engine(B).call_state(theirs),
         Some(CallState::Established)
     );
-    let theirs = received.call;
-    assert_eq!(net.engine(B).call_state(theirs), Some(CallState::Established));
 
     let now = net.now;
     net.engine(B)
@@ -374,7 +410,7 @@ fn refuse_all(
     }
 }
 
-/// 3. Declines (486, 603, a custom 4xx with its own phrase and a Reason header) reach
+/// Case 3: Declines (486, 603, a custom 4xx with its own phrase and a Reason header) reach
 /// the caller as `Refused` with the status and phrase, and a redirection as
 /// `Redirected` with the target; all are refusals.
 #[test]
@@ -446,7 +482,10 @@ fn declines_and_forward_are_refusals() {
         }
         assert!(failure.is_refusal());
         // The failure is the last event: the call is gone.
-        assert!(matches!(events.last(), Some(CallEvent::EstablishCompleted { .. })));
+        assert!(matches!(
+            events.last(),
+            Some(CallEvent::EstablishCompleted { .. })
+        ));
         assert_eq!(net.engine(A).call_state(call), None);
 
         let theirs = net.only_received(B).call;
@@ -472,7 +511,12 @@ fn declines_and_forward_are_refusals() {
         B,
         refuse_all(|engine, now, call| {
             engine
-                .forward(now, call, "sip:carol@127.0.0.3", calls::CallForwardOptions::new())
+                .forward(
+                    now,
+                    call,
+                    "sip:carol@127.0.0.3",
+                    calls::CallForwardOptions::new(),
+                )
                 .unwrap();
         }),
     );
@@ -510,7 +554,7 @@ fn declines_and_forward_are_refusals() {
     net.assert_quiet();
 }
 
-/// 3b. Statuses outside each operation's class are refused, and the call is unchanged.
+/// Case 3b: Statuses outside each operation's class are refused, and the call is unchanged.
 #[test]
 fn out_of_class_statuses_are_invalid_arguments() {
     let (mut net, alice, _bob) = Net::pair();
@@ -544,7 +588,11 @@ fn out_of_class_statuses_are_invalid_arguments() {
     ));
     for status in [100, 200, 486] {
         assert!(matches!(
-            b.send_provisional(now, theirs, calls::CallProvisionalResponseOptions::new(status)),
+            b.send_provisional(
+                now,
+                theirs,
+                calls::CallProvisionalResponseOptions::new(status)
+            ),
             Err(calls::CallError::InvalidArgument { .. })
         ));
     }
@@ -579,7 +627,7 @@ fn when(events: &[(Duration, CallEvent)], state: CallState) -> Duration {
 
 const NOBODY: &str = "sip:carol@127.0.0.3";
 
-/// 4a. Nobody at the address: the INVITE is retransmitted (Timer A) until Timer B at
+/// Case 4a: Nobody at the address: the INVITE is retransmitted (Timer A) until Timer B at
 /// 64·T1 = 32 s ends it, long before the 120 s `max_establish_time` default. No CANCEL
 /// (nothing provisional came: RFC 3261 §9.1). A timeout is not a refusal.
 #[test]
@@ -616,7 +664,7 @@ fn nobody_answers_timer_b_comes_first() {
     net.assert_quiet();
 }
 
-/// 4b. Nobody at the address and `max_establish_time` 5 s: at 5 s the call goes
+/// Case 4b: Nobody at the address and `max_establish_time` 5 s: at 5 s the call goes
 /// `Terminating` with `Timeout`, but no CANCEL may be sent before a provisional
 /// (RFC 3261 §9.1), so the INVITE transaction runs to Timer B, which ends the call.
 #[test]
@@ -643,14 +691,17 @@ fn nobody_answers_max_establish_time_first_without_cancel() {
             (CallState::Terminating, CallState::Terminated, R::Timeout),
         ]
     );
-    assert_eq!(when(&events, CallState::Terminating), Duration::from_secs(5));
+    assert_eq!(
+        when(&events, CallState::Terminating),
+        Duration::from_secs(5)
+    );
     assert_eq!(when(&events, CallState::Terminated), 64 * T1);
     assert_eq!(establish_result(&plain), Err(EstablishFailure::Timeout));
     assert!(net.requests(A, Method::Cancel).is_empty());
     net.assert_quiet();
 }
 
-/// 4c. B rings (180) and never answers; A's `max_establish_time` (5 s) expires: A
+/// Case 4c: B rings (180) and never answers; A's `max_establish_time` (5 s) expires: A
 /// CANCELs, B answers 200 to the CANCEL and 487 to the INVITE (§9.2). A ends with
 /// `Timeout` (not a refusal: the 487 answers our own CANCEL), B with `RemoteCancelled`.
 #[test]
@@ -662,7 +713,11 @@ fn ringing_unanswered_is_cancelled_at_max_establish_time() {
                 B,
                 refuse_all(|engine, now, call| {
                     engine
-                        .send_provisional(now, call, calls::CallProvisionalResponseOptions::new(180))
+                        .send_provisional(
+                            now,
+                            call,
+                            calls::CallProvisionalResponseOptions::new(180),
+                        )
                         .unwrap();
                 }),
             );
@@ -711,7 +766,10 @@ fn ringing_unanswered_is_cancelled_at_max_establish_time() {
             },
         ]);
         assert_eq!(plain, want, "ring {ring}");
-        assert_eq!(when(&events, CallState::Terminating), Duration::from_secs(5));
+        assert_eq!(
+            when(&events, CallState::Terminating),
+            Duration::from_secs(5)
+        );
         // Without a 180 the automatic 100 Trying is what allows the CANCEL.
         let cancels = net.requests(A, Method::Cancel);
         assert_eq!(cancels.len(), 1);
@@ -726,14 +784,18 @@ fn ringing_unanswered_is_cancelled_at_max_establish_time() {
             states(&net.call_events(B, theirs)),
             [
                 (CallState::Idle, CallState::Incoming, R::Incoming),
-                (CallState::Incoming, CallState::Terminated, R::RemoteCancelled),
+                (
+                    CallState::Incoming,
+                    CallState::Terminated,
+                    R::RemoteCancelled
+                ),
             ]
         );
         net.assert_quiet();
     }
 }
 
-/// 4d. With the defaults and a callee that never answers, A's `establish_timeout`
+/// Case 4d: With the defaults and a callee that never answers, A's `establish_timeout`
 /// (120 s, armed first) comes before B's `unanswered_timeout` (120 s, armed one
 /// latency later): A cancels, and B sees the CANCEL rather than its own timeout.
 #[test]
@@ -746,7 +808,10 @@ fn default_establish_timeout_comes_before_the_callees_unanswered_timeout() {
         .unwrap();
     net.run_for(Duration::from_secs(125));
     let events = net.timed_call_events(A, call);
-    assert_eq!(when(&events, CallState::Terminating), Duration::from_secs(120));
+    assert_eq!(
+        when(&events, CallState::Terminating),
+        Duration::from_secs(120)
+    );
     let plain: Vec<CallEvent> = events.iter().map(|(_, e)| e.clone()).collect();
     assert_eq!(establish_result(&plain), Err(EstablishFailure::Timeout));
     let theirs = net.only_received(B).call;
@@ -835,12 +900,18 @@ fn im_call(
         .unwrap();
     net.run_for(Duration::from_secs(1));
     let theirs = net.only_received(callee).call;
-    assert_eq!(net.engine(caller).call_state(call), Some(CallState::Established));
-    assert_eq!(net.engine(callee).call_state(theirs), Some(CallState::Established));
+    assert_eq!(
+        net.engine(caller).call_state(call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(callee).call_state(theirs),
+        Some(CallState::Established)
+    );
     (call, theirs)
 }
 
-/// 5a. An IM call each way: `m=message` with accept-types in the offer, the first
+/// Case 5a: An IM call each way: `m=message` with accept-types in the offer, the first
 /// message, subject and priority carried by the INVITE; text and HTML messages both
 /// ways with their delivery results; a type not negotiated refused before sending.
 #[test]
@@ -921,11 +992,17 @@ fn im_call_both_ways_with_first_message_and_messages() {
         net.run_for(Duration::from_secs(1));
         assert_eq!(
             messages_received(&net.call_events(callee, theirs)),
-            [("text/plain;charset=UTF-8".to_owned(), "how are you?".to_owned())]
+            [(
+                "text/plain;charset=UTF-8".to_owned(),
+                "how are you?".to_owned()
+            )]
         );
         assert_eq!(
             messages_received(&net.call_events(caller, ours)),
-            [("text/html;charset=UTF-8".to_owned(), "<b>fine</b>".to_owned())]
+            [(
+                "text/html;charset=UTF-8".to_owned(),
+                "<b>fine</b>".to_owned()
+            )]
         );
         assert_eq!(
             deliveries(&net.call_events(caller, ours)),
@@ -991,7 +1068,7 @@ fn composing_changes(events: &[(Duration, CallEvent)]) -> Vec<(Duration, bool)> 
         .collect()
 }
 
-/// 5b. RFC 3994: composing shown at the peer, ended by the message itself (no idle
+/// Case 5b: RFC 3994: composing shown at the peer, ended by the message itself (no idle
 /// indication sent: §3.2), or by `set_composing(false)` (idle sent); refreshed while it
 /// lasts, and timed out by the peer 120 s after the last refresh when the composer
 /// vanishes.
@@ -1032,9 +1109,17 @@ fn im_composing_indications() {
         })
         .collect();
     assert_eq!(b_events.len(), 3, "{b_events:?}");
-    assert_eq!(b_events[0], CallEvent::RemoteComposingChanged { composing: true });
-    assert_eq!(b_events[1], CallEvent::RemoteComposingChanged { composing: false });
-    assert!(matches!(&b_events[2], CallEvent::MessageReceived { body, .. } if &body[..] == b"done typing"));
+    assert_eq!(
+        b_events[0],
+        CallEvent::RemoteComposingChanged { composing: true }
+    );
+    assert_eq!(
+        b_events[1],
+        CallEvent::RemoteComposingChanged { composing: false }
+    );
+    assert!(
+        matches!(&b_events[2], CallEvent::MessageReceived { body, .. } if &body[..] == b"done typing")
+    );
     // The indications are not reported as messages, nor their deliveries as results.
     assert_eq!(messages_received(&net.call_events(B, theirs)).len(), 1);
     assert_eq!(deliveries(&net.call_events(A, ours)).len(), 1);
@@ -1066,7 +1151,11 @@ fn im_composing_indications() {
         .collect();
     assert_eq!(
         refreshes,
-        [Duration::ZERO, Duration::from_secs(100), Duration::from_secs(200)]
+        [
+            Duration::ZERO,
+            Duration::from_secs(100),
+            Duration::from_secs(200)
+        ]
     );
     let changes = composing_changes(&net.timed_call_events(B, theirs));
     assert_eq!(changes.len(), 5);
@@ -1088,7 +1177,7 @@ fn im_composing_indications() {
     assert!(t0 < t_active);
 }
 
-/// 5c. An IM invitation nobody answers. B's `unanswered_timeout` (here 30 s, shorter
+/// Case 5c: An IM invitation nobody answers. B's `unanswered_timeout` (here 30 s, shorter
 /// than A's 120 s establish timeout) ends B's call with `Timeout` and a 480 (RFC 3398:
 /// "no answer from user (user alerted)" is 480). For A that 480 is a final answer, so
 /// its result is `Refused { 480 }` (EstablishFailure: `Timeout` is for no final answer
@@ -1143,7 +1232,10 @@ fn im_invitation_never_answered() {
         .unwrap();
     net.run_for(Duration::from_secs(125));
     let a_events = net.timed_call_events(A, call);
-    assert_eq!(when(&a_events, CallState::Terminating), Duration::from_secs(120));
+    assert_eq!(
+        when(&a_events, CallState::Terminating),
+        Duration::from_secs(120)
+    );
     let plain: Vec<CallEvent> = a_events.iter().map(|(_, e)| e.clone()).collect();
     assert_eq!(
         states(&plain).last().unwrap(),
@@ -1168,7 +1260,9 @@ fn configurations(events: &[CallEvent]) -> Vec<FlowConfiguration> {
         .collect()
 }
 
-fn operations(events: &[CallEvent]) -> Vec<(calls::Operation, Result<(), calls::OperationFailure>)> {
+fn operations(
+    events: &[CallEvent],
+) -> Vec<(calls::Operation, Result<(), calls::OperationFailure>)> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -1191,7 +1285,7 @@ fn directions(net: &Net, node: usize, call: CallHandle) -> (calls::Direction, ca
     (audio.local_direction, audio.remote_direction)
 }
 
-/// 6. Hold and retrieve by either side (RFC 3264 §8.4, RFC 6337 §5.3): the holder
+/// Case 6: Hold and retrieve by either side (RFC 3264 §8.4, RFC 6337 §5.3): the holder
 /// offers `sendonly` and the peer answers `recvonly`; each side reports the new
 /// configuration, the holder gets its operation's result; `retrieve` restores
 /// `sendrecv`. An `inactive` hold is answered `inactive`.
@@ -1217,7 +1311,8 @@ fn hold_and_retrieve_by_either_side() {
             .unwrap();
         // One re-INVITE at a time (RFC 3261 §14.1).
         assert!(matches!(
-            net.engine(holder).hold(now, call, calls::HoldType::Inactive),
+            net.engine(holder)
+                .hold(now, call, calls::HoldType::Inactive),
             Err(calls::CallError::OperationPending { operation: Hold })
         ));
         assert!(matches!(
@@ -1226,10 +1321,8 @@ fn hold_and_retrieve_by_either_side() {
         ));
         net.run_for(Duration::from_secs(1));
 
-        let holder_new: Vec<CallEvent> =
-            net.call_events(holder, call)[count_before.0..].to_vec();
-        let peer_new: Vec<CallEvent> =
-            net.call_events(peer, peer_call)[count_before.1..].to_vec();
+        let holder_new: Vec<CallEvent> = net.call_events(holder, call)[count_before.0..].to_vec();
+        let peer_new: Vec<CallEvent> = net.call_events(peer, peer_call)[count_before.1..].to_vec();
         assert_eq!(operations(&holder_new), [(Hold, Ok(()))], "holder {holder}");
         let mine = configurations(&holder_new);
         assert_eq!(mine.len(), 1, "{holder_new:?}");
@@ -1238,7 +1331,10 @@ fn hold_and_retrieve_by_either_side() {
             (SendOnly, RecvOnly)
         );
         // The result comes before the configuration it produced.
-        assert!(matches!(holder_new[0], CallEvent::OperationCompleted { .. }));
+        assert!(matches!(
+            holder_new[0],
+            CallEvent::OperationCompleted { .. }
+        ));
         let theirs = configurations(&peer_new);
         assert_eq!(theirs.len(), 1, "{peer_new:?}");
         assert_eq!(
@@ -1301,7 +1397,7 @@ fn hold_and_retrieve_by_either_side() {
     }
 }
 
-/// 6b. A holds, then B holds too: B offers `sendonly`, and A, which itself only
+/// Case 6b: A holds, then B holds too: B offers `sendonly`, and A, which itself only
 /// sends, answers `inactive` (RFC 3264 §6.1: the answer's direction is within both
 /// wishes). Neither side sends any more; after both retrieve, `sendrecv` again.
 #[test]
@@ -1352,7 +1448,7 @@ fn hold_while_held() {
     net.assert_quiet();
 }
 
-/// 6c. Hold is an AV operation; an IM call refuses it without sending anything.
+/// Case 6c: Hold is an AV operation; an IM call refuses it without sending anything.
 #[test]
 fn hold_on_an_im_call_is_the_wrong_call_type() {
     let (mut net, alice, _bob) = Net::pair();
@@ -1380,7 +1476,7 @@ fn hold_on_an_im_call_is_the_wrong_call_type() {
     assert_eq!(net.engine(A).call_state(ours), Some(CallState::Established));
 }
 
-/// 6d. Glare: both hold at the same instant. Each re-INVITE meets the other's and
+/// Case 6d: Glare: both hold at the same instant. Each re-INVITE meets the other's and
 /// gets 491; each side retries after its back-off (RFC 3261 §14.1: the Call-ID's
 /// owner A after 2.1–4 s, B after 0–2 s), so B's hold goes through first, then A's.
 /// Both operations complete and neither side sends any more.
@@ -1411,8 +1507,16 @@ fn simultaneous_holds_resolve_after_491() {
         "{wire}"
     );
     // Exactly one 491 each way, then B's retry (shorter back-off) and A's.
-    assert_eq!(net.statuses(A, Method::Invite), [100, 491, 100, 200], "{wire}");
-    assert_eq!(net.statuses(B, Method::Invite), [100, 200, 100, 491, 100, 200], "{wire}");
+    assert_eq!(
+        net.statuses(A, Method::Invite),
+        [100, 491, 100, 200],
+        "{wire}"
+    );
+    assert_eq!(
+        net.statuses(B, Method::Invite),
+        [100, 200, 100, 491, 100, 200],
+        "{wire}"
+    );
     // B's retry found A holding: A answered `inactive`; A's retry, made afresh after
     // that answer, offered `sendonly` (a new o= version), answered `inactive` by B.
     assert_eq!(directions(&net, A, a_call), (SendOnly, Inactive));
@@ -1421,16 +1525,29 @@ fn simultaneous_holds_resolve_after_491() {
     assert_eq!(a_invites.len(), 3, "{wire}");
     let first_offer = String::from_utf8_lossy(&a_invites[1].1.body).into_owned();
     let retry_offer = String::from_utf8_lossy(&a_invites[2].1.body).into_owned();
-    let origin = |sdp: &str| sdp.lines().find(|l| l.starts_with("o=")).unwrap().to_owned();
+    let origin = |sdp: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("o="))
+            .unwrap()
+            .to_owned()
+    };
     assert_ne!(origin(&first_offer), origin(&retry_offer));
     assert!(retry_offer.contains("a=sendonly"), "{retry_offer}");
-    assert_eq!(net.engine(A).call_state(a_call), Some(CallState::Established));
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
     // Both retrieve: media both ways again.
     let now = net.now;
     net.engine(A).retrieve(now, a_call).unwrap();
     net.engine(B).retrieve(now, b_call).unwrap();
     net.run_for(Duration::from_secs(10));
-    assert_eq!(directions(&net, A, a_call), (SendRecv, SendRecv), "{}", trace(&net));
+    assert_eq!(
+        directions(&net, A, a_call),
+        (SendRecv, SendRecv),
+        "{}",
+        trace(&net)
+    );
     assert_eq!(directions(&net, B, b_call), (SendRecv, SendRecv));
     assert_eq!(operations(&net.call_events(A, a_call)).len(), 2);
     assert_eq!(operations(&net.call_events(B, b_call)).len(), 2);
@@ -1450,7 +1567,7 @@ fn invalid_state(result: Result<(), calls::CallError>, op: calls::Operation, st:
     }
 }
 
-/// 7. Every operation asked in a state that does not permit it is refused with
+/// Case 7: Every operation asked in a state that does not permit it is refused with
 /// `InvalidState` (or `WrongCallType`, `NoSuchCall`...), sends nothing and changes
 /// nothing; nothing panics.
 #[test]
@@ -1464,10 +1581,23 @@ fn illegal_operations_are_refused() {
     let av = new_call(&mut net, A, alice, CallKind::AudioVideo);
     let now = net.now;
     let e = net.engine(A);
-    invalid_state(e.accept(now, av, CallAcceptOptions::new()), O::Accept, CallState::Idle);
-    invalid_state(e.decline(now, av, calls::CallDeclineOptions::new(486)), O::Decline, CallState::Idle);
     invalid_state(
-        e.forward(now, av, "sip:carol@127.0.0.3", calls::CallForwardOptions::new()),
+        e.accept(now, av, CallAcceptOptions::new()),
+        O::Accept,
+        CallState::Idle,
+    );
+    invalid_state(
+        e.decline(now, av, calls::CallDeclineOptions::new(486)),
+        O::Decline,
+        CallState::Idle,
+    );
+    invalid_state(
+        e.forward(
+            now,
+            av,
+            "sip:carol@127.0.0.3",
+            calls::CallForwardOptions::new(),
+        ),
         O::Forward,
         CallState::Idle,
     );
@@ -1476,9 +1606,17 @@ fn illegal_operations_are_refused() {
         O::SendProvisional,
         CallState::Idle,
     );
-    invalid_state(e.hold(now, av, calls::HoldType::SendOnly), O::Hold, CallState::Idle);
+    invalid_state(
+        e.hold(now, av, calls::HoldType::SendOnly),
+        O::Hold,
+        CallState::Idle,
+    );
     invalid_state(e.retrieve(now, av), O::Retrieve, CallState::Idle);
-    invalid_state(e.set_composing(now, av, true), O::SetComposing, CallState::Idle);
+    invalid_state(
+        e.set_composing(now, av, true),
+        O::SetComposing,
+        CallState::Idle,
+    );
     invalid_state(
         e.send_instant_message(now, av, text(), msg()).map(|_| ()),
         O::SendMessage,
@@ -1521,13 +1659,21 @@ fn illegal_operations_are_refused() {
         O::Establish,
         CallState::Establishing,
     );
-    invalid_state(e.accept(now, im, CallAcceptOptions::new()), O::Accept, CallState::Establishing);
+    invalid_state(
+        e.accept(now, im, CallAcceptOptions::new()),
+        O::Accept,
+        CallState::Establishing,
+    );
     invalid_state(
         e.send_instant_message(now, im, text(), msg()).map(|_| ()),
         O::SendMessage,
         CallState::Establishing,
     );
-    invalid_state(e.set_composing(now, im, true), O::SetComposing, CallState::Establishing);
+    invalid_state(
+        e.set_composing(now, im, true),
+        O::SetComposing,
+        CallState::Establishing,
+    );
     net.run_for(Duration::from_millis(100));
 
     // B's side while Incoming: nothing but answering it.
@@ -1540,11 +1686,16 @@ fn illegal_operations_are_refused() {
         CallState::Incoming,
     );
     invalid_state(
-        b.send_instant_message(now, theirs, text(), msg()).map(|_| ()),
+        b.send_instant_message(now, theirs, text(), msg())
+            .map(|_| ()),
         O::SendMessage,
         CallState::Incoming,
     );
-    invalid_state(b.hold(now, theirs, calls::HoldType::SendOnly), O::Hold, CallState::Incoming);
+    invalid_state(
+        b.hold(now, theirs, calls::HoldType::SendOnly),
+        O::Hold,
+        CallState::Incoming,
+    );
     b.accept(now, theirs, CallAcceptOptions::new()).unwrap();
     invalid_state(
         b.accept(now, theirs, CallAcceptOptions::new()),
@@ -1557,7 +1708,11 @@ fn illegal_operations_are_refused() {
     let now = net.now;
     let e = net.engine(A);
     assert_eq!(e.call_state(im), Some(CallState::Established));
-    invalid_state(e.accept(now, im, CallAcceptOptions::new()), O::Accept, CallState::Established);
+    invalid_state(
+        e.accept(now, im, CallAcceptOptions::new()),
+        O::Accept,
+        CallState::Established,
+    );
     invalid_state(
         e.decline(now, im, calls::CallDeclineOptions::new(486)),
         O::Decline,
@@ -1628,7 +1783,7 @@ fn illegal_operations_are_refused() {
     net.assert_quiet();
 }
 
-/// 7b. Terminate in each early state: an incoming call gets 480 (the caller sees a
+/// Case 7b: Terminate in each early state: an incoming call gets 480 (the caller sees a
 /// refusal), an outgoing one is CANCELled (the caller's result is `Cancelled`, the
 /// callee's reason `RemoteCancelled`).
 #[test]
@@ -1652,7 +1807,11 @@ fn terminate_before_the_answer() {
         states(&net.call_events(B, theirs)),
         [
             (CallState::Idle, CallState::Incoming, R::Incoming),
-            (CallState::Incoming, CallState::Terminated, R::LocalTerminated),
+            (
+                CallState::Incoming,
+                CallState::Terminated,
+                R::LocalTerminated
+            ),
         ]
     );
     assert!(matches!(
@@ -1693,8 +1852,16 @@ fn terminate_before_the_answer() {
         states(&events),
         [
             (CallState::Idle, CallState::Establishing, R::Establishing),
-            (CallState::Establishing, CallState::Terminating, R::LocalTerminated),
-            (CallState::Terminating, CallState::Terminated, R::LocalTerminated),
+            (
+                CallState::Establishing,
+                CallState::Terminating,
+                R::LocalTerminated
+            ),
+            (
+                CallState::Terminating,
+                CallState::Terminated,
+                R::LocalTerminated
+            ),
         ]
     );
     let failure = establish_result(&events).unwrap_err();
@@ -1767,7 +1934,10 @@ fn check_call_invariants(events: &[CallEvent], what: &str) {
                 if let Some(current) = state {
                     assert_eq!(*previous, current, "{what}: event {i}: {events:?}");
                 }
-                assert!(calls::state::may_transition(*previous, *s), "{what}: {event:?}");
+                assert!(
+                    calls::state::may_transition(*previous, *s),
+                    "{what}: {event:?}"
+                );
                 state = Some(*s);
             }
             CallEvent::EstablishCompleted { .. } => results += 1,
@@ -1783,16 +1953,21 @@ fn check_call_invariants(events: &[CallEvent], what: &str) {
             _ => {}
         }
     }
-    assert!(results <= 1, "{what}: {results} establish results: {events:?}");
+    assert!(
+        results <= 1,
+        "{what}: {results} establish results: {events:?}"
+    );
 }
 
-/// 7c. Random walks: both applications issue random commands (legal or not) at random
+/// Case 7c: Random walks: both applications issue random commands (legal or not) at random
 /// times on every call they know, over a clean or lossy network. Nothing panics, every
 /// call's events keep the invariants, and once everything is ended both engines come
 /// back to nothing.
 #[test]
 fn random_operations_never_break_the_engines() {
-    use calls::{CallDeclineOptions, CallEstablishOptions, HoldType, InstantMessage, MessageOptions};
+    use calls::{
+        CallDeclineOptions, CallEstablishOptions, HoldType, InstantMessage, MessageOptions,
+    };
     let (mut established, mut operations_ok, mut messages) = (0, 0, 0);
     for seed in 1..=24u64 {
         let (mut net, alice, bob) = Net::pair();
@@ -1827,7 +2002,11 @@ fn random_operations_never_break_the_engines() {
                         .new_conversation(endpoints[node], ConversationSettings::default())
                         .unwrap();
                     let call = e.new_call(conversation, kind).unwrap();
-                    let target = if rng.below(8) == 0 { NOBODY } else { target_of(other) };
+                    let target = if rng.below(8) == 0 {
+                        NOBODY
+                    } else {
+                        target_of(other)
+                    };
                     e.establish(now, call, target, CallEstablishOptions::new())
                 }
                 2 => match pick(&mut rng) {
@@ -1843,7 +2022,9 @@ fn random_operations_never_break_the_engines() {
                     None => Ok(()),
                 },
                 5 => match pick(&mut rng) {
-                    Some(c) => e.send_provisional(now, c, calls::CallProvisionalResponseOptions::new(180)),
+                    Some(c) => {
+                        e.send_provisional(now, c, calls::CallProvisionalResponseOptions::new(180))
+                    }
                     None => Ok(()),
                 },
                 6 => match pick(&mut rng) {
@@ -1860,7 +2041,12 @@ fn random_operations_never_break_the_engines() {
                 },
                 9 => match pick(&mut rng) {
                     Some(c) => e
-                        .send_instant_message(now, c, InstantMessage::text("x"), MessageOptions::default())
+                        .send_instant_message(
+                            now,
+                            c,
+                            InstantMessage::text("x"),
+                            MessageOptions::default(),
+                        )
                         .map(|_| ()),
                     None => Ok(()),
                 },
@@ -1894,7 +2080,9 @@ fn random_operations_never_break_the_engines() {
             for node in [A, B] {
                 for call in known_calls(&net, node) {
                     let now = net.now;
-                    let _ = net.engine(node).terminate(now, call, CallTerminateOptions::new());
+                    let _ = net
+                        .engine(node)
+                        .terminate(now, call, CallTerminateOptions::new());
                 }
             }
             net.run_for(Duration::from_secs(40));
@@ -1914,10 +2102,11 @@ fn random_operations_never_break_the_engines() {
             for (_, event) in &net.nodes[node].log {
                 match event {
                     calls::Event::Call {
-                        event: CallEvent::StateChanged {
-                            state: CallState::Established,
-                            ..
-                        },
+                        event:
+                            CallEvent::StateChanged {
+                                state: CallState::Established,
+                                ..
+                            },
                         ..
                     } => established += 1,
                     calls::Event::Call {
@@ -1941,7 +2130,7 @@ fn random_operations_never_break_the_engines() {
     assert!(messages >= 5, "{messages}");
 }
 
-/// 7d. Regression (found by the random walks): B's re-INVITE gets A's 100 but every
+/// Case 7d: Regression (found by the random walks): B's re-INVITE gets A's 100 but every
 /// 200 is lost, and B hangs up. A, which got the BYE, stops retransmitting its 200,
 /// so B's INVITE client transaction, in Proceeding, has no timer left (RFC 3261
 /// §17.1.1.2) and no final response coming. Ending the session must abandon it, not
@@ -2002,7 +2191,7 @@ fn pages_delivered(net: &Net, node: usize) -> Vec<(calls::MessageId, calls::Deli
         .collect()
 }
 
-/// 8a. Page-mode MESSAGE (RFC 3428) both ways: the peer's endpoint gets the message
+/// Case 8a: Page-mode MESSAGE (RFC 3428) both ways: the peer's endpoint gets the message
 /// with its headers and source, the sender its delivery result; a user nobody owns
 /// gets 404, an address nobody answers 408 after Timer F.
 #[test]
@@ -2010,10 +2199,18 @@ fn page_messages_both_ways() {
     let (mut net, alice, bob) = Net::pair();
     let now = net.now;
     let mut options = calls::MessageOptions::default();
-    options.headers.push(calls::SignalingHeader::new("X-Ticket", "T-99"));
+    options
+        .headers
+        .push(calls::SignalingHeader::new("X-Ticket", "T-99"));
     let to_bob = net
         .engine(A)
-        .send_page_message(now, alice, BOB, calls::InstantMessage::text("ping"), options)
+        .send_page_message(
+            now,
+            alice,
+            BOB,
+            calls::InstantMessage::text("ping"),
+            options,
+        )
         .unwrap();
     let to_alice = net
         .engine(B)
@@ -2038,8 +2235,14 @@ fn page_messages_both_ways() {
     assert_eq!(at_a.len(), 1);
     assert_eq!(&at_a[0].body[..], b"<i>pong</i>");
     assert_eq!(at_a[0].content_type, "text/html;charset=UTF-8");
-    assert_eq!(pages_delivered(&net, A), [(to_bob, calls::DeliveryResult::Delivered)]);
-    assert_eq!(pages_delivered(&net, B), [(to_alice, calls::DeliveryResult::Delivered)]);
+    assert_eq!(
+        pages_delivered(&net, A),
+        [(to_bob, calls::DeliveryResult::Delivered)]
+    );
+    assert_eq!(
+        pages_delivered(&net, B),
+        [(to_alice, calls::DeliveryResult::Delivered)]
+    );
     // No call was made for them.
     assert_eq!(net.engine(B).stats().calls, 0);
     assert_eq!(net.engine(B).stats().messages_in, 1);
@@ -2081,7 +2284,13 @@ fn page_messages_both_ways() {
         .log
         .iter()
         .rev()
-        .find_map(|(at, e)| matches!(e, calls::Event::Endpoint { event: calls::EndpointEvent::MessageDelivered { id, .. }, .. } if *id == lost).then_some(*at))
+        .find_map(|(at, e)| match e {
+            calls::Event::Endpoint {
+                event: calls::EndpointEvent::MessageDelivered { id, .. },
+                ..
+            } if *id == lost => Some(*at),
+            _ => None,
+        })
         .unwrap();
     assert_eq!(when - sent_at, 64 * T1);
     // Bad content type: refused before sending.
@@ -2102,7 +2311,7 @@ fn page_messages_both_ways() {
     net.assert_quiet();
 }
 
-/// 8b. The demo `echo` user (B's default demo users): a page comes back to its sender,
+/// Case 8b: The demo `echo` user (B's default demo users): a page comes back to its sender,
 /// an IM call is answered and echoes each message, an AV call rings then is answered.
 /// B's application never sees the demo user's events.
 #[test]
@@ -2124,7 +2333,10 @@ fn echo_demo_user_echoes_pages_and_calls() {
         )
         .unwrap();
     net.run_for(Duration::from_secs(1));
-    assert_eq!(pages_delivered(&net, A), [(id, calls::DeliveryResult::Delivered)]);
+    assert_eq!(
+        pages_delivered(&net, A),
+        [(id, calls::DeliveryResult::Delivered)]
+    );
     let back = pages_received(&net, A);
     assert_eq!(back.len(), 1);
     assert_eq!(&back[0].body[..], b"anyone there?");
@@ -2186,7 +2398,7 @@ fn echo_demo_user_echoes_pages_and_calls() {
     net.assert_quiet();
 }
 
-/// 9. The AV call flow over a network that loses 20% of the messages, for several
+/// Case 9: The AV call flow over a network that loses 20% of the messages, for several
 /// seeds: retransmissions (Timer A, the 2xx's, Timer E) carry it through; both sides
 /// raise exactly the events of the lossless flow; a message and a page are delivered
 /// once each; everything drains.
@@ -2228,7 +2440,10 @@ fn lossy_network_av_and_im_calls() {
         net.run_for(Duration::from_secs(20));
         assert_eq!(
             operations(&net.call_events(A, call)),
-            [(calls::Operation::Hold, Ok(())), (calls::Operation::Retrieve, Ok(()))],
+            [
+                (calls::Operation::Hold, Ok(())),
+                (calls::Operation::Retrieve, Ok(()))
+            ],
             "seed {seed}\n{}",
             trace(&net)
         );
@@ -2245,7 +2460,11 @@ fn lossy_network_av_and_im_calls() {
             trace(&net)
         );
         let b_events = net.call_events(B, theirs);
-        assert_eq!(b_events[b_events.len() - 3..], ending_by_us()[..], "seed {seed}");
+        assert_eq!(
+            b_events[b_events.len() - 3..],
+            ending_by_us()[..],
+            "seed {seed}"
+        );
 
         // An IM call and a page through the same loss.
         let im = new_call(&mut net, A, alice, CallKind::InstantMessaging);

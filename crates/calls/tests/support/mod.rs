@@ -3,8 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
-use calls::{DemoBehaviour, Engine, EngineConfig, Event};
 use calls::sip_core::{Flow, Transmit};
+use calls::{DemoBehaviour, Engine, EngineConfig, Event};
 use sip_message::{HeaderName, Message, Response, Transport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -20,8 +20,8 @@
 use bytes::Bytes;
 use calls::sip_core::{Flow, Transmit};
 use calls::{
-    ApplicationEndpointSettings, CallAcceptOptions, CallEvent, CallHandle, CallReceived, Engine,
-    EngineConfig, EndpointEvent, EndpointHandle, Event,
+    ApplicationEndpointSettings, CallAcceptOptions, CallEvent, CallHandle, CallReceived,
+    EndpointEvent, EndpointHandle, Engine, EngineConfig, Event,
 };
 use sip_message::{Message, Method, Request, Response, Transport};
 use std::collections::BTreeMap;
@@ -138,7 +138,11 @@ impl Net {
         self.rng = seed;
     }
 
-    pub fn set_app(&mut self, node: usize, app: impl FnMut(&mut Engine, Instant, &Event) + 'static) {
+    pub fn set_app(
+        &mut self,
+        node: usize,
+        app: impl FnMut(&mut Engine, Instant, &Event) + 'static,
+    ) {
         self.nodes[node].app = Some(Box::new(app));
     }
 
@@ -365,9 +369,7 @@ impl Net {
             .sent
             .iter()
             .filter_map(|(_, m)| match m {
-                Message::Response(r)
-                    if r.headers.cseq().is_ok_and(|c| c.method == method) =>
-                {
+                Message::Response(r) if r.headers.cseq().is_ok_and(|c| c.method == method) => {
                     Some(r.status)
                 }
                 _ => None,
@@ -387,7 +389,12 @@ impl Net {
     pub fn assert_quiet(&mut self) {
         self.run_for(64 * T1 + Duration::from_secs(1));
         for i in 0..self.nodes.len() {
-            assert_eq!(self.load(i), (0, 0, 0), "node {i}: {:?}", self.nodes[i].engine.stats());
+            assert_eq!(
+                self.load(i),
+                (0, 0, 0),
+                "node {i}: {:?}",
+                self.nodes[i].engine.stats()
+            );
         }
     }
 }
@@ -416,7 +423,11 @@ pub fn accept_all(options: CallAcceptOptions) -> impl FnMut(&mut Engine, Instant
 /// The state changes in `events`: (previous, state, reason).
 pub fn states(
     events: &[CallEvent],
-) -> Vec<(calls::CallState, calls::CallState, calls::CallStateTransitionReason)> {
+) -> Vec<(
+    calls::CallState,
+    calls::CallState,
+    calls::CallStateTransitionReason,
+)> {
     events
         .iter()
         .filter_map(|e| match e {
