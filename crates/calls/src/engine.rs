@@ -766,12 +766,16 @@ impl Engine {
                 self.finish(call, Reason::LocalTerminated, None);
             }
             (_, Some(session)) => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.ending.get_or_insert(Reason::LocalTerminated);
-                    c.invite_tx = None;
-                }
+                // The reason already set (the call's cap) stays the reason throughout.
+                let reason = match self.calls.get_mut(&call) {
+                    Some(c) => {
+                        c.invite_tx = None;
+                        c.ending.get_or_insert(Reason::LocalTerminated).clone()
+                    }
+                    None => Reason::LocalTerminated,
+                };
                 if state != CallState::Incoming {
-                    self.transition(call, CallState::Terminating, Reason::LocalTerminated);
+                    self.transition(call, CallState::Terminating, reason);
                 }
                 self.core.user_agent().hangup_with_headers(
                     now,
@@ -1816,6 +1820,8 @@ impl Engine {
                 }
             }
             Timer::MaxDuration if c.state == CallState::Established => {
+                // Set before the BYE: the dialog ends the session within `terminate`.
+                c.ending = Some(Reason::MaxDurationReached);
                 let _ = self.terminate(
                     now,
                     call,
@@ -1824,9 +1830,6 @@ impl Engine {
                         headers: Vec::new(),
                     },
                 );
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.ending = Some(Reason::MaxDurationReached);
-                }
             }
             Timer::ComposingRefresh if c.local_composing => self.refresh_composing(now, call),
             Timer::RemoteComposing if c.remote_composing => {

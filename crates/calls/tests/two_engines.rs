@@ -2518,3 +2518,245 @@ fn lossy_network_av_and_im_calls() {
     // The network did lose messages.
     assert!(total_lost >= 20, "{total_lost}");
 }
+
+/// Case 10a: The engine's `max_call_duration` ends a call nobody hangs up: the first
+/// side's cap sends BYE (with a Reason); its call goes `Terminating` then `Terminated`,
+/// both with `MaxDurationReached`; the peer sees `RemoteTerminated`.
+#[test]
+fn max_call_duration_ends_the_call() {
+    let mut a_config = plain_config(1);
+    a_config.max_call_duration = Duration::from_secs(60);
+    let (mut net, alice, _bob) = Net::pair_with(a_config, plain_config(2));
+    let (ours, theirs) = av_call(&mut net, A, alice, B);
+    let start = net.elapsed();
+    net.run_for(Duration::from_secs(70));
+    let byes = net.requests(A, Method::Bye);
+    assert_eq!(byes.len(), 1);
+    // Established at 20 ms (the 2xx's arrival), capped 60 s later.
+    assert_eq!(
+        byes[0].0,
+        Duration::from_millis(20) + Duration::from_secs(60)
+    );
+    assert!(start < byes[0].0);
+    assert_eq!(
+        header_values(&byes[0].1.headers, "Reason"),
+        ["SIP;cause=200;text=\"Maximum call duration\""]
+    );
+    let events = net.call_events(A, ours);
+    assert_eq!(
+        states(&events)[2..],
+        [
+            (
+                CallState::Established,
+                CallState::Terminating,
+                R::MaxDurationReached
+            ),
+            (
+                CallState::Terminating,
+                CallState::Terminated,
+                R::MaxDurationReached
+            ),
+        ]
+    );
+    assert_eq!(
+        states(&net.call_events(B, theirs)).last().unwrap().2,
+        R::RemoteTerminated
+    );
+    net.assert_quiet();
+}
+
+/// Case 10b: A long call lives through its RFC 4028 session refreshes (1800 s
+/// intervals, refreshed at half) and ends only at the default one-hour cap.
+#[test]
+fn a_long_call_is_refreshed_until_the_cap() {
+    let (mut net, alice, _bob) = Net::pair();
+    let (ours, theirs) = av_call(&mut net, A, alice, B);
+    net.run_for(Duration::from_secs(3500));
+    assert_eq!(net.engine(A).call_state(ours), Some(CallState::Established));
+    assert_eq!(
+        net.engine(B).call_state(theirs),
+        Some(CallState::Established)
+    );
+    // Refreshed (UPDATE or re-INVITE) several times, each answered 200.
+    let refreshes = net.requests(A, Method::Update).len()
+        + net.requests(B, Method::Update).len()
+        + net.requests(A, Method::Invite).len()
+        + net.requests(B, Method::Invite).len()
+        - 1;
+    assert!(refreshes >= 3, "{}", trace(&net));
+    // The refreshes changed nothing the application sees.
+    assert_eq!(
+        without_ok_headers(net.call_events(A, ours)),
+        caller_establish_events()
+    );
+    assert_eq!(net.call_events(B, theirs), callee_establish_events());
+    net.run_for(Duration::from_secs(200));
+    assert_eq!(
+        states(&net.call_events(A, ours)).last().unwrap().2,
+        R::MaxDurationReached
+    );
+    assert_eq!(net.engine(B).call_state(theirs), None);
+    net.assert_quiet();
+}
+
+/// Case 10c: B's 2xx is never acknowledged (every ACK lost): B gives up after 64·T1
+/// with a BYE (RFC 3261 §13.3.1.4) and ends with `Timeout`; A, established, sees
+/// `RemoteTerminated`.
+#[test]
+fn unacknowledged_answer_times_out_at_the_callee() {
+    let (mut net, alice, _bob) = Net::pair();
+    net.filter = Some(Box::new(
+        |message, _, _| !matches!(message, sip_message::Message::Request(r) if r.method == Method::Ack),
+    ));
+    net.set_app(B, accept_all(CallAcceptOptions::new()));
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(40));
+    let theirs = net.only_received(B).call;
+    let b_events = net.timed_call_events(B, theirs);
+    let plain: Vec<CallEvent> = b_events.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(
+        states(&plain),
+        [
+            (CallState::Idle, CallState::Incoming, R::Incoming),
+            (CallState::Incoming, CallState::Establishing, R::Accepted),
+            (CallState::Establishing, CallState::Terminated, R::Timeout),
+        ]
+    );
+    assert_eq!(
+        when(&b_events, CallState::Terminated),
+        Duration::from_millis(10) + 64 * T1
+    );
+    // The flow that was requested ends without ever going active.
+    assert!(plain.contains(&CallEvent::FlowStateChanged {
+        previous: MediaFlowState::Idle,
+        state: MediaFlowState::Terminated
+    }));
+    let a_events = net.call_events(A, call);
+    assert!(establish_result(&a_events).is_ok());
+    assert_eq!(states(&a_events).last().unwrap().2, R::RemoteTerminated);
+    net.filter = None;
+    net.assert_quiet();
+}
+
+/// Case 10d: No codec in common: B cannot answer (RFC 3264 §6: a stream with no common
+/// format is refused; with nothing left the INVITE gets 488 and a Warning). A's
+/// establish ends refused with 488.
+#[test]
+fn no_common_codec_is_refused_with_488() {
+    let mut a_config = plain_config(1);
+    a_config.codecs = vec![calls::Codec::pcma()];
+    let mut b_config = plain_config(2);
+    b_config.codecs = vec![calls::Codec::pcmu()];
+    let (mut net, alice, _bob) = Net::pair_with(a_config, b_config);
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let events = net.call_events(A, call);
+    match establish_result(&events) {
+        Err(EstablishFailure::Refused {
+            status: 488,
+            headers,
+            ..
+        }) => assert_eq!(header_of(&headers, "Warning").len(), 1, "{headers:?}"),
+        other => panic!("{other:?}"),
+    }
+    // B's application never heard of a call it could not take.
+    assert!(net.received(B).is_empty());
+    net.assert_quiet();
+}
+
+/// Case 10e: Impersonation: the conversation's identity is From and
+/// P-Asserted-Identity (RFC 3325) on the INVITE.
+#[test]
+fn impersonation_sets_from_and_asserted_identity() {
+    let (mut net, alice, _bob) = Net::pair();
+    net.set_app(B, accept_all(CallAcceptOptions::new()));
+    let settings = ConversationSettings {
+        impersonation: Some(calls::Identity {
+            uri: "sip:helpdesk@127.0.0.1".into(),
+            display_name: Some("Help Desk".into()),
+        }),
+        ..ConversationSettings::default()
+    };
+    let call = new_call_with(&mut net, A, alice, CallKind::AudioVideo, settings);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let received = net.only_received(B);
+    assert!(
+        received
+            .from
+            .starts_with("\"Help Desk\" <sip:helpdesk@127.0.0.1>;tag="),
+        "{}",
+        received.from
+    );
+    assert_eq!(
+        header_of(&received.headers, "P-Asserted-Identity"),
+        ["\"Help Desk\" <sip:helpdesk@127.0.0.1>"]
+    );
+    assert_eq!(net.engine(A).call_state(call), Some(CallState::Established));
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, call, CallTerminateOptions::new())
+        .unwrap();
+    net.assert_quiet();
+}
+
+/// Case 10f: The other demo users: `busy` declines with 486, `ring` rings (180) and
+/// gives up with 480 after `ring_timeout`.
+#[test]
+fn busy_and_ring_demo_users() {
+    let mut b_config = calls::EngineConfig::default();
+    b_config.endpoint.seed = 2;
+    b_config.ring_timeout = Duration::from_secs(20);
+    let (mut net, alice, _bob) = Net::pair_with(plain_config(1), b_config);
+    let busy = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let ring = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(
+            now,
+            busy,
+            "sip:busy@127.0.0.2",
+            calls::CallEstablishOptions::new(),
+        )
+        .unwrap();
+    net.engine(A)
+        .establish(
+            now,
+            ring,
+            "sip:ring@127.0.0.2",
+            calls::CallEstablishOptions::new(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(30));
+    assert!(matches!(
+        establish_result(&net.call_events(A, busy)),
+        Err(EstablishFailure::Refused { status: 486, .. })
+    ));
+    let ring_events = net.timed_call_events(A, ring);
+    assert!(matches!(
+        ring_events[1].1,
+        CallEvent::ProvisionalResponseReceived { status: 180, .. }
+    ));
+    assert_eq!(
+        when(&ring_events, CallState::Terminated),
+        Duration::from_millis(20) + Duration::from_secs(20)
+    );
+    let plain: Vec<CallEvent> = ring_events.into_iter().map(|(_, e)| e).collect();
+    assert!(matches!(
+        establish_result(&plain),
+        Err(EstablishFailure::Refused { status: 480, .. })
+    ));
+    assert!(net.nodes[B].log.is_empty());
+    net.assert_quiet();
+}
