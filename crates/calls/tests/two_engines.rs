@@ -2760,3 +2760,177 @@ fn busy_and_ring_demo_users() {
     assert!(net.nodes[B].log.is_empty());
     net.assert_quiet();
 }
+
+/// Case 10g: The same AV call over TCP (`;transport=tcp`): every message of the call
+/// goes over TCP, nothing is retransmitted (RFC 3261 §17.1.1.2: Timer A only over an
+/// unreliable transport), and the non-INVITE transactions end at once.
+#[test]
+fn av_call_over_tcp() {
+    let (mut net, alice, _bob) = Net::pair();
+    net.set_app(B, accept_all(CallAcceptOptions::new()));
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(
+            now,
+            call,
+            "sip:bob@127.0.0.2;transport=tcp",
+            calls::CallEstablishOptions::new(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let theirs = net.only_received(B).call;
+    assert_eq!(
+        without_ok_headers(net.call_events(A, call)),
+        caller_establish_events()
+    );
+    assert_eq!(net.call_events(B, theirs), callee_establish_events());
+    let now = net.now;
+    net.engine(A)
+        .hold(now, call, calls::HoldType::SendOnly)
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(
+        operations(&net.call_events(A, call)),
+        [(calls::Operation::Hold, Ok(()))]
+    );
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.engine(B).call_state(theirs), None);
+    for node in [A, B] {
+        for (_, message) in &net.nodes[node].sent {
+            let via = match message {
+                sip_message::Message::Request(r) => header_values(&r.headers, "Via"),
+                sip_message::Message::Response(r) => header_values(&r.headers, "Via"),
+            };
+            assert!(via[0].starts_with("SIP/2.0/TCP "), "{via:?}");
+        }
+    }
+    // One INVITE, one re-INVITE, no retransmission.
+    assert_eq!(net.requests(A, Method::Invite).len(), 2);
+    assert_eq!(net.statuses(B, Method::Invite), [100, 200, 100, 200]);
+    // Reliable transport: Timer J and K are 0, so a few seconds later only the INVITE
+    // client transactions remain, in Accepted until Timer M (64·T1 on every transport,
+    // RFC 6026 §8.4) to absorb 2xx retransmissions.
+    net.run_for(Duration::from_secs(6));
+    let stats = net.engine(A).stats().core;
+    assert_eq!(
+        (stats.transactions, stats.client_invite),
+        (2, 2),
+        "{stats:?}"
+    );
+    assert_eq!(stats.dialogs, 0);
+    net.assert_quiet();
+}
+
+/// Case 7e: Races at the answer. (1) B accepts and A cancels at the same instant: the
+/// 200 crosses the CANCEL; A acknowledges it and sends BYE at once (RFC 3261 §9.1,
+/// §15), so A's result is `Cancelled` and B's call, briefly up, ends `RemoteTerminated`.
+/// (2) B accepts and hangs up before the ACK: its BYE waits for the ACK (§15), then the
+/// call ends on both sides.
+#[test]
+fn races_at_the_answer() {
+    // (1) 200 crossing CANCEL.
+    let (mut net, alice, _bob) = Net::pair();
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_millis(100));
+    let theirs = net.only_received(B).call;
+    let now = net.now;
+    net.engine(B)
+        .accept(now, theirs, CallAcceptOptions::new())
+        .unwrap();
+    net.engine(A)
+        .terminate(now, call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    let a_events = net.call_events(A, call);
+    assert_eq!(
+        states(&a_events),
+        [
+            (CallState::Idle, CallState::Establishing, R::Establishing),
+            (
+                CallState::Establishing,
+                CallState::Terminating,
+                R::LocalTerminated
+            ),
+            (
+                CallState::Terminating,
+                CallState::Terminated,
+                R::LocalTerminated
+            ),
+        ]
+    );
+    assert_eq!(
+        establish_result(&a_events),
+        Err(EstablishFailure::Cancelled)
+    );
+    assert_eq!(net.requests(A, Method::Cancel).len(), 1);
+    assert_eq!(net.requests(A, Method::Bye).len(), 1);
+    let b_states = states(&net.call_events(B, theirs));
+    assert_eq!(
+        b_states.last().unwrap(),
+        &(
+            CallState::Established,
+            CallState::Terminated,
+            R::RemoteTerminated
+        ),
+        "{b_states:?}"
+    );
+    net.assert_quiet();
+
+    // (2) The callee hangs up before the ACK.
+    let (mut net, alice, _bob) = Net::pair();
+    net.set_app(B, |engine, now, event| {
+        if let calls::Event::Endpoint {
+            event: calls::EndpointEvent::CallReceived(received),
+            ..
+        } = event
+        {
+            engine
+                .accept(now, received.call, CallAcceptOptions::new())
+                .unwrap();
+            engine
+                .terminate(now, received.call, CallTerminateOptions::new())
+                .unwrap();
+        }
+    });
+    let call = new_call(&mut net, A, alice, CallKind::AudioVideo);
+    let now = net.now;
+    net.engine(A)
+        .establish(now, call, BOB, calls::CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    let theirs = net.only_received(B).call;
+    let bye = net.requests(B, Method::Bye);
+    assert_eq!(bye.len(), 1);
+    // After the ACK (sent at 20 ms, in at 30 ms).
+    assert_eq!(bye[0].0, Duration::from_millis(30));
+    assert_eq!(
+        states(&net.call_events(B, theirs)),
+        [
+            (CallState::Idle, CallState::Incoming, R::Incoming),
+            (CallState::Incoming, CallState::Establishing, R::Accepted),
+            (
+                CallState::Establishing,
+                CallState::Terminating,
+                R::LocalTerminated
+            ),
+            (
+                CallState::Terminating,
+                CallState::Terminated,
+                R::LocalTerminated
+            ),
+        ]
+    );
+    let a_events = net.call_events(A, call);
+    assert!(establish_result(&a_events).is_ok());
+    assert_eq!(states(&a_events).last().unwrap().2, R::RemoteTerminated);
+    net.assert_quiet();
+}
