@@ -149,8 +149,14 @@ struct Call {
     ending: Option<Reason>,
     /// A hold, retrieve or re-offer waiting for its answer.
     pending: Option<(Operation, Direction)>,
-    /// The direction we asked for (hold).
+    /// Our local direction as last negotiated (recvonly while the peer holds us).
     local_direction: Direction,
+    /// What we ask for ourselves: `sendrecv`, or `sendonly`/`inactive` while we hold.
+    /// Our offers state it and our answers are intersected with it (RFC 3264 §8.4);
+    /// being held does not change it.
+    wish: Direction,
+    /// Our capabilities before `apply_changes` changed the codecs, until its answer.
+    caps_before: Option<LocalCapabilities>,
     remote_direction: Direction,
     /// In-dialog MESSAGEs waiting for their response.
     messages: HashMap<TransactionKey, MessageId>,
@@ -171,6 +177,15 @@ impl Call {
 
     fn clear(&mut self, timer: Timer) {
         self.deadlines.retain(|(t, _)| *t != timer);
+    }
+
+    /// A re-offer failed: what we offer and answer goes back to what it was (RFC 3264
+    /// §8: a refused offer leaves the session unchanged), our hold state and codecs.
+    fn undo_reoffer(&mut self) {
+        self.sdp.set_direction(self.wish);
+        if let Some(caps) = self.caps_before.take() {
+            self.sdp.set_local(caps);
+        }
     }
 }
 
@@ -444,6 +459,8 @@ impl Engine {
                 ending: None,
                 pending: None,
                 local_direction: Direction::SendRecv,
+                wish: Direction::SendRecv,
+                caps_before: None,
                 remote_direction: Direction::SendRecv,
                 messages: HashMap::new(),
                 local_composing: false,
@@ -820,7 +837,7 @@ impl Engine {
         let direction = self
             .calls
             .get(&call)
-            .map_or(Direction::SendRecv, |c| c.local_direction);
+            .map_or(Direction::SendRecv, |c| c.wish);
         self.reoffer(now, call, Operation::ApplyChanges, direction, codecs)
     }
 
@@ -850,6 +867,7 @@ impl Engine {
         };
         if let Some(codecs) = codecs {
             let mut caps = c.sdp.local().clone();
+            c.caps_before = Some(caps.clone());
             caps.codecs = codecs;
             c.sdp.set_local(caps);
         }
@@ -857,7 +875,7 @@ impl Engine {
         let offer = match c.sdp.create_offer() {
             Ok(offer) => offer,
             Err(error) => {
-                c.sdp.set_direction(c.local_direction);
+                c.undo_reoffer();
                 return Err(error.into());
             }
         };
@@ -870,7 +888,7 @@ impl Engine {
             if let Some(c) = self.calls.get_mut(&call) {
                 c.pending = None;
                 c.sdp.rollback();
-                c.sdp.set_direction(c.local_direction);
+                c.undo_reoffer();
             }
             return Err(error.into());
         }
@@ -1233,6 +1251,8 @@ impl Engine {
                 ending: None,
                 pending: None,
                 local_direction: Direction::SendRecv,
+                wish: Direction::SendRecv,
+                caps_before: None,
                 remote_direction: Direction::SendRecv,
                 messages: HashMap::new(),
                 local_composing: false,
@@ -1628,6 +1648,7 @@ impl Engine {
             match sdp.map(|sdp| c.sdp.receive_answer(&sdp).map(|_| ())) {
                 Some(Ok(())) => {
                     c.local_direction = direction;
+                    c.wish = direction;
                     Ok(())
                 }
                 Some(Err(error)) => {
@@ -1650,7 +1671,9 @@ impl Engine {
             })
         };
         if result.is_err() {
-            c.sdp.set_direction(c.local_direction);
+            c.undo_reoffer();
+        } else {
+            c.caps_before = None;
         }
         let ok = result.is_ok();
         self.emit(call, CallEvent::OperationCompleted { operation, result });

@@ -2934,3 +2934,64 @@ fn races_at_the_answer() {
     assert_eq!(states(&a_events).last().unwrap().2, R::RemoteTerminated);
     net.assert_quiet();
 }
+
+/// Case 6e: A re-offer by the held side keeps it a full participant: B holds A, A sends
+/// a new offer (`apply_changes`, e.g. a codec change) — offered `sendrecv`, since A
+/// itself does not hold (RFC 3264 §8.4: the held side answered `recvonly` only because
+/// of B's offer); a re-offer B refuses changes nothing; when B retrieves, media flows
+/// both ways again.
+#[test]
+fn held_side_reoffer_then_retrieve_restores_both_ways() {
+    use calls::Direction::{RecvOnly, SendOnly, SendRecv};
+    let (mut net, alice, _bob) = Net::pair();
+    let (a_call, b_call) = av_call(&mut net, A, alice, B);
+    let now = net.now;
+    net.engine(B)
+        .hold(now, b_call, calls::HoldType::SendOnly)
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(directions(&net, A, a_call), (RecvOnly, SendOnly));
+    let now = net.now;
+    net.engine(A)
+        .apply_changes(
+            now,
+            a_call,
+            Some(vec![calls::Codec::pcma(), calls::Codec::pcmu()]),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let offer = String::from_utf8_lossy(&net.requests(A, Method::Invite).last().unwrap().1.body)
+        .into_owned();
+    assert!(offer.contains("a=sendrecv"), "{offer}");
+    assert_eq!(
+        operations(&net.call_events(A, a_call)),
+        [(calls::Operation::ApplyChanges, Ok(()))]
+    );
+    // Still held: B answered sendonly.
+    assert_eq!(directions(&net, A, a_call).1, SendOnly);
+    // A re-offer B cannot take (no codec in common): refused with 488, and the
+    // session, and what A offers and answers, stay as they were (RFC 3264 §8).
+    let now = net.now;
+    net.engine(A)
+        .apply_changes(now, a_call, Some(vec![calls::Codec::new(9, "G722", 8000)]))
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(
+        operations(&net.call_events(A, a_call))[1],
+        (
+            calls::Operation::ApplyChanges,
+            Err(calls::OperationFailure::Refused { status: 488 })
+        )
+    );
+    assert_eq!(directions(&net, A, a_call), (SendRecv, SendOnly));
+    let now = net.now;
+    net.engine(B).retrieve(now, b_call).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(directions(&net, A, a_call), (SendRecv, SendRecv));
+    assert_eq!(directions(&net, B, b_call), (SendRecv, SendRecv));
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, a_call, CallTerminateOptions::new())
+        .unwrap();
+    net.assert_quiet();
+}
