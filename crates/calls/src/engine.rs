@@ -157,6 +157,9 @@ struct Call {
     wish: Direction,
     /// Our capabilities before `apply_changes` changed the codecs, until its answer.
     caps_before: Option<LocalCapabilities>,
+    /// The flow configuration in effect: negotiated at the answer, then as last
+    /// reported by `FlowConfigurationChanged`.
+    configuration: Option<FlowConfiguration>,
     remote_direction: Direction,
     /// In-dialog MESSAGEs waiting for their response.
     messages: HashMap<TransactionKey, MessageId>,
@@ -461,6 +464,7 @@ impl Engine {
                 local_direction: Direction::SendRecv,
                 wish: Direction::SendRecv,
                 caps_before: None,
+                configuration: None,
                 remote_direction: Direction::SendRecv,
                 messages: HashMap::new(),
                 local_composing: false,
@@ -1253,6 +1257,7 @@ impl Engine {
                 local_direction: Direction::SendRecv,
                 wish: Direction::SendRecv,
                 caps_before: None,
+                configuration: None,
                 remote_direction: Direction::SendRecv,
                 messages: HashMap::new(),
                 local_composing: false,
@@ -1590,6 +1595,7 @@ impl Engine {
         c.established_once = true;
         let accept_types = accept_types_of(&c.sdp);
         c.accept_types = accept_types;
+        c.configuration = configuration_of(c.sdp.negotiated());
         if let Some(reason) = failure {
             // RFC 3264: the call cannot go on without an answer we can use.
             c.ending = Some(Reason::MediaFailure {
@@ -2064,7 +2070,8 @@ impl Engine {
     }
 
     /// After a completed offer/answer in the dialog: report the new configuration when
-    /// the direction (a hold) or the codec changed.
+    /// anything in it changed (a hold or retrieve, the codec, the peer's media address),
+    /// not for a refresh that changed nothing.
     fn configuration_changed(&mut self, call: CallHandle) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -2072,10 +2079,10 @@ impl Engine {
         let Some(configuration) = configuration_of(c.sdp.negotiated()) else {
             return;
         };
-        let changed = configuration.remote_direction != c.remote_direction
-            || configuration.local_direction != c.local_direction;
+        let changed = c.configuration.as_ref() != Some(&configuration);
         c.remote_direction = configuration.remote_direction;
         c.local_direction = configuration.local_direction;
+        c.configuration = Some(configuration.clone());
         if changed {
             self.emit(call, CallEvent::FlowConfigurationChanged { configuration });
         }

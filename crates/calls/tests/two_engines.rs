@@ -2995,3 +2995,43 @@ fn held_side_reoffer_then_retrieve_restores_both_ways() {
         .unwrap();
     net.assert_quiet();
 }
+
+/// Case 6f: A codec change (`apply_changes` preferring PCMA) is a new flow
+/// configuration on both sides, like a hold; a refresh that changes nothing is not.
+#[test]
+fn codec_change_is_a_configuration_change() {
+    let (mut net, alice, _bob) = Net::pair();
+    let (a_call, b_call) = av_call(&mut net, A, alice, B);
+    let now = net.now;
+    net.engine(A)
+        .apply_changes(
+            now,
+            a_call,
+            Some(vec![calls::Codec::pcma(), calls::Codec::pcmu()]),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(
+        operations(&net.call_events(A, a_call)),
+        [(calls::Operation::ApplyChanges, Ok(()))]
+    );
+    for (node, call) in [(A, a_call), (B, b_call)] {
+        let seen = configurations(&net.call_events(node, call));
+        assert_eq!(seen.len(), 1, "node {node}: {seen:?}");
+        assert_eq!(seen[0].codec.as_deref(), Some("PCMA/8000"));
+        assert_eq!(seen[0].local_direction, calls::Direction::SendRecv);
+        assert_eq!(seen[0].remote_direction, calls::Direction::SendRecv);
+    }
+    // The same offer again: nothing changed, nothing reported.
+    let now = net.now;
+    net.engine(A).apply_changes(now, a_call, None).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(operations(&net.call_events(A, a_call)).len(), 2);
+    assert_eq!(configurations(&net.call_events(A, a_call)).len(), 1);
+    assert_eq!(configurations(&net.call_events(B, b_call)).len(), 1);
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, a_call, CallTerminateOptions::new())
+        .unwrap();
+    net.assert_quiet();
+}
