@@ -356,8 +356,8 @@ impl Net {
         self.nodes[node]
             .sent
             .iter()
-            .filter_map(|(_, m)| match m {
-                Message::Response(r) => Some((self.elapsed(), r.clone())),
+            .filter_map(|(at, m)| match m {
+                Message::Response(r) => Some((*at, r.clone())),
                 _ => None,
             })
             .collect()
