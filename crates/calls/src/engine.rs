@@ -96,6 +96,9 @@ pub struct Stats {
     pub messages_out: u64,
 }
 
+/// The smallest deadline heap worth sweeping for stale entries.
+const COMPACT_MIN: usize = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Establish,
@@ -148,8 +151,17 @@ struct Call {
     ending: Option<Reason>,
     /// A hold, retrieve or re-offer waiting for its answer.
     pending: Option<(Operation, Direction)>,
-    /// The direction we asked for (hold).
+    /// Our local direction as last negotiated (recvonly while the peer holds us).
     local_direction: Direction,
+    /// What we ask for ourselves: `sendrecv`, or `sendonly`/`inactive` while we hold.
+    /// Our offers state it and our answers are intersected with it (RFC 3264 §8.4);
+    /// being held does not change it.
+    wish: Direction,
+    /// Our capabilities before `apply_changes` changed the codecs, until its answer.
+    caps_before: Option<LocalCapabilities>,
+    /// The flow configuration in effect: negotiated at the answer, then as last
+    /// reported by `FlowConfigurationChanged`.
+    configuration: Option<FlowConfiguration>,
     remote_direction: Direction,
     /// In-dialog MESSAGEs waiting for their response.
     messages: HashMap<TransactionKey, MessageId>,
@@ -171,6 +183,15 @@ impl Call {
     fn clear(&mut self, timer: Timer) {
         self.deadlines.retain(|(t, _)| *t != timer);
     }
+
+    /// A re-offer failed: what we offer and answer goes back to what it was (RFC 3264
+    /// §8: a refused offer leaves the session unchanged), our hold state and codecs.
+    fn undo_reoffer(&mut self) {
+        self.sdp.set_direction(self.wish);
+        if let Some(caps) = self.caps_before.take() {
+            self.sdp.set_local(caps);
+        }
+    }
 }
 
 /// The sans-IO call engine.
@@ -186,6 +207,8 @@ pub struct Engine {
     /// Page-mode MESSAGEs waiting for their response.
     pages: HashMap<TransactionKey, (EndpointHandle, MessageId)>,
     timers: BinaryHeap<Reverse<(Instant, Timer, CallHandle)>>,
+    /// The heap size above which stale deadlines are swept out.
+    compact_at: usize,
     events: VecDeque<Event>,
     next_id: u64,
     stats: Stats,
@@ -205,6 +228,7 @@ impl Engine {
             by_session: HashMap::new(),
             pages: HashMap::new(),
             timers: BinaryHeap::new(),
+            compact_at: COMPACT_MIN,
             events: VecDeque::new(),
             next_id: 1,
             stats: Stats::default(),
@@ -259,8 +283,16 @@ impl Engine {
         self.events.pop_front()
     }
 
-    /// The earliest time the engine must be woken at, if any.
+    /// The earliest time the engine must be woken at, if any. Deadlines of calls that
+    /// are gone, or that were re-armed, are dropped here, so an idle engine asks for no
+    /// wake-up.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, timer, call))) = self.timers.peek() {
+            if self.is_live(*at, *timer, *call) {
+                break;
+            }
+            self.timers.pop();
+        }
         let ours = self.timers.peek().map(|Reverse((at, _, _))| *at);
         match (self.core.poll_timeout(), ours) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -433,6 +465,9 @@ impl Engine {
                 ending: None,
                 pending: None,
                 local_direction: Direction::SendRecv,
+                wish: Direction::SendRecv,
+                caps_before: None,
+                configuration: None,
                 remote_direction: Direction::SendRecv,
                 messages: HashMap::new(),
                 local_composing: false,
@@ -761,12 +796,16 @@ impl Engine {
                 self.finish(call, Reason::LocalTerminated, None);
             }
             (_, Some(session)) => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.ending.get_or_insert(Reason::LocalTerminated);
-                    c.invite_tx = None;
-                }
+                // The reason already set (the call's cap) stays the reason throughout.
+                let reason = match self.calls.get_mut(&call) {
+                    Some(c) => {
+                        c.invite_tx = None;
+                        c.ending.get_or_insert(Reason::LocalTerminated).clone()
+                    }
+                    None => Reason::LocalTerminated,
+                };
                 if state != CallState::Incoming {
-                    self.transition(call, CallState::Terminating, Reason::LocalTerminated);
+                    self.transition(call, CallState::Terminating, reason);
                 }
                 self.core.user_agent().hangup_with_headers(
                     now,
@@ -811,7 +850,7 @@ impl Engine {
         let direction = self
             .calls
             .get(&call)
-            .map_or(Direction::SendRecv, |c| c.local_direction);
+            .map_or(Direction::SendRecv, |c| c.wish);
         self.reoffer(now, call, Operation::ApplyChanges, direction, codecs)
     }
 
@@ -841,6 +880,7 @@ impl Engine {
         };
         if let Some(codecs) = codecs {
             let mut caps = c.sdp.local().clone();
+            c.caps_before = Some(caps.clone());
             caps.codecs = codecs;
             c.sdp.set_local(caps);
         }
@@ -848,7 +888,7 @@ impl Engine {
         let offer = match c.sdp.create_offer() {
             Ok(offer) => offer,
             Err(error) => {
-                c.sdp.set_direction(c.local_direction);
+                c.undo_reoffer();
                 return Err(error.into());
             }
         };
@@ -861,7 +901,7 @@ impl Engine {
             if let Some(c) = self.calls.get_mut(&call) {
                 c.pending = None;
                 c.sdp.rollback();
-                c.sdp.set_direction(c.local_direction);
+                c.undo_reoffer();
             }
             return Err(error.into());
         }
@@ -1104,7 +1144,11 @@ impl Engine {
             UaEvent::Provisional { session, response } => {
                 self.on_provisional(now, session, &response);
             }
-            UaEvent::Established { session, body } => self.on_established(now, session, body),
+            UaEvent::Established {
+                session,
+                body,
+                response,
+            } => self.on_established(now, session, body, response.as_deref()),
             UaEvent::ModifyCompleted {
                 session, response, ..
             } => self.on_modify_completed(now, session, &response),
@@ -1221,6 +1265,9 @@ impl Engine {
                 ending: None,
                 pending: None,
                 local_direction: Direction::SendRecv,
+                wish: Direction::SendRecv,
+                caps_before: None,
+                configuration: None,
                 remote_direction: Direction::SendRecv,
                 messages: HashMap::new(),
                 local_composing: false,
@@ -1416,9 +1463,23 @@ impl Engine {
             Ok(split) => split,
             Err(problem) => return self.respond(now, &tx, Reply::new(400).with_reason(problem)),
         };
+        let retry_waiting = self.core.user_agent_ref().glare_pending(session);
         let Some(c) = self.calls.get_mut(&call) else {
             return self.respond(now, &tx, Reply::new(481));
         };
+        // Our re-offer got 491 and waits for its retry (RFC 3261 §14.1): it is no longer
+        // pending, so the peer's offer is not glare (§14.2 asks 491 only while our
+        // request has no final response). Answering 491 here would have both sides
+        // refuse each other's retries for ever. Ours is withdrawn, theirs answered, and
+        // the retry will carry a fresh offer made from the new state.
+        let reoffer = retry_waiting
+            && request.method != Method::Prack
+            && c.sdp.state() == SignalingState::HaveLocalOffer
+            && c.pending.is_some()
+            && split.sdp.is_some();
+        if reoffer {
+            c.sdp.rollback();
+        }
         let reply = match split.sdp {
             Some(sdp)
                 if c.sdp.state() == SignalingState::HaveLocalOffer
@@ -1457,6 +1518,34 @@ impl Engine {
         if ok {
             self.configuration_changed(call);
         }
+        if reoffer {
+            self.renew_retry_offer(session, call);
+        }
+    }
+
+    /// Makes the offer of a pending hold, retrieve or re-offer again, from the session
+    /// as it is now, for the dialog layer's glare retry to carry.
+    fn renew_retry_offer(&mut self, session: SessionId, call: CallHandle) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some((_, direction)) = c.pending else {
+            return;
+        };
+        c.sdp.set_direction(direction);
+        match c.sdp.create_offer() {
+            Ok(offer) => {
+                if !self
+                    .core
+                    .user_agent()
+                    .set_retry_offer(session, Body::sdp(offer))
+                    && let Some(c) = self.calls.get_mut(&call)
+                {
+                    c.sdp.rollback();
+                }
+            }
+            Err(error) => tracing::debug!(%error, %call, "re-offer after glare not made"),
+        }
     }
 
     fn on_provisional(&mut self, _now: Instant, session: SessionId, response: &Response) {
@@ -1485,7 +1574,14 @@ impl Engine {
         }
     }
 
-    fn on_established(&mut self, now: Instant, session: SessionId, body: Option<Body>) {
+    /// The session is confirmed: as UAC by the 2xx (`response`), as UAS by the ACK.
+    fn on_established(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        body: Option<Body>,
+        response: Option<&Response>,
+    ) {
         let Some(&call) = self.by_session.get(&session) else {
             return;
         };
@@ -1509,6 +1605,7 @@ impl Engine {
         c.established_once = true;
         let accept_types = accept_types_of(&c.sdp);
         c.accept_types = accept_types;
+        c.configuration = configuration_of(c.sdp.negotiated());
         if let Some(reason) = failure {
             // RFC 3264: the call cannot go on without an answer we can use.
             c.ending = Some(Reason::MediaFailure {
@@ -1522,7 +1619,11 @@ impl Engine {
             self.core.pump(now);
             return;
         }
-        let headers = Vec::new();
+        // UCMA's CallEstablishResult carries the 2xx's headers (the callee's
+        // `CallAcceptOptions` headers among them).
+        let headers = response
+            .map(|r| body::headers_of(&r.headers))
+            .unwrap_or_default();
         self.flow_requested(call);
         let reason = if outgoing {
             Reason::LocalEstablished
@@ -1563,6 +1664,7 @@ impl Engine {
             match sdp.map(|sdp| c.sdp.receive_answer(&sdp).map(|_| ())) {
                 Some(Ok(())) => {
                     c.local_direction = direction;
+                    c.wish = direction;
                     Ok(())
                 }
                 Some(Err(error)) => {
@@ -1585,7 +1687,9 @@ impl Engine {
             })
         };
         if result.is_err() {
-            c.sdp.set_direction(c.local_direction);
+            c.undo_reoffer();
+        } else {
+            c.caps_before = None;
         }
         let ok = result.is_ok();
         self.emit(call, CallEvent::OperationCompleted { operation, result });
@@ -1701,6 +1805,34 @@ impl Engine {
             c.deadlines.push((timer, at));
             self.timers.push(Reverse((at, timer, call)));
         }
+        self.compact_timers();
+    }
+
+    /// Whether a deadline in the heap is still wanted: its call exists and holds it.
+    fn is_live(&self, at: Instant, timer: Timer, call: CallHandle) -> bool {
+        self.calls
+            .get(&call)
+            .is_some_and(|c| c.deadline(timer) == Some(at))
+    }
+
+    /// Rebuilds the deadline heap from the live deadlines when stale ones (of ended
+    /// calls: a call's one-hour cap outlives most calls) outnumber them, so the heap
+    /// stays bounded by the live calls, not by the calls of the last hour.
+    /// Amortized O(1): a rebuild happens when the heap has doubled since the last one.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= self.compact_at {
+            return;
+        }
+        self.timers = self
+            .calls
+            .iter()
+            .flat_map(|(&call, c)| {
+                c.deadlines
+                    .iter()
+                    .map(move |&(timer, at)| Reverse((at, timer, call)))
+            })
+            .collect();
+        self.compact_at = (2 * self.timers.len()).max(COMPACT_MIN);
     }
 
     fn on_timer(&mut self, now: Instant, at: Instant, timer: Timer, call: CallHandle) {
@@ -1734,6 +1866,8 @@ impl Engine {
                 }
             }
             Timer::MaxDuration if c.state == CallState::Established => {
+                // Set before the BYE: the dialog ends the session within `terminate`.
+                c.ending = Some(Reason::MaxDurationReached);
                 let _ = self.terminate(
                     now,
                     call,
@@ -1742,9 +1876,6 @@ impl Engine {
                         headers: Vec::new(),
                     },
                 );
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.ending = Some(Reason::MaxDurationReached);
-                }
             }
             Timer::ComposingRefresh if c.local_composing => self.refresh_composing(now, call),
             Timer::RemoteComposing if c.remote_composing => {
@@ -1956,7 +2087,8 @@ impl Engine {
     }
 
     /// After a completed offer/answer in the dialog: report the new configuration when
-    /// the direction (a hold) or the codec changed.
+    /// anything in it changed (a hold or retrieve, the codec, the peer's media address),
+    /// not for a refresh that changed nothing.
     fn configuration_changed(&mut self, call: CallHandle) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -1964,10 +2096,10 @@ impl Engine {
         let Some(configuration) = configuration_of(c.sdp.negotiated()) else {
             return;
         };
-        let changed = configuration.remote_direction != c.remote_direction
-            || configuration.local_direction != c.local_direction;
+        let changed = c.configuration.as_ref() != Some(&configuration);
         c.remote_direction = configuration.remote_direction;
         c.local_direction = configuration.local_direction;
+        c.configuration = Some(configuration.clone());
         if changed {
             self.emit(call, CallEvent::FlowConfigurationChanged { configuration });
         }

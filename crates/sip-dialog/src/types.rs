@@ -236,6 +236,8 @@ pub enum Event {
     Established {
         session: SessionId,
         body: Option<Body>,
+        /// As UAC, the 2xx itself (its headers go up to the application); `None` as UAS.
+        response: Option<Box<Response>>,
     },
     /// Our re-INVITE or UPDATE ended with this final response (after any 491 retries).
     ModifyCompleted {

@@ -610,6 +610,28 @@ impl UserAgent {
         self.sessions.get(&id).map(|s| &s.call_id)
     }
 
+    /// Whether our re-INVITE or UPDATE got 491 and waits for its retry (RFC 3261
+    /// §14.1). Meanwhile our offer is not pending: a peer's offer is not glare (§14.2)
+    /// and reaches the application as [`Event::Modify`].
+    pub fn glare_pending(&self, id: SessionId) -> bool {
+        self.sessions.get(&id).is_some_and(|s| s.glare.is_some())
+    }
+
+    /// Replaces the offer that our re-INVITE or UPDATE waiting for its glare retry
+    /// will carry. §14.1 retries "if it still desires for that session modification to
+    /// take place": when the peer's own offer was answered in the meantime, the old
+    /// offer no longer fits the session, and the application offers afresh. Returns
+    /// whether a retry was waiting.
+    pub fn set_retry_offer(&mut self, id: SessionId, body: Body) -> bool {
+        match self.sessions.get_mut(&id).and_then(|s| s.glare.as_mut()) {
+            Some((_, outgoing)) => {
+                outgoing.body = Some(body);
+                true
+            }
+            None => false,
+        }
+    }
+
     // ---- input
 
     fn drop_input(&mut self, remote: SocketAddr, reason: &str) {
@@ -1027,8 +1049,11 @@ impl UserAgent {
                 dialog.state = DialogState::Confirmed;
             }
             let body = Body::of(&ack.headers, &ack.body);
-            self.events
-                .push_back(Event::Established { session: id, body });
+            self.events.push_back(Event::Established {
+                session: id,
+                body,
+                response: None,
+            });
         }
         let _ = now;
     }
@@ -1413,8 +1438,11 @@ impl UserAgent {
             return false;
         }
         let body = Body::of(&response.headers, &response.body);
-        self.events
-            .push_back(Event::Established { session: id, body });
+        self.events.push_back(Event::Established {
+            session: id,
+            body,
+            response: Some(Box::new(response)),
+        });
         true
     }
 
@@ -2414,6 +2442,14 @@ impl UserAgent {
             }
         }
         session.theirs = None;
+        // §17.1.1.2: an INVITE client transaction in Proceeding has no timer of its
+        // own, and a peer that got our BYE (or sent its own) may never send the final
+        // response of our re-INVITE: abandoned with the session, not left for ever.
+        if let Some(ours) = session.ours.take()
+            && ours.method == Method::Invite
+        {
+            let _ = self.transactions.terminate(now, &ours.tx);
+        }
         self.events.push_back(Event::Terminated {
             session: id,
             termination: Termination {

@@ -35,8 +35,13 @@ fn basic_call_and_bye_leave_nothing_behind() {
     sim.run_for(Duration::from_millis(100));
     let ea = sim.events(0);
     let eb = sim.events(1);
-    assert!(ea.iter().any(|e| matches!(e, Event::Established { session, body: Some(body) } if *session == a && body.data == SDP_B)));
+    assert!(ea.iter().any(|e| matches!(e, Event::Established { session, body: Some(body), response: Some(ok) } if ok.status == 200 && *session == a && body.data == SDP_B)));
     assert_eq!(established(&eb), 1);
+    // The UAS has no 2xx to report.
+    assert!(
+        eb.iter()
+            .any(|e| matches!(e, Event::Established { response: None, .. }))
+    );
     // The ACK stopped B's 2xx retransmissions: exactly one 200 went out.
     assert_eq!(
         sim.sent_statuses(1).iter().filter(|s| **s == 200).count(),
