@@ -481,9 +481,16 @@ fn declines_and_forward_are_refusals() {
             other => panic!("{status}: {other:?}"),
         }
         assert!(failure.is_refusal());
-        // The failure is the last event: the call is gone.
+        // The failure comes just before `Terminated`, the last event: the call is gone.
         assert!(matches!(
             events.last(),
+            Some(CallEvent::StateChanged {
+                state: CallState::Terminated,
+                ..
+            })
+        ));
+        assert!(matches!(
+            events.iter().rev().nth(1),
             Some(CallEvent::EstablishCompleted { .. })
         ));
         assert_eq!(net.engine(A).call_state(call), None);
@@ -756,13 +763,13 @@ fn ringing_unanswered_is_cancelled_at_max_establish_time() {
                 state: CallState::Terminating,
                 reason: R::Timeout,
             },
+            CallEvent::EstablishCompleted {
+                result: Err(EstablishFailure::Timeout),
+            },
             CallEvent::StateChanged {
                 previous: CallState::Terminating,
                 state: CallState::Terminated,
                 reason: R::Timeout,
-            },
-            CallEvent::EstablishCompleted {
-                result: Err(EstablishFailure::Timeout),
             },
         ]);
         assert_eq!(plain, want, "ring {ring}");
@@ -1920,11 +1927,9 @@ fn check_call_invariants(events: &[CallEvent], what: &str) {
     let mut flow_requested = false;
     let mut flow_state = MediaFlowState::Idle;
     for (i, event) in events.iter().enumerate() {
-        // After Terminated only the establish result may come (it follows the
-        // state change that ended the attempt).
+        // Terminated is the last event (the establish result comes before it).
         assert!(
-            state != Some(CallState::Terminated)
-                || matches!(event, CallEvent::EstablishCompleted { .. }),
+            state != Some(CallState::Terminated),
             "{what}: {event:?} after Terminated: {events:?}"
         );
         match event {
