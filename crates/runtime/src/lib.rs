@@ -31,6 +31,9 @@ pub use sip_transport;
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     pub transport: TransportConfig,
+    /// The engine; a `seed` of 0 in its endpoint config (the default) is replaced by
+    /// one from the OS at start, so that two processes never make the same tags,
+    /// branches and Call-IDs (RFC 3261 §19.3).
     pub engine: EngineConfig,
     /// DNS servers for RFC 3263 lookups of trunk proxies; empty: the system's
     /// (/etc/resolv.conf).
@@ -93,7 +96,11 @@ pub async fn run_with_api(
 ) -> Result<(), RuntimeError> {
     let (transports, mut inbound) = Transports::bind(config.transport).await?;
     ready(&transports.local_addrs());
-    let mut endpoint = Engine::new(config.engine);
+    let mut engine_config = config.engine;
+    if engine_config.endpoint.seed == 0 {
+        engine_config.endpoint.seed = random_seed();
+    }
+    let mut endpoint = Engine::new(engine_config);
     endpoint.core().set_local_addrs(transports.local_addrs());
     endpoint.core().start(now());
     let mut app = AppState::new(api.tandem());
@@ -233,6 +240,22 @@ async fn resolve_trunks(
         }
         tokio::time::sleep(RESOLVE_EVERY).await;
     }
+}
+
+/// A seed for tags, branches and Call-IDs that differs on every start: the std
+/// hasher's per-process random keys, the time and the process id.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.write_u32(std::process::id());
+    // Never 0, which means "not seeded".
+    hasher.finish() | 1
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
