@@ -248,6 +248,12 @@ impl CallDeclineOptions {
         self
     }
 
+    /// A Reason header (RFC 3326), e.g. `SIP;cause=486;text="Agent busy"`.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push(SignalingHeader::new(name, value));
         self
