@@ -7,15 +7,14 @@
 //! cargo run -p runtime --example av_call -- sip:echo@127.0.0.1:5060
 //! ```
 
-use runtime::app::{self, AudioVideoCall, Error};
+use runtime::RuntimeConfig;
+use runtime::app::{AudioVideoCall, Error};
 use runtime::calls::{
     ApplicationEndpointSettings, CallEstablishOptions, CallEvent, CallTerminateOptions,
     ConversationSettings, CustomMimePart, EngineConfig, Priority,
 };
 use runtime::sip_transport::TransportConfig;
-use runtime::{Control, RuntimeConfig};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,18 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         dns_servers: Vec::new(),
     };
-    let (tandem, api) = app::channel();
-    let (_control, control) = mpsc::channel::<Control>(1);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let driver = tokio::spawn(runtime::run_with_api(
-        config,
-        control,
-        api,
-        async {
-            let _ = stopped.await;
-        },
-        |_| {},
-    ));
+    let running = runtime::start(config).await?;
+    let tandem = running.tandem.clone();
 
     let endpoint = tandem
         .add_application_endpoint(ApplicationEndpointSettings::new("sip:alice@127.0.0.1"))
@@ -88,8 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The stream ends after `Terminated`.
     printer.await?;
-    let _ = stop.send(());
-    driver.await??;
+    running.stop().await?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use sip_transport::{Inbound, TransportConfig, TransportError, Transports};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 pub use app::Tandem;
@@ -58,6 +58,8 @@ pub enum Control {
 pub enum RuntimeError {
     #[error("cannot bind the SIP sockets: {0}")]
     Bind(#[from] TransportError),
+    #[error("the driver task stopped")]
+    Stopped,
 }
 
 /// Messages drained from the inbound queue per wake-up before the core's output is
@@ -337,5 +339,50 @@ fn log_stats(endpoint: &Engine, transports: &Transports) {
             dropped = s.dropped,
             "messages dropped since start (malformed or stray)"
         );
+    }
+}
+
+/// A Tandem driver running in a task of its own, for applications that embed it.
+#[derive(Debug)]
+pub struct Running {
+    /// The handle applications use.
+    pub tandem: Tandem,
+    /// The bound sockets.
+    pub local_addrs: Vec<(sip_message::Transport, SocketAddr)>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+}
+
+/// Binds the sockets and runs the driver in a task; returns once every socket is bound.
+pub async fn start(config: RuntimeConfig) -> Result<Running, RuntimeError> {
+    let (tandem, api) = app::channel();
+    let (_control, control) = mpsc::channel::<Control>(1);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (ready_tx, ready) = oneshot::channel();
+    let mut task = tokio::spawn(run_with_api(
+        config,
+        control,
+        api,
+        async {
+            let _ = stopped.await;
+        },
+        move |addrs| {
+            let _ = ready_tx.send(addrs.to_vec());
+        },
+    ));
+    tokio::select! {
+        Ok(local_addrs) = ready => Ok(Running { tandem, local_addrs, stop, task }),
+        result = &mut task => match result {
+            Ok(Err(error)) => Err(error),
+            _ => Err(RuntimeError::Stopped),
+        },
+    }
+}
+
+impl Running {
+    /// Stops the driver (un-REGISTERs first, as at any shutdown) and waits for it.
+    pub async fn stop(self) -> Result<(), RuntimeError> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(|_| RuntimeError::Stopped)?
     }
 }
