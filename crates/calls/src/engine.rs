@@ -173,6 +173,41 @@ struct Call {
 }
 
 impl Call {
+    /// A call in state `Idle`, before its dialog exists.
+    fn new(
+        kind: CallKind,
+        endpoint: EndpointHandle,
+        conversation: ConversationHandle,
+        direction: Direction2,
+        sdp: OfferAnswer,
+    ) -> Call {
+        Call {
+            sip_call_id: String::new(),
+            kind,
+            endpoint,
+            conversation,
+            state: CallState::Idle,
+            direction,
+            session: None,
+            invite_tx: None,
+            sdp,
+            flow: None,
+            deadlines: Vec::new(),
+            ending: None,
+            pending: None,
+            local_direction: Direction::SendRecv,
+            wish: Direction::SendRecv,
+            caps_before: None,
+            configuration: None,
+            remote_direction: Direction::SendRecv,
+            messages: HashMap::new(),
+            local_composing: false,
+            remote_composing: false,
+            accept_types: Vec::new(),
+            established_once: false,
+        }
+    }
+
     fn deadline(&self, timer: Timer) -> Option<Instant> {
         self.deadlines
             .iter()
@@ -450,31 +485,13 @@ impl Engine {
         let caps = self.capabilities(kind, IpAddr::from([127, 0, 0, 1]), 5060);
         self.calls.insert(
             handle,
-            Call {
-                sip_call_id: String::new(),
+            Call::new(
                 kind,
                 endpoint,
                 conversation,
-                state: CallState::Idle,
-                direction: Direction2::Outgoing,
-                session: None,
-                invite_tx: None,
-                sdp: OfferAnswer::new(caps, seed),
-                flow: None,
-                deadlines: Vec::new(),
-                ending: None,
-                pending: None,
-                local_direction: Direction::SendRecv,
-                wish: Direction::SendRecv,
-                caps_before: None,
-                configuration: None,
-                remote_direction: Direction::SendRecv,
-                messages: HashMap::new(),
-                local_composing: false,
-                remote_composing: false,
-                accept_types: Vec::new(),
-                established_once: false,
-            },
+                Direction2::Outgoing,
+                OfferAnswer::new(caps, seed),
+            ),
         );
         Ok(handle)
     }
@@ -1252,28 +1269,10 @@ impl Engine {
             call,
             Call {
                 sip_call_id: request.headers.call_id().unwrap_or_default().to_owned(),
-                kind,
-                endpoint,
-                conversation,
-                state: CallState::Idle,
-                direction: Direction2::Incoming,
                 session: Some(session),
                 invite_tx: Some(tx),
-                sdp,
-                flow: None,
-                deadlines: Vec::new(),
-                ending: None,
-                pending: None,
-                local_direction: Direction::SendRecv,
-                wish: Direction::SendRecv,
-                caps_before: None,
-                configuration: None,
-                remote_direction: Direction::SendRecv,
-                messages: HashMap::new(),
-                local_composing: false,
-                remote_composing: false,
                 accept_types,
-                established_once: false,
+                ..Call::new(kind, endpoint, conversation, Direction2::Incoming, sdp)
             },
         );
         self.by_session.insert(session, call);
