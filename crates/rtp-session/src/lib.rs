@@ -1,0 +1,12 @@
+//! Sans-IO RTP and RTCP (RFC 3550) for Tandem's media: per-stream sequence numbers,
+//! timestamps and SSRC, receiver statistics, RTCP sender/receiver reports at the RFC 3550
+//! §6.3 interval, DTMF events (RFC 4733), symmetric-RTP latching and the SSRC/sequence/
+//! timestamp rewriting a relay needs.
+//!
+//! Nothing here touches a socket or the clock: every input carries `now`, and the machines
+//! follow the same verbs as the SIP core (see [`machine::MediaMachine`]).
+#![forbid(unsafe_code)]
+
+pub mod machine;
+
+pub use machine::{Datagram, MediaMachine, SocketId};
