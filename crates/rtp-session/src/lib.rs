@@ -7,6 +7,10 @@
 //! follow the same verbs as the SIP core (see [`machine::MediaMachine`]).
 #![forbid(unsafe_code)]
 
+mod error;
 pub mod machine;
+pub mod packet;
 
+pub use error::RtpError;
 pub use machine::{Datagram, MediaMachine, SocketId};
+pub use packet::{RtpHeader, build_rtp, looks_like_rtcp, parse_rtp, rewrite_header};
