@@ -57,8 +57,8 @@ pub struct EngineConfig {
     /// An incoming call left unanswered this long gets 480 (state `Terminated`,
     /// `Timeout`).
     pub unanswered_timeout: Duration,
-    /// The RTP port written in our SDP until [media] allocates real ones (9: discard).
-    pub media_port: u16,
+    /// RTP ports, media timeout.
+    pub media: MediaSettings,
     /// Audio codecs offered and accepted, in preference order.
     pub codecs: Vec<Codec>,
 }
@@ -76,9 +76,79 @@ impl Default for EngineConfig {
             max_call_duration: Duration::from_secs(3600),
             establish_timeout: Duration::from_secs(120),
             unanswered_timeout: Duration::from_secs(120),
-            media_port: 9,
+            media: MediaSettings::default(),
             codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
         }
+    }
+}
+
+/// Where RTP goes and how long silence may last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// The first and last RTP port (inclusive). An AV call takes an even port for RTP
+    /// and the next for RTCP (RFC 3550 §11), round-robin, so a port just freed is not
+    /// reused at once (late packets of the last call would land in the next).
+    pub first_port: u16,
+    pub last_port: u16,
+    /// No RTP for this long while the peer should send raises
+    /// [`CallEvent::MediaTimedOut`]; `None`: never.
+    pub timeout: Option<Duration>,
+    /// Whether a media timeout also ends the call (BYE, reason `MediaTimeout`).
+    pub hangup_on_timeout: bool,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            first_port: 16384,
+            last_port: 32767,
+            timeout: Some(Duration::from_secs(60)),
+            hangup_on_timeout: false,
+        }
+    }
+}
+
+/// The RTP ports in use, handed out round-robin (pure bookkeeping: the driver binds).
+#[derive(Debug)]
+struct PortPool {
+    first: u16,
+    last: u16,
+    next: u16,
+    in_use: std::collections::HashSet<u16>,
+}
+
+impl PortPool {
+    fn new(settings: &MediaSettings) -> PortPool {
+        let first = settings.first_port.saturating_add(settings.first_port % 2);
+        PortPool {
+            first,
+            last: settings.last_port,
+            next: first,
+            in_use: std::collections::HashSet::new(),
+        }
+    }
+
+    /// The next free even port with its odd neighbour inside the range.
+    fn allocate(&mut self) -> Option<u16> {
+        if self.first >= self.last {
+            return None;
+        }
+        let pairs = (self.last - self.first).div_ceil(2);
+        for _ in 0..pairs {
+            let port = self.next;
+            self.next = match port.checked_add(2) {
+                Some(n) if n < self.last => n,
+                _ => self.first,
+            };
+            if self.in_use.insert(port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    fn release(&mut self, port: u16) {
+        self.in_use.remove(&port);
     }
 }
 
@@ -170,6 +240,10 @@ struct Call {
     accept_types: Vec<String>,
     /// Our IM first message, sent with the INVITE.
     established_once: bool,
+    /// Our RTP port, while the driver holds the sockets.
+    media_port: Option<u16>,
+    /// RTP arrives (as last reported by the media layer).
+    rtp_receiving: bool,
 }
 
 impl Call {
@@ -205,6 +279,8 @@ impl Call {
             remote_composing: false,
             accept_types: Vec::new(),
             established_once: false,
+            media_port: None,
+            rtp_receiving: false,
         }
     }
 
@@ -249,12 +325,15 @@ pub struct Engine {
     stats: Stats,
     /// Calls of the demo users, until their last event is handled.
     demo_calls: HashMap<CallHandle, DemoBehaviour>,
+    ports: PortPool,
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         let core = Endpoint::new(config.endpoint.clone());
+        let ports = PortPool::new(&config.media);
         let mut engine = Engine {
+            ports,
             core,
             endpoints: HashMap::new(),
             by_user: HashMap::new(),
@@ -563,12 +642,21 @@ impl Engine {
         }
         add_conversation_headers(&mut headers, &settings);
         let address = self.advertised(flow.local.ip());
-        let caps = self.capabilities(kind, address, flow.local.port());
+        let mut caps = self.capabilities(kind, address, flow.local.port());
+        if let Some(port) = self.open_media(call)? {
+            caps.audio_port = port;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return Err(CallError::NoSuchCall(call));
         };
         c.sdp.set_local(caps);
-        let offer = c.sdp.create_offer()?;
+        let offer = match c.sdp.create_offer() {
+            Ok(offer) => offer,
+            Err(error) => {
+                self.close_media(call);
+                return Err(error.into());
+            }
+        };
         let mut parts = options.custom_mime_parts.clone();
         if let Some(first) = &options.first_message {
             if kind != CallKind::InstantMessaging {
@@ -599,6 +687,7 @@ impl Engine {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.sdp.rollback();
                 }
+                self.close_media(call);
                 return Err(error.into());
             }
         };
@@ -641,14 +730,27 @@ impl Engine {
                 state: CallState::Incoming,
             });
         };
+        let port = self.open_media(call)?;
         let Some(c) = self.calls.get_mut(&call) else {
             return Err(CallError::NoSuchCall(call));
         };
+        if let Some(port) = port {
+            let mut caps = c.sdp.local().clone();
+            caps.audio_port = port;
+            c.sdp.set_local(caps);
+        }
         let answered = c.sdp.state() == SignalingState::HaveRemoteOffer;
         let sdp = if answered {
-            c.sdp.create_answer()?
+            c.sdp.create_answer()
         } else {
-            c.sdp.create_offer()?
+            c.sdp.create_offer()
+        };
+        let sdp = match sdp {
+            Ok(sdp) => sdp,
+            Err(error) => {
+                self.close_media(call);
+                return Err(error.into());
+            }
         };
         let mut reply = Reply::new(200).with_body(Body::sdp(sdp));
         reply.headers = headers;
@@ -656,6 +758,7 @@ impl Engine {
             if let Some(c) = self.calls.get_mut(&call) {
                 c.sdp.rollback();
             }
+            self.close_media(call);
             return Err(error.into());
         }
         self.stats.calls_answered += 1;
@@ -1638,7 +1741,12 @@ impl Engine {
                 },
             );
         }
-        self.set_flow(call, MediaFlowState::Active);
+        if self.calls.get(&call).and_then(|c| c.media_port).is_some() {
+            // AV: `Active` once RTP arrives and we send (`handle_media`).
+            self.start_media(call);
+        } else {
+            self.set_flow(call, MediaFlowState::Active);
+        }
         self.arm(
             call,
             Timer::MaxDuration,
@@ -1770,6 +1878,7 @@ impl Engine {
                 },
             );
         }
+        self.close_media(call);
         if self.calls.get(&call).and_then(|c| c.flow).is_some() {
             self.set_flow(call, MediaFlowState::Terminated);
         }
@@ -2014,6 +2123,145 @@ impl Engine {
         }
     }
 
+    // ---- media
+
+    /// What the media layer saw on a call's stream.
+    pub fn handle_media(&mut self, now: Instant, call: CallHandle, indication: MediaIndication) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match indication {
+            MediaIndication::Receiving => {
+                c.rtp_receiving = true;
+                self.maybe_active(call);
+            }
+            MediaIndication::Timeout { after } => {
+                c.rtp_receiving = false;
+                let established = c.state == CallState::Established;
+                self.emit(call, CallEvent::MediaTimedOut { after });
+                if established && self.config.media.hangup_on_timeout {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.ending = Some(Reason::MediaTimeout);
+                    }
+                    let text = format!("SIP;cause=200;text=\"No RTP for {} s\"", after.as_secs());
+                    let _ = self.terminate(
+                        now,
+                        call,
+                        CallTerminateOptions {
+                            reason: Some(text),
+                            headers: Vec::new(),
+                        },
+                    );
+                }
+            }
+            MediaIndication::Tone { tone, duration } => {
+                self.emit(call, CallEvent::ToneReceived { tone, duration });
+            }
+            MediaIndication::Failed { reason } => {
+                tracing::warn!(%call, call_id = %c.sip_call_id, %reason, "media failed");
+                if c.ending.is_none() {
+                    c.ending = Some(Reason::MediaFailure {
+                        reason: reason.clone(),
+                    });
+                }
+                if c.state == CallState::Incoming
+                    && let Some(tx) = c.invite_tx.take()
+                {
+                    self.respond(now, &tx, Reply::new(500).with_reason("Media unavailable"));
+                    return;
+                }
+                let text = format!("SIP;cause=500;text=\"{}\"", reason.replace('"', "'"));
+                let _ = self.terminate(
+                    now,
+                    call,
+                    CallTerminateOptions {
+                        reason: Some(text),
+                        headers: Vec::new(),
+                    },
+                );
+            }
+        }
+        self.drain(now);
+    }
+
+    /// An AV call takes its RTP port: the driver is told to bind it before the SDP with
+    /// it goes out. `None` for an IM call.
+    fn open_media(&mut self, call: CallHandle) -> Result<Option<u16>, CallError> {
+        let c = self.calls.get(&call).ok_or(CallError::NoSuchCall(call))?;
+        if c.kind != CallKind::AudioVideo {
+            return Ok(None);
+        }
+        if let Some(port) = c.media_port {
+            return Ok(Some(port));
+        }
+        let port = self.ports.allocate().ok_or(CallError::NoMediaPort {
+            first: self.ports.first,
+            last: self.ports.last,
+        })?;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.media_port = Some(port);
+        }
+        self.events.push_back(Event::Media {
+            call,
+            instruction: MediaInstruction::Open { port },
+        });
+        Ok(Some(port))
+    }
+
+    fn close_media(&mut self, call: CallHandle) {
+        let Some(port) = self.calls.get_mut(&call).and_then(|c| c.media_port.take()) else {
+            return;
+        };
+        self.ports.release(port);
+        self.events.push_back(Event::Media {
+            call,
+            instruction: MediaInstruction::Close { port },
+        });
+    }
+
+    /// The negotiated stream, to the driver.
+    fn start_media(&mut self, call: CallHandle) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let (Some(port), Some(audio)) = (
+            c.media_port,
+            c.sdp.negotiated().and_then(|n| n.audio.as_ref()),
+        ) else {
+            return;
+        };
+        let sends = |d: Direction| matches!(d, Direction::SendRecv | Direction::SendOnly);
+        let settings = StreamSettings {
+            local_port: port,
+            remote: audio.remote,
+            codec: audio.codec.name.clone(),
+            payload_type: audio.codec.payload_type,
+            clock_rate: audio.codec.clock_rate,
+            ptime: Duration::from_millis(u64::from(audio.ptime.unwrap_or(20).clamp(10, 200))),
+            telephone_event: audio.telephone_event.as_ref().map(|t| t.payload_type),
+            send: sends(audio.local_direction) && audio.remote.is_some(),
+            receive: sends(audio.remote_direction),
+            echo: self.demo_calls.get(&call) == Some(&DemoBehaviour::Echo),
+            media_timeout: self.config.media.timeout,
+        };
+        self.events.push_back(Event::Media {
+            call,
+            instruction: MediaInstruction::Start(settings),
+        });
+        self.maybe_active(call);
+    }
+
+    /// UCMA's flow is `Active` when media really flows: RTP has arrived and we send.
+    fn maybe_active(&mut self, call: CallHandle) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let sends = matches!(c.local_direction, Direction::SendRecv | Direction::SendOnly);
+        if c.flow == Some(MediaFlowState::Idle) && c.rtp_receiving && sends {
+            self.set_flow(call, MediaFlowState::Active);
+        }
+    }
+
     // ---- helpers
 
     fn next(&mut self) -> u64 {
@@ -2101,6 +2349,7 @@ impl Engine {
         c.configuration = Some(configuration.clone());
         if changed {
             self.emit(call, CallEvent::FlowConfigurationChanged { configuration });
+            self.start_media(call);
         }
     }
 
@@ -2118,7 +2367,8 @@ impl Engine {
     fn capabilities(&self, kind: CallKind, address: IpAddr, sip_port: u16) -> LocalCapabilities {
         let mut caps = LocalCapabilities {
             address,
-            audio_port: self.config.media_port,
+            // The real port is taken when the call offers or answers (`open_media`).
+            audio_port: 9,
             codecs: self.config.codecs.clone(),
             ..LocalCapabilities::default()
         };

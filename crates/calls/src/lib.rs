@@ -22,7 +22,7 @@ pub mod options;
 pub mod state;
 mod types;
 
-pub use engine::{DemoBehaviour, Engine, EngineConfig, Stats};
+pub use engine::{DemoBehaviour, Engine, EngineConfig, MediaSettings, Stats};
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
     CallProvisionalResponseOptions, CallTerminateOptions, CustomMimePart, Destination, HoldType,
@@ -35,5 +35,6 @@ pub use types::{
     ApplicationEndpointSettings, CallError, CallEvent, CallHandle, CallKind, CallReceived,
     ConversationHandle, ConversationSettings, DeliveryResult, EndpointEvent, EndpointHandle,
     EstablishFailure, EstablishSucceeded, Event, FlowConfiguration, Identity, MediaFlowState,
-    MessageId, OperationFailure, PageMessage, Priority, UserEndpointSettings,
+    MediaIndication, MediaInstruction, MessageId, OperationFailure, PageMessage, Priority,
+    StreamSettings, UserEndpointSettings,
 };

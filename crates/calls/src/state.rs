@@ -75,8 +75,11 @@ pub enum CallStateTransitionReason {
     Timeout,
     /// The transport could not reach the peer.
     TransportError,
-    /// The offer/answer failed after the dialog was up (an unusable answer): we sent BYE.
+    /// The offer/answer failed after the dialog was up (an unusable answer), or the
+    /// media sockets could not be opened: we sent BYE.
     MediaFailure { reason: String },
+    /// No RTP came for the media timeout and the engine is set to hang up then.
+    MediaTimeout,
     /// The session timer expired without a refresh (RFC 4028 §10).
     SessionExpired,
     /// A request in the dialog got 481 or 408 (RFC 3261 §12.2.1.2).

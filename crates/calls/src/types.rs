@@ -6,6 +6,7 @@ use bytes::Bytes;
 use sdp_offer_answer::{Direction, NegotiationError};
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -185,6 +186,67 @@ pub enum Event {
     },
     /// Below the call layer: dropped input, trunks (for the log).
     Core(sip_core::EndpointEvent),
+    /// For the driver, which owns the media sockets: what to do with a call's RTP stream.
+    Media {
+        call: CallHandle,
+        instruction: MediaInstruction,
+    },
+}
+
+/// What the driver does with a call's media (it owns the sockets; the engine owns the
+/// ports it writes into SDP and the negotiation).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MediaInstruction {
+    /// Bind the RTP/RTCP pair on `port` (RTP) and `port + 1` (RTCP) now: an SDP with
+    /// it is about to go out. If that fails, report [`MediaIndication::Failed`].
+    Open { port: u16 },
+    /// Media was negotiated (the first answer, or a change: hold, retrieve, a new codec or
+    /// address): start the stream, or re-target it.
+    Start(StreamSettings),
+    /// The call is over: stop the stream and close the pair.
+    Close { port: u16 },
+}
+
+/// A negotiated RTP stream, as the media layer needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSettings {
+    /// Our RTP port (RTCP on the next).
+    pub local_port: u16,
+    /// Where the peer receives RTP (from its SDP); `None` while unknown or on hold
+    /// (`c=0.0.0.0`). Symmetric RTP may latch elsewhere.
+    pub remote: Option<SocketAddr>,
+    /// The RTP encoding name (`PCMU`, `PCMA`) and its payload type as negotiated.
+    pub codec: String,
+    pub payload_type: u8,
+    pub clock_rate: u32,
+    /// The packet interval to send (the peer's `a=ptime`, else 20 ms).
+    pub ptime: Duration,
+    /// The negotiated RFC 4733 payload type, if any (never assumed).
+    pub telephone_event: Option<u8>,
+    /// Whether we send (our direction is `sendrecv` or `sendonly`).
+    pub send: bool,
+    /// Whether the peer sends (its direction is `sendrecv` or `sendonly`): no media
+    /// timeout while it does not.
+    pub receive: bool,
+    /// A demo `echo` call: what comes in goes back out.
+    pub echo: bool,
+    /// No RTP for this long while the peer should send: [`MediaIndication::Timeout`].
+    pub media_timeout: Option<Duration>,
+}
+
+/// What the media layer reports about a call's stream.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MediaIndication {
+    /// RTP arrives: the first packet, or the first after a timeout.
+    Receiving,
+    /// No RTP for the stream's media timeout.
+    Timeout { after: Duration },
+    /// An RFC 4733 event ended.
+    Tone { tone: char, duration: Duration },
+    /// The sockets could not be bound, or the stream failed.
+    Failed { reason: String },
 }
 
 /// What happens on an endpoint.
@@ -270,6 +332,11 @@ pub enum CallEvent {
     },
     /// The negotiated media changed: a hold or retrieve by either side, a new codec.
     FlowConfigurationChanged { configuration: FlowConfiguration },
+    /// A DTMF tone (RFC 4733 event) arrived, with how long it lasted (an indication).
+    ToneReceived { tone: char, duration: Duration },
+    /// No RTP came for `after` while the peer should be sending; the call is ended too
+    /// when the engine's media settings say so.
+    MediaTimedOut { after: Duration },
     /// How `hold`, `retrieve` or `apply_changes` ended (a result).
     OperationCompleted {
         operation: Operation,
@@ -411,6 +478,8 @@ pub enum CallError {
     EndpointExists { user: String },
     #[error("SDP: {0}")]
     Sdp(Box<NegotiationError>),
+    #[error("no free media port in {first}-{last}")]
+    NoMediaPort { first: u16, last: u16 },
     #[error(transparent)]
     UserAgent(Box<sip_dialog::Error>),
     #[error(transparent)]

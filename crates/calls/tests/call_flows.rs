@@ -30,8 +30,9 @@ fn echo_answers_and_bye_ends_the_call() {
     assert!(out.iter().all(|t| t.flow.remote == peer()));
     assert_eq!(header(&ok, HeaderName::ContentType), "application/sdp");
     let answer = String::from_utf8_lossy(&ok.body).into_owned();
-    // Both common codecs, in the offerer's order (RFC 3264 §6.1).
-    assert!(answer.contains("m=audio 9 RTP/AVP 0 8\r\n"), "{answer}");
+    // Both common codecs, in the offerer's order (RFC 3264 §6.1), on the first RTP port
+    // of the media range.
+    assert!(answer.contains("m=audio 16384 RTP/AVP 0 8\r\n"), "{answer}");
     assert!(header(&ok, HeaderName::Contact).starts_with("<sip:echo@127.0.0.1:5060"));
     assert_eq!(h.stats().dialogs, 1);
 
@@ -187,7 +188,7 @@ fn late_offer_gets_an_offer_in_the_2xx() {
     let out = h.send(&invite("echo", "z9hG4bKh1", "call-8", false));
     let ok = response(&out[2]);
     assert_eq!(ok.status, 200);
-    assert!(String::from_utf8_lossy(&ok.body).contains("m=audio 9 RTP/AVP 0"));
+    assert!(String::from_utf8_lossy(&ok.body).contains("m=audio 16384 RTP/AVP 0"));
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod net;
 use calls::{
     CallAcceptOptions, CallEvent, CallHandle, CallKind, CallState, CallStateTransitionReason as R,
     CallTerminateOptions, ConversationSettings, EndpointHandle, EstablishFailure,
-    EstablishSucceeded, FlowConfiguration, MediaFlowState,
+    EstablishSucceeded, Event, FlowConfiguration, MediaFlowState,
 };
 use net::*;
 use sip_message::Method;
@@ -2398,8 +2398,21 @@ fn echo_demo_user_echoes_pages_and_calls() {
             .unwrap();
     }
     net.run_for(Duration::from_secs(1));
-    // Everything at B went to the demo user, none of it to B's application.
-    assert!(net.nodes[B].log.is_empty(), "{:?}", net.nodes[B].log);
+    // Everything at B went to the demo user, none of it to B's application: B's log
+    // holds only the media instructions for its driver (open, start echoing, close).
+    assert!(
+        net.nodes[B]
+            .log
+            .iter()
+            .all(|(_, e)| matches!(e, Event::Media { .. })),
+        "{:?}",
+        net.nodes[B].log
+    );
+    let echo_start = net.media_log.iter().find_map(|(node, _, i)| match i {
+        calls::MediaInstruction::Start(s) if *node == B => Some(s.clone()),
+        _ => None,
+    });
+    assert!(echo_start.is_some_and(|s| s.echo && s.send && s.receive));
     net.assert_quiet();
 }
 

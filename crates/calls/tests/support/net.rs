@@ -21,7 +21,8 @@ use bytes::Bytes;
 use calls::sip_core::{Flow, Transmit};
 use calls::{
     ApplicationEndpointSettings, CallAcceptOptions, CallEvent, CallHandle, CallReceived,
-    EndpointEvent, EndpointHandle, Engine, EngineConfig, Event,
+    EndpointEvent, EndpointHandle, Engine, EngineConfig, Event, MediaIndication, MediaInstruction,
+    StreamSettings,
 };
 use sip_message::{Message, Method, Request, Response, Transport};
 use std::collections::BTreeMap;
@@ -65,6 +66,14 @@ pub struct Net {
     pub lost: u64,
     /// Messages sent to an address no engine owns.
     pub unreachable: u64,
+    /// A media plane: each engine's started RTP streams; a stream that sends to
+    /// another's address makes that one `Receiving` (its flow goes `Active`). Off: no
+    /// RTP ever arrives.
+    pub media: bool,
+    streams: BTreeMap<(usize, CallHandle), StreamSettings>,
+    receiving: std::collections::BTreeSet<(usize, CallHandle)>,
+    /// Every media instruction, per node, in order.
+    pub media_log: Vec<(usize, CallHandle, MediaInstruction)>,
 }
 
 /// An engine config with no demo users (plain application endpoints) and a seed.
@@ -93,6 +102,10 @@ impl Net {
             delivered: 0,
             lost: 0,
             unreachable: 0,
+            media: true,
+            streams: BTreeMap::new(),
+            receiving: std::collections::BTreeSet::new(),
+            media_log: Vec::new(),
         }
     }
 
@@ -176,6 +189,19 @@ impl Net {
                     progressed = true;
                     let at = self.elapsed();
                     let now = self.now;
+                    if let Event::Media { call, instruction } = &event {
+                        self.media_log.push((i, *call, instruction.clone()));
+                        match instruction {
+                            MediaInstruction::Start(settings) => {
+                                self.streams.insert((i, *call), settings.clone());
+                            }
+                            MediaInstruction::Close { .. } => {
+                                self.streams.remove(&(i, *call));
+                                self.receiving.remove(&(i, *call));
+                            }
+                            _ => {}
+                        }
+                    }
                     let node = &mut self.nodes[i];
                     if let Some(app) = node.app.as_mut() {
                         app(&mut node.engine, now, &event);
@@ -183,10 +209,40 @@ impl Net {
                     node.log.push((at, event));
                 }
             }
+            if self.media {
+                progressed |= self.flow_rtp();
+            }
             if !progressed {
                 break;
             }
         }
+    }
+
+    /// RTP "flows" from every sending stream to the stream at its remote address: the
+    /// receiver is told `Receiving` once.
+    fn flow_rtp(&mut self) -> bool {
+        let mut arrivals = Vec::new();
+        for ((_, _), s) in &self.streams {
+            let Some(to) = s.remote.filter(|_| s.send) else {
+                continue;
+            };
+            for (&(j, call), t) in &self.streams {
+                if self.nodes[j].addr.ip() == to.ip()
+                    && t.local_port == to.port()
+                    && !self.receiving.contains(&(j, call))
+                {
+                    arrivals.push((j, call));
+                }
+            }
+        }
+        let now = self.now;
+        for &(j, call) in &arrivals {
+            self.receiving.insert((j, call));
+            self.nodes[j]
+                .engine
+                .handle_media(now, call, MediaIndication::Receiving);
+        }
+        !arrivals.is_empty()
     }
 
     fn wire(&mut self, from: usize, t: Transmit) {
