@@ -27,6 +27,7 @@ use sip_message::{HeaderName, Host, Method, Request, Response, Transport, Uri};
 use sip_transaction::{Flow, TransactionKey, Transmit};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -108,9 +109,22 @@ impl Default for MediaSettings {
     }
 }
 
-/// The RTP ports in use, handed out round-robin (pure bookkeeping: the driver binds).
+/// Where an AV call's RTP port comes from. The engine's own [`PortPool`] only keeps
+/// books; a driver that owns sockets gives the engine a source that binds the pair as it
+/// reserves it, so a port written into SDP is always one we hold (another process may
+/// hold ports of the range). A parameter of the engine, like time and config.
+pub trait PortSource: fmt::Debug + Send {
+    /// An even RTP port whose odd neighbour is free too; `None` when none is left.
+    fn reserve(&mut self) -> Option<u16>;
+    /// The call is over.
+    fn release(&mut self, port: u16);
+    /// The range, for errors.
+    fn range(&self) -> (u16, u16);
+}
+
+/// The RTP ports in use, handed out round-robin (pure bookkeeping: no socket).
 #[derive(Debug)]
-struct PortPool {
+pub struct PortPool {
     first: u16,
     last: u16,
     next: u16,
@@ -118,7 +132,7 @@ struct PortPool {
 }
 
 impl PortPool {
-    fn new(settings: &MediaSettings) -> PortPool {
+    pub fn new(settings: &MediaSettings) -> PortPool {
         let first = settings.first_port.saturating_add(settings.first_port % 2);
         PortPool {
             first,
@@ -149,6 +163,20 @@ impl PortPool {
 
     fn release(&mut self, port: u16) {
         self.in_use.remove(&port);
+    }
+}
+
+impl PortSource for PortPool {
+    fn reserve(&mut self) -> Option<u16> {
+        self.allocate()
+    }
+
+    fn release(&mut self, port: u16) {
+        PortPool::release(self, port);
+    }
+
+    fn range(&self) -> (u16, u16) {
+        (self.first, self.last)
     }
 }
 
@@ -325,13 +353,13 @@ pub struct Engine {
     stats: Stats,
     /// Calls of the demo users, until their last event is handled.
     demo_calls: HashMap<CallHandle, DemoBehaviour>,
-    ports: PortPool,
+    ports: Box<dyn PortSource>,
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         let core = Endpoint::new(config.endpoint.clone());
-        let ports = PortPool::new(&config.media);
+        let ports: Box<dyn PortSource> = Box::new(PortPool::new(&config.media));
         let mut engine = Engine {
             ports,
             core,
@@ -2125,6 +2153,12 @@ impl Engine {
 
     // ---- media
 
+    /// Replaces where RTP ports come from (the runtime's source binds them). Ports the
+    /// old source handed out stay with it.
+    pub fn set_port_source(&mut self, source: Box<dyn PortSource>) {
+        self.ports = source;
+    }
+
     /// What the media layer saw on a call's stream.
     pub fn handle_media(&mut self, now: Instant, call: CallHandle, indication: MediaIndication) {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -2194,10 +2228,11 @@ impl Engine {
         if let Some(port) = c.media_port {
             return Ok(Some(port));
         }
-        let port = self.ports.allocate().ok_or(CallError::NoMediaPort {
-            first: self.ports.first,
-            last: self.ports.last,
-        })?;
+        let (first, last) = self.ports.range();
+        let port = self
+            .ports
+            .reserve()
+            .ok_or(CallError::NoMediaPort { first, last })?;
         if let Some(c) = self.calls.get_mut(&call) {
             c.media_port = Some(port);
         }

@@ -22,7 +22,7 @@ pub mod options;
 pub mod state;
 mod types;
 
-pub use engine::{DemoBehaviour, Engine, EngineConfig, MediaSettings, Stats};
+pub use engine::{DemoBehaviour, Engine, EngineConfig, MediaSettings, PortPool, PortSource, Stats};
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
     CallProvisionalResponseOptions, CallTerminateOptions, CustomMimePart, Destination, HoldType,
