@@ -2191,6 +2191,11 @@ impl Engine {
             MediaIndication::Tone { tone, duration } => {
                 self.emit(call, CallEvent::ToneReceived { tone, duration });
             }
+            MediaIndication::PlayCompleted => self.emit(call, CallEvent::PlayCompleted),
+            MediaIndication::DtmfSent => self.emit(call, CallEvent::DtmfSent),
+            MediaIndication::RecordingFailed { reason } => {
+                self.emit(call, CallEvent::RecordingFailed { reason });
+            }
             MediaIndication::Failed { reason } => {
                 tracing::warn!(%call, call_id = %c.sip_call_id, %reason, "media failed");
                 if c.ending.is_none() {

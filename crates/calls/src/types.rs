@@ -247,6 +247,12 @@ pub enum MediaIndication {
     Tone { tone: char, duration: Duration },
     /// The sockets could not be bound, or the stream failed.
     Failed { reason: String },
+    /// The flow's player or tone ran to its end.
+    PlayCompleted,
+    /// Every DTMF digit given to the flow was sent.
+    DtmfSent,
+    /// The flow's recording failed (disk full...) and stopped.
+    RecordingFailed { reason: String },
 }
 
 /// What happens on an endpoint.
@@ -337,6 +343,12 @@ pub enum CallEvent {
     /// No RTP came for `after` while the peer should be sending; the call is ended too
     /// when the engine's media settings say so.
     MediaTimedOut { after: Duration },
+    /// The flow's player or tone ran to its end (a result).
+    PlayCompleted,
+    /// Every DTMF digit the application sent went out (a result).
+    DtmfSent,
+    /// The flow's recording failed and stopped.
+    RecordingFailed { reason: String },
     /// How `hold`, `retrieve` or `apply_changes` ended (a result).
     OperationCompleted {
         operation: Operation,

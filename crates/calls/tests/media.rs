@@ -237,6 +237,31 @@ fn tones_are_raised_on_the_call() {
         })
         .collect();
     assert_eq!(tones, ['1', '#', 'D']);
+
+    // The flow's results reach the call's events in order.
+    let now = net.now;
+    for indication in [
+        MediaIndication::PlayCompleted,
+        MediaIndication::DtmfSent,
+        MediaIndication::RecordingFailed {
+            reason: "disk full".into(),
+        },
+    ] {
+        net.engine(A).handle_media(now, a_call, indication);
+    }
+    net.run_for(Duration::from_millis(1));
+    let events = net.call_events(A, a_call);
+    let tail = &events[events.len() - 3..];
+    assert_eq!(
+        tail,
+        [
+            CallEvent::PlayCompleted,
+            CallEvent::DtmfSent,
+            CallEvent::RecordingFailed {
+                reason: "disk full".into()
+            }
+        ]
+    );
 }
 
 #[test]
