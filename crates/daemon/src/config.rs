@@ -28,6 +28,35 @@ pub struct Config {
     pub inbound: InboundSection,
     #[serde(default)]
     pub dns: DnsSection,
+    #[serde(default)]
+    pub media: MediaSection,
+}
+
+/// `[media]`: RTP ports and the media timeout.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// The address RTP sockets bind to (default: every address, 0.0.0.0).
+    pub address: Option<std::net::IpAddr>,
+    /// The RTP port range, inclusive: RTP on even ports, RTCP on the next.
+    pub rtp_port_first: u16,
+    pub rtp_port_last: u16,
+    /// No RTP for this many seconds while the peer should send: an event (0: never).
+    pub timeout_s: u64,
+    /// End such a call with BYE.
+    pub hangup_on_timeout: bool,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            address: None,
+            rtp_port_first: 16384,
+            rtp_port_last: 32767,
+            timeout_s: 60,
+            hangup_on_timeout: true,
+        }
+    }
 }
 
 /// `[[trunks]]`: a SIP trunk (registration, keepalive, inbound networks, caller ID).
@@ -482,6 +511,16 @@ impl Config {
                 "key `sip.session_timer.session_expires_s`: must not be below min_se_s".into(),
             );
         }
+        let m = &self.media;
+        if m.rtp_port_first < 1024 {
+            return Err("key `media.rtp_port_first`: must be at least 1024".into());
+        }
+        if u32::from(m.rtp_port_last) < u32::from(m.rtp_port_first) + 1 {
+            return Err(
+                "key `media.rtp_port_last`: the range needs at least one even port and the odd one after it"
+                    .into(),
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for trunk in &self.trunks {
             if !names.insert(trunk.name.as_str()) {
@@ -578,6 +617,28 @@ mod tests {
         let names: Vec<_> = config.users.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["echo", "ring", "busy"]);
         assert_eq!(config.sip.timers, Timers::default());
+    }
+
+    #[test]
+    fn media_section_parses_and_bad_ranges_name_the_key() {
+        let config = Config::parse(
+            "[media]\naddress = \"127.0.0.1\"\nrtp_port_first = 30000\nrtp_port_last = 30099\ntimeout_s = 0\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(config.media.rtp_port_first, 30000);
+        assert_eq!(config.media.timeout_s, 0);
+        assert!(config.media.hangup_on_timeout);
+        let error = Config::parse(
+            "[media]\nrtp_port_first = 30000\nrtp_port_last = 30000\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(error.message.contains("media.rtp_port_last"), "{error}");
+        let error = Config::parse("[media]\nrtp_port_first = 80\n", "t.toml").unwrap_err();
+        assert!(error.message.contains("media.rtp_port_first"), "{error}");
+        let error = Config::parse("[media]\nrtp_ports = 1\n", "t.toml").unwrap_err();
+        assert!(error.message.contains("rtp_ports"), "{error}");
     }
 
     #[test]

@@ -190,6 +190,13 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
             .collect(),
         ring_timeout: Duration::from_secs(config.sip.ring_timeout_s),
         max_call_duration: Duration::from_secs(config.sip.max_call_duration_s),
+        media: runtime::calls::MediaSettings {
+            first_port: config.media.rtp_port_first,
+            last_port: config.media.rtp_port_last,
+            timeout: (config.media.timeout_s > 0)
+                .then(|| Duration::from_secs(config.media.timeout_s)),
+            hangup_on_timeout: config.media.hangup_on_timeout,
+        },
         ..EngineConfig::default()
     };
     RuntimeConfig {
