@@ -7,10 +7,20 @@
 //! follow the same verbs as the SIP core (see [`machine::MediaMachine`]).
 #![forbid(unsafe_code)]
 
+pub mod dtmf;
 mod error;
 pub mod machine;
 pub mod packet;
+pub mod rtcp;
+pub mod sender;
+pub mod stats;
 
+pub use crate::dtmf::{
+    DtmfPacket, DtmfReceiver, DtmfSender, TelephoneEvent, ToneEvent, digit_of_event, event_of_digit,
+};
+pub use crate::rtcp::{NtpClock, RemoteView, RtcpConfig, RtcpSession, RtcpSummary, SenderInfo};
+pub use crate::sender::RtpSender;
+pub use crate::stats::{ReceiverStats, StreamStats};
 pub use error::RtpError;
 pub use machine::{Datagram, MediaMachine, SocketId};
 pub use packet::{RtpHeader, build_rtp, looks_like_rtcp, parse_rtp, rewrite_header};
