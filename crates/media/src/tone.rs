@@ -222,13 +222,13 @@ impl ToneGenerator {
         let mut start = cycle_start;
         for &(on, off) in &self.cadence {
             if offset < on {
-                return Some((start, Some(start + on)));
+                return Some((start, Some(start.saturating_add(on))));
             }
-            if offset < on + off {
+            if offset < on.saturating_add(off) {
                 return None;
             }
-            offset -= on + off;
-            start += on + off;
+            offset = offset.saturating_sub(on.saturating_add(off));
+            start = start.saturating_add(on.saturating_add(off));
         }
         None
     }

@@ -50,9 +50,22 @@ fn wav_error(reason: impl Into<String>) -> MediaError {
 /// is resampled to 8000 Hz with a Kaiser-windowed sinc low-pass (cutoff 3700 Hz when
 /// decimating, so content above 4 kHz does not alias into the telephone band). Anything
 /// hound cannot read gives [`MediaError::Wav`] naming what was found.
-pub fn load_wav<R: Read>(reader: R) -> Result<Vec<i16>, MediaError> {
-    let reader = hound::WavReader::new(reader)
-        .map_err(|e| wav_error(format!("not a readable WAV file: {e}")))?;
+pub fn load_wav<R: Read>(mut reader: R) -> Result<Vec<i16>, MediaError> {
+    // Keep the start of the file so that a header hound refuses can still be described.
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    (&mut reader)
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| wav_error(format!("reading the header: {e}")))?;
+    let reader = match hound::WavReader::new(std::io::Cursor::new(&head[..]).chain(reader)) {
+        Ok(reader) => reader,
+        Err(e) => {
+            return Err(wav_error(match sniff_format(&head) {
+                Some(found) => format!("{found}: {e}"),
+                None => format!("not a WAV file: {e}"),
+            }));
+        }
+    };
     let spec = reader.spec();
     if spec.sample_rate == 0 {
         return Err(wav_error(format!("{}: no sample rate", describe(&spec))));
@@ -117,6 +130,61 @@ fn read_mono<R: Read>(
         }
     }
     Ok(mono)
+}
+
+/// How much of the start of a file is kept to describe a header hound refuses.
+const HEAD_BYTES: usize = 4096;
+
+fn le_u16(bytes: &[u8], at: usize) -> Option<u16> {
+    let b = bytes.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+}
+
+/// Describes the `fmt ` chunk of a RIFF WAVE header ("format 0x0002 (ADPCM), 8000 Hz,
+/// 1 channel, 4-bit"), if the start of the file holds one.
+fn sniff_format(head: &[u8]) -> Option<String> {
+    if head.get(0..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    loop {
+        let id = head.get(at..at.checked_add(4)?)?;
+        let len = usize::try_from(le_u32(head, at + 4)?).ok()?;
+        let body = at.checked_add(8)?;
+        if id == b"fmt " {
+            let tag = le_u16(head, body)?;
+            let channels = le_u16(head, body + 2)?;
+            let rate = le_u32(head, body + 4)?;
+            let bits = le_u16(head, body + 14)?;
+            let name = match tag {
+                0x0001 => "PCM",
+                0x0002 => "ADPCM",
+                0x0003 => "IEEE float",
+                0x0006 => "A-law",
+                0x0007 => "µ-law",
+                0x0011 => "IMA ADPCM",
+                0x0031 => "GSM 6.10",
+                0x0055 => "MP3",
+                0xFFFE => "extensible",
+                _ => "unknown",
+            };
+            let channels = if channels == 1 {
+                "1 channel".to_owned()
+            } else {
+                format!("{channels} channels")
+            };
+            return Some(format!(
+                "format 0x{tag:04X} ({name}), {rate} Hz, {channels}, {bits}-bit"
+            ));
+        }
+        // Chunks are padded to an even length (RIFF).
+        at = body.checked_add(len)?.checked_add(len & 1)?;
+    }
 }
 
 fn to_i16(value: f64) -> i16 {
@@ -256,7 +324,7 @@ impl Player {
     /// Whether a non-looping prompt has been played to its end (a looping one finishes only
     /// when it is empty).
     pub fn finished(&self) -> bool {
-        self.position >= self.samples.len() && !(self.looping && !self.samples.is_empty())
+        (self.samples.is_empty() || !self.looping) && self.position >= self.samples.len()
     }
 
     /// The next sample to play, as an index into the prompt.
