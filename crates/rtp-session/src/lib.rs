@@ -8,9 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod latch;
 pub mod machine;
 pub mod packet;
+pub mod relay;
 
 pub use error::RtpError;
+pub use latch::Latch;
 pub use machine::{Datagram, MediaMachine, SocketId};
 pub use packet::{RtpHeader, build_rtp, looks_like_rtcp, parse_rtp, rewrite_header};
+pub use relay::{Leg, LegStats, Relay, RelayConfig, RelayEvent, RelayLeg, Rewriter};
