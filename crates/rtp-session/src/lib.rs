@@ -9,8 +9,10 @@
 
 pub mod dtmf;
 mod error;
+pub mod latch;
 pub mod machine;
 pub mod packet;
+pub mod relay;
 pub mod rtcp;
 pub mod sender;
 pub mod stats;
@@ -22,5 +24,7 @@ pub use crate::rtcp::{NtpClock, RemoteView, RtcpConfig, RtcpSession, RtcpSummary
 pub use crate::sender::RtpSender;
 pub use crate::stats::{ReceiverStats, StreamStats};
 pub use error::RtpError;
+pub use latch::Latch;
 pub use machine::{Datagram, MediaMachine, SocketId};
 pub use packet::{RtpHeader, build_rtp, looks_like_rtcp, parse_rtp, rewrite_header};
+pub use relay::{Leg, LegStats, Relay, RelayConfig, RelayEvent, RelayLeg, Rewriter};

@@ -1,0 +1,566 @@
+//! The media relay of an anchored B2BUA call: two legs, each with an RTP and an RTCP
+//! socket; packets from one leg go out of the other leg's RTP socket to that leg's peer.
+//!
+//! What leaves toward a leg is one continuous RTP stream (RFC 3550 §5.1) whatever happens
+//! on the other leg, so a phone never sees a transfer or a re-INVITE on the far side as a
+//! new source it may refuse or mis-play: the [`Rewriter`] owns the outgoing SSRC, sequence
+//! numbers and timestamps. Destinations are learnt by symmetric RTP (RFC 4961, see
+//! [`Latch`]). RTCP is consumed and counted, never forwarded (topology hiding: each leg's
+//! reports describe the other side's network, not what this leg sees).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use crate::RtpError;
+use crate::latch::Latch;
+use crate::machine::{Datagram, MediaMachine, SocketId};
+use crate::packet::{RtpHeader, looks_like_rtcp, parse_rtp, rewrite_header};
+
+/// RFC 3550 Appendix A.1: a sequence number this far ahead of the highest seen is a
+/// restart, not loss.
+const MAX_DROPOUT: i64 = 3000;
+/// RFC 3550 Appendix A.1: a sequence number this far behind the highest seen is a
+/// restart, not a late packet.
+const MAX_MISORDER: i64 = 100;
+
+/// The samples `elapsed` spans at `clock_rate` (RFC 3550 §5.1: the timestamp follows the
+/// sampling clock), saturating.
+fn samples(elapsed: Duration, clock_rate: u32) -> u64 {
+    let samples = elapsed.as_nanos() * u128::from(clock_rate) / 1_000_000_000;
+    u64::try_from(samples).unwrap_or(u64::MAX)
+}
+
+/// 20 ms at `clock_rate`, the usual audio packetisation, at least one sample.
+fn default_frame(clock_rate: u32) -> u32 {
+    (clock_rate / 50).max(1)
+}
+
+/// The input stream being mapped onto the output.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    input_ssrc: u32,
+    sequence_offset: u16,
+    timestamp_offset: u32,
+    highest_sequence: u16,
+    highest_timestamp: u32,
+}
+
+/// The packet sent with the highest outgoing sequence number.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    sequence: u16,
+    timestamp: u32,
+    at: Instant,
+}
+
+/// Per direction: makes the packets leaving toward one leg one continuous stream (RFC 3550
+/// §5.1: one SSRC, sequence +1, timestamps that follow wall-clock time) whatever happens on
+/// the other leg: a new input SSRC (re-INVITE, transfer, a new party) or a sequence or
+/// timestamp jump (RFC 3550 Appendix A.1) starts a new input segment: the outgoing
+/// sequence continues at last + 1, the timestamp at last + elapsed time × clock rate (at
+/// least one frame), and the marker bit is set on the segment's first packet. Within a
+/// segment the input's spacing is kept, reordering and gaps included.
+#[derive(Debug, Clone)]
+pub struct Rewriter {
+    ssrc: u32,
+    first_sequence: u16,
+    first_timestamp: u32,
+    clock_rate: u32,
+    /// The input's timestamp step between consecutive packets, learnt (RFC 3550 §5.1).
+    frame: u32,
+    segment: Option<Segment>,
+    last: Option<Sent>,
+    packets: u64,
+}
+
+impl Rewriter {
+    /// The outgoing stream: its SSRC, first sequence number and first timestamp (RFC 3550
+    /// §5.1: random), and the RTP clock rate of its payload.
+    pub fn new(ssrc: u32, first_sequence: u16, first_timestamp: u32, clock_rate: u32) -> Self {
+        let clock_rate = clock_rate.max(1);
+        Self {
+            ssrc,
+            first_sequence,
+            first_timestamp,
+            clock_rate,
+            frame: default_frame(clock_rate),
+            segment: None,
+            last: None,
+            packets: 0,
+        }
+    }
+
+    /// Validates the packet ([`parse_rtp`]) and rewrites its SSRC, sequence number,
+    /// timestamp and marker in place ([`rewrite_header`]). Returns the rewritten header.
+    /// Allocates nothing.
+    pub fn rewrite(&mut self, now: Instant, packet: &mut [u8]) -> Result<RtpHeader, RtpError> {
+        let (input, _) = parse_rtp(packet)?;
+        let (sequence, timestamp, marker) = match self.segment {
+            Some(segment) if !self.starts_segment(now, &segment, &input) => {
+                self.follow(&input);
+                (
+                    input.sequence.wrapping_add(segment.sequence_offset),
+                    input.timestamp.wrapping_add(segment.timestamp_offset),
+                    input.marker,
+                )
+            }
+            _ => {
+                let (sequence, timestamp) = match self.last {
+                    None => (self.first_sequence, self.first_timestamp),
+                    Some(last) => {
+                        let elapsed =
+                            samples(now.saturating_duration_since(last.at), self.clock_rate);
+                        // Timestamps are modulo 2^32 (RFC 3550 §5.1): keep the low bits.
+                        let step = (elapsed % (1 << 32)) as u32;
+                        (
+                            last.sequence.wrapping_add(1),
+                            last.timestamp.wrapping_add(step.max(self.frame)),
+                        )
+                    }
+                };
+                self.segment = Some(Segment {
+                    input_ssrc: input.ssrc,
+                    sequence_offset: sequence.wrapping_sub(input.sequence),
+                    timestamp_offset: timestamp.wrapping_sub(input.timestamp),
+                    highest_sequence: input.sequence,
+                    highest_timestamp: input.timestamp,
+                });
+                (sequence, timestamp, true)
+            }
+        };
+        if !rewrite_header(packet, sequence, timestamp, self.ssrc, marker) {
+            // parse_rtp accepted it, so it holds a fixed header; never reached.
+            return Err(RtpError::TooShort {
+                len: packet.len(),
+                needed: crate::packet::RTP_HEADER_LEN,
+                what: "fixed header",
+            });
+        }
+        let newest = self
+            .last
+            .is_none_or(|last| (sequence.wrapping_sub(last.sequence) as i16) > 0);
+        if newest {
+            self.last = Some(Sent {
+                sequence,
+                timestamp,
+                at: now,
+            });
+        }
+        self.packets += 1;
+        Ok(RtpHeader {
+            marker,
+            payload_type: input.payload_type,
+            sequence,
+            timestamp,
+            ssrc: self.ssrc,
+        })
+    }
+
+    /// Whether `input` cannot continue `segment`: another SSRC, a sequence number outside
+    /// the RFC 3550 Appendix A.1 window, or a timestamp that is neither near the expected
+    /// one nor explained by the wall-clock time since the last packet (more than one
+    /// second off either way: silence suppression keeps within it, a new base does not).
+    fn starts_segment(&self, now: Instant, segment: &Segment, input: &RtpHeader) -> bool {
+        if input.ssrc != segment.input_ssrc {
+            return true;
+        }
+        let sequence_delta =
+            i64::from(input.sequence.wrapping_sub(segment.highest_sequence) as i16);
+        if !(-MAX_MISORDER..=MAX_DROPOUT).contains(&sequence_delta) {
+            return true;
+        }
+        let timestamp_delta =
+            i64::from(input.timestamp.wrapping_sub(segment.highest_timestamp) as i32);
+        let tolerance = i64::from(self.clock_rate);
+        let elapsed = self.last.map_or(0, |last| {
+            let samples = samples(now.saturating_duration_since(last.at), self.clock_rate);
+            i64::try_from(samples)
+                .unwrap_or(i64::MAX / 4)
+                .min(i64::MAX / 4)
+        });
+        let expected = elapsed.max(sequence_delta.max(0) * i64::from(self.frame));
+        timestamp_delta < -tolerance || timestamp_delta > expected.saturating_add(tolerance)
+    }
+
+    /// A packet of the current segment: track its highest sequence number and learn the
+    /// frame size from consecutive packets.
+    fn follow(&mut self, input: &RtpHeader) {
+        let Some(segment) = self.segment.as_mut() else {
+            return;
+        };
+        let sequence_delta = input.sequence.wrapping_sub(segment.highest_sequence) as i16;
+        if sequence_delta > 0 {
+            let timestamp_delta = input.timestamp.wrapping_sub(segment.highest_timestamp);
+            if sequence_delta == 1 && (1..=self.clock_rate).contains(&timestamp_delta) {
+                self.frame = timestamp_delta;
+            }
+            segment.highest_sequence = input.sequence;
+            segment.highest_timestamp = input.timestamp;
+        }
+    }
+
+    /// Packets rewritten so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// The payload's RTP clock rate changed (a new codec after a re-INVITE).
+    pub fn set_clock_rate(&mut self, clock_rate: u32) {
+        self.clock_rate = clock_rate.max(1);
+        self.frame = default_frame(self.clock_rate);
+    }
+
+    /// The outgoing SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+}
+
+/// One side of a relayed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    A,
+    B,
+}
+
+impl Leg {
+    /// The other leg.
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+}
+
+/// A leg's sockets and what its SDP said.
+#[derive(Debug, Clone)]
+pub struct RelayLeg {
+    /// The relay's RTP socket toward this leg.
+    pub rtp: SocketId,
+    /// The relay's RTCP socket toward this leg (the RTP one with rtcp-mux, RFC 5761).
+    pub rtcp: SocketId,
+    /// The signalled RTP address of the leg's peer.
+    pub remote: Option<SocketAddr>,
+    /// The signalled RTCP address (`a=rtcp`, RFC 3605), else the RTP port + 1.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// Latch onto the source of the peer's packets (RFC 4961).
+    pub symmetric: bool,
+    /// The RTP clock rate of the leg's payload (8000 for G.711).
+    pub clock_rate: u32,
+}
+
+/// A relay's settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// No RTP from a leg for this long raises [`RelayEvent::MediaTimeout`]; None disables.
+    pub media_timeout: Option<Duration>,
+    /// Seeds the outgoing SSRCs and the initial sequence numbers and timestamps (RFC 3550
+    /// §5.1 wants them random; the caller brings the randomness, the machine stays pure).
+    pub seed: u64,
+}
+
+/// What the relay reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// The first valid RTP packet on a leg.
+    FirstPacket { leg: Leg, from: SocketAddr },
+    /// The leg's destination latched onto `addr` (first packet, or the peer moved).
+    Latched { leg: Leg, addr: SocketAddr },
+    /// No RTP from the leg for the media timeout.
+    MediaTimeout { leg: Leg },
+    /// RTP from the leg again after a [`RelayEvent::MediaTimeout`].
+    MediaResumed { leg: Leg },
+}
+
+/// Counters of one leg: what arrived from its peer and what became of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegStats {
+    /// Datagrams that arrived on the leg's RTP socket (RTCP multiplexed on it excepted).
+    pub received: u64,
+    /// Packets sent on to the other leg.
+    pub forwarded: u64,
+    /// Not RTP (RFC 3550 §5.1 validation failed).
+    pub dropped_invalid: u64,
+    /// From a source other than the latched one (RFC 4961).
+    pub dropped_unlatched: u64,
+    /// The other leg has no address to send to yet.
+    pub dropped_no_destination: u64,
+    /// Forwarding from this leg is off (hold).
+    pub dropped_on_hold: u64,
+    /// RTCP packets received (on the RTCP socket, or multiplexed on the RTP one).
+    pub rtcp_received: u64,
+}
+
+#[derive(Debug)]
+struct LegState {
+    rtp: SocketId,
+    rtcp: SocketId,
+    latch: Latch,
+    rtcp_latch: Latch,
+    /// Rewrites what is sent toward this leg.
+    toward: Rewriter,
+    forwarding: bool,
+    stats: LegStats,
+    first_seen: bool,
+    last_rtp: Instant,
+    timed_out: bool,
+}
+
+impl LegState {
+    fn new(now: Instant, leg: RelayLeg, toward: Rewriter) -> Self {
+        Self {
+            rtp: leg.rtp,
+            rtcp: leg.rtcp,
+            latch: Latch::new(leg.remote, leg.symmetric),
+            rtcp_latch: Latch::new(rtcp_address(leg.remote, leg.remote_rtcp), leg.symmetric),
+            toward,
+            forwarding: true,
+            stats: LegStats::default(),
+            first_seen: false,
+            last_rtp: now,
+            timed_out: false,
+        }
+    }
+}
+
+/// RFC 3605 `a=rtcp`, else RFC 3550 §11: the RTP port + 1.
+fn rtcp_address(remote: Option<SocketAddr>, remote_rtcp: Option<SocketAddr>) -> Option<SocketAddr> {
+    remote_rtcp.or_else(|| {
+        let mut addr = remote?;
+        addr.set_port(addr.port().checked_add(1)?);
+        Some(addr)
+    })
+}
+
+/// SplitMix64, to spread the seed over the SSRCs and bases.
+fn split_mix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Splits a u64 into (low 32 bits, next 16 bits).
+fn low_bits(x: u64) -> (u32, u16) {
+    ((x & 0xffff_ffff) as u32, ((x >> 32) & 0xffff) as u16)
+}
+
+/// The relay of one call between leg A and leg B (see the module documentation).
+#[derive(Debug)]
+pub struct Relay {
+    a: LegState,
+    b: LegState,
+    media_timeout: Option<Duration>,
+    transmits: std::collections::VecDeque<Datagram>,
+    events: std::collections::VecDeque<RelayEvent>,
+}
+
+impl Relay {
+    /// A relay whose media timeout counts from `now`.
+    pub fn new(now: Instant, a: RelayLeg, b: RelayLeg, config: RelayConfig) -> Self {
+        let mut state = config.seed;
+        let (ssrc_a, sequence_a) = low_bits(split_mix(&mut state));
+        let (timestamp_a, _) = low_bits(split_mix(&mut state));
+        let (mut ssrc_b, sequence_b) = low_bits(split_mix(&mut state));
+        let (timestamp_b, _) = low_bits(split_mix(&mut state));
+        if ssrc_b == ssrc_a {
+            ssrc_b ^= 1;
+        }
+        let toward_a = Rewriter::new(ssrc_a, sequence_a, timestamp_a, a.clock_rate);
+        let toward_b = Rewriter::new(ssrc_b, sequence_b, timestamp_b, b.clock_rate);
+        Self {
+            a: LegState::new(now, a, toward_a),
+            b: LegState::new(now, b, toward_b),
+            media_timeout: config.media_timeout,
+            transmits: std::collections::VecDeque::new(),
+            events: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn leg(&self, leg: Leg) -> &LegState {
+        match leg {
+            Leg::A => &self.a,
+            Leg::B => &self.b,
+        }
+    }
+
+    fn leg_mut(&mut self, leg: Leg) -> &mut LegState {
+        match leg {
+            Leg::A => &mut self.a,
+            Leg::B => &mut self.b,
+        }
+    }
+
+    /// New SDP for a leg (a re-INVITE, a transfer): the signalled addresses change and the
+    /// latches learn afresh. The stream toward the leg continues unbroken.
+    pub fn set_remote(
+        &mut self,
+        leg: Leg,
+        remote: Option<SocketAddr>,
+        remote_rtcp: Option<SocketAddr>,
+    ) {
+        let state = self.leg_mut(leg);
+        state.latch.set_signalled(remote);
+        state
+            .rtcp_latch
+            .set_signalled(rtcp_address(remote, remote_rtcp));
+    }
+
+    /// The leg's payload clock rate changed (a new codec): applies to what is sent toward it.
+    pub fn set_clock_rate(&mut self, leg: Leg, clock_rate: u32) {
+        self.leg_mut(leg).toward.set_clock_rate(clock_rate);
+    }
+
+    /// The leg's counters.
+    pub fn stats(&self, leg: Leg) -> LegStats {
+        self.leg(leg).stats
+    }
+
+    /// Where RTP toward the leg goes: the latched source, else the signalled address.
+    pub fn destination(&self, leg: Leg) -> Option<SocketAddr> {
+        self.leg(leg).latch.destination()
+    }
+
+    /// Where RTCP toward the leg would go (for the reports the relay will originate).
+    pub fn rtcp_destination(&self, leg: Leg) -> Option<SocketAddr> {
+        self.leg(leg).rtcp_latch.destination()
+    }
+
+    /// The SSRC of the stream sent toward the leg.
+    pub fn ssrc_toward(&self, leg: Leg) -> u32 {
+        self.leg(leg).toward.ssrc()
+    }
+
+    /// Forwarding on/off per direction (hold: `from` leg's packets are dropped, counted).
+    pub fn set_forwarding(&mut self, from: Leg, on: bool) {
+        self.leg_mut(from).forwarding = on;
+    }
+
+    fn on_rtp(&mut self, now: Instant, from_leg: Leg, from: SocketAddr, data: &[u8]) {
+        let media_timeout = self.media_timeout;
+        let state = self.leg_mut(from_leg);
+        state.stats.received += 1;
+        if parse_rtp(data).is_err() {
+            state.stats.dropped_invalid += 1;
+            return;
+        }
+        let before = state.latch.latched();
+        let accepted = state.latch.on_packet(now, from);
+        let first = !state.first_seen;
+        state.first_seen = true;
+        let after = state.latch.latched();
+        if first {
+            self.events.push_back(RelayEvent::FirstPacket {
+                leg: from_leg,
+                from,
+            });
+        }
+        if after != before
+            && let Some(addr) = after
+        {
+            self.events.push_back(RelayEvent::Latched {
+                leg: from_leg,
+                addr,
+            });
+        }
+        let state = self.leg_mut(from_leg);
+        if !accepted {
+            state.stats.dropped_unlatched += 1;
+            return;
+        }
+        state.last_rtp = now;
+        if state.timed_out {
+            state.timed_out = false;
+            if media_timeout.is_some() {
+                self.events
+                    .push_back(RelayEvent::MediaResumed { leg: from_leg });
+            }
+        }
+        let state = self.leg_mut(from_leg);
+        if !state.forwarding {
+            state.stats.dropped_on_hold += 1;
+            return;
+        }
+        let to_leg = from_leg.other();
+        let Some(to) = self.leg(to_leg).latch.destination() else {
+            self.leg_mut(from_leg).stats.dropped_no_destination += 1;
+            return;
+        };
+        let mut packet = BytesMut::from(data);
+        let toward = self.leg_mut(to_leg);
+        let socket = toward.rtp;
+        if toward.toward.rewrite(now, &mut packet).is_err() {
+            self.leg_mut(from_leg).stats.dropped_invalid += 1;
+            return;
+        }
+        self.transmits.push_back(Datagram {
+            socket,
+            to,
+            data: packet.freeze(),
+        });
+        self.leg_mut(from_leg).stats.forwarded += 1;
+    }
+
+    fn on_rtcp(&mut self, now: Instant, leg: Leg, from: SocketAddr) {
+        let state = self.leg_mut(leg);
+        state.stats.rtcp_received += 1;
+        state.rtcp_latch.on_packet(now, from);
+    }
+}
+
+impl MediaMachine for Relay {
+    type Event = RelayEvent;
+
+    fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddr, data: &[u8]) {
+        for leg in [Leg::A, Leg::B] {
+            let state = self.leg(leg);
+            if socket == state.rtp {
+                // RFC 5761 §4: RTCP multiplexed on the RTP port.
+                if looks_like_rtcp(data) {
+                    self.on_rtcp(now, leg, from);
+                } else {
+                    self.on_rtp(now, leg, from, data);
+                }
+                return;
+            }
+            if socket == state.rtcp {
+                self.on_rtcp(now, leg, from);
+                return;
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let Some(timeout) = self.media_timeout else {
+            return;
+        };
+        for leg in [Leg::A, Leg::B] {
+            let state = self.leg_mut(leg);
+            if !state.timed_out && now.saturating_duration_since(state.last_rtp) >= timeout {
+                state.timed_out = true;
+                self.events.push_back(RelayEvent::MediaTimeout { leg });
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let timeout = self.media_timeout?;
+        [&self.a, &self.b]
+            .into_iter()
+            .filter(|state| !state.timed_out)
+            .filter_map(|state| state.last_rtp.checked_add(timeout))
+            .min()
+    }
+
+    fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+}
