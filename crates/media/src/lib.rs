@@ -6,8 +6,10 @@
 //! socket or the clock: the driver decides when a frame is due.
 #![forbid(unsafe_code)]
 
+pub mod conference;
 mod error;
 pub mod fifo;
+pub mod flow;
 pub mod g711;
 pub mod goertzel;
 pub mod level;
@@ -16,7 +18,9 @@ pub mod tone;
 pub mod wav;
 
 pub use error::MediaError;
+pub use conference::{Conference, ParticipantId};
 pub use fifo::SampleFifo;
+pub use flow::{AudioFlow, FlowConfig, FlowEvent, FlowIdentity, FlowStats};
 pub use g711::{G711, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
 pub use goertzel::{Goertzel, level_dbm0, tone_level_dbm0};
 pub use level::{DBM0_PEAK, SAMPLE_RATE, amplitude_to_dbm0, dbm0_to_amplitude};

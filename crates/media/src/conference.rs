@@ -1,0 +1,162 @@
+//! An N-party audio conference: each participant's flow, and a mixer that sends each one
+//! the sum of the others (not itself) every 20 ms. One machine, one packet clock: every
+//! participant's packet of an interval is mixed from the same instant.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rtp_session::{Datagram, MediaMachine, SocketId};
+
+use crate::flow::{AudioFlow, FlowEvent};
+use crate::level::SAMPLE_RATE;
+use crate::mixer::Mixer;
+
+/// The conference's packet interval.
+pub const FRAME: Duration = Duration::from_millis(20);
+const FRAME_LEN: usize = SAMPLE_RATE as usize / 50;
+
+/// A participant's identifier in the conference.
+pub type ParticipantId = u32;
+
+/// The conference: a [`MediaMachine`] over every participant's sockets.
+#[derive(Debug)]
+pub struct Conference {
+    mixer: Mixer,
+    participants: BTreeMap<ParticipantId, AudioFlow>,
+    by_socket: HashMap<SocketId, ParticipantId>,
+    next_tick: Option<Instant>,
+    received: Vec<i16>,
+    events: VecDeque<(ParticipantId, FlowEvent)>,
+}
+
+impl Default for Conference {
+    fn default() -> Self {
+        Conference::new()
+    }
+}
+
+impl Conference {
+    pub fn new() -> Conference {
+        Conference {
+            mixer: Mixer::new(FRAME_LEN),
+            participants: BTreeMap::new(),
+            by_socket: HashMap::new(),
+            next_tick: None,
+            received: Vec::with_capacity(FRAME_LEN * 2),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// `flow` joins (its sockets must be given to the driver under the flow's
+    /// `SocketId`s): it hears the others from the next frame.
+    pub fn join(&mut self, now: Instant, id: ParticipantId, mut flow: AudioFlow) {
+        flow.set_external_clock(true);
+        self.by_socket.insert(flow.config().rtp, id);
+        self.by_socket.insert(flow.config().rtcp, id);
+        self.mixer.join(id);
+        self.participants.insert(id, flow);
+        if self.next_tick.is_none() {
+            self.next_tick = Some(now);
+        }
+    }
+
+    /// `id` leaves: its flow is handed back (closed by the caller or moved elsewhere);
+    /// the others hear it fade out, with no gap.
+    pub fn leave(&mut self, id: ParticipantId) -> Option<AudioFlow> {
+        let mut flow = self.participants.remove(&id)?;
+        self.by_socket.retain(|_, p| *p != id);
+        self.mixer.leave(id);
+        flow.set_external_clock(false);
+        if self.participants.is_empty() {
+            self.next_tick = None;
+        }
+        Some(flow)
+    }
+
+    pub fn participant(&mut self, id: ParticipantId) -> Option<&mut AudioFlow> {
+        self.participants.get_mut(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    fn mix(&mut self, now: Instant) {
+        let Conference {
+            mixer,
+            participants,
+            ..
+        } = self;
+        mixer.mix(|id, frame| {
+            if let Some(flow) = participants.get_mut(&id) {
+                flow.send_frame(now, frame);
+            }
+        });
+    }
+}
+
+impl MediaMachine for Conference {
+    type Event = (ParticipantId, FlowEvent);
+
+    fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddr, data: &[u8]) {
+        let Some(&id) = self.by_socket.get(&socket) else {
+            return;
+        };
+        let Some(flow) = self.participants.get_mut(&id) else {
+            return;
+        };
+        flow.handle_datagram(now, socket, from, data);
+        self.received.clear();
+        flow.take_received(&mut self.received);
+        if !self.received.is_empty() {
+            self.mixer.push(id, &self.received);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some(mut at) = self.next_tick {
+            let mut frames = 0;
+            while at <= now {
+                if frames < 5 {
+                    self.mix(now);
+                }
+                frames += 1;
+                at += FRAME;
+            }
+            self.next_tick = Some(at);
+        }
+        for flow in self.participants.values_mut() {
+            if flow.poll_timeout().is_some_and(|t| t <= now) {
+                flow.handle_timeout(now);
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.participants
+            .values_mut()
+            .find_map(|flow| flow.poll_transmit())
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.participants
+            .values()
+            .filter_map(|f| f.poll_timeout())
+            .chain(self.next_tick)
+            .min()
+    }
+
+    fn poll_event(&mut self) -> Option<(ParticipantId, FlowEvent)> {
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        self.participants
+            .iter_mut()
+            .find_map(|(id, flow)| flow.poll_event().map(|e| (*id, e)))
+    }
+}
