@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use proptest::prelude::*;
 use rtp_session::{
     DtmfReceiver, DtmfSender, RtpHeader, RtpSender, TelephoneEvent, ToneEvent, parse_rtp,
 };
@@ -461,4 +462,45 @@ fn a_ten_second_event_is_split_into_segments() {
     let tones = receive(&mut rx, &lossy, t0 + Duration::from_secs(20));
     assert_eq!(tones.len(), 1);
     assert_eq!(tones[0].duration, Duration::from_millis(10_000 - 20));
+}
+
+proptest! {
+    /// Any sequence of telephone-event packets (timestamps jumping about, markers, short
+    /// payloads, another SSRC) never panics the receiver, and it never reports more tones
+    /// than it got packets.
+    #[test]
+    fn the_receiver_takes_anything(
+        packets in proptest::collection::vec(
+            (any::<u32>(), any::<bool>(), 0u32..3, proptest::collection::vec(any::<u8>(), 0..6), 0u64..400),
+            0..60),
+    ) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut rx = DtmfReceiver::new(110, 8000);
+        let mut reports = 0usize;
+        for (i, (ts, marker, ssrc, payload, wait)) in packets.iter().enumerate() {
+            now += Duration::from_millis(*wait);
+            if let Some(deadline) = rx.poll_timeout()
+                && deadline <= now
+            {
+                reports += usize::from(rx.handle_timeout(now).is_some());
+            }
+            let header = RtpHeader {
+                marker: *marker,
+                payload_type: 110,
+                sequence: i as u16,
+                timestamp: ts & 0x0003_ffff,
+                ssrc: *ssrc,
+            };
+            reports += usize::from(rx.handle(now, &header, payload).is_some());
+        }
+        now += Duration::from_secs(3600);
+        while rx.poll_timeout().is_some_and(|d| d <= now) {
+            match rx.handle_timeout(now) {
+                Some(_) => reports += 1,
+                None => break,
+            }
+        }
+        prop_assert!(reports <= packets.len());
+    }
 }
