@@ -200,7 +200,10 @@ impl DtmfSender {
             .map(|c| event_of_digit(c).ok_or(RtpError::NotADigit(c)))
             .collect::<Result<Vec<u8>, RtpError>>()?;
         let per = self.units_per_packet;
-        let units = units_up(duration, self.clock_rate).div_ceil(per).max(1) * per;
+        let units = units_up(duration, self.clock_rate)
+            .div_ceil(per)
+            .max(1)
+            .saturating_mul(per);
         let gap_ticks = units_up(gap, self.clock_rate).div_ceil(per);
         self.queue.extend(events.into_iter().map(|event| Queued {
             event,
@@ -287,7 +290,9 @@ impl DtmfSender {
                 mut segment,
             } => {
                 let first = elapsed == 0;
-                let elapsed = (elapsed + self.units_per_packet).min(digit.units);
+                let elapsed = elapsed
+                    .saturating_add(self.units_per_packet)
+                    .min(digit.units);
                 let mut marker = first;
                 // §2.5.1.3: the segment is full; close it and start the next one.
                 while elapsed - segment > MAX_DURATION {
@@ -337,7 +342,9 @@ impl DtmfSender {
             ..
         } = self.state
         {
-            digit.units = (elapsed + self.units_per_packet).min(digit.units);
+            digit.units = elapsed
+                .saturating_add(self.units_per_packet)
+                .min(digit.units);
             digit.gap_ticks = 0;
         }
         if let SendState::Ending {
@@ -727,6 +734,30 @@ mod tests {
         assert!(!s.is_active());
         assert!(s.tick(800).is_empty());
         assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn absurd_durations_do_not_overflow() {
+        let mut s = DtmfSender::new(101, 8000, Duration::from_millis(20));
+        s.queue("9", Duration::MAX, Duration::MAX, 200).unwrap();
+        for k in 0..1000u32 {
+            let packets = s.tick(k.wrapping_mul(160));
+            assert!(!packets.is_empty());
+            assert!(
+                packets
+                    .iter()
+                    .all(|p| TelephoneEvent::parse(&p.payload).unwrap().volume == 63)
+            );
+        }
+        assert!(s.is_active());
+        let mut zero = DtmfSender::new(101, 8000, Duration::ZERO);
+        zero.queue("1", Duration::ZERO, Duration::ZERO, 0).unwrap();
+        let first = zero.tick(0);
+        assert_eq!(
+            TelephoneEvent::parse(&first[0].payload).unwrap().duration,
+            1
+        );
+        assert!(TelephoneEvent::parse(&first[0].payload).unwrap().end);
     }
 
     #[test]

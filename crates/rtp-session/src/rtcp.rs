@@ -205,7 +205,8 @@ pub struct RtcpSession {
 
 impl RtcpSession {
     /// `seed` drives the interval randomization (splitmix64; deterministic in tests).
-    /// The first report is scheduled at once (RFC 3550 §6.3.2: half the minimum interval).
+    /// The first report is scheduled after the initial interval, computed with half the
+    /// minimum (RFC 3550 §6.2, §6.3.2).
     pub fn new(now: Instant, config: RtcpConfig, seed: u64) -> Self {
         // A.7: avg_rtcp_size starts at the probable size of the first compound packet:
         // an RR with one report block and an SDES CNAME.
@@ -323,6 +324,10 @@ impl RtcpSession {
         let mut blocks: Vec<ReceptionReport> = Vec::new();
         for part in parts {
             match part {
+                // Our own packets looped back are not another member (§8.2 collision
+                // handling is out of scope here).
+                Part::Sender(sr) if sr.ssrc == our_ssrc => {}
+                Part::Receiver(rr) if rr.ssrc == our_ssrc => {}
                 Part::Sender(sr) => {
                     summary.sender_report = true;
                     self.members.insert(
