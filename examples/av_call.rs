@@ -30,6 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..EngineConfig::default()
         },
         dns_servers: Vec::new(),
+        media_address: None,
     };
     let running = runtime::start(config).await?;
     let tandem = running.tandem.clone();

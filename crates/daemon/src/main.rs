@@ -203,6 +203,7 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
         transport,
         engine,
         dns_servers: config.dns.servers.clone(),
+        media_address: config.media.address,
     }
 }
 

@@ -451,7 +451,7 @@ impl AudioFlow {
             && dtmf.pending() > 0
         {
             let packets = dtmf.tick(self.sender.timestamp());
-            if !packets.is_empty() {
+            if !packets.is_empty() || dtmf.is_active() {
                 let pt = dtmf.payload_type();
                 for p in packets {
                     if let Ok(data) =

@@ -21,6 +21,8 @@ use calls::{
     MessageOptions, Operation, OperationFailure, PageMessage, UserEndpointSettings,
 };
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -72,6 +74,12 @@ pub enum Error {
     /// The driver has stopped.
     #[error("the Tandem runtime has stopped")]
     Stopped,
+    /// The call has no media flow: an IM call, or the call has ended.
+    #[error("the call has no media flow")]
+    NoFlow,
+    /// The media layer refused: a WAV it cannot read, DTMF without telephone-event...
+    #[error(transparent)]
+    Media(#[from] media::MediaError),
 }
 
 /// A handle on a running Tandem driver.
@@ -430,6 +438,113 @@ impl AudioVideoCall {
     }
 }
 
+impl AudioVideoCall {
+    /// The call's media (UCMA's `AudioVideoFlow`). Commands given before media starts
+    /// (at `FlowConfigurationRequested`, say) run as soon as it does.
+    pub fn flow(&self) -> AudioVideoFlow {
+        AudioVideoFlow {
+            tandem: self.0.tandem.clone(),
+            call: self.0.handle,
+        }
+    }
+}
+
+/// The media of an audio/video call: a player, tones, a recorder, DTMF and echo over
+/// its G.711 RTP stream. Results arrive as call events (`PlayCompleted`, `DtmfSent`,
+/// `ToneReceived`...).
+#[derive(Debug, Clone)]
+pub struct AudioVideoFlow {
+    tandem: Tandem,
+    call: CallHandle,
+}
+
+impl AudioVideoFlow {
+    /// Runs `f` on the flow in its media task and returns its answer.
+    async fn on_flow<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut media::AudioFlow, Instant) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let call = self.call;
+        let (reply, answer) = oneshot::channel();
+        self.tandem
+            .ask(move |state, _, _| {
+                state.media.command(
+                    call,
+                    Box::new(move |flow, now| {
+                        let _ = reply.send(f(flow, now));
+                    }),
+                )
+            })
+            .await?
+            .map_err(|_| Error::NoFlow)?;
+        answer.await.map_err(|_| Error::NoFlow)
+    }
+
+    /// Plays a WAV file (8 kHz mono 16-bit; other rates and channel counts are
+    /// converted), once or in a loop, instead of what was playing.
+    pub async fn play_file(&self, path: impl AsRef<Path>, looping: bool) -> Result<(), Error> {
+        let path = path.as_ref().to_owned();
+        let samples = tokio::task::spawn_blocking(move || media::load_wav_file(&path))
+            .await
+            .map_err(|_| Error::Stopped)??;
+        self.play(samples.into(), looping).await
+    }
+
+    /// Plays samples (8 kHz mono), shared without copies between flows.
+    pub async fn play(&self, samples: Arc<[i16]>, looping: bool) -> Result<(), Error> {
+        self.on_flow(move |flow, _| flow.play(media::Player::new(samples, looping)))
+            .await
+    }
+
+    /// Plays a tone: `ToneSpec::dial()`, `ringback()`, `busy()`, or any frequencies.
+    pub async fn play_tone(&self, spec: media::ToneSpec) -> Result<(), Error> {
+        self.on_flow(move |flow, _| flow.play_tone(spec)).await
+    }
+
+    /// Stops the player or tone.
+    pub async fn stop_playing(&self) -> Result<(), Error> {
+        self.on_flow(|flow, _| flow.stop_playing()).await
+    }
+
+    /// What comes in goes back out (while nothing plays).
+    pub async fn set_echo(&self, on: bool) -> Result<(), Error> {
+        self.on_flow(move |flow, _| flow.set_echo(on)).await
+    }
+
+    /// Records what the peer says to a WAV file (8 kHz mono 16-bit).
+    pub async fn record_to(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let recorder = media::create_recording(path.as_ref())?;
+        self.on_flow(move |flow, _| flow.record(Box::new(recorder)))
+            .await??;
+        Ok(())
+    }
+
+    /// Finishes the recording; the number of samples written.
+    pub async fn stop_recording(&self) -> Result<u64, Error> {
+        Ok(self.on_flow(|flow, _| flow.stop_recording()).await??)
+    }
+
+    /// Sends DTMF digits (`0-9`, `*`, `#`, `A-D`) as RFC 4733 events on the negotiated
+    /// payload type, 100 ms each with 60 ms between them; `DtmfSent` when done.
+    pub async fn send_dtmf(&self, digits: &str) -> Result<(), Error> {
+        let digits = digits.to_owned();
+        self.on_flow(move |flow, _| {
+            flow.send_dtmf(
+                &digits,
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_millis(60),
+            )
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// Packets, loss, jitter, how the peer sees our stream.
+    pub async fn stats(&self) -> Result<media::FlowStats, Error> {
+        self.on_flow(|flow, _| flow.stats()).await
+    }
+}
+
 impl std::ops::Deref for AudioVideoCall {
     type Target = Call;
 
@@ -498,6 +613,7 @@ impl std::ops::Deref for InstantMessagingCall {
 #[derive(Debug)]
 pub(crate) struct AppState {
     tandem: Tandem,
+    pub(crate) media: crate::media::MediaPlane,
     calls: HashMap<CallHandle, (mpsc::UnboundedSender<CallEvent>, CallKind)>,
     endpoints: HashMap<EndpointHandle, mpsc::UnboundedSender<EndpointNotice>>,
     establish_waiters:
@@ -508,9 +624,10 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(tandem: Tandem) -> AppState {
+    pub(crate) fn new(tandem: Tandem, media: crate::media::MediaPlane) -> AppState {
         AppState {
             tandem,
+            media,
             calls: HashMap::new(),
             endpoints: HashMap::new(),
             establish_waiters: HashMap::new(),

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+mod media;
 
 use app::{ApiReceiver, AppState};
 use calls::{Engine, EngineConfig, Event};
@@ -35,6 +36,9 @@ pub struct RuntimeConfig {
     /// DNS servers for RFC 3263 lookups of trunk proxies; empty: the system's
     /// (/etc/resolv.conf).
     pub dns_servers: Vec<SocketAddr>,
+    /// The address RTP sockets bind to; `None`: every address (0.0.0.0). The port range
+    /// is the engine's (`engine.media`).
+    pub media_address: Option<std::net::IpAddr>,
 }
 
 /// How often a trunk proxy's name is looked up again.
@@ -58,6 +62,8 @@ pub enum Control {
 pub enum RuntimeError {
     #[error("cannot bind the SIP sockets: {0}")]
     Bind(#[from] TransportError),
+    #[error("media: {0}")]
+    Media(#[from] media_transport::TransportError),
     #[error("the driver task stopped")]
     Stopped,
 }
@@ -101,10 +107,17 @@ pub async fn run_with_api(
     if engine_config.endpoint.seed == 0 {
         engine_config.endpoint.seed = entropy();
     }
+    let media_ports = (engine_config.media.first_port, engine_config.media.last_port);
+    let media_seed = engine_config.endpoint.seed;
     let mut endpoint = Engine::new(engine_config);
+    let media_ip = config
+        .media_address
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let (plane, ports, mut media_events) = media::MediaPlane::new(media_ip, media_ports, media_seed)?;
+    endpoint.set_port_source(Box::new(ports));
     endpoint.core().set_local_addrs(transports.local_addrs());
     endpoint.core().start(now());
-    let mut app = AppState::new(api.tandem());
+    let mut app = AppState::new(api.tandem(), plane);
     let (resolved_tx, mut resolved) = mpsc::channel(16);
     let resolver = tokio::spawn(resolve_trunks(
         endpoint.core().trunk_proxies(),
@@ -135,6 +148,11 @@ pub async fn run_with_api(
                 endpoint.core().set_trunk_targets(now(), &trunk, targets);
             }
             Some(job) = api.recv() => job(&mut app, &mut endpoint, now()),
+            Some((call, event)) = media_events.recv() => {
+                if let Some(indication) = media::indication(event) {
+                    endpoint.handle_media(now(), call, indication);
+                }
+            }
             item = control.recv(), if control_open => match item {
                 Some(Control::LogStats) => log_stats(&endpoint, &transports),
                 Some(Control::Call { trunk, to }) => {
@@ -291,6 +309,9 @@ async fn flush(endpoint: &mut Engine, app: &mut AppState, transports: &Transport
     while let Some(event) = endpoint.poll_event() {
         match event {
             Event::Core(event) => log_event(&event),
+            Event::Media { call, instruction } => {
+                app.media.instruct(endpoint, now(), call, instruction);
+            }
             other => app.route(other),
         }
     }

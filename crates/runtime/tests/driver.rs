@@ -20,6 +20,7 @@ async fn answers_options_and_stops_on_shutdown() {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let config = RuntimeConfig {
         dns_servers: Vec::new(),
+        media_address: None,
         transport: TransportConfig::new(vec![any], vec![]),
         engine: EngineConfig::default(),
     };
@@ -73,6 +74,7 @@ async fn bind_failure_is_an_error_not_a_panic() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let config = RuntimeConfig {
         dns_servers: Vec::new(),
+        media_address: None,
         transport: TransportConfig::new(vec![taken.local_addr().unwrap()], vec![]),
         engine: EngineConfig::default(),
     };

@@ -54,6 +54,7 @@ async fn second_2xx_from_another_fork_gets_ack_then_bye() {
     let trunk = TrunkConfig::new("sipp", &format!("sip:127.0.0.1:{port}"), "fork.test");
     let config = RuntimeConfig {
         dns_servers: Vec::new(),
+        media_address: None,
         transport: TransportConfig::new(vec![any], vec![]),
         engine: runtime::calls::EngineConfig {
             endpoint: EndpointConfig {

@@ -74,6 +74,7 @@ impl Stack {
                 ..EngineConfig::default()
             },
             dns_servers: Vec::new(),
+            media_address: None,
         };
         let (tandem, api) = app::channel();
         let (_control, control) = mpsc::channel::<Control>(1);
