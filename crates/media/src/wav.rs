@@ -125,7 +125,11 @@ fn read_mono<R: Read>(
         hound::SampleFormat::Float => {
             for sample in reader.into_samples::<f32>() {
                 let value = f64::from(sample.map_err(failed)?);
-                push(if value.is_finite() { value * 32768.0 } else { 0.0 });
+                push(if value.is_finite() {
+                    value * 32768.0
+                } else {
+                    0.0
+                });
             }
         }
     }
@@ -142,7 +146,12 @@ fn le_u16(bytes: &[u8], at: usize) -> Option<u16> {
 
 fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+    Some(u32::from_le_bytes([
+        *b.first()?,
+        *b.get(1)?,
+        *b.get(2)?,
+        *b.get(3)?,
+    ]))
 }
 
 /// Describes the `fmt ` chunk of a RIFF WAVE header ("format 0x0002 (ADPCM), 8000 Hz,
@@ -188,7 +197,9 @@ fn sniff_format(head: &[u8]) -> Option<String> {
 }
 
 fn to_i16(value: f64) -> i16 {
-    value.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
+    value
+        .round()
+        .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
 }
 
 /// Reads the WAV file at `path` with [`load_wav`].
@@ -259,8 +270,8 @@ fn resample(input: &[f64], from: u32, to: u32) -> Vec<f64> {
     // Input samples per lower-rate period, and the kernel reach in input samples.
     let step = low / from_f;
     let reach = KERNEL_HALF_WIDTH * from_f / low;
-    let out_len = ((input.len() as u128 * u128::from(to) + u128::from(from) / 2)
-        / u128::from(from)) as usize;
+    let out_len =
+        ((input.len() as u128 * u128::from(to) + u128::from(from) / 2) / u128::from(from)) as usize;
     let mut out = Vec::with_capacity(out_len);
     for n in 0..out_len {
         // Output time in input samples.

@@ -1,5 +1,10 @@
 //! Levels, tone generation and Goertzel measurement.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 
@@ -46,8 +51,17 @@ fn zero_dbm0_is_3_17_db_below_the_mu_law_full_scale_sine() {
 fn the_digital_milliwatt_measures_0_dbm0() {
     // G.711 Table 5: the µ-law digital milliwatt is 0 dBm0 by definition.
     let ulaw = [0x1E, 0x0B, 0x0B, 0x1E, 0x9E, 0x8B, 0x8B, 0x9E];
-    let samples: Vec<i16> = ulaw.iter().cycle().take(800).map(|&c| ulaw_decode(c)).collect();
-    assert!(level_dbm0(&samples).abs() < 0.01, "{}", level_dbm0(&samples));
+    let samples: Vec<i16> = ulaw
+        .iter()
+        .cycle()
+        .take(800)
+        .map(|&c| ulaw_decode(c))
+        .collect();
+    assert!(
+        level_dbm0(&samples).abs() < 0.01,
+        "{}",
+        level_dbm0(&samples)
+    );
     assert!(tone_level_dbm0(&samples, 1000.0).abs() < 0.01);
     // A-law's (Table 6) on the same µ-law reference reads 0.065 dB higher.
     let alaw = [0x34, 0x21, 0x21, 0x34, 0xB4, 0xA1, 0xA1, 0xB4];
@@ -70,7 +84,10 @@ fn generated_tones_measure_their_level() {
             // Every other window length from 160 up measures as well.
             let longer = sine(frequency, level, 237);
             let measured = tone_level_dbm0(&longer, frequency);
-            assert!((measured - level).abs() < 0.3, "{frequency} Hz, 237 samples: {measured}");
+            assert!(
+                (measured - level).abs() < 0.3,
+                "{frequency} Hz, 237 samples: {measured}"
+            );
             // Total power of a single sine: the same level.
             let total = level_dbm0(&sine(frequency, level, 8000));
             assert!((total - level).abs() < 0.05, "total {total} for {level}");
@@ -86,11 +103,17 @@ fn goertzel_power_of_a_whole_number_of_periods() {
     // generator's onset ramp would take some power away.)
     let amplitude = dbm0_to_amplitude(-10.0);
     let samples: Vec<i16> = (0..160)
-        .map(|n| (amplitude * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(n) / 8000.0 + 0.3).sin()).round() as i16)
+        .map(|n| {
+            (amplitude * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(n) / 8000.0 + 0.3).sin())
+                .round() as i16
+        })
         .collect();
     let power = Goertzel::new(1000.0, SAMPLE_RATE).power(&samples);
     let expected = (amplitude * 160.0 / 2.0).powi(2);
-    assert!((power / expected - 1.0).abs() < 0.01, "{power} vs {expected}");
+    assert!(
+        (power / expected - 1.0).abs() < 0.01,
+        "{power} vs {expected}"
+    );
     // 1.4 kHz is 8 bins away: nothing there.
     let off = Goertzel::new(1400.0, SAMPLE_RATE).power(&samples);
     assert!(off < expected * 1e-4);
@@ -106,7 +129,10 @@ fn tones_survive_g711_within_half_a_db() {
             let mut decoded = Vec::new();
             law.decode(&payload, &mut decoded);
             let measured = tone_level_dbm0(&decoded, 1000.0);
-            assert!((measured - level).abs() < 0.5, "{law:?} {level} dBm0: {measured}");
+            assert!(
+                (measured - level).abs() < 0.5,
+                "{law:?} {level} dBm0: {measured}"
+            );
         }
     }
 }
@@ -134,7 +160,10 @@ fn dial_tone_has_both_components_and_nothing_else() {
         assert!((level + 13.0).abs() < 0.3, "{frequency}: {level}");
     }
     for frequency in [480.0, 620.0, 1000.0] {
-        assert!(tone_level_dbm0(&samples, frequency) < -13.0 - 30.0, "{frequency}");
+        assert!(
+            tone_level_dbm0(&samples, frequency) < -13.0 - 30.0,
+            "{frequency}"
+        );
     }
     // Two components at −13 dBm0 each: −9.99 dBm0 in all.
     let total = level_dbm0(&generate(ToneSpec::dial(), 8000));
@@ -183,14 +212,24 @@ fn edges_are_ramped_so_there_is_no_click() {
     let ramp_slope = peak * std::f64::consts::PI / 32.0;
     for on in [0usize, 1600, 3200] {
         // The burst starts from near silence and never steps more than tone + ramp allow.
-        assert!(f64::from(samples[on].abs()) < peak * 0.05, "onset {on}: {}", samples[on]);
+        assert!(
+            f64::from(samples[on].abs()) < peak * 0.05,
+            "onset {on}: {}",
+            samples[on]
+        );
         let step = max_step(&samples[on.saturating_sub(5)..on + 40]);
-        assert!(f64::from(step) <= f64::from(steady) + ramp_slope, "onset {on}: step {step}");
+        assert!(
+            f64::from(step) <= f64::from(steady) + ramp_slope,
+            "onset {on}: step {step}"
+        );
         let off = on + 800;
         assert!(f64::from(samples[off - 1].abs()) < peak * 0.05, "end {off}");
         assert_eq!(samples[off], 0);
         let step = max_step(&samples[off - 40..off + 5]);
-        assert!(f64::from(step) <= f64::from(steady) + ramp_slope, "end {off}: step {step}");
+        assert!(
+            f64::from(step) <= f64::from(steady) + ramp_slope,
+            "end {off}: step {step}"
+        );
     }
     // The unramped tone right at those edges is large: the ramp is what keeps them quiet.
     let raw = |n: f64| peak * (2.0 * std::f64::consts::PI * 1111.0 * n / 8000.0).sin();
@@ -221,7 +260,10 @@ fn a_tone_with_a_duration_ends() {
     assert!(!generator.finished());
     let mut buffer = vec![12345i16; 500];
     assert_eq!(generator.fill(&mut buffer), 300, "800 samples in all");
-    assert!(buffer[300..].iter().all(|&x| x == 12345), "the rest is untouched");
+    assert!(
+        buffer[300..].iter().all(|&x| x == 12345),
+        "the rest is untouched"
+    );
     assert!(generator.finished());
     // The end is ramped down.
     assert!(buffer[299].abs() < 300, "last {}", buffer[299]);
@@ -264,7 +306,9 @@ fn dtmf_digits_are_the_q23_pairs() {
         }
     }
     assert_eq!(
-        ToneSpec::dtmf('a', Duration::from_millis(40)).unwrap().frequencies,
+        ToneSpec::dtmf('a', Duration::from_millis(40))
+            .unwrap()
+            .frequencies,
         vec![697.0, 1633.0]
     );
     assert!(ToneSpec::dtmf('x', Duration::from_millis(40)).is_none());

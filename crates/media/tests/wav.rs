@@ -1,5 +1,10 @@
 //! WAV loading (conversion, mix-down, resampling), the player and the recorder.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::f64::consts::PI;
 use std::io::Cursor;
@@ -12,11 +17,7 @@ use media::{
 
 /// A WAV file in memory, written by hound, `frames` frames of `channels` channels where
 /// `value(frame, channel)` is in [-1, 1).
-fn wav_bytes(
-    spec: hound::WavSpec,
-    frames: usize,
-    value: impl Fn(usize, u16) -> f64,
-) -> Vec<u8> {
+fn wav_bytes(spec: hound::WavSpec, frames: usize, value: impl Fn(usize, u16) -> f64) -> Vec<u8> {
     let mut cursor = Cursor::new(Vec::new());
     {
         let mut writer = hound::WavWriter::new(&mut cursor, spec).unwrap();
@@ -78,7 +79,11 @@ fn recorder_round_trip_through_a_cursor() {
         assert_eq!(sink.finish().unwrap(), 1327);
     }
     let bytes = cursor.into_inner();
-    assert_eq!(bytes.len(), 44 + 2 * 1327, "canonical 44-byte header, 16-bit mono");
+    assert_eq!(
+        bytes.len(),
+        44 + 2 * 1327,
+        "canonical 44-byte header, 16-bit mono"
+    );
     let reader = hound::WavReader::new(Cursor::new(&bytes)).unwrap();
     assert_eq!(reader.spec(), spec(8000, 1, 16, hound::SampleFormat::Int));
     assert_eq!(load_wav(Cursor::new(&bytes)).unwrap(), written);
@@ -86,7 +91,11 @@ fn recorder_round_trip_through_a_cursor() {
 
 #[test]
 fn a_16_khz_file_loads_as_8_khz_with_the_tone_at_its_level() {
-    let bytes = wav_bytes(spec(16000, 1, 16, hound::SampleFormat::Int), 16000, tone(1000.0, -10.0, 16000));
+    let bytes = wav_bytes(
+        spec(16000, 1, 16, hound::SampleFormat::Int),
+        16000,
+        tone(1000.0, -10.0, 16000),
+    );
     let samples = load_wav(Cursor::new(bytes)).unwrap();
     assert_eq!(samples.len(), 8000);
     let level = tone_level_dbm0(middle(&samples), 1000.0);
@@ -97,14 +106,22 @@ fn a_16_khz_file_loads_as_8_khz_with_the_tone_at_its_level() {
 
 #[test]
 fn a_44_1_khz_stereo_file_loads_as_8_khz_mono() {
-    let bytes = wav_bytes(spec(44100, 2, 16, hound::SampleFormat::Int), 44100, tone(1000.0, -10.0, 44100));
+    let bytes = wav_bytes(
+        spec(44100, 2, 16, hound::SampleFormat::Int),
+        44100,
+        tone(1000.0, -10.0, 44100),
+    );
     let samples = load_wav(Cursor::new(bytes)).unwrap();
     assert_eq!(samples.len(), 8000);
     let level = tone_level_dbm0(middle(&samples), 1000.0);
     assert!((level + 10.0).abs() < 0.1, "{level}");
     // The telephone band is flat: 300 and 3400 Hz too.
     for frequency in [300.0, 3000.0, 3400.0] {
-        let bytes = wav_bytes(spec(44100, 2, 16, hound::SampleFormat::Int), 22050, tone(frequency, -10.0, 44100));
+        let bytes = wav_bytes(
+            spec(44100, 2, 16, hound::SampleFormat::Int),
+            22050,
+            tone(frequency, -10.0, 44100),
+        );
         let samples = load_wav(Cursor::new(bytes)).unwrap();
         assert_eq!(samples.len(), 4000);
         let level = tone_level_dbm0(middle(&samples), frequency);
@@ -129,21 +146,33 @@ fn channels_are_averaged() {
 #[test]
 fn content_above_4_khz_does_not_alias() {
     // A 6 kHz tone at 44.1 kHz would fold to 2 kHz if decimated without a low-pass.
-    let bytes = wav_bytes(spec(44100, 1, 16, hound::SampleFormat::Int), 44100, tone(6000.0, 0.0, 44100));
+    let bytes = wav_bytes(
+        spec(44100, 1, 16, hound::SampleFormat::Int),
+        44100,
+        tone(6000.0, 0.0, 44100),
+    );
     let samples = load_wav(Cursor::new(bytes)).unwrap();
     assert_eq!(samples.len(), 8000);
     let alias = tone_level_dbm0(middle(&samples), 2000.0);
     assert!(alias <= -20.0, "alias at {alias} dBm0");
     assert!(level_dbm0(middle(&samples)) <= -20.0);
     // 5 kHz at 16 kHz (folds to 3 kHz) too.
-    let bytes = wav_bytes(spec(16000, 1, 16, hound::SampleFormat::Int), 16000, tone(5000.0, 0.0, 16000));
+    let bytes = wav_bytes(
+        spec(16000, 1, 16, hound::SampleFormat::Int),
+        16000,
+        tone(5000.0, 0.0, 16000),
+    );
     let samples = load_wav(Cursor::new(bytes)).unwrap();
     assert!(tone_level_dbm0(middle(&samples), 3000.0) <= -20.0);
 }
 
 #[test]
 fn a_lower_rate_is_resampled_up() {
-    let bytes = wav_bytes(spec(6000, 1, 16, hound::SampleFormat::Int), 6000, tone(1000.0, -10.0, 6000));
+    let bytes = wav_bytes(
+        spec(6000, 1, 16, hound::SampleFormat::Int),
+        6000,
+        tone(1000.0, -10.0, 6000),
+    );
     let samples = load_wav(Cursor::new(bytes)).unwrap();
     assert_eq!(samples.len(), 8000);
     let level = tone_level_dbm0(middle(&samples), 1000.0);
@@ -163,13 +192,26 @@ fn sample_formats_are_converted() {
         (32, hound::SampleFormat::Float),
     ] {
         let bytes = wav_bytes(spec(8000, 1, bits, format), 10, half);
-        assert_eq!(load_wav(Cursor::new(bytes)).unwrap(), vec![16384; 10], "{bits}-bit {format:?}");
+        assert_eq!(
+            load_wav(Cursor::new(bytes)).unwrap(),
+            vec![16384; 10],
+            "{bits}-bit {format:?}"
+        );
         let bytes = wav_bytes(spec(8000, 1, bits, format), 3, minus_half);
-        assert_eq!(load_wav(Cursor::new(bytes)).unwrap(), vec![-16384; 3], "{bits}-bit {format:?}");
+        assert_eq!(
+            load_wav(Cursor::new(bytes)).unwrap(),
+            vec![-16384; 3],
+            "{bits}-bit {format:?}"
+        );
     }
     // Float beyond ±1 clips.
-    let bytes = wav_bytes(spec(8000, 1, 32, hound::SampleFormat::Float), 2, |n, _| if n == 0 { 3.0 } else { -3.0 });
-    assert_eq!(load_wav(Cursor::new(bytes)).unwrap(), vec![i16::MAX, i16::MIN]);
+    let bytes = wav_bytes(spec(8000, 1, 32, hound::SampleFormat::Float), 2, |n, _| {
+        if n == 0 { 3.0 } else { -3.0 }
+    });
+    assert_eq!(
+        load_wav(Cursor::new(bytes)).unwrap(),
+        vec![i16::MAX, i16::MIN]
+    );
 }
 
 #[test]
@@ -179,8 +221,14 @@ fn garbage_and_unsupported_files_are_wav_errors() {
         Err(MediaError::Wav { reason }) => assert!(reason.contains("not a WAV file"), "{reason}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(load_wav(Cursor::new(Vec::new())), Err(MediaError::Wav { .. })));
-    assert!(matches!(load_wav(Cursor::new(b"RIFF".to_vec())), Err(MediaError::Wav { .. })));
+    assert!(matches!(
+        load_wav(Cursor::new(Vec::new())),
+        Err(MediaError::Wav { .. })
+    ));
+    assert!(matches!(
+        load_wav(Cursor::new(b"RIFF".to_vec())),
+        Err(MediaError::Wav { .. })
+    ));
 
     // A header hound refuses (ADPCM) is described from its fmt chunk.
     let mut adpcm = wav_bytes(spec(8000, 1, 16, hound::SampleFormat::Int), 100, |_, _| 0.0);
@@ -188,17 +236,27 @@ fn garbage_and_unsupported_files_are_wav_errors() {
     adpcm[20] = 2; // wFormatTag = WAVE_FORMAT_ADPCM
     match load_wav(Cursor::new(adpcm)) {
         Err(MediaError::Wav { reason }) => {
-            assert!(reason.contains("format 0x0002 (ADPCM), 8000 Hz, 1 channel, 16-bit"), "{reason}")
+            assert!(
+                reason.contains("format 0x0002 (ADPCM), 8000 Hz, 1 channel, 16-bit"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
 
     // A truncated file names the format it found.
-    let mut bytes = wav_bytes(spec(44100, 2, 24, hound::SampleFormat::Int), 1000, |_, _| 0.1);
+    let mut bytes = wav_bytes(
+        spec(44100, 2, 24, hound::SampleFormat::Int),
+        1000,
+        |_, _| 0.1,
+    );
     bytes.truncate(bytes.len() - 100);
     match load_wav(Cursor::new(bytes)) {
         Err(MediaError::Wav { reason }) => {
-            assert!(reason.contains("44100 Hz, 2 channels, 24-bit int"), "{reason}")
+            assert!(
+                reason.contains("44100 Hz, 2 channels, 24-bit int"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -223,8 +281,14 @@ fn files_on_disk() {
     recorder.write(&samples[1000..]).unwrap();
     assert_eq!(Box::new(recorder).finish().unwrap(), 4000);
     assert_eq!(load_wav_file(&path).unwrap(), samples);
-    assert!(matches!(load_wav_file(&dir.join("missing.wav")), Err(MediaError::Io(_))));
-    assert!(matches!(create_recording(&dir.join("no/such/dir.wav")), Err(MediaError::Io(_))));
+    assert!(matches!(
+        load_wav_file(&dir.join("missing.wav")),
+        Err(MediaError::Io(_))
+    ));
+    assert!(matches!(
+        create_recording(&dir.join("no/such/dir.wav")),
+        Err(MediaError::Io(_))
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
