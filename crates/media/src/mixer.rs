@@ -165,7 +165,7 @@ impl Mixer {
                 }
             }
             for (total, &sample) in self.sum.iter_mut().zip(&participant.frame) {
-                *total += i32::from(sample);
+                *total = total.saturating_add(i32::from(sample));
             }
         }
         for participant in &mut self.participants {
@@ -174,8 +174,9 @@ impl Mixer {
             }
             for ((out, &total), &own) in self.out.iter_mut().zip(&self.sum).zip(&participant.frame)
             {
-                *out =
-                    (total - i32::from(own)).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+                *out = total
+                    .saturating_sub(i32::from(own))
+                    .clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
             }
             each(participant.id, &self.out);
             // The fade-in is spent on the first frame that had audio in it.

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use crate::error::MediaError;
 use crate::level::SAMPLE_RATE;
 
+/// The sample rates accepted (resampling cost grows with the rate).
+const MIN_RATE: u32 = 1000;
+const MAX_RATE: u32 = 384_000;
 /// Half-width of the resampling kernel, in periods of the lower of the two rates.
 const KERNEL_HALF_WIDTH: f64 = 32.0;
 /// The low-pass cutoff as a fraction of the lower rate (3700 Hz when resampling to 8 kHz):
@@ -47,7 +50,7 @@ fn wav_error(reason: impl Into<String>) -> MediaError {
 ///
 /// 8 kHz mono 16-bit is taken as is. Otherwise channels are mixed down (averaged), 8-, 16-,
 /// 24- and 32-bit integer and 32-bit float samples are converted, and any other sample rate
-/// is resampled to 8000 Hz with a Kaiser-windowed sinc low-pass (cutoff 3700 Hz when
+/// (1000 to 384 000 Hz) is resampled to 8000 Hz with a Kaiser-windowed sinc low-pass (cutoff 3700 Hz when
 /// decimating, so content above 4 kHz does not alias into the telephone band). Anything
 /// hound cannot read gives [`MediaError::Wav`] naming what was found.
 pub fn load_wav<R: Read>(mut reader: R) -> Result<Vec<i16>, MediaError> {
@@ -67,8 +70,11 @@ pub fn load_wav<R: Read>(mut reader: R) -> Result<Vec<i16>, MediaError> {
         }
     };
     let spec = reader.spec();
-    if spec.sample_rate == 0 {
-        return Err(wav_error(format!("{}: no sample rate", describe(&spec))));
+    if !(MIN_RATE..=MAX_RATE).contains(&spec.sample_rate) {
+        return Err(wav_error(format!(
+            "{}: sample rate outside {MIN_RATE}-{MAX_RATE} Hz",
+            describe(&spec)
+        )));
     }
     let channels = usize::from(spec.channels.max(1));
     if spec.sample_rate == SAMPLE_RATE

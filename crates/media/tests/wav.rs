@@ -268,6 +268,21 @@ fn garbage_and_unsupported_files_are_wav_errors() {
         Err(MediaError::Wav { reason }) => assert!(reason.contains("0 Hz"), "{reason}"),
         other => panic!("{other:?}"),
     }
+    // A rate no prompt has (resampling it would cost too much).
+    let bytes = wav_bytes(
+        spec(1_000_000, 1, 16, hound::SampleFormat::Int),
+        10,
+        |_, _| 0.0,
+    );
+    match load_wav(Cursor::new(bytes)) {
+        Err(MediaError::Wav { reason }) => {
+            assert!(
+                reason.contains("1000000 Hz, 1 channel, 16-bit int: sample rate outside"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -324,5 +339,30 @@ fn the_player_plays_once_or_loops() {
         assert!(player.is_empty());
         assert_eq!(player.fill(&mut [0; 10]), 0);
         assert!(player.finished());
+    }
+}
+
+mod no_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes, and any corruption of a real file's header, give samples or an error.
+        #[test]
+        fn load_wav_never_panics(
+            random in proptest::collection::vec(any::<u8>(), 0..200),
+            flips in proptest::collection::vec((0usize..64, any::<u8>()), 0..6),
+            rate in prop_oneof![Just(8000u32), Just(16000), Just(44100), 1000u32..50000],
+            channels in 1u16..4,
+        ) {
+            let _ = load_wav(Cursor::new(random));
+            let mut bytes = wav_bytes(spec(rate, channels, 16, hound::SampleFormat::Int), 50, |n, _| (n as f64 / 50.0) - 0.5);
+            for (at, value) in flips {
+                bytes[at] = value;
+            }
+            if let Ok(samples) = load_wav(Cursor::new(bytes)) {
+                prop_assert!(samples.len() < 1_000_000);
+            }
+        }
     }
 }
