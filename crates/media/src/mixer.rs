@@ -7,7 +7,7 @@ const FIFO_FRAMES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Membership {
-    /// Joined since the last mix: faded in over its first frame.
+    /// Not yet heard: faded in over its first frame with audio.
     Joining,
     Active,
     /// Left since the last mix: its last frame is faded out, then it is gone.
@@ -21,6 +21,8 @@ struct Participant {
     /// This frame's contribution (after any fade).
     frame: Vec<i16>,
     membership: Membership,
+    /// Whether this frame had any sample from the FIFO.
+    had_audio: bool,
 }
 
 /// Mixes frames of `frame_len` samples for any number of participants.
@@ -54,8 +56,9 @@ impl Mixer {
         self.frame_len
     }
 
-    /// Adds `id`: it contributes from the next frame, faded in over that frame, and gets a
-    /// frame from the next [`Mixer::mix`] on. Joining again is a no-op; joining while
+    /// Adds `id`: it contributes from the next frame, faded in over its first frame with
+    /// audio (so a participant that starts talking a few frames late still does not
+    /// click in), and gets a frame from the next [`Mixer::mix`] on. Joining again is a no-op; joining while
     /// leaving (before the next mix) cancels the leave.
     pub fn join(&mut self, id: u32) {
         if let Some(participant) = self.participants.iter_mut().find(|p| p.id == id) {
@@ -69,11 +72,13 @@ impl Mixer {
             fifo: SampleFifo::new(self.frame_len * FIFO_FRAMES),
             frame: vec![0; self.frame_len],
             membership: Membership::Joining,
+            had_audio: false,
         });
     }
 
-    /// Removes `id`: the next mix fades its last frame out (the others hear no gap or
-    /// click) and gives it no frame. Unknown ids are ignored.
+    /// Removes `id`: the next mix fades out its last frame (what it pushed before leaving;
+    /// nothing is accepted from it after) so the others hear no gap or click, and gives it
+    /// no frame. Unknown ids are ignored.
     pub fn leave(&mut self, id: u32) {
         let Some(index) = self.participants.iter().position(|p| p.id == id) else {
             return;
@@ -142,6 +147,7 @@ impl Mixer {
         self.sum.fill(0);
         for participant in &mut self.participants {
             let got = participant.fifo.pop_into(&mut participant.frame);
+            participant.had_audio = got > 0;
             if let Some(rest) = participant.frame.get_mut(got..) {
                 rest.fill(0);
             }
@@ -159,19 +165,24 @@ impl Mixer {
                 }
             }
             for (total, &sample) in self.sum.iter_mut().zip(&participant.frame) {
-                *total += i32::from(sample);
+                *total = total.saturating_add(i32::from(sample));
             }
         }
         for participant in &mut self.participants {
             if participant.membership == Membership::Leaving {
                 continue;
             }
-            for ((out, &total), &own) in self.out.iter_mut().zip(&self.sum).zip(&participant.frame) {
-                *out = (total - i32::from(own)).clamp(i32::from(i16::MIN), i32::from(i16::MAX))
-                    as i16;
+            for ((out, &total), &own) in self.out.iter_mut().zip(&self.sum).zip(&participant.frame)
+            {
+                *out = total
+                    .saturating_sub(i32::from(own))
+                    .clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
             }
             each(participant.id, &self.out);
-            participant.membership = Membership::Active;
+            // The fade-in is spent on the first frame that had audio in it.
+            if participant.membership == Membership::Joining && participant.had_audio {
+                participant.membership = Membership::Active;
+            }
         }
         self.participants
             .retain(|p| p.membership != Membership::Leaving);

@@ -145,9 +145,9 @@ impl ToneGenerator {
             .iter()
             .map(|&(on, off)| (duration_to_samples(on), duration_to_samples(off)))
             .collect();
-        let cycle = cadence
-            .iter()
-            .fold(0u64, |sum, &(on, off)| sum.saturating_add(on).saturating_add(off));
+        let cycle = cadence.iter().fold(0u64, |sum, &(on, off)| {
+            sum.saturating_add(on).saturating_add(off)
+        });
         ToneGenerator {
             omegas,
             amplitude: dbm0_to_amplitude(spec.level_dbm0),
@@ -177,7 +177,9 @@ impl ToneGenerator {
             } else {
                 0.0
             };
-            *slot = value.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+            *slot = value
+                .round()
+                .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
         }
         self.position = self.position.saturating_add(count as u64);
         count

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use crate::error::MediaError;
 use crate::level::SAMPLE_RATE;
 
+/// The sample rates accepted (resampling cost grows with the rate).
+const MIN_RATE: u32 = 1000;
+const MAX_RATE: u32 = 384_000;
 /// Half-width of the resampling kernel, in periods of the lower of the two rates.
 const KERNEL_HALF_WIDTH: f64 = 32.0;
 /// The low-pass cutoff as a fraction of the lower rate (3700 Hz when resampling to 8 kHz):
@@ -47,7 +50,7 @@ fn wav_error(reason: impl Into<String>) -> MediaError {
 ///
 /// 8 kHz mono 16-bit is taken as is. Otherwise channels are mixed down (averaged), 8-, 16-,
 /// 24- and 32-bit integer and 32-bit float samples are converted, and any other sample rate
-/// is resampled to 8000 Hz with a Kaiser-windowed sinc low-pass (cutoff 3700 Hz when
+/// (1000 to 384 000 Hz) is resampled to 8000 Hz with a Kaiser-windowed sinc low-pass (cutoff 3700 Hz when
 /// decimating, so content above 4 kHz does not alias into the telephone band). Anything
 /// hound cannot read gives [`MediaError::Wav`] naming what was found.
 pub fn load_wav<R: Read>(mut reader: R) -> Result<Vec<i16>, MediaError> {
@@ -67,8 +70,11 @@ pub fn load_wav<R: Read>(mut reader: R) -> Result<Vec<i16>, MediaError> {
         }
     };
     let spec = reader.spec();
-    if spec.sample_rate == 0 {
-        return Err(wav_error(format!("{}: no sample rate", describe(&spec))));
+    if !(MIN_RATE..=MAX_RATE).contains(&spec.sample_rate) {
+        return Err(wav_error(format!(
+            "{}: sample rate outside {MIN_RATE}-{MAX_RATE} Hz",
+            describe(&spec)
+        )));
     }
     let channels = usize::from(spec.channels.max(1));
     if spec.sample_rate == SAMPLE_RATE
@@ -125,7 +131,11 @@ fn read_mono<R: Read>(
         hound::SampleFormat::Float => {
             for sample in reader.into_samples::<f32>() {
                 let value = f64::from(sample.map_err(failed)?);
-                push(if value.is_finite() { value * 32768.0 } else { 0.0 });
+                push(if value.is_finite() {
+                    value * 32768.0
+                } else {
+                    0.0
+                });
             }
         }
     }
@@ -142,7 +152,12 @@ fn le_u16(bytes: &[u8], at: usize) -> Option<u16> {
 
 fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+    Some(u32::from_le_bytes([
+        *b.first()?,
+        *b.get(1)?,
+        *b.get(2)?,
+        *b.get(3)?,
+    ]))
 }
 
 /// Describes the `fmt ` chunk of a RIFF WAVE header ("format 0x0002 (ADPCM), 8000 Hz,
@@ -188,7 +203,9 @@ fn sniff_format(head: &[u8]) -> Option<String> {
 }
 
 fn to_i16(value: f64) -> i16 {
-    value.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
+    value
+        .round()
+        .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
 }
 
 /// Reads the WAV file at `path` with [`load_wav`].
@@ -259,8 +276,8 @@ fn resample(input: &[f64], from: u32, to: u32) -> Vec<f64> {
     // Input samples per lower-rate period, and the kernel reach in input samples.
     let step = low / from_f;
     let reach = KERNEL_HALF_WIDTH * from_f / low;
-    let out_len = ((input.len() as u128 * u128::from(to) + u128::from(from) / 2)
-        / u128::from(from)) as usize;
+    let out_len =
+        ((input.len() as u128 * u128::from(to) + u128::from(from) / 2) / u128::from(from)) as usize;
     let mut out = Vec::with_capacity(out_len);
     for n in 0..out_len {
         // Output time in input samples.

@@ -1,6 +1,11 @@
 //! G.711 against the ITU-T tables (all 256 codes), against the classic CCITT/Sun `g711.c`
 //! encoder (all 65 536 inputs), and the decision thresholds.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use media::{G711, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
 
@@ -47,7 +52,11 @@ fn outputs(segments: &[(i32, i32, i32); 8]) -> Vec<i32> {
     let mut values = Vec::new();
     for &(first, step, last) in segments {
         let segment: Vec<i32> = (0..16).map(|q| first + q * step).collect();
-        assert_eq!(*segment.last().unwrap(), last, "typed table is inconsistent");
+        assert_eq!(
+            *segment.last().unwrap(),
+            last,
+            "typed table is inconsistent"
+        );
         values.extend(segment);
     }
     values
@@ -111,10 +120,16 @@ fn digital_milliwatt_sequences_decode_as_table_5_and_6() {
     // 0 dBm0 sampled at ±22.5° and ±67.5°.
     let ulaw = [0x1E, 0x0B, 0x0B, 0x1E, 0x9E, 0x8B, 0x8B, 0x9E];
     let decoded: Vec<i16> = ulaw.iter().map(|&c| ulaw_decode(c)).collect();
-    assert_eq!(decoded, [-8828, -20860, -20860, -8828, 8828, 20860, 20860, 8828]);
+    assert_eq!(
+        decoded,
+        [-8828, -20860, -20860, -8828, 8828, 20860, 20860, 8828]
+    );
     let alaw = [0x34, 0x21, 0x21, 0x34, 0xB4, 0xA1, 0xA1, 0xB4];
     let decoded: Vec<i16> = alaw.iter().map(|&c| alaw_decode(c)).collect();
-    assert_eq!(decoded, [-8960, -20992, -20992, -8960, 8960, 20992, 20992, 8960]);
+    assert_eq!(
+        decoded,
+        [-8960, -20992, -20992, -8960, 8960, 20992, 20992, 8960]
+    );
 }
 
 /// The 127 inner decision values x_n of a table (the edges between consecutive outputs),
@@ -143,14 +158,22 @@ fn encoders_switch_codes_exactly_at_the_decision_values() {
     // Each output above zero is the mid-point of its interval (G.711 Table 2a).
     for i in 1..128 {
         let upper = edges.get(i).copied().unwrap_or(ULAW_OVERLOAD);
-        assert_eq!(2 * outputs_u[i], edges[i - 1] + upper, "µ-law y = {}", outputs_u[i]);
+        assert_eq!(
+            2 * outputs_u[i],
+            edges[i - 1] + upper,
+            "µ-law y = {}",
+            outputs_u[i]
+        );
     }
     for (i, &x) in edges.iter().enumerate() {
         let below = ulaw_decode(ulaw_encode((4 * x - 1) as i16));
         let above = ulaw_decode(ulaw_encode((4 * x) as i16));
         assert_eq!(i32::from(below), 4 * outputs_u[i], "µ-law below x = {x}");
         assert_eq!(i32::from(above), 4 * outputs_u[i + 1], "µ-law at x = {x}");
-        assert_eq!(i32::from(ulaw_decode(ulaw_encode((-4 * x) as i16))), -4 * outputs_u[i + 1]);
+        assert_eq!(
+            i32::from(ulaw_decode(ulaw_encode((-4 * x) as i16))),
+            -4 * outputs_u[i + 1]
+        );
     }
     // Beyond the overload point (8159 → 32636): the largest code.
     assert_eq!(ulaw_decode(ulaw_encode((4 * ULAW_OVERLOAD) as i16)), 32124);
@@ -165,17 +188,28 @@ fn encoders_switch_codes_exactly_at_the_decision_values() {
     for i in 0..128 {
         let lower = if i == 0 { 0 } else { edges[i - 1] };
         let upper = edges.get(i).copied().unwrap_or(ALAW_OVERLOAD);
-        assert_eq!(2 * outputs_a[i], lower + upper, "A-law y = {}", outputs_a[i]);
+        assert_eq!(
+            2 * outputs_a[i],
+            lower + upper,
+            "A-law y = {}",
+            outputs_a[i]
+        );
     }
     for (i, &x) in edges.iter().enumerate() {
         let below = alaw_decode(alaw_encode((8 * x - 1) as i16));
         let above = alaw_decode(alaw_encode((8 * x) as i16));
         assert_eq!(i32::from(below), 8 * outputs_a[i], "A-law below x = {x}");
         assert_eq!(i32::from(above), 8 * outputs_a[i + 1], "A-law at x = {x}");
-        assert_eq!(i32::from(alaw_decode(alaw_encode((-8 * x) as i16))), -8 * outputs_a[i + 1]);
+        assert_eq!(
+            i32::from(alaw_decode(alaw_encode((-8 * x) as i16))),
+            -8 * outputs_a[i + 1]
+        );
     }
     assert_eq!(alaw_decode(alaw_encode(0)), 8);
-    assert_eq!(alaw_decode(alaw_encode((8 * ALAW_OVERLOAD - 1) as i16)), 32256);
+    assert_eq!(
+        alaw_decode(alaw_encode((8 * ALAW_OVERLOAD - 1) as i16)),
+        32256
+    );
     assert_eq!(alaw_encode(i16::MAX), 0xAA);
     assert_eq!(alaw_encode(i16::MIN), 0x2A);
 }
@@ -187,7 +221,10 @@ fn encoders_switch_codes_exactly_at_the_decision_values() {
 const SEG_END: [i32; 8] = [0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF, 0x3FFF, 0x7FFF];
 
 fn search(value: i32, table: &[i32]) -> usize {
-    table.iter().position(|&end| value <= end).unwrap_or(table.len())
+    table
+        .iter()
+        .position(|&end| value <= end)
+        .unwrap_or(table.len())
 }
 
 fn sun_linear2ulaw(sample: i16) -> u8 {
@@ -241,7 +278,11 @@ fn sun_linear2alaw(sample: i16, negative_magnitude: fn(i32) -> i32) -> u8 {
 #[test]
 fn ulaw_encode_matches_sun_g711c_on_every_input() {
     for sample in i16::MIN..=i16::MAX {
-        assert_eq!(ulaw_encode(sample), sun_linear2ulaw(sample), "sample {sample}");
+        assert_eq!(
+            ulaw_encode(sample),
+            sun_linear2ulaw(sample),
+            "sample {sample}"
+        );
     }
 }
 
@@ -309,7 +350,10 @@ fn decode_is_monotonic_in_code_order() {
     for index in 0..0x7Fu8 {
         let (a, b) = (index ^ 0x55, (index + 1) ^ 0x55);
         assert!(alaw_decode(a) > alaw_decode(b), "negative {index}");
-        assert!(alaw_decode(a | 0x80) < alaw_decode(b | 0x80), "positive {index}");
+        assert!(
+            alaw_decode(a | 0x80) < alaw_decode(b | 0x80),
+            "positive {index}"
+        );
     }
 }
 
