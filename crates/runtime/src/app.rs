@@ -77,6 +77,10 @@ pub enum Error {
     /// The call has no media flow: an IM call, or the call has ended.
     #[error("the call has no media flow")]
     NoFlow,
+    /// The call's media has not started (DTMF, statistics and the end of a recording
+    /// need it running: after `FlowStateChanged`).
+    #[error("the call's media has not started")]
+    MediaNotStarted,
     /// The media layer refused: a WAV it cannot read, DTMF without telephone-event...
     #[error(transparent)]
     Media(#[from] media::MediaError),
@@ -459,25 +463,54 @@ pub struct AudioVideoFlow {
 }
 
 impl AudioVideoFlow {
-    /// Runs `f` on the flow in its media task and returns its answer.
+    /// Gives `f` to the flow: at once if it runs, else when it starts (`queue`); with
+    /// `wait`, returns `f`'s answer (only for a running flow).
     async fn on_flow<T: Send + 'static>(
         &self,
+        wait: bool,
         f: impl FnOnce(&mut media::AudioFlow, Instant) -> T + Send + 'static,
-    ) -> Result<T, Error> {
+    ) -> Result<Option<T>, Error> {
         let call = self.call;
         let (reply, answer) = oneshot::channel();
         self.tandem
-            .ask(move |state, _, _| {
+            .ask(move |state, engine, _| {
+                let alive = engine
+                    .call_state(call)
+                    .is_some_and(|s| s != CallState::Terminated);
                 state.media.command(
                     call,
+                    alive,
+                    !wait,
                     Box::new(move |flow, now| {
                         let _ = reply.send(f(flow, now));
                     }),
                 )
             })
             .await?
-            .map_err(|_| Error::NoFlow)?;
-        answer.await.map_err(|_| Error::NoFlow)
+            .map_err(|e| match e {
+                crate::media::FlowError::NotStarted => Error::MediaNotStarted,
+                _ => Error::NoFlow,
+            })?;
+        if !wait {
+            return Ok(None);
+        }
+        answer.await.map(Some).map_err(|_| Error::NoFlow)
+    }
+
+    /// Asks a running flow.
+    async fn ask_flow<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut media::AudioFlow, Instant) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        self.on_flow(true, f).await?.ok_or(Error::NoFlow)
+    }
+
+    /// Tells the flow, now or when it starts.
+    async fn tell_flow(
+        &self,
+        f: impl FnOnce(&mut media::AudioFlow, Instant) + Send + 'static,
+    ) -> Result<(), Error> {
+        self.on_flow(false, f).await.map(|_| ())
     }
 
     /// Plays a WAV file (8 kHz mono 16-bit; other rates and channel counts are
@@ -492,43 +525,48 @@ impl AudioVideoFlow {
 
     /// Plays samples (8 kHz mono), shared without copies between flows.
     pub async fn play(&self, samples: Arc<[i16]>, looping: bool) -> Result<(), Error> {
-        self.on_flow(move |flow, _| flow.play(media::Player::new(samples, looping)))
+        self.tell_flow(move |flow, _| flow.play(media::Player::new(samples, looping)))
             .await
     }
 
     /// Plays a tone: `ToneSpec::dial()`, `ringback()`, `busy()`, or any frequencies.
     pub async fn play_tone(&self, spec: media::ToneSpec) -> Result<(), Error> {
-        self.on_flow(move |flow, _| flow.play_tone(spec)).await
+        self.tell_flow(move |flow, _| flow.play_tone(spec)).await
     }
 
     /// Stops the player or tone.
     pub async fn stop_playing(&self) -> Result<(), Error> {
-        self.on_flow(|flow, _| flow.stop_playing()).await
+        self.tell_flow(|flow, _| flow.stop_playing()).await
     }
 
     /// What comes in goes back out (while nothing plays).
     pub async fn set_echo(&self, on: bool) -> Result<(), Error> {
-        self.on_flow(move |flow, _| flow.set_echo(on)).await
+        self.tell_flow(move |flow, _| flow.set_echo(on)).await
     }
 
-    /// Records what the peer says to a WAV file (8 kHz mono 16-bit).
+    /// Records what the peer says to a WAV file (8 kHz mono 16-bit), from now or from
+    /// when media starts. A recording in progress is finished first (its failure is
+    /// raised as `RecordingFailed`).
     pub async fn record_to(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let recorder = media::create_recording(path.as_ref())?;
-        self.on_flow(move |flow, _| flow.record(Box::new(recorder)))
-            .await??;
-        Ok(())
+        self.tell_flow(move |flow, _| {
+            if let Err(error) = flow.record(Box::new(recorder)) {
+                tracing::warn!(%error, "the previous recording could not be finished");
+            }
+        })
+        .await
     }
 
     /// Finishes the recording; the number of samples written.
     pub async fn stop_recording(&self) -> Result<u64, Error> {
-        Ok(self.on_flow(|flow, _| flow.stop_recording()).await??)
+        Ok(self.ask_flow(|flow, _| flow.stop_recording()).await??)
     }
 
     /// Sends DTMF digits (`0-9`, `*`, `#`, `A-D`) as RFC 4733 events on the negotiated
     /// payload type, 100 ms each with 60 ms between them; `DtmfSent` when done.
     pub async fn send_dtmf(&self, digits: &str) -> Result<(), Error> {
         let digits = digits.to_owned();
-        self.on_flow(move |flow, _| {
+        self.ask_flow(move |flow, _| {
             flow.send_dtmf(
                 &digits,
                 std::time::Duration::from_millis(100),
@@ -541,7 +579,7 @@ impl AudioVideoFlow {
 
     /// Packets, loss, jitter, how the peer sees our stream.
     pub async fn stats(&self) -> Result<media::FlowStats, Error> {
-        self.on_flow(|flow, _| flow.stats()).await
+        self.ask_flow(|flow, _| flow.stats()).await
     }
 }
 
@@ -717,6 +755,7 @@ impl AppState {
         }
         // `Terminated` is a call's last event: the stream ends with it.
         if last {
+            self.media.forget(call);
             self.calls.remove(&call);
             self.establish_waiters.remove(&call);
             self.operation_waiters.retain(|(c, _), _| *c != call);

@@ -94,6 +94,8 @@ pub(crate) struct MediaPlane {
 pub(crate) enum FlowError {
     /// The call has no media flow (an IM call, or it has ended).
     NoFlow,
+    /// Media has not started yet.
+    NotStarted,
 }
 
 impl MediaPlane {
@@ -231,11 +233,38 @@ impl MediaPlane {
     }
 
     /// Runs `command` on the call's flow now, or as soon as it starts.
+    /// `alive`: the call exists (an AV call's flow may be commanded before its media
+    /// is negotiated); `queue`: a command for a flow not started yet waits for it
+    /// (otherwise [`FlowError::NotStarted`]).
     pub(crate) fn command(
         &mut self,
         call: CallHandle,
+        alive: bool,
+        queue: bool,
         command: FlowCommand,
     ) -> Result<(), FlowError> {
+        if !queue
+            && self
+                .flows
+                .get(&call)
+                .is_none_or(|e| e.controller.is_none())
+        {
+            return Err(if alive {
+                FlowError::NotStarted
+            } else {
+                FlowError::NoFlow
+            });
+        }
+        if alive && !self.flows.contains_key(&call) {
+            self.flows.insert(
+                call,
+                FlowEntry {
+                    controller: None,
+                    pending: Vec::new(),
+                    close: None,
+                },
+            );
+        }
         let entry = self.flows.get_mut(&call).ok_or(FlowError::NoFlow)?;
         match &entry.controller {
             Some(controller) => controller
@@ -245,6 +274,19 @@ impl MediaPlane {
                 entry.pending.push(FlowCommandDebug(command));
                 Ok(())
             }
+        }
+    }
+}
+
+impl MediaPlane {
+    /// The call is over: whatever was queued for a flow that never started goes.
+    pub(crate) fn forget(&mut self, call: CallHandle) {
+        if self
+            .flows
+            .get(&call)
+            .is_some_and(|e| e.controller.is_none())
+        {
+            self.flows.remove(&call);
         }
     }
 }
