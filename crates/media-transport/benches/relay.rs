@@ -54,8 +54,15 @@ fn main() {
          {secs} s per step; at most {max_streams} calls (ports {by_ports}, open files {by_fds})"
     );
     println!(
-        "{:>7} {:>12} {:>8} {:>8} {:>10} {:>10} {:>12}",
-        "calls", "relayed/s", "late %", "lost %", "relay CPU", "send fail", "gen max lag"
+        "{:>7} {:>12} {:>8} {:>8} {:>10} {:>14} {:>10} {:>12}",
+        "calls",
+        "relayed/s",
+        "late %",
+        "lost %",
+        "relay CPU",
+        "relayed/CPU-s",
+        "send fail",
+        "gen max lag"
     );
     let relays = match RelayThread::start(RELAY_PORTS) {
         Ok(relays) => relays,
@@ -87,12 +94,13 @@ fn main() {
             }
         };
         println!(
-            "{:>7} {:>12.0} {:>8.2} {:>8.3} {:>9.1}% {:>10} {:>9.1} ms",
+            "{:>7} {:>12.0} {:>8.2} {:>8.3} {:>9.1}% {:>14.0} {:>10} {:>9.1} ms",
             result.streams,
             result.relayed_per_second(),
             result.late_percent(),
             result.lost_percent(),
             result.relay_cpu_percent(),
+            result.relayed_per_cpu_second(),
             result.send_failed,
             result.generator_max_lag.as_secs_f64() * 1000.0,
         );

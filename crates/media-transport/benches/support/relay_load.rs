@@ -75,6 +75,10 @@ impl StepResult {
     pub fn lost_percent(&self) -> f64 {
         percent(self.sent.saturating_sub(self.received), self.sent)
     }
+    /// Packets relayed per second of relay-thread CPU: what one core would carry.
+    pub fn relayed_per_cpu_second(&self) -> f64 {
+        self.relay_forwarded as f64 / self.relay_cpu.as_secs_f64().max(1e-9)
+    }
     pub fn relay_cpu_percent(&self) -> f64 {
         100.0 * self.relay_cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
     }
@@ -158,7 +162,11 @@ pub fn machine_description() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|k| k.trim().to_owned())
         .unwrap_or_default();
-    format!("nproc {cpus}, {model}, Linux {kernel}")
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    format!("nproc {cpus}, {model}, Linux {kernel}, load average {load}")
 }
 
 // ---- the relay thread ----
