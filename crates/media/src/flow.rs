@@ -363,9 +363,9 @@ impl AudioFlow {
     /// Ends the stream: an RTCP BYE (RFC 3550 §6.6) and the recording finished.
     pub fn close(&mut self, now: Instant) {
         if let Some(to) = self.rtcp_latch.destination()
-            && let Ok(data) =
-                self.rtcp
-                    .build_bye(now, &self.ntp, &self.sender, &mut self.receiver)
+            && let Ok(data) = self
+                .rtcp
+                .build_bye(now, &self.ntp, &self.sender, &mut self.receiver)
         {
             self.transmits.push_back(Datagram {
                 socket: self.config.rtcp,

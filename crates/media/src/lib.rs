@@ -17,8 +17,8 @@ pub mod mixer;
 pub mod tone;
 pub mod wav;
 
-pub use error::MediaError;
 pub use conference::{Conference, ParticipantId};
+pub use error::MediaError;
 pub use fifo::SampleFifo;
 pub use flow::{AudioFlow, FlowConfig, FlowEvent, FlowIdentity, FlowStats};
 pub use g711::{G711, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};

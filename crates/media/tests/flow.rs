@@ -10,9 +10,7 @@
 )]
 
 use media::flow::{AudioFlow, FlowConfig, FlowEvent, FlowIdentity};
-use media::{
-    Conference, G711, MediaError, SampleSink, ToneSpec, load_wav_file, tone_level_dbm0,
-};
+use media::{Conference, G711, MediaError, SampleSink, ToneSpec, load_wav_file, tone_level_dbm0};
 use rtp_session::{Datagram, MediaMachine, SocketId, parse_rtp};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,6 +37,7 @@ impl Tape {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Machine {
     Flow(AudioFlow),
     Conference(Conference),
@@ -175,7 +174,7 @@ impl Wire {
                     self.rtp_log[i].push((at, d.to, d.data.to_vec()));
                 }
                 self.sent += 1;
-                if self.loss_every.is_some_and(|n| self.sent % n == 0) {
+                if self.loss_every.is_some_and(|n| self.sent.is_multiple_of(n)) {
                     continue;
                 }
                 let from = self.nat.get(&from).copied().unwrap_or(from);
@@ -274,7 +273,9 @@ fn a_1khz_tone_arrives_at_its_level_and_is_recorded_to_wav() {
 
     // B saw RTP arrive once; A's stream is continuous: 20 ms apart, sequence +1,
     // timestamp +160.
-    assert!(matches!(w.events(b)[0], FlowEvent::Receiving { from } if from == addr("127.0.0.1:40000")));
+    assert!(
+        matches!(w.events(b)[0], FlowEvent::Receiving { from } if from == addr("127.0.0.1:40000"))
+    );
     let log = &w.rtp_log[a];
     assert!(log.len() >= 99, "{}", log.len());
     for pair in log.windows(2) {
@@ -300,13 +301,19 @@ fn pcma_and_a_30ms_ptime_are_honoured() {
     let a = AudioFlow::new(w.now, config.clone(), identity(1));
     let a = w.add(
         Machine::Flow(a),
-        &[(SocketId(0), "127.0.0.1:40000"), (SocketId(1), "127.0.0.1:40001")],
+        &[
+            (SocketId(0), "127.0.0.1:40000"),
+            (SocketId(1), "127.0.0.1:40001"),
+        ],
     );
     config.remote = Some(addr("127.0.0.1:40000"));
     let b = AudioFlow::new(w.now, config, identity(2));
     let b = w.add(
         Machine::Flow(b),
-        &[(SocketId(0), "127.0.0.2:40002"), (SocketId(1), "127.0.0.2:40003")],
+        &[
+            (SocketId(0), "127.0.0.2:40002"),
+            (SocketId(1), "127.0.0.2:40003"),
+        ],
     );
     w.machines[a]
         .flow()
@@ -439,7 +446,11 @@ fn hold_stops_packets_and_keeps_the_timestamp_running() {
     let log = &w.rtp_log[a];
     let (last, _) = parse_rtp(&log[before - 1].2).unwrap();
     let (next, _) = parse_rtp(&log[before].2).unwrap();
-    assert_eq!(next.sequence, last.sequence.wrapping_add(1), "no sequence gap");
+    assert_eq!(
+        next.sequence,
+        last.sequence.wrapping_add(1),
+        "no sequence gap"
+    );
     let gap = next.timestamp.wrapping_sub(last.timestamp);
     let elapsed = log[before].0 - log[before - 1].0;
     assert_eq!(
@@ -466,7 +477,10 @@ fn rtcp_reports_flow_both_ways_and_loss_is_seen() {
     assert!((0.07..0.13).contains(&lost), "{lost}");
     let view = sa.remote.expect("B reported on A's stream");
     assert!(view.packets_lost > 0);
-    assert!(view.round_trip.is_some_and(|rtt| rtt >= Duration::from_millis(10)));
+    assert!(
+        view.round_trip
+            .is_some_and(|rtt| rtt >= Duration::from_millis(10))
+    );
 }
 
 #[test]
@@ -482,8 +496,17 @@ fn symmetric_rtp_answers_where_the_peer_really_sends_from() {
         Some(addr("192.0.2.1:9000"))
     );
     let to_a: Vec<_> = w.rtp_log[b].iter().map(|(_, to, _)| *to).collect();
-    assert!(to_a.iter().rev().take(10).all(|t| *t == addr("192.0.2.1:9000")));
-    assert!(w.events(a).iter().any(|e| matches!(e, FlowEvent::Receiving { .. })));
+    assert!(
+        to_a.iter()
+            .rev()
+            .take(10)
+            .all(|t| *t == addr("192.0.2.1:9000"))
+    );
+    assert!(
+        w.events(a)
+            .iter()
+            .any(|e| matches!(e, FlowEvent::Receiving { .. }))
+    );
 }
 
 #[test]
@@ -571,7 +594,11 @@ fn conference_each_hears_the_others_and_not_itself() {
             SocketId(2 * i as u32 + 1),
             Some(addr(&format!("127.0.0.2:{phone_port}"))),
         );
-        conference.join(w.now, i as u32, AudioFlow::new(w.now, config, identity(i as u64)));
+        conference.join(
+            w.now,
+            i as u32,
+            AudioFlow::new(w.now, config, identity(i as u64)),
+        );
         phones.push((port, phone_port));
     }
     let sockets: Vec<(SocketId, String)> = (0..3)
@@ -597,7 +624,10 @@ fn conference_each_hears_the_others_and_not_itself() {
             .flow()
             .play_tone(ToneSpec::single(tones[i], -15.0, None));
         let tape = Tape::default();
-        w.machines[id].flow().record(Box::new(tape.clone())).unwrap();
+        w.machines[id]
+            .flow()
+            .record(Box::new(tape.clone()))
+            .unwrap();
         tapes.push(tape);
         ids.push(id);
     }
@@ -611,7 +641,10 @@ fn conference_each_hears_the_others_and_not_itself() {
             if i == j {
                 assert!(*level < -55.0, "phone {i} hears itself at {level}");
             } else {
-                assert!((level - -15.0).abs() < 1.0, "phone {i} hears {j} at {level}");
+                assert!(
+                    (level - -15.0).abs() < 1.0,
+                    "phone {i} hears {j} at {level}"
+                );
             }
         }
     }
@@ -627,7 +660,11 @@ fn a_participant_leaving_leaves_no_gap_for_the_others() {
             SocketId(2 * i + 1),
             Some(addr(&format!("127.0.0.2:{}", 42000 + 2 * i))),
         );
-        conference.join(w.now, i, AudioFlow::new(w.now, config, identity(u64::from(i))));
+        conference.join(
+            w.now,
+            i,
+            AudioFlow::new(w.now, config, identity(u64::from(i))),
+        );
     }
     let sockets: Vec<(SocketId, String)> = (0..3)
         .flat_map(|i| {
@@ -647,9 +684,11 @@ fn a_participant_leaving_leaves_no_gap_for_the_others() {
             &format!("127.0.0.1:{}", 41000 + 2 * i),
             20 + u64::from(i),
         );
-        w.machines[id]
-            .flow()
-            .play_tone(ToneSpec::single(400.0 + 300.0 * f64::from(i), -15.0, None));
+        w.machines[id].flow().play_tone(ToneSpec::single(
+            400.0 + 300.0 * f64::from(i),
+            -15.0,
+            None,
+        ));
         phones.push(id);
     }
     let tape = Tape::default();

@@ -107,13 +107,17 @@ pub async fn run_with_api(
     if engine_config.endpoint.seed == 0 {
         engine_config.endpoint.seed = entropy();
     }
-    let media_ports = (engine_config.media.first_port, engine_config.media.last_port);
+    let media_ports = (
+        engine_config.media.first_port,
+        engine_config.media.last_port,
+    );
     let media_seed = engine_config.endpoint.seed;
     let mut endpoint = Engine::new(engine_config);
     let media_ip = config
         .media_address
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let (plane, ports, mut media_events) = media::MediaPlane::new(media_ip, media_ports, media_seed)?;
+    let (plane, ports, mut media_events) =
+        media::MediaPlane::new(media_ip, media_ports, media_seed)?;
     endpoint.set_port_source(Box::new(ports));
     endpoint.core().set_local_addrs(transports.local_addrs());
     endpoint.core().start(now());

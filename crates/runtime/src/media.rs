@@ -243,12 +243,7 @@ impl MediaPlane {
         queue: bool,
         command: FlowCommand,
     ) -> Result<(), FlowError> {
-        if !queue
-            && self
-                .flows
-                .get(&call)
-                .is_none_or(|e| e.controller.is_none())
-        {
+        if !queue && self.flows.get(&call).is_none_or(|e| e.controller.is_none()) {
             return Err(if alive {
                 FlowError::NotStarted
             } else {

@@ -13,8 +13,7 @@
 use runtime::app::{AudioVideoCall, EndpointNotice};
 use runtime::calls::{
     ApplicationEndpointSettings, CallAcceptOptions, CallEstablishOptions, CallEvent, CallState,
-    CallTerminateOptions, ConversationSettings, EngineConfig,
-    MediaFlowState, MediaSettings,
+    CallTerminateOptions, ConversationSettings, EngineConfig, MediaFlowState, MediaSettings,
 };
 use runtime::sip_transport::TransportConfig;
 use runtime::{Running, RuntimeConfig};
@@ -159,9 +158,7 @@ async fn a_tone_crosses_real_sockets_at_its_level_and_is_recorded() {
     let digits: String = tones.iter().map(|(t, _)| *t).collect();
     assert_eq!(digits, "159#");
     assert!(
-        tones
-            .iter()
-            .all(|(_, d)| *d == Duration::from_millis(100)),
+        tones.iter().all(|(_, d)| *d == Duration::from_millis(100)),
         "{tones:?}"
     );
     let stats = call.flow().stats().await.unwrap();
