@@ -54,7 +54,7 @@ impl Default for MediaSection {
             rtp_port_first: 16384,
             rtp_port_last: 32767,
             timeout_s: 60,
-            hangup_on_timeout: true,
+            hangup_on_timeout: false,
         }
     }
 }
@@ -628,7 +628,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.media.rtp_port_first, 30000);
         assert_eq!(config.media.timeout_s, 0);
-        assert!(config.media.hangup_on_timeout);
+        assert!(!config.media.hangup_on_timeout, "off unless configured");
         let error = Config::parse(
             "[media]\nrtp_port_first = 30000\nrtp_port_last = 30000\n",
             "t.toml",
