@@ -1,6 +1,7 @@
 //! An outgoing audio/video call, as in UCMA's "establishing an outgoing call" sample:
-//! register for the call's events before `establish`, establish with custom headers and a
-//! custom MIME part, print every state and flow change, hang up.
+//! register for the call's events before `establish`, attach a tone to the flow, establish
+//! with custom headers and a custom MIME part, print every state and flow change and the
+//! media statistics, hang up.
 //!
 //! ```sh
 //! cargo run --release -p tandem -- run          # the daemon, with its demo user `echo`
@@ -13,6 +14,7 @@ use runtime::calls::{
     ApplicationEndpointSettings, CallEstablishOptions, CallEvent, CallTerminateOptions,
     ConversationSettings, CustomMimePart, EngineConfig, Priority,
 };
+use runtime::media::ToneSpec;
 use runtime::sip_transport::TransportConfig;
 use std::time::Duration;
 
@@ -48,6 +50,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The call and its event stream come together: no event can be missed.
     let (call, mut events) = AudioVideoCall::new(&conversation).await?;
+    // The flow can be configured before media starts: a 440 Hz tone at -16 dBm0 plays as
+    // soon as RTP flows.
+    call.flow()
+        .play_tone(ToneSpec::single(440.0, -16.0, None))
+        .await?;
     let printer = tokio::spawn(async move {
         while let Some(event) = events.next().await {
             print_event(&event);
@@ -68,6 +75,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(answer) => {
             println!("established ({} headers in the 200)", answer.headers.len());
             tokio::time::sleep(Duration::from_secs(1)).await;
+            match call.flow().stats().await {
+                Ok(stats) => println!(
+                    "media: {} packets sent, {} received, {} lost, jitter {:.1} ms",
+                    stats.packets_sent,
+                    stats.received.packets_received,
+                    stats.received.packets_lost,
+                    stats.received.jitter_ms
+                ),
+                Err(error) => println!("media: {error}"),
+            }
             call.terminate(CallTerminateOptions::new()).await?;
         }
         Err(Error::Establish(failure)) if failure.is_refusal() => {

@@ -488,7 +488,7 @@ impl AudioVideoFlow {
             })
             .await?
             .map_err(|e| match e {
-                crate::media::FlowError::NotStarted => Error::MediaNotStarted,
+                crate::media_plane::FlowError::NotStarted => Error::MediaNotStarted,
                 _ => Error::NoFlow,
             })?;
         if !wait {
@@ -651,7 +651,7 @@ impl std::ops::Deref for InstantMessagingCall {
 #[derive(Debug)]
 pub(crate) struct AppState {
     tandem: Tandem,
-    pub(crate) media: crate::media::MediaPlane,
+    pub(crate) media: crate::media_plane::MediaPlane,
     calls: HashMap<CallHandle, (mpsc::UnboundedSender<CallEvent>, CallKind)>,
     endpoints: HashMap<EndpointHandle, mpsc::UnboundedSender<EndpointNotice>>,
     establish_waiters:
@@ -662,7 +662,7 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(tandem: Tandem, media: crate::media::MediaPlane) -> AppState {
+    pub(crate) fn new(tandem: Tandem, media: crate::media_plane::MediaPlane) -> AppState {
         AppState {
             tandem,
             media,

@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-mod media;
+mod media_plane;
 
 use app::{ApiReceiver, AppState};
 use calls::{Engine, EngineConfig, Event};
@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 pub use app::Tandem;
 pub use calls;
+pub use media;
 pub use sip_core;
 pub use sip_transport;
 
@@ -117,7 +118,7 @@ pub async fn run_with_api(
         .media_address
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let (plane, ports, mut media_events) =
-        media::MediaPlane::new(media_ip, media_ports, media_seed)?;
+        media_plane::MediaPlane::new(media_ip, media_ports, media_seed)?;
     endpoint.set_port_source(Box::new(ports));
     endpoint.core().set_local_addrs(transports.local_addrs());
     endpoint.core().start(now());
@@ -153,7 +154,7 @@ pub async fn run_with_api(
             }
             Some(job) = api.recv() => job(&mut app, &mut endpoint, now()),
             Some((call, event)) = media_events.recv() => {
-                if let Some(indication) = media::indication(event) {
+                if let Some(indication) = media_plane::indication(event) {
                     endpoint.handle_media(now(), call, indication);
                 }
             }

@@ -128,7 +128,7 @@ async fn a_tone_crosses_real_sockets_at_its_level_and_is_recorded() {
         .unwrap();
     let (call, mut events) = AudioVideoCall::new(&conversation).await.unwrap();
     call.flow()
-        .play_tone(media::ToneSpec::single(1000.0, -10.0, None))
+        .play_tone(runtime::media::ToneSpec::single(1000.0, -10.0, None))
         .await
         .unwrap();
     let target = format!("sip:bob@127.0.0.2:{}", sip_port(&b));
@@ -216,7 +216,7 @@ async fn the_echo_demo_user_sends_the_audio_back() {
         .unwrap();
     let (call, mut events) = AudioVideoCall::new(&conversation).await.unwrap();
     call.flow()
-        .play_tone(media::ToneSpec::single(600.0, -12.0, None))
+        .play_tone(runtime::media::ToneSpec::single(600.0, -12.0, None))
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(format!("tandem-rt-echo-{}", std::process::id()));
