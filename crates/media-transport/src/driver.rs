@@ -163,7 +163,12 @@ impl<M: MediaMachine> Driver<M> {
                 break;
             }
             match self.commands.poll_recv(cx) {
-                Poll::Ready(Some(Command::Stop)) | Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Ready(Some(Command::Stop)) | Poll::Ready(None) => {
+                    // What the commands before the stop asked to send (an RTCP BYE)
+                    // still goes out.
+                    self.flush();
+                    return Poll::Ready(());
+                }
                 Poll::Ready(Some(command)) => {
                     commands += 1;
                     self.run_command(command);

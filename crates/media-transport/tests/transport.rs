@@ -523,3 +523,51 @@ async fn media_timeout_and_resume_on_the_real_clock() {
     // Silent again: a new timeout, once.
     assert_eq!(next().await, RelayEvent::MediaTimeout { leg: Leg::A });
 }
+
+/// What a command asks to send before `stop` still goes out: an AudioFlow closed and
+/// stopped at once sends its RTCP BYE (RFC 3550 §6.6) to the peer's RTCP port.
+#[tokio::test]
+async fn a_flow_closed_then_stopped_still_sends_its_rtcp_bye() {
+    use media::flow::{AudioFlow, FlowConfig, FlowIdentity};
+    let pool = pool(22400, 22409);
+    let pair = pool.bind_pair().unwrap();
+    let phone_rtp = phone().await;
+    let phone_rtcp = UdpSocket::bind((LOOPBACK, phone_rtp.local_addr().unwrap().port() + 1))
+        .await
+        .unwrap();
+    let mut config = FlowConfig::pcmu(
+        SocketId(0),
+        SocketId(1),
+        Some(phone_rtp.local_addr().unwrap()),
+    );
+    config.remote_rtcp = Some(phone_rtcp.local_addr().unwrap());
+    let flow = AudioFlow::new(
+        Instant::now(),
+        config,
+        FlowIdentity {
+            cname: "t@test".into(),
+            seed: 5,
+            since_unix_epoch: Duration::from_secs(1_800_000_000),
+        },
+    );
+    let handle = spawn(
+        flow,
+        vec![(SocketId(0), pair.rtp), (SocketId(1), pair.rtcp)],
+    );
+    // RTP flows (silence every 20 ms).
+    let (packet, _) = recv(&phone_rtp).await;
+    assert!(parse_rtp(&packet).is_ok());
+    handle.command(|flow, now| flow.close(now)).unwrap();
+    let flow = handle.stop().await.unwrap();
+    assert!(flow.stats().packets_sent >= 1);
+    let (bye, _) = recv(&phone_rtcp).await;
+    // A compound packet (RR or SR first) that holds a BYE (PT 203).
+    assert!(matches!(bye[1], 200 | 201), "{bye:?}");
+    let mut at = 0;
+    let mut types = Vec::new();
+    while at + 4 <= bye.len() {
+        types.push(bye[at + 1]);
+        at += 4 * (usize::from(u16::from_be_bytes([bye[at + 2], bye[at + 3]])) + 1);
+    }
+    assert!(types.contains(&203), "{types:?}");
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use calls::{CallHandle, Engine, MediaIndication, MediaInstruction, PortSource, StreamSettings};
 use media::flow::{AudioFlow, FlowConfig, FlowEvent, FlowIdentity, rtcp_of};
@@ -218,9 +218,8 @@ impl MediaPlane {
                         None => break,
                     },
                     _ = &mut closed => {
+                        // The RTCP BYE goes out before the task stops (same queue).
                         let _ = handle.command(|flow, now| flow.close(now));
-                        // Let the BYE out before the sockets close.
-                        tokio::time::sleep(Duration::from_millis(5)).await;
                         break;
                     }
                 }
