@@ -529,7 +529,7 @@ async fn media_timeout_and_resume_on_the_real_clock() {
 #[tokio::test]
 async fn a_flow_closed_then_stopped_still_sends_its_rtcp_bye() {
     use media::flow::{AudioFlow, FlowConfig, FlowIdentity};
-    let pool = pool(22400, 22409);
+    let pool = pool(22800, 22809);
     let pair = pool.bind_pair().unwrap();
     let phone_rtp = phone().await;
     let phone_rtcp = UdpSocket::bind((LOOPBACK, phone_rtp.local_addr().unwrap().port() + 1))
