@@ -21,9 +21,12 @@
 //! Counting. Each phone sends `K = ⌈duration / 20 ms⌉` frames, and expects the mixed
 //! frames `0..K` of its conference (the conference's packet rate: one per 20 ms per
 //! participant); frames after `K` (the conference runs until stopped) are not counted.
-//! Lost = expected − received. A conference more than five frames behind its clock skips
-//! the missed frames without sending them (`Conference::handle_timeout`), so a stalled
-//! conference thread shows as loss as well as lateness.
+//! Lost = expected − received: mixed packets a full socket buffer dropped (on the
+//! conference's side, also counted as `conference_send_dropped`, or the phone's). A
+//! conference more than five frames behind its clock skips the missed frames
+//! (`Conference::handle_timeout`) without sending them and without advancing its RTP
+//! timestamp, so after such a stall (> 100 ms, far past saturation) the frames that follow
+//! are numbered early and show as late, not the skipped ones as lost.
 //!
 //! No RTCP: the phones send none, and the flows are given no RTCP address, so the
 //! conferences send only RTP (an RTCP report every ~5 s per flow would add < 0.1 % of
