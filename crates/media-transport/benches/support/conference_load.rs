@@ -21,12 +21,11 @@
 //! Counting. Each phone sends `K = ⌈duration / 20 ms⌉` frames, and expects the mixed
 //! frames `0..K` of its conference (the conference's packet rate: one per 20 ms per
 //! participant); frames after `K` (the conference runs until stopped) are not counted.
-//! Lost = expected − received: mixed packets a full socket buffer dropped (on the
-//! conference's side, also counted as `conference_send_dropped`, or the phone's). A
-//! conference more than five frames behind its clock skips the missed frames
-//! (`Conference::handle_timeout`) without sending them and without advancing its RTP
-//! timestamp, so after such a stall (> 100 ms, far past saturation) the frames that follow
-//! are numbered early and show as late, not the skipped ones as lost.
+//! Lost = expected − received: mixed frames never sent, or dropped on a full socket
+//! buffer (the conference's, also counted as `conference_send_dropped`, or the phone's).
+//! A conference more than five frames behind its clock mixes five at once and skips the
+//! rest (`Conference::handle_timeout`); a skipped frame's media time still passes in the
+//! RTP timestamps, so it shows here as lost and the frames after it keep their due times.
 //!
 //! No RTCP: the phones send none, and the flows are given no RTCP address, so the
 //! conferences send only RTP (an RTCP report every ~5 s per flow would add < 0.1 % of
@@ -320,8 +319,6 @@ fn start_conference(
 struct Received {
     packets: AtomicU64,
     late: AtomicU64,
-    /// Packets of frames at or after K (the conference runs on).
-    after: AtomicU64,
     /// (arrival − due) in 1 ms buckets.
     delay_ms: Vec<AtomicU64>,
 }
@@ -331,7 +328,6 @@ impl Received {
         Self {
             packets: AtomicU64::new(0),
             late: AtomicU64::new(0),
-            after: AtomicU64::new(0),
             delay_ms: (0..=HISTOGRAM_MS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -467,7 +463,7 @@ async fn receive(
         let first = *first_timestamp.get_or_insert(timestamp);
         let frame = u64::from(timestamp.wrapping_sub(first) / SAMPLES);
         if frame >= frames {
-            counts.after.fetch_add(1, Ordering::Relaxed);
+            // After the window: the conference runs on until stopped.
             continue;
         }
         counts.packets.fetch_add(1, Ordering::Relaxed);
