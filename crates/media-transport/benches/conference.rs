@@ -97,6 +97,8 @@ fn main() {
     let begun = Instant::now();
     let mut best = None;
     let mut best_lossless = None;
+    // Steps over 1 % late, to say when a higher step passed after a lower one failed.
+    let mut failed_steps = Vec::new();
     let mut saturated = 0;
     for m in steps.into_iter().take(8) {
         if m > max_conferences {
@@ -137,6 +139,8 @@ fn main() {
             if result.received == result.expected {
                 best_lossless = Some(m);
             }
+        } else {
+            failed_steps.push(m);
         }
         if result.late_percent() > 10.0 || result.lost_percent() > 5.0 {
             saturated += 1;
@@ -155,6 +159,19 @@ fn main() {
             m * PARTIES * 50
         ),
         None => println!("no step had < 1 % late"),
+    }
+    if let Some(m) = best {
+        let below: Vec<String> = failed_steps
+            .iter()
+            .filter(|f| **f < m)
+            .map(|f| f.to_string())
+            .collect();
+        if !below.is_empty() {
+            println!(
+                "note: lower steps ({}) were over 1 % late: the machine is noisy, run again",
+                below.join(", ")
+            );
+        }
     }
     match best_lossless {
         Some(m) => println!("highest conferences with < 1 % late and no loss: {m}"),
