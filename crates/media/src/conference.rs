@@ -15,6 +15,8 @@ use crate::mixer::Mixer;
 /// The conference's packet interval.
 pub const FRAME: Duration = Duration::from_millis(20);
 const FRAME_LEN: usize = SAMPLE_RATE as usize / 50;
+/// Frames mixed at once when the conference is behind its clock; the rest are skipped.
+const MAX_CATCH_UP: u32 = 5;
 
 /// A participant's identifier in the conference.
 pub type ParticipantId = u32;
@@ -121,12 +123,25 @@ impl MediaMachine for Conference {
     fn handle_timeout(&mut self, now: Instant) {
         if let Some(mut at) = self.next_tick {
             let mut frames = 0;
+            let mut skipped: u32 = 0;
             while at <= now {
-                if frames < 5 {
+                if frames < MAX_CATCH_UP {
                     self.mix(now);
+                } else {
+                    skipped = skipped.saturating_add(1);
                 }
                 frames += 1;
                 at += FRAME;
+            }
+            if skipped > 0 {
+                // Stalled: the frames beyond the catch-up are not sent, but their media
+                // time passes (RFC 3550 §5.1), as on a flow's own clock.
+                let samples = u32::try_from(FRAME_LEN)
+                    .unwrap_or(u32::MAX)
+                    .saturating_mul(skipped);
+                for flow in self.participants.values_mut() {
+                    flow.skip_frame(samples);
+                }
             }
             self.next_tick = Some(at);
         }

@@ -402,6 +402,12 @@ impl AudioFlow {
         self.send_interval(now, samples, |out| copy_prefix(out, frame));
     }
 
+    /// Conference mode: a frame of `samples` passes without a packet (the mixer fell
+    /// behind and skipped it); the RTP timestamp advances all the same (RFC 3550 §5.1).
+    pub fn skip_frame(&mut self, samples: u32) {
+        self.sender.skip(samples);
+    }
+
     // ---- the packet clock
 
     fn tick(&mut self, now: Instant) {

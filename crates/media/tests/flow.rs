@@ -720,3 +720,50 @@ fn a_participant_leaving_leaves_no_gap_for_the_others() {
         assert_eq!(pair[1] - pair[0], Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_stalled_conference_skips_frames_but_keeps_its_timestamps_on_the_clock() {
+    let start = Instant::now();
+    let mut conference = Conference::new();
+    for i in 0..2u32 {
+        let config = FlowConfig::pcmu(
+            SocketId(2 * i),
+            SocketId(2 * i + 1),
+            Some(addr(&format!("127.0.0.2:{}", 43000 + 2 * i))),
+        );
+        conference.join(
+            start,
+            i,
+            AudioFlow::new(start, config, identity(20 + u64::from(i))),
+        );
+    }
+    let timestamps = |conference: &mut Conference| {
+        let mut by_port: BTreeMap<u16, Vec<u32>> = BTreeMap::new();
+        while let Some(datagram) = conference.poll_transmit() {
+            if let Ok((header, _)) = parse_rtp(&datagram.data) {
+                by_port
+                    .entry(datagram.to.port())
+                    .or_default()
+                    .push(header.timestamp);
+            }
+        }
+        by_port
+    };
+    // 200 ms late: frames 0..=10 are due; five are sent at once, six skipped.
+    conference.handle_timeout(start + Duration::from_millis(200));
+    let stalled = timestamps(&mut conference);
+    assert_eq!(stalled.len(), 2);
+    // Frame 11, on time: its timestamp is 11 frames after frame 0's.
+    let next = conference.poll_timeout().unwrap();
+    assert_eq!(next, start + Duration::from_millis(220));
+    conference.handle_timeout(next);
+    let after = timestamps(&mut conference);
+    for (port, sent) in &stalled {
+        assert_eq!(sent.len(), 5, "port {port}: five frames caught up");
+        let steps: Vec<u32> = sent.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        assert_eq!(steps, [160; 4]);
+        let following = &after[port];
+        assert_eq!(following.len(), 1);
+        assert_eq!(following[0].wrapping_sub(sent[0]), 11 * 160);
+    }
+}
