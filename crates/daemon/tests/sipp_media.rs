@@ -64,7 +64,10 @@ fn read_pcap(path: &Path) -> Vec<Datagram> {
         [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
         [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
         [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
-        _ => panic!("{}: not a libpcap file (magic {magic:02x?})", path.display()),
+        _ => panic!(
+            "{}: not a libpcap file (magic {magic:02x?})",
+            path.display()
+        ),
     };
     let u32_at = |at: usize| {
         let b = [data[at], data[at + 1], data[at + 2], data[at + 3]];
@@ -154,9 +157,7 @@ fn rtp(datagram: &[u8]) -> Option<(u8, &[u8])> {
 fn write_rtp_pcap(path: &Path, frames: &[Vec<u8>]) {
     let mut file = Vec::new();
     // Global header: magic, version 2.4, zone, accuracy, snaplen, Ethernet.
-    for word in [0xa1b2_c3d4_u32] {
-        file.extend_from_slice(&word.to_le_bytes());
-    }
+    file.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
     file.extend_from_slice(&2u16.to_le_bytes());
     file.extend_from_slice(&4u16.to_le_bytes());
     for word in [0u32, 0, 65535, 1] {
@@ -248,7 +249,17 @@ impl Capture {
         let _ = std::fs::remove_file(&file);
         let mut child = Command::new("dumpcap")
             // -P: libpcap format; -q: no packet counts; stops by itself after 60 s at most.
-            .args(["-i", "lo", "-P", "-q", "-a", "duration:60", "-f", filter, "-w"])
+            .args([
+                "-i",
+                "lo",
+                "-P",
+                "-q",
+                "-a",
+                "duration:60",
+                "-f",
+                filter,
+                "-w",
+            ])
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -318,7 +329,7 @@ impl Drop for Capture {
 fn free_port_pair() -> u16 {
     loop {
         let port = free_port();
-        if port % 2 == 0
+        if port.is_multiple_of(2)
             && port < u16::MAX
             && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok()
         {
@@ -383,7 +394,10 @@ fn echo_sends_back_the_audio_sipp_plays_to_where_sipp_sends_from() {
         "{}",
         report(&run)
     );
-    assert!(elapsed < Duration::from_secs(15), "the call took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "the call took {elapsed:?}"
+    );
 
     // What SIPp played: the RTP sent to the daemon's port.
     let daemon_rtp = SocketAddrV4::new(Ipv4Addr::LOCALHOST, rtp_port);
@@ -495,10 +509,7 @@ fn echo_sends_back_the_audio_sipp_plays_to_where_sipp_sends_from() {
         "only {matched} of {} frames came back; missing: {missing:?}",
         played_payloads.len()
     );
-    let (min_shift, max_shift) = (
-        *shifts.iter().min().unwrap(),
-        *shifts.iter().max().unwrap(),
-    );
+    let (min_shift, max_shift) = (*shifts.iter().min().unwrap(), *shifts.iter().max().unwrap());
     assert!(
         min_shift >= 0 && max_shift - min_shift <= 10,
         "the echo's delay (in frames after the first to {sipp_source}) drifted from \
@@ -570,6 +581,9 @@ fn a_call_without_rtp_is_hung_up_after_the_media_timeout() {
         "the BYE came {delay:?} after the ACK (ack at {ack} ms, BYE at {bye} ms): \
          the media timeout is 2 s"
     );
-    assert!(elapsed < Duration::from_secs(15), "the call took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "the call took {elapsed:?}"
+    );
     daemon.stop();
 }

@@ -301,11 +301,7 @@ async fn custom_header_and_mime_part_reach_the_callee_as_sipp_checks_them() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        flow,
-        ["requested AudioVideo", "Terminated"],
-        "{events:?}"
-    );
+    assert_eq!(flow, ["requested AudioVideo", "Terminated"], "{events:?}");
     assert!(
         events
             .iter()
