@@ -489,19 +489,14 @@ fn echo_sends_back_the_audio_sipp_plays_to_where_sipp_sends_from() {
         }
     }
     let matched = played_payloads.len() - missing.len();
-    let before_latch: Vec<SocketAddrV4> = sent
-        .iter()
-        .filter(|d| d.time <= latched_by)
-        .map(|d| d.dst)
-        .collect();
     eprintln!(
-        "SIPp played {} frames from {sipp_source}; the daemon sent {} packets, {} of them to \
-         {sipp_source} and, until SIPp's RTP came, to {:?}; {matched} frames came back, \
-         delays {:?}, first echo at {first_echo:?}",
+        "SIPp played {} frames from {sipp_source}; the daemon sent {} packets (the first to \
+         {}), {} of them to {sipp_source}; {matched} frames came back, delays {:?} frames, \
+         the first echo in packet {first_echo:?}",
         played_payloads.len(),
         sent.len(),
+        sent[0].dst,
         echoed.len(),
-        before_latch.first(),
         shifts.iter().min().zip(shifts.iter().max()),
     );
     assert!(
