@@ -323,10 +323,11 @@ fn session_timer_is_negotiated_and_refreshed_by_update_and_reinvite() {
 }
 
 /// The same scenario with 32 s pauses: the UPDATE refresh at 32 s must restart Tandem's timer,
-/// or it would send BYE at 60 s (90 - 30), before our re-INVITE at 64 s.
+/// or it would send BYE at 60 s (90 - 30), before our re-INVITE at 64 s. SIPp sends no RTP:
+/// the media timeout (60 s by default) is off, or it would end the calls at 60 s.
 #[test]
 fn a_refresh_restarts_the_session_timer() {
-    let daemon = Daemon::start("refresh-restarts", "");
+    let daemon = Daemon::start_with("refresh-restarts", "", "[media]\ntimeout_s = 0\n");
     let (one, three) = sipp_twice_at_once(
         "refresh-restarts",
         &daemon,
@@ -369,7 +370,9 @@ fn a_refresh_restarts_the_session_timer() {
 
 #[test]
 fn session_expires_without_a_refresh_and_tandem_sends_bye_before_the_interval_ends() {
-    let daemon = Daemon::start("expiry", "");
+    // SIPp sends no RTP: the media timeout (60 s by default) is off, or it would race the
+    // session timer's BYE at 60 s.
+    let daemon = Daemon::start_with("expiry", "", "[media]\ntimeout_s = 0\n");
     let (one, three) = sipp_twice_at_once(
         "expiry",
         &daemon,

@@ -290,7 +290,9 @@ async fn custom_header_and_mime_part_reach_the_callee_as_sipp_checks_them() {
         )),
         "{events:?}"
     );
-    // The flow is offered for configuration before it starts, then runs until the end.
+    // The flow is offered for configuration before it starts and ends with the call. SIPp
+    // sends no RTP here, so the flow never becomes Active (Active: RTP arrives and we send;
+    // crates/runtime/tests/media.rs and crates/daemon/tests/sipp_media.rs cover that).
     let flow: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
@@ -299,11 +301,7 @@ async fn custom_header_and_mime_part_reach_the_callee_as_sipp_checks_them() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        flow,
-        ["requested AudioVideo", "Active", "Terminated"],
-        "{events:?}"
-    );
+    assert_eq!(flow, ["requested AudioVideo", "Terminated"], "{events:?}");
     assert!(
         events
             .iter()

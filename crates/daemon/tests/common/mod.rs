@@ -62,6 +62,16 @@ impl Daemon {
     /// `transports` ("udp", "tcp", "tls", "ws", "wss"). `extra` goes in the `[sip]`
     /// table and may open others (`[sip.tls]`).
     pub fn start_listening(name: &str, transports: &[&str], extra: &str) -> Daemon {
+        Daemon::start_full(name, transports, extra, "")
+    }
+
+    /// Like [`start`](Self::start), with `sip_extra` in the `[sip]` table and
+    /// `other_sections` (whole tables, such as `[media]`) after it.
+    pub fn start_with(name: &str, sip_extra: &str, other_sections: &str) -> Daemon {
+        Daemon::start_full(name, &["udp", "tcp"], sip_extra, other_sections)
+    }
+
+    fn start_full(name: &str, transports: &[&str], extra: &str, other: &str) -> Daemon {
         let dir = scratch_dir(name);
         let config = dir.join("tandem.toml");
         let listen: Vec<String> = transports
@@ -71,7 +81,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "[sip]\nlisten = [{}]\n{extra}\n\
+                "[sip]\nlisten = [{}]\n{extra}\n{other}\n\
                  [log]\nlevel = \"info\"\n\
                  [[users]]\nname = \"echo\"\nbehaviour = \"echo\"\n\
                  [[users]]\nname = \"ring\"\nbehaviour = \"ring\"\n\
@@ -280,6 +290,12 @@ pub fn sipp(name: &str, daemon: &Daemon, args: &[&str]) -> SippRun {
 
 /// Runs SIPp against `remote` (the daemon, or a proxy in front of it), from 127.0.0.1.
 pub fn sipp_at(name: &str, remote: SocketAddr, args: &[&str]) -> SippRun {
+    sipp_at_in(name, remote, &repo_root().join("tests/sipp"), args)
+}
+
+/// Like [`sipp_at`], with SIPp working in `cwd` (where a scenario finds the files it
+/// names, such as the pcap of `play_pcap_audio`; give it the scenario by absolute path).
+pub fn sipp_at_in(name: &str, remote: SocketAddr, cwd: &Path, args: &[&str]) -> SippRun {
     let dir = scratch_dir(name);
     let stats = dir.join("stats.csv");
     let _ = std::fs::remove_file(&stats);
@@ -291,7 +307,7 @@ pub fn sipp_at(name: &str, remote: SocketAddr, args: &[&str]) -> SippRun {
         .args(["-trace_stat", "-fd", "1", "-stf"])
         .arg(&stats)
         .args(args)
-        .current_dir(repo_root().join("tests/sipp"))
+        .current_dir(cwd)
         .output()
         .expect("sipp runs (Debian package sip-tester)");
     let csv = std::fs::read_to_string(&stats).unwrap_or_default();
