@@ -421,7 +421,14 @@ fn register_refresh_call_unregister(name: &str, algorithm: &str) {
         Duration::from_secs(10),
     );
     let registered_at = Instant::now();
-    let trace = kam.trace();
+    // Kamailio's sipdump file is written asynchronously: the answered REGISTER may reach
+    // it a moment after Tandem logged the 200.
+    let mut trace = kam.trace();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !trace.contains("Authorization: Digest ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        trace = kam.trace();
+    }
     let answers: Vec<&str> = trace
         .lines()
         .filter(|l| l.starts_with("Authorization: Digest "))
