@@ -37,23 +37,8 @@ const CONFERENCE_PORTS: PortRange = PortRange {
 };
 const TOTAL_BUDGET: Duration = Duration::from_secs(100);
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
 fn main() {
-    let secs = arg("--secs")
-        .or_else(|| std::env::var("CONFERENCE_BENCH_SECS").ok())
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(5.0)
-        .clamp(0.5, 10.0);
-    let steps: Vec<usize> = arg("--steps")
-        .or_else(|| std::env::var("CONFERENCE_BENCH_STEPS").ok())
-        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| DEFAULT_STEPS.to_vec());
+    let (secs, steps) = relay_load::bench_settings("CONFERENCE_BENCH", &DEFAULT_STEPS);
     let by_ports =
         (usize::from(CONFERENCE_PORTS.last - CONFERENCE_PORTS.first) + 1) / PORTS_PER_CONFERENCE;
     let by_fds = relay_load::open_files_limit().map_or(usize::MAX, |limit| {

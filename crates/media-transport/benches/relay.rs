@@ -29,23 +29,8 @@ const RELAY_PORTS: PortRange = PortRange {
 };
 const TOTAL_BUDGET: Duration = Duration::from_secs(150);
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
 fn main() {
-    let secs = arg("--secs")
-        .or_else(|| std::env::var("RELAY_BENCH_SECS").ok())
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(5.0)
-        .clamp(0.5, 10.0);
-    let steps: Vec<usize> = arg("--steps")
-        .or_else(|| std::env::var("RELAY_BENCH_STEPS").ok())
-        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| DEFAULT_STEPS.to_vec());
+    let (secs, steps) = relay_load::bench_settings("RELAY_BENCH", &DEFAULT_STEPS);
     // Four relay ports per call; six file descriptors per call, within the soft limit.
     let by_ports = (usize::from(RELAY_PORTS.last - RELAY_PORTS.first) + 1) / 4;
     let by_fds = relay_load::open_files_limit().map_or(usize::MAX, |limit| {

@@ -115,6 +115,27 @@ pub fn expected_packets(streams: usize, duration: Duration) -> u64 {
 
 /// This thread's CPU time: /proc/thread-self/schedstat (ns) when the kernel keeps it, else
 /// utime + stime from /proc/thread-self/stat in clock ticks (USER_HZ, 100 on Linux).
+/// A benchmark's settings from its arguments (`--secs S --steps a,b,c`) or the environment
+/// (`<PREFIX>_SECS`, `<PREFIX>_STEPS`): seconds per step (0.5–10, default 5) and the steps.
+pub fn bench_settings(prefix: &str, default_steps: &[usize]) -> (f64, Vec<usize>) {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let secs = arg("--secs")
+        .or_else(|| std::env::var(format!("{prefix}_SECS")).ok())
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(5.0)
+        .clamp(0.5, 10.0);
+    let steps = arg("--steps")
+        .or_else(|| std::env::var(format!("{prefix}_STEPS")).ok())
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default_steps.to_vec());
+    (secs, steps)
+}
+
 pub fn thread_cpu() -> Duration {
     if let Ok(text) = std::fs::read_to_string("/proc/thread-self/schedstat")
         && let Some(ns) = text
