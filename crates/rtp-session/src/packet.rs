@@ -1,10 +1,9 @@
 //! RTP packets (RFC 3550 §5.1): a validating, allocation-free reader of the header (the
-//! relay reads every packet it forwards), and packets built with the `rtp` crate.
+//! relay reads every packet it forwards), and the packets Tandem sends, built here.
 
 use std::ops::Range;
 
 use bytes::Bytes;
-use webrtc_util::marshal::Marshal;
 
 use crate::RtpError;
 
@@ -93,23 +92,17 @@ pub fn looks_like_rtcp(data: &[u8]) -> bool {
     matches!(data.get(1), Some(192..=223))
 }
 
-/// Builds an RTP packet (no CSRC, no extension, no padding) with the `rtp` crate.
+/// Builds an RTP packet (RFC 3550 §5.1): the 12-byte fixed header (V=2, no padding, no
+/// extension, no CSRC) and `payload`. The payload type is taken modulo 128 (7 bits).
 pub fn build_rtp(header: &RtpHeader, payload: &[u8]) -> Result<Bytes, RtpError> {
-    let packet = rtp::packet::Packet {
-        header: rtp::header::Header {
-            version: 2,
-            marker: header.marker,
-            payload_type: header.payload_type,
-            sequence_number: header.sequence,
-            timestamp: header.timestamp,
-            ssrc: header.ssrc,
-            ..rtp::header::Header::default()
-        },
-        payload: Bytes::copy_from_slice(payload),
-    };
-    packet
-        .marshal()
-        .map_err(|error| RtpError::Build(error.to_string()))
+    let mut out = Vec::with_capacity(RTP_HEADER_LEN + payload.len());
+    let b1 = (header.payload_type & 0x7f) | if header.marker { 0x80 } else { 0 };
+    out.extend_from_slice(&[0x80, b1]);
+    out.extend_from_slice(&header.sequence.to_be_bytes());
+    out.extend_from_slice(&header.timestamp.to_be_bytes());
+    out.extend_from_slice(&header.ssrc.to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(Bytes::from(out))
 }
 
 /// Rewrites the sequence number, timestamp and SSRC of a packet already validated by

@@ -1,25 +1,20 @@
 //! RTCP for one RTP session (RFC 3550 §6): the report interval with timer reconsideration
-//! (§6.3, Appendix A.7), compound SR/RR + SDES CNAME (+ BYE) packets built with the `rtcp`
-//! crate (§6.1, §6.4, §6.5, §6.6), and reading the peer's reports: its sender report for
+//! (§6.3, Appendix A.7), compound SR/RR + SDES CNAME (+ BYE) packets built with our codec
+//! in [`crate::wire`] (§6.1, §6.4, §6.5, §6.6), and reading the peer's reports: its sender report for
 //! LSR/DLSR, its report block about our stream and the round-trip time (§6.4.1).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rtcp::goodbye::Goodbye;
-use rtcp::packet::Packet;
-use rtcp::receiver_report::ReceiverReport;
-use rtcp::reception_report::ReceptionReport;
-use rtcp::sender_report::SenderReport;
-use rtcp::source_description::{
-    SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem,
-};
-use webrtc_util::marshal::Unmarshal;
 
 use crate::RtpError;
 use crate::sender::RtpSender;
 use crate::stats::ReceiverStats;
+use crate::wire::{
+    Detail, Goodbye, ReceiverReport, ReportBlock, RtcpPacket, SenderReport, SourceDescription,
+    build_compound, read_compound,
+};
 
 /// RFC 3550 §6.2: the minimum report interval, seconds.
 const RTCP_MIN_TIME: f64 = 5.0;
@@ -38,11 +33,6 @@ const MEMBER_TIMEOUT_INTERVALS: f64 = 5.0;
 const SENT_SR_HISTORY: usize = 16;
 /// RFC 3550 §4: seconds from 1900-01-01 (the NTP era) to 1970-01-01 (the Unix epoch).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
-
-/// RTCP packet types (RFC 3550 §12.1).
-const PT_SR: u8 = 200;
-const PT_RR: u8 = 201;
-const PT_BYE: u8 = 203;
 
 /// Maps the driver's `Instant`s to NTP time (RFC 3550 §4) without reading the clock: the
 /// driver says once what wall-clock time one `Instant` stands for.
@@ -298,7 +288,7 @@ impl RtcpSession {
         receiver: &mut ReceiverStats,
     ) -> Result<Bytes, RtpError> {
         let mut packets = self.report_packets(now, ntp, sender, receiver)?;
-        packets.push(Box::new(Goodbye {
+        packets.push(RtcpPacket::Goodbye(Goodbye {
             sources: vec![sender.ssrc()],
             reason: Bytes::new(),
         }));
@@ -315,20 +305,20 @@ impl RtcpSession {
         data: &[u8],
         our_ssrc: u32,
     ) -> Result<RtcpSummary, RtpError> {
-        let parts = parse_compound(data)?;
+        let parts = read_compound(data, Detail::Session)?;
         let mut summary = RtcpSummary {
             sender_report: false,
             remote_view: None,
             bye: false,
         };
-        let mut blocks: Vec<ReceptionReport> = Vec::new();
+        let mut blocks: Vec<ReportBlock> = Vec::new();
         for part in parts {
             match part {
                 // Our own packets looped back are not another member (§8.2 collision
                 // handling is out of scope here).
-                Part::Sender(sr) if sr.ssrc == our_ssrc => {}
-                Part::Receiver(rr) if rr.ssrc == our_ssrc => {}
-                Part::Sender(sr) => {
+                RtcpPacket::SenderReport(sr) if sr.ssrc == our_ssrc => {}
+                RtcpPacket::ReceiverReport(rr) if rr.ssrc == our_ssrc => {}
+                RtcpPacket::SenderReport(sr) => {
                     summary.sender_report = true;
                     self.members.insert(
                         sr.ssrc,
@@ -348,7 +338,7 @@ impl RtcpSession {
                     });
                     blocks.extend(sr.reports);
                 }
-                Part::Receiver(rr) => {
+                RtcpPacket::ReceiverReport(rr) => {
                     self.members
                         .entry(rr.ssrc)
                         .and_modify(|m| m.last_heard = now)
@@ -358,12 +348,14 @@ impl RtcpSession {
                         });
                     blocks.extend(rr.reports);
                 }
-                Part::Bye(sources) => {
+                RtcpPacket::Goodbye(bye) => {
                     summary.bye = true;
-                    for ssrc in sources {
+                    for ssrc in bye.sources {
                         self.members.remove(&ssrc);
                     }
                 }
+                // SDES, APP, feedback and extended reports carry nothing this session uses.
+                _ => {}
             }
         }
         if let Some(block) = blocks.iter().rev().find(|b| b.ssrc == our_ssrc) {
@@ -496,7 +488,7 @@ impl RtcpSession {
         ntp: &NtpClock,
         sender: &RtpSender,
         receiver: &mut ReceiverStats,
-    ) -> Result<Vec<Box<dyn Packet + Send + Sync>>, RtpError> {
+    ) -> Result<Vec<RtcpPacket>, RtpError> {
         if self.config.cname.len() > 255 {
             return Err(RtpError::Build(format!(
                 "CNAME of {} bytes, at most 255 fit an SDES item",
@@ -514,16 +506,16 @@ impl RtcpSession {
             .last_sr
             .filter(|(ssrc, _, _)| Some(*ssrc) == receiver.ssrc())
             .map(|(_, lsr, at)| (lsr, at));
-        let reports: Vec<ReceptionReport> =
+        let reports: Vec<ReportBlock> =
             receiver.report_block(now, last_sr).into_iter().collect();
-        let mut packets: Vec<Box<dyn Packet + Send + Sync>> = Vec::with_capacity(3);
+        let mut packets: Vec<RtcpPacket> = Vec::with_capacity(3);
         if sent_lately {
             let ntp_time = ntp.ntp(now);
             if self.sent_srs.len() == SENT_SR_HISTORY {
                 self.sent_srs.pop_front();
             }
             self.sent_srs.push_back((ntp_middle(ntp_time), now));
-            packets.push(Box::new(SenderReport {
+            packets.push(RtcpPacket::SenderReport(SenderReport {
                 ssrc: sender.ssrc(),
                 ntp_time,
                 // The media clock now; the sender's timestamp is the next sample's.
@@ -531,24 +523,17 @@ impl RtcpSession {
                 packet_count: count,
                 octet_count: sender.octets_sent(),
                 reports,
-                profile_extensions: Bytes::new(),
             }));
         } else {
-            packets.push(Box::new(ReceiverReport {
+            packets.push(RtcpPacket::ReceiverReport(ReceiverReport {
                 ssrc: sender.ssrc(),
                 reports,
-                profile_extensions: Bytes::new(),
             }));
         }
-        packets.push(Box::new(SourceDescription {
-            chunks: vec![SourceDescriptionChunk {
-                source: sender.ssrc(),
-                items: vec![SourceDescriptionItem {
-                    sdes_type: SdesType::SdesCname,
-                    text: Bytes::copy_from_slice(self.config.cname.as_bytes()),
-                }],
-            }],
-        }));
+        packets.push(RtcpPacket::SourceDescription(SourceDescription::cname(
+            sender.ssrc(),
+            self.config.cname.as_bytes(),
+        )));
         Ok(packets)
     }
 
@@ -557,10 +542,9 @@ impl RtcpSession {
     fn finish(
         &mut self,
         now: Instant,
-        packets: &[Box<dyn Packet + Send + Sync>],
+        packets: &[RtcpPacket],
     ) -> Result<Bytes, RtpError> {
-        let data =
-            rtcp::packet::marshal(packets).map_err(|error| RtpError::Build(error.to_string()))?;
+        let data = build_compound(packets)?;
         self.reports_sent = self.reports_sent.wrapping_add(1);
         self.smooth_size(data.len());
         if let Some(factor) = self.pending_factor.take() {
@@ -573,14 +557,9 @@ impl RtcpSession {
         Ok(data)
     }
 
-    fn remote_view_of(&self, now: Instant, block: &ReceptionReport) -> RemoteView {
+    fn remote_view_of(&self, now: Instant, block: &ReportBlock) -> RemoteView {
         // §6.4.1: the cumulative loss is a signed 24-bit number.
-        let raw = block.total_lost & 0x00ff_ffff;
-        let packets_lost = if raw & 0x0080_0000 != 0 {
-            i64::from(raw) - 0x0100_0000
-        } else {
-            i64::from(raw)
-        };
+        let packets_lost = block.packets_lost();
         // §6.4.1: RTT = A − LSR − DLSR. A and LSR are matched through the Instant our SR
         // left at, so no wall clock is needed.
         let round_trip = (block.last_sender_report != 0)
@@ -656,85 +635,6 @@ fn sdes_size(len: usize) -> usize {
     4 + chunk.div_ceil(4) * 4
 }
 
-/// One packet of a compound packet that this session acts on.
-enum Part {
-    Sender(SenderReport),
-    Receiver(ReceiverReport),
-    Bye(Vec<u32>),
-}
-
-/// Splits a compound packet (RFC 3550 §6.1, A.2: version 2 throughout, every length inside
-/// the datagram and the lengths adding up to it) and reads its SR, RR and BYE packets. The
-/// `rtcp` crate reads SR and RR only once each packet's length is known to hold them.
-fn parse_compound(data: &[u8]) -> Result<Vec<Part>, RtpError> {
-    if data.is_empty() {
-        return Err(RtpError::Rtcp(String::from("empty datagram")));
-    }
-    let mut parts = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let Some(&[b0, packet_type, l0, l1]) =
-            rest.get(..4).and_then(|h| <&[u8; 4]>::try_from(h).ok())
-        else {
-            return Err(RtpError::Rtcp(format!(
-                "{} bytes left, not a 4-byte header",
-                rest.len()
-            )));
-        };
-        if b0 >> 6 != 2 {
-            return Err(RtpError::Rtcp(format!("version {}, not 2", b0 >> 6)));
-        }
-        let len = (usize::from(u16::from_be_bytes([l0, l1])) + 1) * 4;
-        let Some(packet) = rest.get(..len) else {
-            return Err(RtpError::Rtcp(format!(
-                "packet type {packet_type} says {len} bytes, {} left",
-                rest.len()
-            )));
-        };
-        rest = rest.get(len..).unwrap_or_default();
-        let count = usize::from(b0 & 0x1f);
-        match packet_type {
-            PT_SR => {
-                if len < 28 + 24 * count {
-                    return Err(RtpError::Rtcp(format!(
-                        "SR of {len} bytes with {count} report blocks"
-                    )));
-                }
-                let sr = SenderReport::unmarshal(&mut Bytes::copy_from_slice(packet))
-                    .map_err(|error| RtpError::Rtcp(error.to_string()))?;
-                parts.push(Part::Sender(sr));
-            }
-            PT_RR => {
-                if len < 8 + 24 * count {
-                    return Err(RtpError::Rtcp(format!(
-                        "RR of {len} bytes with {count} report blocks"
-                    )));
-                }
-                let rr = ReceiverReport::unmarshal(&mut Bytes::copy_from_slice(packet))
-                    .map_err(|error| RtpError::Rtcp(error.to_string()))?;
-                parts.push(Part::Receiver(rr));
-            }
-            PT_BYE => {
-                let sources = (0..count)
-                    .map(|i| {
-                        packet
-                            .get(4 + 4 * i..8 + 4 * i)
-                            .and_then(|s| <[u8; 4]>::try_from(s).ok())
-                            .map(u32::from_be_bytes)
-                    })
-                    .collect::<Option<Vec<u32>>>()
-                    .ok_or_else(|| {
-                        RtpError::Rtcp(format!("BYE of {len} bytes with {count} sources"))
-                    })?;
-                parts.push(Part::Bye(sources));
-            }
-            // SDES, APP, feedback and extended reports carry nothing this session uses.
-            _ => {}
-        }
-    }
-    Ok(parts)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(
@@ -757,10 +657,19 @@ mod tests {
     }
 
     #[test]
-    fn sdes_size_matches_the_crate() {
+    fn sdes_size_matches_the_codec_and_the_crate() {
+        use rtcp::source_description::{
+            SdesType, SourceDescriptionChunk, SourceDescriptionItem,
+        };
         use webrtc_util::marshal::Marshal;
         for cname in ["", "a", "ab", "abc", "user@host.example", &"x".repeat(255)] {
-            let sdes = SourceDescription {
+            let ours = build_compound(&[RtcpPacket::SourceDescription(SourceDescription::cname(
+                1,
+                cname.as_bytes(),
+            ))])
+            .unwrap();
+            assert_eq!(ours.len(), sdes_size(cname.len()), "{cname:?}");
+            let theirs = rtcp::source_description::SourceDescription {
                 chunks: vec![SourceDescriptionChunk {
                     source: 1,
                     items: vec![SourceDescriptionItem {
@@ -770,7 +679,7 @@ mod tests {
                 }],
             };
             assert_eq!(
-                sdes.marshal().unwrap().len(),
+                theirs.marshal().unwrap().len(),
                 sdes_size(cname.len()),
                 "{cname:?}"
             );
@@ -779,6 +688,7 @@ mod tests {
 
     #[test]
     fn compound_parse_refuses_bad_lengths() {
+        let parse_compound = |data: &[u8]| read_compound(data, Detail::Session);
         assert!(parse_compound(&[]).is_err());
         assert!(parse_compound(&[0x80, 200, 0]).is_err());
         // version 1
@@ -794,8 +704,8 @@ mod tests {
         // A bare RR and a BYE are fine.
         let parts =
             parse_compound(&[0x80, 201, 0, 1, 0, 0, 0, 1, 0x81, 203, 0, 1, 0, 0, 0, 9]).unwrap();
-        assert!(matches!(parts[0], Part::Receiver(ref rr) if rr.ssrc == 1));
-        assert!(matches!(parts[1], Part::Bye(ref s) if s == &[9]));
+        assert!(matches!(parts[0], RtcpPacket::ReceiverReport(ref rr) if rr.ssrc == 1));
+        assert!(matches!(parts[1], RtcpPacket::Goodbye(ref bye) if bye.sources == [9]));
     }
 
     #[test]

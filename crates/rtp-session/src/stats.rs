@@ -5,9 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use rtcp::reception_report::ReceptionReport;
-
 use crate::packet::RtpHeader;
+use crate::wire::ReportBlock;
 
 /// RFC 3550 A.1: sequential packets needed before a source is valid.
 const MIN_SEQUENTIAL: u8 = 2;
@@ -242,7 +241,7 @@ impl ReceiverStats {
         &mut self,
         now: Instant,
         last_sr: Option<(u32, Instant)>,
-    ) -> Option<ReceptionReport> {
+    ) -> Option<ReportBlock> {
         let source = self.source.as_mut()?;
         if source.probation > 0 {
             return None;
@@ -267,7 +266,7 @@ impl ReceiverStats {
             Some((lsr, at)) => (lsr, dlsr_units(now.saturating_duration_since(at))),
             None => (0, 0),
         };
-        Some(ReceptionReport {
+        Some(ReportBlock {
             ssrc: source.ssrc,
             fraction_lost: source.fraction_lost,
             total_lost,
