@@ -28,8 +28,8 @@ pub use error::RtpError;
 pub use latch::Latch;
 pub use machine::{Datagram, MediaMachine, SocketId};
 pub use packet::{RtpHeader, build_rtp, looks_like_rtcp, parse_rtp, rewrite_header};
+pub use relay::{Leg, LegStats, Relay, RelayConfig, RelayEvent, RelayLeg, Rewriter};
 pub use wire::{
     Goodbye, ReceiverReport, ReportBlock, RtcpPacket, SdesChunk, SdesItem, SenderReport,
     SourceDescription, build_compound, parse_compound,
 };
-pub use relay::{Leg, LegStats, Relay, RelayConfig, RelayEvent, RelayLeg, Rewriter};

@@ -506,8 +506,7 @@ impl RtcpSession {
             .last_sr
             .filter(|(ssrc, _, _)| Some(*ssrc) == receiver.ssrc())
             .map(|(_, lsr, at)| (lsr, at));
-        let reports: Vec<ReportBlock> =
-            receiver.report_block(now, last_sr).into_iter().collect();
+        let reports: Vec<ReportBlock> = receiver.report_block(now, last_sr).into_iter().collect();
         let mut packets: Vec<RtcpPacket> = Vec::with_capacity(3);
         if sent_lately {
             let ntp_time = ntp.ntp(now);
@@ -539,11 +538,7 @@ impl RtcpSession {
 
     /// Marshals a compound packet, and accounts for it having been sent (A.7 OnExpire:
     /// avg_rtcp_size, then the next interval).
-    fn finish(
-        &mut self,
-        now: Instant,
-        packets: &[RtcpPacket],
-    ) -> Result<Bytes, RtpError> {
+    fn finish(&mut self, now: Instant, packets: &[RtcpPacket]) -> Result<Bytes, RtpError> {
         let data = build_compound(packets)?;
         self.reports_sent = self.reports_sent.wrapping_add(1);
         self.smooth_size(data.len());
@@ -658,9 +653,7 @@ mod tests {
 
     #[test]
     fn sdes_size_matches_the_codec_and_the_crate() {
-        use rtcp::source_description::{
-            SdesType, SourceDescriptionChunk, SourceDescriptionItem,
-        };
+        use rtcp::source_description::{SdesType, SourceDescriptionChunk, SourceDescriptionItem};
         use webrtc_util::marshal::Marshal;
         for cname in ["", "a", "ab", "abc", "user@host.example", &"x".repeat(255)] {
             let ours = build_compound(&[RtcpPacket::SourceDescription(SourceDescription::cname(

@@ -169,7 +169,10 @@ pub enum RtcpPacket {
     Goodbye(Goodbye),
     /// A packet of another type (APP, feedback, XR, ...) or, when read for a session, an
     /// SDES: framed and skipped. Never built.
-    Other { packet_type: u8, count: u8 },
+    Other {
+        packet_type: u8,
+        count: u8,
+    },
 }
 
 impl RtcpPacket {
@@ -273,7 +276,7 @@ fn count_of(n: usize, what: &str) -> Result<u8, RtpError> {
 
 /// Null octets up to the next 32-bit boundary from `start`.
 fn pad(out: &mut Vec<u8>, start: usize) {
-    while (out.len() - start) % 4 != 0 {
+    while !(out.len() - start).is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -312,8 +315,9 @@ pub(crate) fn read_compound(data: &[u8], detail: Detail) -> Result<Vec<RtcpPacke
     let mut packets = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        let Some(&[b0, packet_type, l0, l1]) =
-            rest.get(..HEADER_LEN).and_then(|h| <&[u8; 4]>::try_from(h).ok())
+        let Some(&[b0, packet_type, l0, l1]) = rest
+            .get(..HEADER_LEN)
+            .and_then(|h| <&[u8; 4]>::try_from(h).ok())
         else {
             return Err(RtpError::Rtcp(format!(
                 "{} bytes left, not a 4-byte header",
@@ -546,7 +550,15 @@ mod tests {
 
     #[test]
     fn sdes_ends_with_a_null_octet_on_a_word_boundary() {
-        for (len, total) in [(0, 12), (1, 12), (2, 16), (3, 16), (5, 16), (6, 20), (255, 268)] {
+        for (len, total) in [
+            (0, 12),
+            (1, 12),
+            (2, 16),
+            (3, 16),
+            (5, 16),
+            (6, 20),
+            (255, 268),
+        ] {
             let cname = vec![b'x'; len];
             let mut out = Vec::new();
             RtcpPacket::SourceDescription(SourceDescription::cname(7, &cname))
@@ -602,7 +614,13 @@ mod tests {
         // BYE whose reason runs past the packet.
         assert!(parse_compound(&[0x81, 203, 0, 2, 0, 0, 0, 1, 8, b'a', 0, 0]).is_err());
         // ... which a session does not read.
-        assert!(read_compound(&[0x81, 203, 0, 2, 0, 0, 0, 1, 8, b'a', 0, 0], Detail::Session).is_ok());
+        assert!(
+            read_compound(
+                &[0x81, 203, 0, 2, 0, 0, 0, 1, 8, b'a', 0, 0],
+                Detail::Session
+            )
+            .is_ok()
+        );
         // An APP packet is framed and skipped.
         assert_eq!(
             parse_compound(&[0x80, 204, 0, 0]).unwrap(),

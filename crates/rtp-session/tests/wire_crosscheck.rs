@@ -20,8 +20,8 @@ use rtcp::source_description::{
     SourceDescriptionItem,
 };
 use rtp_session::{
-    Goodbye, ReceiverReport, ReportBlock, RtcpPacket, RtpHeader, SdesChunk, SdesItem,
-    SenderReport, SourceDescription, build_compound, build_rtp, parse_compound, parse_rtp,
+    Goodbye, ReceiverReport, ReportBlock, RtcpPacket, RtpHeader, SdesChunk, SdesItem, SenderReport,
+    SourceDescription, build_compound, build_rtp, parse_compound, parse_rtp,
 };
 use webrtc_util::marshal::{Marshal, Unmarshal};
 
@@ -142,25 +142,27 @@ fn compound() -> impl Strategy<Value = Vec<RtcpPacket>> {
         sdes(),
         proptest::option::of((proptest::collection::vec(any::<u32>(), 0..=31), text(255))),
     )
-        .prop_map(|(sender, (ssrc, ntp, rtp, packets, octets), reports, sdes, bye)| {
-            let mut out = vec![if sender {
-                RtcpPacket::SenderReport(SenderReport {
-                    ssrc,
-                    ntp_time: ntp,
-                    rtp_time: rtp,
-                    packet_count: packets,
-                    octet_count: octets,
-                    reports,
-                })
-            } else {
-                RtcpPacket::ReceiverReport(ReceiverReport { ssrc, reports })
-            }];
-            out.push(RtcpPacket::SourceDescription(sdes));
-            if let Some((sources, reason)) = bye {
-                out.push(RtcpPacket::Goodbye(Goodbye { sources, reason }));
-            }
-            out
-        })
+        .prop_map(
+            |(sender, (ssrc, ntp, rtp, packets, octets), reports, sdes, bye)| {
+                let mut out = vec![if sender {
+                    RtcpPacket::SenderReport(SenderReport {
+                        ssrc,
+                        ntp_time: ntp,
+                        rtp_time: rtp,
+                        packet_count: packets,
+                        octet_count: octets,
+                        reports,
+                    })
+                } else {
+                    RtcpPacket::ReceiverReport(ReceiverReport { ssrc, reports })
+                }];
+                out.push(RtcpPacket::SourceDescription(sdes));
+                if let Some((sources, reason)) = bye {
+                    out.push(RtcpPacket::Goodbye(Goodbye { sources, reason }));
+                }
+                out
+            },
+        )
 }
 
 proptest! {
