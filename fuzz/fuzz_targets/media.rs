@@ -1,6 +1,6 @@
 //! Media input: every datagram that can reach an RTP or RTCP socket, into an AudioFlow
 //! (RTP, RTCP, RFC 4733 events on its negotiated payload type), a Relay and a bare
-//! RtcpSession. Nothing panics; the flow keeps its clock.
+//! RtcpSession, and the RTCP wire reader on its own. Nothing panics; the flow keeps its clock.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
         relay.handle_datagram(t, socket, peer, datagram);
         let _ = rtcp.handle_rtcp(t, datagram, 42);
         let _ = parse_rtp(datagram);
+        let _ = rtp_session::parse_compound(datagram);
         if flow.poll_timeout().is_some_and(|d| d <= t) {
             flow.handle_timeout(t);
         }
