@@ -85,7 +85,7 @@ impl ReportBlock {
         let word = reader.u32()?;
         Some(Self {
             ssrc,
-            fraction_lost: word.to_be_bytes().first().copied().unwrap_or(0),
+            fraction_lost: (word >> 24) as u8,
             total_lost: word & 0x00ff_ffff,
             last_sequence_number: reader.u32()?,
             jitter: reader.u32()?,
