@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         RelayConfig {
             media_timeout: Some(Duration::from_secs(1)),
             seed: 1,
+            ..RelayConfig::default()
         },
     );
     let mut rtcp = RtcpSession::new(now, RtcpConfig::default(), 3);

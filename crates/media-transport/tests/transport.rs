@@ -314,6 +314,7 @@ async fn relay_rig(
         RelayConfig {
             media_timeout,
             seed: 7,
+            ..RelayConfig::default()
         },
     );
     let handle = spawn(

@@ -5,8 +5,15 @@
 //! on the other leg, so a phone never sees a transfer or a re-INVITE on the far side as a
 //! new source it may refuse or mis-play: the [`Rewriter`] owns the outgoing SSRC, sequence
 //! numbers and timestamps. Destinations are learnt by symmetric RTP (RFC 4961, see
-//! [`Latch`]). RTCP is consumed and counted, never forwarded (topology hiding: each leg's
-//! reports describe the other side's network, not what this leg sees).
+//! [`Latch`]).
+//!
+//! RTCP is terminated per leg, never forwarded: a relay that rewrites SSRC, sequence numbers
+//! and timestamps must not pass on its sources' reports (RFC 3550 §7.3: they would describe
+//! streams the far side never sees), so toward each leg it reports itself, as an RTP end
+//! system (RFC 3550 §6): a sender report about the stream it sends toward the leg, with a
+//! reception report block about what the leg sends it, and an SDES CNAME, at the §6.3
+//! interval; the leg's own reports go to that leg's [`RtcpSession`] (LSR/DLSR, the round
+//! trip, how the leg's peer sees our stream). [`Relay::close`] ends both with a BYE (§6.6).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -17,6 +24,9 @@ use crate::RtpError;
 use crate::latch::Latch;
 use crate::machine::{Datagram, MediaMachine, SocketId};
 use crate::packet::{RtpHeader, looks_like_rtcp, parse_rtp, rewrite_header};
+use crate::rtcp::{NtpClock, RemoteView, RtcpConfig, RtcpSession};
+use crate::sender::RtpSender;
+use crate::stats::{ReceiverStats, StreamStats};
 
 /// RFC 3550 Appendix A.1: a sequence number this far ahead of the highest seen is a
 /// restart, not loss.
@@ -216,6 +226,16 @@ impl Rewriter {
     pub fn ssrc(&self) -> u32 {
         self.ssrc
     }
+
+    /// The outgoing stream's media clock at `now`: the newest packet's timestamp plus the
+    /// samples since it left (RFC 3550 §6.4.1: the SR's RTP timestamp is the NTP
+    /// timestamp's instant on the media clock). None before the first packet.
+    pub fn timestamp_at(&self, now: Instant) -> Option<u32> {
+        let last = self.last?;
+        let elapsed = samples(now.saturating_duration_since(last.at), self.clock_rate);
+        // Timestamps are modulo 2^32 (RFC 3550 §5.1): keep the low bits.
+        Some(last.timestamp.wrapping_add((elapsed % (1 << 32)) as u32))
+    }
 }
 
 /// One side of a relayed call.
@@ -252,14 +272,34 @@ pub struct RelayLeg {
     pub clock_rate: u32,
 }
 
-/// A relay's settings.
+/// A relay's settings. `RelayConfig { seed, since_unix_epoch, ..RelayConfig::default() }`
+/// is the usual construction.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// No RTP from a leg for this long raises [`RelayEvent::MediaTimeout`]; None disables.
     pub media_timeout: Option<Duration>,
     /// Seeds the outgoing SSRCs and the initial sequence numbers and timestamps (RFC 3550
-    /// §5.1 wants them random; the caller brings the randomness, the machine stays pure).
+    /// §5.1 wants them random; the caller brings the randomness, the machine stays pure),
+    /// and the RTCP interval randomization of each leg (§6.3.1).
     pub seed: u64,
+    /// The CNAME of the relay's reports toward both legs (RFC 3550 §6.5.1), at most 255
+    /// bytes (a longer one sends no reports).
+    pub cname: String,
+    /// The wall-clock time of the `now` given to [`Relay::new`], since 1970-01-01 UTC: the
+    /// NTP timestamps of the sender reports follow from it (RFC 3550 §4, [`NtpClock`]).
+    pub since_unix_epoch: Duration,
+}
+
+impl Default for RelayConfig {
+    /// No media timeout, seed 0 (bring a random one), CNAME `tandem`, the Unix epoch.
+    fn default() -> Self {
+        Self {
+            media_timeout: None,
+            seed: 0,
+            cname: String::from("tandem"),
+            since_unix_epoch: Duration::ZERO,
+        }
+    }
 }
 
 /// What the relay reports.
@@ -292,6 +332,8 @@ pub struct LegStats {
     pub dropped_on_hold: u64,
     /// RTCP packets received (on the RTCP socket, or multiplexed on the RTP one).
     pub rtcp_received: u64,
+    /// RTCP compound packets the relay sent toward the leg (reports and BYE).
+    pub rtcp_sent: u64,
 }
 
 #[derive(Debug)]
@@ -302,6 +344,14 @@ struct LegState {
     rtcp_latch: Latch,
     /// Rewrites what is sent toward this leg.
     toward: Rewriter,
+    /// The sender side of the stream toward this leg, for our SRs (RFC 3550 §6.4.1).
+    sent: RtpSender,
+    /// Reception statistics of what this leg sends us (RFC 3550 A.1, A.3, A.8).
+    reception: ReceiverStats,
+    /// The RTCP session with this leg's peer.
+    rtcp_session: RtcpSession,
+    /// `sent`'s packet count at the last report and the one before (A.7 `we_sent`).
+    sent_at_reports: [Option<u32>; 2],
     forwarding: bool,
     stats: LegStats,
     first_seen: bool,
@@ -310,19 +360,42 @@ struct LegState {
 }
 
 impl LegState {
-    fn new(now: Instant, leg: RelayLeg, toward: Rewriter) -> Self {
+    fn new(
+        now: Instant,
+        leg: RelayLeg,
+        toward: Rewriter,
+        sent: RtpSender,
+        rtcp_session: RtcpSession,
+    ) -> Self {
         Self {
             rtp: leg.rtp,
             rtcp: leg.rtcp,
             latch: Latch::new(leg.remote, leg.symmetric),
             rtcp_latch: Latch::new(rtcp_address(leg.remote, leg.remote_rtcp), leg.symmetric),
             toward,
+            sent,
+            reception: ReceiverStats::new(leg.clock_rate),
+            rtcp_session,
+            sent_at_reports: [None, None],
             forwarding: true,
             stats: LegStats::default(),
             first_seen: false,
             last_rtp: now,
             timed_out: false,
         }
+    }
+
+    /// RFC 3550 A.7 `we_sent`: RTP went toward the leg since the report before last.
+    fn we_sent(&self) -> bool {
+        let count = self.sent.packets_sent();
+        self.sent.has_sent() && self.sent_at_reports[1] != Some(count)
+    }
+
+    /// When this leg's next report is due, if it has somewhere to go.
+    fn next_report(&self) -> Option<Instant> {
+        self.rtcp_latch
+            .destination()
+            .map(|_| self.rtcp_session.next_report())
     }
 }
 
@@ -355,6 +428,9 @@ pub struct Relay {
     a: LegState,
     b: LegState,
     media_timeout: Option<Duration>,
+    ntp: NtpClock,
+    /// [`Relay::close`] was called: no more forwarding or reports.
+    closed: bool,
     transmits: std::collections::VecDeque<Datagram>,
     events: std::collections::VecDeque<RelayEvent>,
 }
@@ -370,12 +446,25 @@ impl Relay {
         if ssrc_b == ssrc_a {
             ssrc_b ^= 1;
         }
+        // Drawn after the stream bases, so a seed gives the same streams as before.
+        let rtcp_seed_a = split_mix(&mut state);
+        let rtcp_seed_b = split_mix(&mut state);
+        let rtcp = RtcpConfig {
+            cname: config.cname,
+            ..RtcpConfig::default()
+        };
         let toward_a = Rewriter::new(ssrc_a, sequence_a, timestamp_a, a.clock_rate);
         let toward_b = Rewriter::new(ssrc_b, sequence_b, timestamp_b, b.clock_rate);
+        let sent_a = RtpSender::new(ssrc_a, sequence_a, timestamp_a, a.clock_rate);
+        let sent_b = RtpSender::new(ssrc_b, sequence_b, timestamp_b, b.clock_rate);
+        let session_a = RtcpSession::new(now, rtcp.clone(), rtcp_seed_a);
+        let session_b = RtcpSession::new(now, rtcp, rtcp_seed_b);
         Self {
-            a: LegState::new(now, a, toward_a),
-            b: LegState::new(now, b, toward_b),
+            a: LegState::new(now, a, toward_a, sent_a, session_a),
+            b: LegState::new(now, b, toward_b, sent_b, session_b),
             media_timeout: config.media_timeout,
+            ntp: NtpClock::new(now, config.since_unix_epoch),
+            closed: false,
             transmits: std::collections::VecDeque::new(),
             events: std::collections::VecDeque::new(),
         }
@@ -440,14 +529,70 @@ impl Relay {
         self.leg_mut(from).forwarding = on;
     }
 
+    /// Reception statistics of what the leg sends us: loss and jitter (RFC 3550 A.3,
+    /// A.8). The fraction lost is the one of the last report toward the leg.
+    pub fn reception(&self, leg: Leg) -> StreamStats {
+        self.leg(leg).reception.snapshot()
+    }
+
+    /// How the leg's peer sees the stream we send it: its latest report block about our
+    /// SSRC and the round-trip time (RFC 3550 §6.4.1). None before such a block.
+    pub fn remote_view(&self, leg: Leg) -> Option<RemoteView> {
+        self.leg(leg).rtcp_session.remote_view()
+    }
+
+    /// Ends the relay: an RTCP BYE (RFC 3550 §6.6, after an SR/RR and SDES) toward each leg
+    /// that has an RTCP destination; from then on nothing is forwarded or reported and
+    /// every datagram is ignored. Calling it again does nothing.
+    pub fn close(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        for leg in [Leg::A, Leg::B] {
+            self.send_rtcp(now, leg, true);
+        }
+        self.closed = true;
+    }
+
+    /// Builds and queues a report (or, with `bye`, a report and a BYE) toward the leg, if
+    /// it has an RTCP destination.
+    fn send_rtcp(&mut self, now: Instant, leg: Leg, bye: bool) {
+        let ntp = self.ntp;
+        let state = self.leg_mut(leg);
+        let Some(to) = state.rtcp_latch.destination() else {
+            return;
+        };
+        if let Some(timestamp) = state.toward.timestamp_at(now) {
+            state.sent.set_timestamp(timestamp);
+        }
+        let built = if bye {
+            state
+                .rtcp_session
+                .build_bye(now, &ntp, &state.sent, &mut state.reception)
+        } else {
+            state
+                .rtcp_session
+                .build_report(now, &ntp, &state.sent, &mut state.reception)
+        };
+        // Only a CNAME over 255 bytes fails: no report then.
+        let Ok(data) = built else {
+            return;
+        };
+        let count = state.sent.packets_sent();
+        state.sent_at_reports = [Some(count), state.sent_at_reports[0]];
+        state.stats.rtcp_sent += 1;
+        let socket = state.rtcp;
+        self.transmits.push_back(Datagram { socket, to, data });
+    }
+
     fn on_rtp(&mut self, now: Instant, from_leg: Leg, from: SocketAddr, data: &[u8]) {
         let media_timeout = self.media_timeout;
         let state = self.leg_mut(from_leg);
         state.stats.received += 1;
-        if parse_rtp(data).is_err() {
+        let Ok((header, payload)) = parse_rtp(data) else {
             state.stats.dropped_invalid += 1;
             return;
-        }
+        };
         let before = state.latch.latched();
         let accepted = state.latch.on_packet(now, from);
         let first = !state.first_seen;
@@ -473,6 +618,7 @@ impl Relay {
             return;
         }
         state.last_rtp = now;
+        state.reception.record(now, &header);
         if state.timed_out {
             state.timed_out = false;
             if media_timeout.is_some() {
@@ -493,10 +639,11 @@ impl Relay {
         let mut packet = BytesMut::from(data);
         let toward = self.leg_mut(to_leg);
         let socket = toward.rtp;
-        if toward.toward.rewrite(now, &mut packet).is_err() {
+        let Ok(sent) = toward.toward.rewrite(now, &mut packet) else {
             self.leg_mut(from_leg).stats.dropped_invalid += 1;
             return;
-        }
+        };
+        toward.sent.record_forwarded(sent.sequence, payload.len());
         self.transmits.push_back(Datagram {
             socket,
             to,
@@ -505,10 +652,16 @@ impl Relay {
         self.leg_mut(from_leg).stats.forwarded += 1;
     }
 
-    fn on_rtcp(&mut self, now: Instant, leg: Leg, from: SocketAddr) {
+    /// RTCP from the leg's peer: to the leg's session (never forwarded, RFC 3550 §7.3),
+    /// when it comes from the latched source. A malformed packet changes nothing.
+    fn on_rtcp(&mut self, now: Instant, leg: Leg, from: SocketAddr, data: &[u8]) {
         let state = self.leg_mut(leg);
         state.stats.rtcp_received += 1;
-        state.rtcp_latch.on_packet(now, from);
+        if state.rtcp_latch.on_packet(now, from) {
+            let our_ssrc = state.toward.ssrc();
+            // RFC 3550 A.2: an invalid compound packet is discarded whole.
+            let _ = state.rtcp_session.handle_rtcp(now, data, our_ssrc);
+        }
     }
 }
 
@@ -516,25 +669,41 @@ impl MediaMachine for Relay {
     type Event = RelayEvent;
 
     fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddr, data: &[u8]) {
+        if self.closed {
+            return;
+        }
         for leg in [Leg::A, Leg::B] {
             let state = self.leg(leg);
             if socket == state.rtp {
                 // RFC 5761 §4: RTCP multiplexed on the RTP port.
                 if looks_like_rtcp(data) {
-                    self.on_rtcp(now, leg, from);
+                    self.on_rtcp(now, leg, from, data);
                 } else {
                     self.on_rtp(now, leg, from, data);
                 }
                 return;
             }
             if socket == state.rtcp {
-                self.on_rtcp(now, leg, from);
+                self.on_rtcp(now, leg, from, data);
                 return;
             }
         }
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        // RFC 3550 §6.3.3, A.7: a report per leg at its interval, after reconsideration.
+        for leg in [Leg::A, Leg::B] {
+            let state = self.leg_mut(leg);
+            if state.next_report().is_some_and(|at| at <= now) {
+                let we_sent = state.we_sent();
+                if state.rtcp_session.due(now, we_sent) {
+                    self.send_rtcp(now, leg, false);
+                }
+            }
+        }
         let Some(timeout) = self.media_timeout else {
             return;
         };
@@ -552,11 +721,19 @@ impl MediaMachine for Relay {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let timeout = self.media_timeout?;
-        [&self.a, &self.b]
+        if self.closed {
+            return None;
+        }
+        let media = self.media_timeout.and_then(|timeout| {
+            [&self.a, &self.b]
+                .into_iter()
+                .filter(|state| !state.timed_out)
+                .filter_map(|state| state.last_rtp.checked_add(timeout))
+                .min()
+        });
+        [media, self.a.next_report(), self.b.next_report()]
             .into_iter()
-            .filter(|state| !state.timed_out)
-            .filter_map(|state| state.last_rtp.checked_add(timeout))
+            .flatten()
             .min()
     }
 

@@ -84,6 +84,29 @@ impl RtpSender {
         self.timestamp = self.timestamp.wrapping_add(samples);
     }
 
+    /// A packet of this stream that someone else built and sent (a relay forwarding a
+    /// rewritten packet, see [`crate::relay::Relay`]): counts it for the sender report
+    /// (RFC 3550 §6.4.1: packet count, payload octet count) and notes the next sequence
+    /// number. The media timestamp is left to [`RtpSender::set_timestamp`]. Allocates
+    /// nothing.
+    pub fn record_forwarded(&mut self, sequence: u16, payload_octets: usize) {
+        // A late (reordered) packet does not move the next sequence number back.
+        if !self.has_sent || (sequence.wrapping_sub(self.sequence) as i16) >= 0 {
+            self.sequence = sequence.wrapping_add(1);
+        }
+        self.packets_sent = self.packets_sent.wrapping_add(1);
+        let octets = u32::try_from(payload_octets).unwrap_or(u32::MAX);
+        self.octets_sent = self.octets_sent.wrapping_add(octets);
+        self.has_sent = true;
+    }
+
+    /// Sets the media clock: the timestamp that corresponds to "now" in the next sender
+    /// report (RFC 3550 §6.4.1: the SR's RTP timestamp and NTP timestamp are the same
+    /// instant), for a stream whose packets are not built here (a relay).
+    pub fn set_timestamp(&mut self, timestamp: u32) {
+        self.timestamp = timestamp;
+    }
+
     /// The stream's SSRC.
     pub fn ssrc(&self) -> u32 {
         self.ssrc
@@ -169,6 +192,20 @@ mod tests {
         assert_eq!(s.timestamp(), 660);
         assert_eq!(s.next_sequence(), 1);
         assert_eq!(s.octets_sent(), 4);
+    }
+
+    #[test]
+    fn forwarded_packets_are_counted() {
+        let mut s = RtpSender::new(9, 10, 0, 8000);
+        s.record_forwarded(10, 160);
+        s.record_forwarded(12, 160);
+        // A late packet is counted but leaves the next sequence number alone.
+        s.record_forwarded(11, 80);
+        assert_eq!((s.packets_sent(), s.octets_sent()), (3, 400));
+        assert_eq!(s.next_sequence(), 13);
+        assert!(s.has_sent());
+        s.set_timestamp(4242);
+        assert_eq!(s.timestamp(), 4242);
     }
 
     #[test]

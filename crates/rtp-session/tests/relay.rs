@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use rtp_session::{
     Datagram, Latch, Leg, LegStats, MediaMachine, Relay, RelayConfig, RelayEvent, RelayLeg,
-    Rewriter, RtpHeader, SocketId, build_rtp, parse_rtp,
+    Rewriter, RtcpPacket, RtpHeader, SocketId, build_rtp, parse_compound, parse_rtp,
 };
 
 const A_RTP: SocketId = SocketId(1);
@@ -75,6 +75,7 @@ fn relay(t0: Instant, a: Option<&str>, b: Option<&str>, media_timeout: Option<Du
         RelayConfig {
             media_timeout,
             seed: 42,
+            ..RelayConfig::default()
         },
     )
 }
@@ -85,6 +86,15 @@ fn transmits(relay: &mut Relay) -> Vec<Datagram> {
 
 fn events(relay: &mut Relay) -> Vec<RelayEvent> {
     std::iter::from_fn(|| relay.poll_event()).collect()
+}
+
+/// The SSRC of the SR or RR that opens a compound packet.
+fn report_ssrc(parts: &[RtcpPacket]) -> Option<u32> {
+    match parts.first()? {
+        RtcpPacket::SenderReport(sr) => Some(sr.ssrc),
+        RtcpPacket::ReceiverReport(rr) => Some(rr.ssrc),
+        _ => None,
+    }
 }
 
 fn total_dropped(s: &LegStats) -> u64 {
@@ -499,6 +509,7 @@ fn relay_counts_what_it_drops_and_never_forwards_rtcp() {
             dropped_no_destination: 1,
             dropped_on_hold: 1,
             rtcp_received: 2,
+            rtcp_sent: 0,
         }
     );
 }
@@ -513,11 +524,12 @@ fn relay_reports_media_timeout_once_and_resume() {
         Some("192.0.2.20:5000"),
         Some(ms(2000)),
     );
-    assert_eq!(r.poll_timeout(), Some(t0 + ms(2000)));
+    // RTCP reports (both legs have an RTCP destination) may come first.
+    assert!(r.poll_timeout() <= Some(t0 + ms(2000)));
     r.handle_datagram(t0 + ms(500), A_RTP, phone_a, &packet(0xa, 1, 160, false));
     events(&mut r);
     // B silent since the start; A since 500 ms.
-    assert_eq!(r.poll_timeout(), Some(t0 + ms(2000)));
+    assert!(r.poll_timeout() <= Some(t0 + ms(2000)));
     r.handle_timeout(t0 + ms(1999));
     assert!(events(&mut r).is_empty());
     r.handle_timeout(t0 + ms(2000));
@@ -525,17 +537,16 @@ fn relay_reports_media_timeout_once_and_resume() {
         events(&mut r),
         vec![RelayEvent::MediaTimeout { leg: Leg::B }]
     );
-    assert_eq!(r.poll_timeout(), Some(t0 + ms(2500)));
+    assert!(r.poll_timeout() <= Some(t0 + ms(2500)));
     r.handle_timeout(t0 + ms(2600));
     assert_eq!(
         events(&mut r),
         vec![RelayEvent::MediaTimeout { leg: Leg::A }]
     );
-    assert_eq!(
-        r.poll_timeout(),
-        None,
-        "both timed out: nothing left to time"
-    );
+    // Both timed out: only the RTCP reports are left to time, and they raise no event.
+    for second in 3..9 {
+        r.handle_timeout(t0 + Duration::from_secs(second));
+    }
     r.handle_timeout(t0 + ms(9000));
     assert!(events(&mut r).is_empty(), "once");
     r.handle_datagram(t0 + ms(9000), A_RTP, phone_a, &packet(0xa, 2, 320, false));
@@ -543,7 +554,30 @@ fn relay_reports_media_timeout_once_and_resume() {
         events(&mut r),
         vec![RelayEvent::MediaResumed { leg: Leg::A }]
     );
-    assert_eq!(r.poll_timeout(), Some(t0 + ms(11_000)));
+    assert!(r.poll_timeout() <= Some(t0 + ms(11_000)));
+    // Reports are drained; the media timeout of A comes again 2 s after it resumed.
+    let mut at = t0 + ms(9000);
+    while at < t0 + ms(11_000) {
+        at = r.poll_timeout().unwrap().min(t0 + ms(11_000));
+        r.handle_timeout(at);
+        if at < t0 + ms(11_000) {
+            assert!(events(&mut r).is_empty());
+        }
+    }
+    assert_eq!(
+        events(&mut r),
+        vec![RelayEvent::MediaTimeout { leg: Leg::A }]
+    );
+}
+
+#[test]
+fn relay_without_rtcp_destinations_times_only_the_media() {
+    let t0 = Instant::now();
+    let mut r = relay(t0, None, None, Some(ms(2000)));
+    assert_eq!(r.poll_timeout(), Some(t0 + ms(2000)));
+    r.handle_timeout(t0 + ms(2000));
+    assert_eq!(r.poll_timeout(), None);
+    assert!(transmits(&mut r).is_empty());
 }
 
 #[test]
@@ -566,6 +600,7 @@ fn seeds_give_different_streams() {
         RelayConfig {
             media_timeout: None,
             seed: 1,
+            ..RelayConfig::default()
         },
     );
     let two = Relay::new(
@@ -575,6 +610,7 @@ fn seeds_give_different_streams() {
         RelayConfig {
             media_timeout: None,
             seed: 2,
+            ..RelayConfig::default()
         },
     );
     assert_ne!(one.ssrc_toward(Leg::A), two.ssrc_toward(Leg::A));
@@ -606,6 +642,25 @@ fn datagram_strategy() -> impl Strategy<Value = Vec<u8>> {
                 };
                 build_rtp(&h, &vec![0u8; n]).unwrap().to_vec()
             }),
+        // Mostly-valid RTCP (SR or RR with a block, possibly about one of our SSRCs).
+        (
+            any::<bool>(),
+            any::<[u8; 24]>(),
+            any::<[u8; 24]>(),
+            0usize..16
+        )
+            .prop_map(|(sr, info, block, cut)| {
+                let mut d = vec![0x81, if sr { 200 } else { 201 }, 0, 0, 0, 0, 0, 0xa];
+                if sr {
+                    d.extend_from_slice(&info[..20]);
+                }
+                d.extend_from_slice(&block);
+                let words = (d.len() / 4 - 1) as u16;
+                d[2..4].copy_from_slice(&words.to_be_bytes());
+                // Half the time whole, else a few bytes short.
+                d.truncate(d.len() - if cut < 8 { cut } else { 0 });
+                d
+            }),
     ]
 }
 
@@ -633,8 +688,14 @@ proptest! {
             }
             r.handle_datagram(at, socket, SocketAddr::from(([192, 0, 2, 50], 7000 + port)), &data);
             while let Some(d) = r.poll_transmit() {
+                let toward = if d.socket == A_RTP || d.socket == A_RTCP { Leg::A } else { Leg::B };
+                if d.socket == A_RTCP || d.socket == B_RTCP {
+                    // The relay's own report, never a forwarded one.
+                    let parts = parse_compound(&d.data).unwrap();
+                    prop_assert_eq!(report_ssrc(&parts), Some(r.ssrc_toward(toward)));
+                    continue;
+                }
                 let (h, _) = parse_rtp(&d.data).unwrap();
-                let toward = if d.socket == A_RTP { Leg::A } else { Leg::B };
                 prop_assert!(d.socket == A_RTP || d.socket == B_RTP);
                 prop_assert_eq!(h.ssrc, r.ssrc_toward(toward));
             }
@@ -644,5 +705,11 @@ proptest! {
             let s = r.stats(leg);
             prop_assert_eq!(s.received, s.forwarded + total_dropped(&s));
         }
+        r.close(at);
+        while let Some(d) = r.poll_transmit() {
+            let parts = parse_compound(&d.data).unwrap();
+            prop_assert!(parts.iter().any(|p| matches!(p, RtcpPacket::Goodbye(_))));
+        }
+        prop_assert_eq!(r.poll_timeout(), None);
     }
 }

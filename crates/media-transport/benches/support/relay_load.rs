@@ -327,6 +327,7 @@ fn start_relay(
         RelayConfig {
             media_timeout: None,
             seed,
+            ..RelayConfig::default()
         },
     );
     let handle = spawn(
