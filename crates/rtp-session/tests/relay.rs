@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use rtp_session::{
-    Datagram, Latch, Leg, LegStats, MediaMachine, Relay, RelayConfig, RelayEvent, RelayLeg,
-    Rewriter, RtcpPacket, RtpHeader, SocketId, build_rtp, parse_compound, parse_rtp,
+    Datagram, Latch, Leg, LegStats, MediaMachine, ReceiverReport, Relay, RelayConfig, RelayEvent,
+    RelayLeg, ReportBlock, Rewriter, RtcpPacket, RtpHeader, SenderReport, SocketId,
+    SourceDescription, build_compound, build_rtp, parse_compound, parse_rtp,
 };
 
 const A_RTP: SocketId = SocketId(1);
@@ -712,4 +713,414 @@ proptest! {
         }
         prop_assert_eq!(r.poll_timeout(), None);
     }
+}
+
+// ---- The relay's own RTCP (RFC 3550 §6, §7.3) ----
+
+const PHONE_A: &str = "192.0.2.10:4000";
+const PHONE_A_RTCP: &str = "192.0.2.10:4001";
+const PHONE_B: &str = "192.0.2.20:5000";
+const PHONE_B_RTCP: &str = "192.0.2.20:5001";
+/// 2024-01-01T00:00:00Z.
+const SINCE_EPOCH: Duration = Duration::from_secs(1_704_067_200);
+
+fn reporting_relay(t0: Instant) -> Relay {
+    let (a, b) = legs(Some(PHONE_A), Some(PHONE_B));
+    Relay::new(
+        t0,
+        a,
+        b,
+        RelayConfig {
+            seed: 42,
+            cname: String::from("relay@tandem.example"),
+            since_unix_epoch: SINCE_EPOCH,
+            ..RelayConfig::default()
+        },
+    )
+}
+
+/// An RTCP compound packet the relay sent toward a leg, and what had been forwarded to
+/// that leg before it.
+#[derive(Debug)]
+struct Sent {
+    at: Instant,
+    to: SocketAddr,
+    parts: Vec<RtcpPacket>,
+    rtp_before: u32,
+}
+
+/// Two phones talking through the relay on a virtual clock: every 20 ms each sends a
+/// 160-byte G.711 frame (A's every `drop_every_from_a`-th lost on the way), the relay's
+/// timers are run at their deadlines, and everything it sends is sorted.
+struct TwoWay {
+    r: Relay,
+    t0: Instant,
+    now: Instant,
+    frames: u32,
+    drop_every_from_a: Option<u32>,
+    rtp_to: [u32; 2],
+    rtcp_to: [Vec<Sent>; 2],
+}
+
+fn index(leg: Leg) -> usize {
+    match leg {
+        Leg::A => 0,
+        Leg::B => 1,
+    }
+}
+
+impl TwoWay {
+    fn new(drop_every_from_a: Option<u32>) -> Self {
+        let t0 = Instant::now();
+        Self {
+            r: reporting_relay(t0),
+            t0,
+            now: t0,
+            frames: 0,
+            drop_every_from_a,
+            rtp_to: [0, 0],
+            rtcp_to: [Vec::new(), Vec::new()],
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(d) = self.r.poll_transmit() {
+            match d.socket {
+                A_RTP => self.rtp_to[0] += 1,
+                B_RTP => self.rtp_to[1] += 1,
+                A_RTCP | B_RTCP => {
+                    let leg = if d.socket == A_RTCP { Leg::A } else { Leg::B };
+                    let parts = parse_compound(&d.data).unwrap();
+                    self.rtcp_to[index(leg)].push(Sent {
+                        at: self.now,
+                        to: d.to,
+                        parts,
+                        rtp_before: self.rtp_to[index(leg)],
+                    });
+                }
+                other => panic!("sent from {other:?}"),
+            }
+        }
+    }
+
+    /// Runs the relay's timers up to `until`, each at its own deadline.
+    fn run_timers(&mut self, until: Instant) {
+        while let Some(deadline) = self.r.poll_timeout() {
+            if deadline > until {
+                break;
+            }
+            self.now = deadline.max(self.now);
+            self.r.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
+    }
+
+    /// Talks for `duration` (both ways, one frame each per 20 ms).
+    fn talk(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now + ms(20) <= end {
+            let at = self.now + ms(20);
+            self.run_timers(at);
+            self.frames += 1;
+            let n = self.frames;
+            let (seq, ts) = (n as u16, n * 160);
+            let lost = self.drop_every_from_a.is_some_and(|k| n % k == 0);
+            if !lost {
+                self.r
+                    .handle_datagram(at, A_RTP, addr(PHONE_A), &packet(0xa, seq, ts, false));
+            }
+            self.r.handle_datagram(
+                at,
+                B_RTP,
+                addr(PHONE_B),
+                &packet(0xb, seq.wrapping_add(5000), ts.wrapping_add(90_000), false),
+            );
+            self.drain();
+        }
+        self.run_timers(end);
+    }
+
+    /// Delivers an RTCP packet from a leg's phone to the relay's RTCP socket.
+    fn rtcp_from(&mut self, leg: Leg, parts: &[RtcpPacket]) {
+        let (socket, from) = match leg {
+            Leg::A => (A_RTCP, PHONE_A_RTCP),
+            Leg::B => (B_RTCP, PHONE_B_RTCP),
+        };
+        let data = build_compound(parts).unwrap();
+        self.r.handle_datagram(self.now, socket, addr(from), &data);
+        self.drain();
+    }
+
+    fn reports(&self, leg: Leg) -> &[Sent] {
+        &self.rtcp_to[index(leg)]
+    }
+
+    /// Runs until the next report toward `leg` and returns it.
+    fn next_report(&mut self, leg: Leg) -> &Sent {
+        let before = self.reports(leg).len();
+        for _ in 0..500 {
+            self.talk(ms(20));
+            if self.reports(leg).len() > before {
+                return &self.rtcp_to[index(leg)][before];
+            }
+        }
+        panic!("no report toward {leg:?} within 10 s");
+    }
+}
+
+fn sender_report(parts: &[RtcpPacket]) -> &SenderReport {
+    match parts.first() {
+        Some(RtcpPacket::SenderReport(sr)) => sr,
+        other => panic!("not an SR first: {other:?}"),
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// RFC 3550 §4, §6.4.1: the middle 32 bits of an NTP timestamp.
+fn middle(ntp: u64) -> u32 {
+    (ntp >> 16) as u32
+}
+
+#[test]
+fn each_leg_gets_sender_reports_about_its_own_stream_and_its_loss() {
+    let mut call = TwoWay::new(Some(10));
+    call.talk(Duration::from_secs(30));
+    let t0 = call.t0;
+    for (leg, phone_rtcp, phone_ssrc) in [
+        (Leg::A, PHONE_A_RTCP, 0xa_u32),
+        (Leg::B, PHONE_B_RTCP, 0xb_u32),
+    ] {
+        let ours = call.r.ssrc_toward(leg);
+        let reports = call.reports(leg);
+        // 30 s at about one report per 5 s (RFC 3550 §6.2 minimum for a small session).
+        assert!(
+            (5..=12).contains(&reports.len()),
+            "{leg:?}: {} reports",
+            reports.len()
+        );
+        assert_eq!(call.r.stats(leg).rtcp_sent, reports.len() as u64);
+        // §6.3.1 / §6.2: the first report after the halved minimum, 2.5 s × [0.5, 1.5] /
+        // (e − 3/2); then 5 s × [0.5, 1.5] / (e − 3/2) apart.
+        let compensation = std::f64::consts::E - 1.5;
+        let first = secs(reports[0].at - t0);
+        assert!(
+            (1.25 / compensation - 1e-3..=3.75 / compensation + 1e-3).contains(&first),
+            "{leg:?}: first report at {first} s"
+        );
+        for pair in reports.windows(2) {
+            let gap = secs(pair[1].at - pair[0].at);
+            assert!(
+                (2.5 / compensation - 1e-3..=7.5 / compensation + 1e-3).contains(&gap),
+                "{leg:?}: reports {gap} s apart"
+            );
+        }
+        let mut previous: Option<&SenderReport> = None;
+        for report in reports {
+            assert_eq!(report.to, addr(phone_rtcp));
+            // §6.1: SR then SDES CNAME, from the relay's SSRC toward this leg.
+            assert_eq!(report.parts.len(), 2, "{:?}", report.parts);
+            let sr = sender_report(&report.parts);
+            assert_eq!(sr.ssrc, ours);
+            match &report.parts[1] {
+                RtcpPacket::SourceDescription(sdes) => {
+                    assert_eq!(sdes.chunks.len(), 1);
+                    assert_eq!(sdes.chunks[0].source, ours);
+                    assert_eq!(sdes.chunks[0].items[0].item_type, 1);
+                    assert_eq!(&sdes.chunks[0].items[0].text[..], b"relay@tandem.example");
+                }
+                other => panic!("not SDES: {other:?}"),
+            }
+            // §6.4.1: what was forwarded toward this leg, payload octets only.
+            assert_eq!(sr.packet_count, report.rtp_before);
+            assert_eq!(sr.octet_count, report.rtp_before * 160);
+            // The NTP time is the wall clock the config gave.
+            let unix = (sr.ntp_time >> 32) - 2_208_988_800;
+            let elapsed = (report.at - t0).as_secs();
+            assert_eq!(unix, SINCE_EPOCH.as_secs() + elapsed);
+            // The RTP timestamp follows the NTP time at 8 kHz.
+            if let Some(previous) = previous {
+                let ntp_seconds = (sr.ntp_time - previous.ntp_time) as f64 / 4_294_967_296.0;
+                let rtp = sr.rtp_time.wrapping_sub(previous.rtp_time);
+                assert!(
+                    (f64::from(rtp) - ntp_seconds * 8000.0).abs() <= 160.0,
+                    "{leg:?}: {rtp} samples in {ntp_seconds} s"
+                );
+            }
+            previous = Some(sr);
+            // The report block is about the leg's own stream.
+            assert_eq!(sr.reports.len(), 1);
+            assert_eq!(sr.reports[0].ssrc, phone_ssrc);
+        }
+        let last = &sender_report(&reports.last().unwrap().parts).reports[0];
+        let reception = call.r.reception(leg);
+        match leg {
+            // Every 10th packet from A lost: ~10 % is 25.6/256.
+            Leg::A => {
+                assert!((20..=31).contains(&last.fraction_lost), "{last:?}");
+                let expected = u64::from(last.last_sequence_number - 1);
+                let lost = last.packets_lost();
+                assert!(
+                    (lost - (expected / 10) as i64).abs() <= 1,
+                    "{lost} of {expected}"
+                );
+                assert!((0.09..=0.11).contains(
+                    &(reception.packets_lost as f64 / reception.packets_expected as f64)
+                ));
+            }
+            Leg::B => {
+                assert_eq!((last.fraction_lost, last.packets_lost()), (0, 0));
+                assert_eq!(reception.packets_lost, 0);
+                assert_eq!(reception.packets_received, 1500 - 1);
+            }
+        }
+    }
+    // What was forwarded: B got A's 1350 packets, A got B's 1500.
+    assert_eq!(call.rtp_to, [1500, 1350]);
+}
+
+#[test]
+fn a_phone_sr_is_answered_with_lsr_dlsr_and_its_rr_gives_the_round_trip() {
+    let mut call = TwoWay::new(None);
+    call.talk(Duration::from_secs(1));
+    let ours_a = call.r.ssrc_toward(Leg::A);
+    // Phone A's SR: terminated here, never forwarded to B (RFC 3550 §7.3).
+    let phone_ntp: u64 = (3_913_056_000_u64 << 32) | 0x8000_0000;
+    let sr_at = call.now;
+    let rtp_to_b = call.rtp_to[1];
+    let rtcp_to_b = call.reports(Leg::B).len();
+    call.rtcp_from(
+        Leg::A,
+        &[
+            RtcpPacket::SenderReport(SenderReport {
+                ssrc: 0xa,
+                ntp_time: phone_ntp,
+                rtp_time: 8000,
+                packet_count: 50,
+                octet_count: 8000,
+                reports: vec![],
+            }),
+            RtcpPacket::SourceDescription(SourceDescription::cname(0xa, b"phone-a")),
+        ],
+    );
+    assert!(call.r.poll_transmit().is_none());
+    assert_eq!(call.rtp_to[1], rtp_to_b);
+    assert_eq!(call.reports(Leg::B).len(), rtcp_to_b, "nothing went to B");
+    assert_eq!(call.r.stats(Leg::A).rtcp_received, 1);
+    // The relay's next report toward A carries LSR/DLSR for it (§6.4.1).
+    let report = call.next_report(Leg::A);
+    let (report_at, sr) = (report.at, sender_report(&report.parts).clone());
+    let block = sr.reports[0];
+    assert_eq!(block.ssrc, 0xa);
+    assert_eq!(block.last_sender_report, middle(phone_ntp));
+    let dlsr = secs(report_at - sr_at);
+    assert!(
+        (f64::from(block.delay) / 65_536.0 - dlsr).abs() < 1e-3,
+        "DLSR {} for {dlsr} s",
+        block.delay
+    );
+    // The phone answers 300 ms later, having held our SR 200 ms: RTT 100 ms.
+    assert_eq!(call.r.remote_view(Leg::A), None);
+    call.run_timers(report_at + ms(300));
+    call.rtcp_from(
+        Leg::A,
+        &[RtcpPacket::ReceiverReport(ReceiverReport {
+            ssrc: 0xa,
+            reports: vec![ReportBlock {
+                ssrc: ours_a,
+                fraction_lost: 13,
+                total_lost: 4,
+                last_sequence_number: 1200,
+                jitter: 37,
+                last_sender_report: middle(sr.ntp_time),
+                delay: 13_107, // 200 ms in 1/65536 s
+            }],
+        })],
+    );
+    let view = call.r.remote_view(Leg::A).unwrap();
+    assert_eq!(
+        (view.fraction_lost, view.packets_lost, view.jitter),
+        (13, 4, 37)
+    );
+    let rtt = view.round_trip.unwrap();
+    assert!(rtt > ms(99) && rtt < ms(101), "round trip {rtt:?}");
+    assert_eq!(call.r.remote_view(Leg::B), None, "B's view is B's own");
+}
+
+#[test]
+fn close_says_bye_on_both_legs_and_stops() {
+    let mut call = TwoWay::new(None);
+    call.talk(Duration::from_secs(2));
+    let at = call.now;
+    let sent_before = [call.reports(Leg::A).len(), call.reports(Leg::B).len()];
+    call.r.close(at);
+    call.drain();
+    for (leg, phone_rtcp) in [(Leg::A, PHONE_A_RTCP), (Leg::B, PHONE_B_RTCP)] {
+        let reports = call.reports(leg);
+        assert_eq!(reports.len(), sent_before[index(leg)] + 1);
+        let bye = reports.last().unwrap();
+        assert_eq!(bye.to, addr(phone_rtcp));
+        let ours = call.r.ssrc_toward(leg);
+        // §6.6: SR, SDES, then BYE for our SSRC.
+        assert_eq!(sender_report(&bye.parts).ssrc, ours);
+        match bye.parts.last() {
+            Some(RtcpPacket::Goodbye(goodbye)) => assert_eq!(goodbye.sources, vec![ours]),
+            other => panic!("no BYE last: {other:?}"),
+        }
+        assert_eq!(call.r.stats(leg).rtcp_sent, reports.len() as u64);
+    }
+    // Closed: nothing forwarded, nothing timed, a second close sends nothing.
+    assert_eq!(call.r.poll_timeout(), None);
+    call.r.handle_datagram(
+        at + ms(20),
+        A_RTP,
+        addr(PHONE_A),
+        &packet(0xa, 999, 1, false),
+    );
+    call.r.close(at + ms(40));
+    assert!(call.r.poll_transmit().is_none());
+}
+
+#[test]
+fn rtcp_mux_reports_leave_from_the_rtp_socket_to_the_latched_source() {
+    let t0 = Instant::now();
+    let nat = addr("203.0.113.5:30000");
+    let (mut a, b) = legs(Some("10.0.0.1:4000"), None);
+    // RFC 5761: RTCP on the RTP port.
+    a.rtcp = A_RTP;
+    a.remote_rtcp = Some(addr("10.0.0.1:4000"));
+    let mut r = Relay::new(t0, a, b, RelayConfig::default());
+    // The phone's RTCP arrives from its NAT binding and latches the RTCP destination.
+    let rr = build_compound(&[RtcpPacket::ReceiverReport(ReceiverReport {
+        ssrc: 0xa,
+        reports: vec![],
+    })])
+    .unwrap();
+    r.handle_datagram(t0, A_RTP, nat, &rr);
+    assert_eq!(r.rtcp_destination(Leg::A), Some(nat));
+    assert_eq!(r.stats(Leg::A).rtcp_received, 1);
+    // B has no address at all: only A is timed, and only A gets a report.
+    // The first report within 2.5 s × 1.5 / (e − 3/2), reconsideration included (A.7).
+    let mut out = Vec::new();
+    while out.is_empty() {
+        let deadline = r.poll_timeout().unwrap();
+        assert!(deadline <= t0 + ms(3080), "{:?}", deadline - t0);
+        r.handle_timeout(deadline);
+        out = transmits(&mut r);
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].socket, out[0].to), (A_RTP, nat));
+    let parts = parse_compound(&out[0].data).unwrap();
+    // Nothing sent toward A yet: a receiver report (§6.4.2), no block (nothing heard).
+    assert_eq!(
+        parts[0],
+        RtcpPacket::ReceiverReport(ReceiverReport {
+            ssrc: r.ssrc_toward(Leg::A),
+            reports: vec![],
+        })
+    );
+    assert_eq!(r.stats(Leg::B).rtcp_sent, 0);
 }
