@@ -514,7 +514,8 @@ impl Relay {
         self.leg(leg).latch.destination()
     }
 
-    /// Where RTCP toward the leg would go (for the reports the relay will originate).
+    /// Where the relay's RTCP toward the leg goes: the latched source of the leg's RTCP, else
+    /// the signalled address (RFC 3605), else the RTP port + 1.
     pub fn rtcp_destination(&self, leg: Leg) -> Option<SocketAddr> {
         self.leg(leg).rtcp_latch.destination()
     }

@@ -825,7 +825,7 @@ impl TwoWay {
             self.frames += 1;
             let n = self.frames;
             let (seq, ts) = (n as u16, n * 160);
-            let lost = self.drop_every_from_a.is_some_and(|k| n % k == 0);
+            let lost = self.drop_every_from_a.is_some_and(|k| n.is_multiple_of(k));
             if !lost {
                 self.r
                     .handle_datagram(at, A_RTP, addr(PHONE_A), &packet(0xa, seq, ts, false));
