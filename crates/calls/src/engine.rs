@@ -5,6 +5,10 @@
 //! `handle_transport_error`, `poll_transmit`, `poll_timeout`, `poll_event`), and the
 //! application's commands (`establish`, `accept`, `decline`, ...), each taking `now`.
 
+mod b2bua;
+
+pub use b2bua::{B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions};
+
 use crate::body;
 use crate::im;
 use crate::options::{
@@ -272,6 +276,13 @@ struct Call {
     media_port: Option<u16>,
     /// RTP arrives (as last reported by the media layer).
     rtp_receiving: bool,
+    /// A signalling-only B2BUA leg: SDP is relayed byte for byte, never negotiated
+    /// here, and no RTP port is taken.
+    passthrough: bool,
+    /// The SDP offer of the peer's INVITE, as received (for a bridge to relay).
+    remote_offer: Option<Bytes>,
+    /// The bridge this call is a leg of.
+    bridge: Option<(B2bHandle, B2bLeg)>,
 }
 
 impl Call {
@@ -309,6 +320,9 @@ impl Call {
             established_once: false,
             media_port: None,
             rtp_receiving: false,
+            passthrough: false,
+            remote_offer: None,
+            bridge: None,
         }
     }
 
@@ -354,6 +368,10 @@ pub struct Engine {
     /// Calls of the demo users, until their last event is handled.
     demo_calls: HashMap<CallHandle, DemoBehaviour>,
     ports: Box<dyn PortSource>,
+    /// Back-to-back calls.
+    bridges: HashMap<B2bHandle, b2bua::Bridge>,
+    /// Legs that ended, for their bridge to act on (with `now`, in `drain`).
+    bridge_work: VecDeque<b2bua::LegEnded>,
 }
 
 impl Engine {
@@ -375,6 +393,8 @@ impl Engine {
             next_id: 1,
             stats: Stats::default(),
             demo_calls: HashMap::new(),
+            bridges: HashMap::new(),
+            bridge_work: VecDeque::new(),
             config,
         };
         for (user, behaviour) in engine.config.demo_users.clone() {
@@ -644,6 +664,19 @@ impl Engine {
         target: &str,
         options: CallEstablishOptions,
     ) -> Result<(), CallError> {
+        self.establish_with(now, call, target, options, None)
+    }
+
+    /// `establish`, or with `relayed`: the INVITE carries that SDP as it is (a
+    /// signalling-only bridge leg), with no negotiation and no RTP port.
+    fn establish_with(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        target: &str,
+        options: CallEstablishOptions,
+        relayed: Option<Bytes>,
+    ) -> Result<(), CallError> {
         let c = self.check(call, Operation::Establish)?;
         let (kind, endpoint, conversation) = (c.kind, c.endpoint, c.conversation);
         let mut headers = to_wire(&options.headers)?;
@@ -671,18 +704,25 @@ impl Engine {
         add_conversation_headers(&mut headers, &settings);
         let address = self.advertised(flow.local.ip());
         let mut caps = self.capabilities(kind, address, flow.local.port());
-        if let Some(port) = self.open_media(call)? {
+        if relayed.is_none()
+            && let Some(port) = self.open_media(call)?
+        {
             caps.audio_port = port;
         }
         let Some(c) = self.calls.get_mut(&call) else {
             return Err(CallError::NoSuchCall(call));
         };
-        c.sdp.set_local(caps);
-        let offer = match c.sdp.create_offer() {
-            Ok(offer) => offer,
-            Err(error) => {
-                self.close_media(call);
-                return Err(error.into());
+        let offer = match relayed {
+            Some(offer) => offer,
+            None => {
+                c.sdp.set_local(caps);
+                match c.sdp.create_offer() {
+                    Ok(offer) => offer,
+                    Err(error) => {
+                        self.close_media(call);
+                        return Err(error.into());
+                    }
+                }
             }
         };
         let mut parts = options.custom_mime_parts.clone();
@@ -1231,6 +1271,9 @@ impl Engine {
             if self.run_demo(now) {
                 progressed = true;
             }
+            if self.run_bridges(now) {
+                progressed = true;
+            }
             if !progressed {
                 break;
             }
@@ -1399,6 +1442,7 @@ impl Engine {
         self.calls.insert(
             call,
             Call {
+                remote_offer: split.sdp.clone(),
                 sip_call_id: request.headers.call_id().unwrap_or_default().to_owned(),
                 session: Some(session),
                 invite_tx: Some(tx),
@@ -1678,10 +1722,11 @@ impl Engine {
         }
     }
 
-    fn on_provisional(&mut self, _now: Instant, session: SessionId, response: &Response) {
+    fn on_provisional(&mut self, now: Instant, session: SessionId, response: &Response) {
         let Some(&call) = self.by_session.get(&session) else {
             return;
         };
+        self.relay_provisional(now, call, response);
         if response.status > 100 {
             self.emit(
                 call,
@@ -1723,6 +1768,9 @@ impl Engine {
             headers.push(HeaderName::ContentType, b.content_type.clone());
             body::split(&headers, &b.data).ok().and_then(|s| s.sdp)
         });
+        if c.passthrough {
+            return self.leg_established(now, call, sdp, response);
+        }
         let failure = match (c.sdp.state(), sdp) {
             (SignalingState::HaveLocalOffer, Some(sdp)) => {
                 c.sdp.receive_answer(&sdp).err().map(|e| e.to_string())
@@ -1883,6 +1931,19 @@ impl Engine {
         };
         let outgoing_pending = c.direction == Direction2::Outgoing && !c.established_once;
         let state = c.state;
+        if let Some((bridge, leg)) = c.bridge {
+            let failure = (outgoing_pending && state != CallState::Idle)
+                .then(|| failure_of(&reason, termination));
+            self.bridge_work.push_back(b2bua::LegEnded {
+                bridge,
+                leg,
+                reason: reason.clone(),
+                failure,
+                termination_reason: termination
+                    .and_then(|t| t.reason.as_ref())
+                    .map(|r| String::from_utf8_lossy(r).into_owned()),
+            });
+        }
         let pending = c.pending.take();
         let messages: Vec<MessageId> = c.messages.drain().map(|(_, id)| id).collect();
         if let Some(session) = c.session.take() {

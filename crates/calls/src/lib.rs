@@ -22,7 +22,10 @@ pub mod options;
 pub mod state;
 mod types;
 
-pub use engine::{DemoBehaviour, Engine, EngineConfig, MediaSettings, PortPool, PortSource, Stats};
+pub use engine::{
+    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, DemoBehaviour, Engine,
+    EngineConfig, MediaSettings, PortPool, PortSource, Stats,
+};
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
     CallProvisionalResponseOptions, CallTerminateOptions, CustomMimePart, Destination, HoldType,

@@ -186,6 +186,12 @@ pub enum Event {
     },
     /// Below the call layer: dropped input, trunks (for the log).
     Core(sip_core::EndpointEvent),
+    /// What happens to a back-to-back call as a whole (its legs also raise their own
+    /// [`Event::Call`]s).
+    Bridge {
+        bridge: crate::B2bHandle,
+        event: crate::B2bEvent,
+    },
     /// For the driver, which owns the media sockets: what to do with a call's RTP stream.
     Media {
         call: CallHandle,
