@@ -212,6 +212,14 @@ pub enum MediaInstruction {
     Start(StreamSettings),
     /// The call is over: stop the stream and close the pair.
     Close { port: u16 },
+    /// Media-anchored bridge (RFC 7092 §3.1.3): relay this call's RTP to and from
+    /// `peer`'s stream (both have started), instead of playing or recording. Sent on
+    /// one of the two calls; the media layer joins both. A later `Start` of either
+    /// call re-targets its side of the relay.
+    Join { peer: CallHandle },
+    /// End the relay between this call and `peer`: each call's own stream resumes
+    /// (silence until told to play).
+    Unjoin { peer: CallHandle },
 }
 
 /// A negotiated RTP stream, as the media layer needs it.

@@ -71,6 +71,10 @@ pub enum BridgeMode {
     /// end to end, and the engine takes no RTP port.
     #[default]
     SignalingOnly,
+    /// Each leg negotiates its own SDP with Tandem and the media relay joins the two
+    /// streams (RFC 7092 §3.1.3, "media-aware"): the legs never see each other's
+    /// addresses.
+    MediaAnchored,
 }
 
 /// The options of [`Engine::bridge`].
