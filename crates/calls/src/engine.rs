@@ -279,8 +279,12 @@ struct Call {
     /// A signalling-only B2BUA leg: SDP is relayed byte for byte, never negotiated
     /// here, and no RTP port is taken.
     passthrough: bool,
-    /// The SDP offer of the peer's INVITE, as received (for a bridge to relay).
+    /// The last SDP received from the peer (its INVITE's offer, then answers and
+    /// re-offers), as received: a signalling-only bridge relays it and tells a session
+    /// refresh (the same SDP again) from a change.
     remote_offer: Option<Bytes>,
+    /// A signalling-only leg: the last SDP sent to the peer (the other leg's).
+    relay_local: Option<Bytes>,
     /// The bridge this call is a leg of.
     bridge: Option<(B2bHandle, B2bLeg)>,
 }
@@ -322,6 +326,7 @@ impl Call {
             rtp_receiving: false,
             passthrough: false,
             remote_offer: None,
+            relay_local: None,
             bridge: None,
         }
     }
@@ -372,6 +377,8 @@ pub struct Engine {
     bridges: HashMap<B2bHandle, b2bua::Bridge>,
     /// Legs that ended, for their bridge to act on (with `now`, in `drain`).
     bridge_work: VecDeque<b2bua::LegEnded>,
+    /// Re-INVITEs and UPDATEs relayed across a bridge, by the leg they went out on.
+    modify_relays: HashMap<CallHandle, b2bua::ModifyRelay>,
 }
 
 impl Engine {
@@ -395,6 +402,7 @@ impl Engine {
             demo_calls: HashMap::new(),
             bridges: HashMap::new(),
             bridge_work: VecDeque::new(),
+            modify_relays: HashMap::new(),
             config,
         };
         for (user, behaviour) in engine.config.demo_users.clone() {
@@ -1637,6 +1645,9 @@ impl Engine {
             Ok(split) => split,
             Err(problem) => return self.respond(now, &tx, Reply::new(400).with_reason(problem)),
         };
+        if self.calls.get(&call).is_some_and(|c| c.passthrough) {
+            return self.relay_modify(now, call, tx, request, split.sdp);
+        }
         let retry_waiting = self.core.user_agent_ref().glare_pending(session);
         let Some(c) = self.calls.get_mut(&call) else {
             return self.respond(now, &tx, Reply::new(481));
@@ -1828,12 +1839,18 @@ impl Engine {
             Timer::MaxDuration,
             now + self.config.max_call_duration,
         );
+        if self.calls.get(&call).is_some_and(|c| c.bridge.is_some()) {
+            self.anchored_established(now, call, response);
+        }
     }
 
-    fn on_modify_completed(&mut self, _now: Instant, session: SessionId, response: &Response) {
+    fn on_modify_completed(&mut self, now: Instant, session: SessionId, response: &Response) {
         let Some(&call) = self.by_session.get(&session) else {
             return;
         };
+        if self.relaying_modify(call) {
+            return self.relay_modify_completed(now, call, response);
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };

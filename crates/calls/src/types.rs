@@ -510,6 +510,16 @@ pub enum CallError {
     UserAgent(Box<sip_dialog::Error>),
     #[error(transparent)]
     Core(Box<sip_core::CallError>),
+    /// A back-to-back call's operation failed on one of its legs.
+    #[error("leg {leg:?}: {source}")]
+    Leg {
+        leg: crate::B2bLeg,
+        source: Box<CallError>,
+    },
+    /// A header a bridge was asked to pass from one leg to the other cannot be: the
+    /// B2BUA writes it per leg.
+    #[error("header `{name}` cannot be passed across a bridge: {reason}")]
+    HeaderNotPassable { name: String, reason: &'static str },
 }
 
 impl From<NegotiationError> for CallError {

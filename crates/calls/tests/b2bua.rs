@@ -12,11 +12,11 @@
 mod net;
 
 use calls::{
-    ApplicationEndpointSettings, B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeOptions,
-    CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallEvent, CallHandle, CallKind,
-    CallProvisionalResponseOptions, CallState, CallStateTransitionReason as R,
-    CallTerminateOptions, ConversationSettings, EndpointEvent, EndpointHandle, EstablishFailure,
-    Event,
+    ApplicationEndpointSettings, B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions,
+    CallAcceptOptions, CallDeclineOptions, CallError, CallEstablishOptions, CallEvent, CallHandle,
+    CallKind, CallProvisionalResponseOptions, CallState, CallStateTransitionReason as R,
+    CallTerminateOptions, ConversationSettings, EndpointEvent, EndpointHandle, EngineConfig,
+    EstablishFailure, Event, HoldType, MediaInstruction, SignalingHeader,
 };
 use net::*;
 use sip_message::Method;
@@ -32,7 +32,16 @@ const T_URI: &str = "sip:t@127.0.0.3";
 
 /// The net with T bridging every incoming call to bob; the bridges T made.
 fn three() -> (Net, EndpointHandle, Rc<RefCell<Vec<B2bHandle>>>) {
-    let (mut net, alice, _bob) = Net::pair();
+    three_with(BridgeOptions::new, plain_config(1), plain_config(2))
+}
+
+/// [`three`], with the bridge options T uses and A's and B's configs.
+fn three_with(
+    options: impl Fn() -> BridgeOptions + 'static,
+    a: EngineConfig,
+    b: EngineConfig,
+) -> (Net, EndpointHandle, Rc<RefCell<Vec<B2bHandle>>>) {
+    let (mut net, alice, _bob) = Net::pair_with(a, b);
     let t = net.add(T_ADDR, plain_config(3));
     assert_eq!(t, T);
     net.engine(T)
@@ -47,7 +56,7 @@ fn three() -> (Net, EndpointHandle, Rc<RefCell<Vec<B2bHandle>>>) {
         } = event
         {
             let bridge = engine
-                .bridge(now, received.call, BOB, BridgeOptions::new())
+                .bridge(now, received.call, BOB, options())
                 .expect("bridge");
             made.borrow_mut().push(bridge);
         }
@@ -350,4 +359,410 @@ fn ringing_is_relayed_and_a_cancel_from_a_cancels_b() {
     );
     assert_eq!(net.engine(T).bridge_state(bridge), None);
     net.assert_quiet();
+}
+
+/// The SDP bodies of the re-INVITEs (not the first INVITE) a node received.
+fn reinvite_bodies(net: &Net, node: usize) -> Vec<bytes::Bytes> {
+    let mut bodies: Vec<_> = net
+        .requests(node, Method::Invite)
+        .into_iter()
+        .filter(|(_, r)| header_values(&r.headers, "To")[0].contains("tag="))
+        .map(|(_, r)| r.body)
+        .collect();
+    bodies.dedup();
+    bodies
+}
+
+fn operation_results(net: &Net, node: usize, call: CallHandle) -> Vec<bool> {
+    net.call_events(node, call)
+        .into_iter()
+        .filter_map(|e| match e {
+            CallEvent::OperationCompleted { result, .. } => Some(result.is_ok()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reinvite_from_b_reaches_a_and_the_answer_goes_back_byte_for_byte() {
+    let (mut net, alice, bridges) = three();
+    let (a_call, b_call, bridge) = bridged(&mut net, alice, &bridges);
+    let now = net.now;
+    net.engine(B).hold(now, b_call, HoldType::SendOnly).unwrap();
+    net.run_for(Duration::from_secs(2));
+
+    // B's re-offer reached A unchanged (T sent exactly one re-INVITE, to A), and A's
+    // answer reached B unchanged.
+    let b_offer = reinvite_bodies(&net, B);
+    let t_relayed = reinvite_bodies(&net, T);
+    assert_eq!(b_offer.len(), 1, "{}", trace(&net));
+    assert!(String::from_utf8_lossy(&b_offer[0]).contains("a=sendonly"));
+    assert_eq!(t_relayed, b_offer);
+    // A sent one 200 to an INVITE (the re-INVITE); T's last one went to B.
+    let oks = |node: usize| {
+        net.responses(node)
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| {
+                r.status == 200 && r.headers.cseq().is_ok_and(|c| c.method == Method::Invite)
+            })
+            .map(|r| r.body)
+            .collect::<Vec<_>>()
+    };
+    let reinvite_ok = |node: usize| oks(node).last().cloned().unwrap();
+    let (a_answer, t_answer) = (reinvite_ok(A), reinvite_ok(T));
+    assert!(String::from_utf8_lossy(&a_answer).contains("a=recvonly"));
+    assert_eq!(a_answer, t_answer);
+    assert_eq!(operation_results(&net, B, b_call), vec![true]);
+    assert!(
+        bridge_events(&net, bridge).contains(&B2bEvent::ModifyRelayed {
+            from: B2bLeg::B,
+            method: Method::Invite,
+            status: 200
+        })
+    );
+    // A's side saw the hold: its flow now only receives.
+    assert!(
+        net.call_events(A, a_call)
+            .iter()
+            .any(|e| matches!(e, CallEvent::FlowConfigurationChanged { .. }))
+    );
+    // And back again, from A this time.
+    let now = net.now;
+    net.engine(A).hold(now, a_call, HoldType::Inactive).unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(operation_results(&net, A, a_call), vec![true]);
+    assert!(
+        bridge_events(&net, bridge).contains(&B2bEvent::ModifyRelayed {
+            from: B2bLeg::A,
+            method: Method::Invite,
+            status: 200
+        })
+    );
+    assert_eq!(
+        net.engine(T).bridge_state(bridge),
+        Some(B2bState::Established)
+    );
+}
+
+#[test]
+fn re_invites_crossing_on_both_legs_end_in_491_and_both_complete_after_retry() {
+    let (mut net, alice, bridges) = three();
+    let (a_call, b_call, bridge) = bridged(&mut net, alice, &bridges);
+    let now = net.now;
+    net.engine(A).hold(now, a_call, HoldType::SendOnly).unwrap();
+    net.engine(B).hold(now, b_call, HoldType::SendOnly).unwrap();
+    net.run_for(Duration::from_secs(30));
+    let glare = net.statuses(T, Method::Invite).contains(&491)
+        || net.statuses(A, Method::Invite).contains(&491)
+        || net.statuses(B, Method::Invite).contains(&491);
+    assert!(glare, "{}", trace(&net));
+    assert_eq!(
+        operation_results(&net, A, a_call),
+        vec![true],
+        "{}",
+        trace(&net)
+    );
+    assert_eq!(operation_results(&net, B, b_call), vec![true]);
+    assert_eq!(
+        net.engine(T).bridge_state(bridge),
+        Some(B2bState::Established)
+    );
+}
+
+#[test]
+fn session_refreshes_are_answered_per_leg_and_never_reach_the_other_leg() {
+    // A asks for a 90 s session interval and refreshes it (refresher=uac); B knows no
+    // session timers.
+    let mut a = plain_config(1);
+    a.endpoint.session_timer.enabled = true;
+    a.endpoint.session_timer.session_expires = Duration::from_secs(90);
+    a.endpoint.session_timer.min_se = Duration::from_secs(90);
+    let mut b = plain_config(2);
+    b.endpoint.session_timer.enabled = false;
+    let (mut net, alice, bridges) = three_with(BridgeOptions::new, a, b);
+    let (a_call, b_call, bridge) = bridged(&mut net, alice, &bridges);
+    net.run_for(Duration::from_secs(400));
+    // A refreshed its leg several times (every half interval), and T answered...
+    let refreshes = net.nodes[A]
+        .sent
+        .iter()
+        .filter(|(_, m)| {
+            matches!(m, sip_message::Message::Request(r)
+                if (r.method == Method::Invite || r.method == Method::Update)
+                    && header_values(&r.headers, "To")[0].contains("tag="))
+        })
+        .count();
+    assert!(refreshes >= 3, "{refreshes} refreshes\n{}", trace(&net));
+    // ... on its own: B saw nothing but the INVITE and its ACK; every call is up.
+    let to_b: Vec<Method> = net.nodes[T]
+        .sent
+        .iter()
+        .filter_map(|(_, m)| match m {
+            sip_message::Message::Request(r)
+                if r.headers.call_id().ok()
+                    != net.requests(A, Method::Invite)[0].1.headers.call_id().ok() =>
+            {
+                Some(r.method.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_b, vec![Method::Invite, Method::Ack], "{}", trace(&net));
+    assert!(
+        !bridge_events(&net, bridge)
+            .iter()
+            .any(|e| matches!(e, B2bEvent::ModifyRelayed { .. }))
+    );
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(B).call_state(b_call),
+        Some(CallState::Established)
+    );
+}
+
+#[test]
+fn listed_headers_pass_both_ways_and_unlisted_ones_do_not() {
+    let (mut net, alice, bridges) = three_with(
+        || {
+            BridgeOptions::new()
+                .pass_header("X-Account")
+                .pass_header("User-to-User")
+        },
+        plain_config(1),
+        plain_config(2),
+    );
+    net.set_app(B, |engine, now, event| {
+        if let Event::Endpoint {
+            event: EndpointEvent::CallReceived(received),
+            ..
+        } = event
+        {
+            let mut options = CallDeclineOptions::new(486);
+            options.headers = vec![
+                SignalingHeader::new("X-Account", "busy-account"),
+                SignalingHeader::new("X-Private", "secret"),
+            ];
+            engine.decline(now, received.call, options).unwrap();
+        }
+    });
+    let now = net.now;
+    let engine = net.engine(A);
+    let conversation = engine
+        .new_conversation(alice, ConversationSettings::default())
+        .unwrap();
+    let a_call = engine.new_call(conversation, CallKind::AudioVideo).unwrap();
+    let options = CallEstablishOptions::new()
+        .header("X-Account", "42")
+        .header("X-Other", "no")
+        .header("User-to-User", "56a390f3d2b7310023a2;encoding=hex");
+    engine.establish(now, a_call, T_URI, options).unwrap();
+    net.run_for(Duration::from_secs(2));
+    let received = net.only_received(B);
+    let value = |name: &str| {
+        received
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(value("X-Account"), vec!["42"]);
+    assert_eq!(
+        value("User-to-User"),
+        vec!["56a390f3d2b7310023a2;encoding=hex"]
+    );
+    assert!(value("X-Other").is_empty());
+    let t_486 = net
+        .responses(T)
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| r.status == 486)
+        .unwrap();
+    assert_eq!(
+        header_values(&t_486.headers, "X-Account"),
+        vec!["busy-account"]
+    );
+    assert!(header_values(&t_486.headers, "X-Private").is_empty());
+    assert!(bridges.borrow().len() == 1);
+}
+
+#[test]
+fn a_header_the_b2bua_writes_per_leg_cannot_be_passed_and_says_why() {
+    let (mut net, alice, _) = three();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let errors = seen.clone();
+    net.set_app(T, move |engine, now, event| {
+        if let Event::Endpoint {
+            event: EndpointEvent::CallReceived(received),
+            ..
+        } = event
+        {
+            for name in ["Via", "call-id", "k", "Contact"] {
+                let error = engine
+                    .bridge(
+                        now,
+                        received.call,
+                        BOB,
+                        BridgeOptions::new().pass_header(name),
+                    )
+                    .unwrap_err();
+                errors.borrow_mut().push(error.to_string());
+                assert!(matches!(error, CallError::HeaderNotPassable { .. }));
+            }
+            // A target that cannot be routed fails on leg B, and says so.
+            let error = engine
+                .bridge(now, received.call, "mailto:nobody", BridgeOptions::new())
+                .unwrap_err();
+            assert!(
+                matches!(&error, CallError::Leg { leg: B2bLeg::B, .. }),
+                "{error:?}"
+            );
+            errors.borrow_mut().push(error.to_string());
+            engine
+                .decline(now, received.call, CallDeclineOptions::new(500))
+                .unwrap();
+        }
+    });
+    dial(&mut net, alice);
+    net.run_for(Duration::from_secs(2));
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(
+        seen[0].contains("`Via`") && seen[0].contains("topology hiding"),
+        "{}",
+        seen[0]
+    );
+    assert!(seen[2].contains("negotiated per leg"), "{}", seen[2]);
+    assert!(seen[4].starts_with("leg B:"), "{}", seen[4]);
+    // No leg B was left behind.
+    assert!(net.requests(B, Method::Invite).is_empty());
+    assert_eq!(net.statuses(T, Method::Invite), vec![100, 500]);
+}
+
+#[test]
+fn a_media_anchored_bridge_hides_both_parties_addresses_and_joins_the_streams() {
+    let (mut net, alice, bridges) = three_with(
+        || BridgeOptions::new().mode(BridgeMode::MediaAnchored),
+        plain_config(1),
+        plain_config(2),
+    );
+    let (a_call, b_call, bridge) = bridged(&mut net, alice, &bridges);
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(B).call_state(b_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(T).bridge_state(bridge),
+        Some(B2bState::Established)
+    );
+    let (leg_a, leg_b) = net.engine(T).bridge_legs(bridge).unwrap();
+    // Each party sees only T's media address.
+    let b_invite = net.requests(T, Method::Invite)[0].1.clone();
+    let offer = String::from_utf8_lossy(&b_invite.body).into_owned();
+    assert!(offer.contains("c=IN IP4 127.0.0.3"), "{offer}");
+    assert!(!offer.contains("127.0.0.1"), "{offer}");
+    let t_ok_to_a = net
+        .responses(T)
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| r.status == 200 && r.headers.call_id().ok() != b_invite.headers.call_id().ok())
+        .unwrap();
+    let answer = String::from_utf8_lossy(&t_ok_to_a.body).into_owned();
+    assert!(answer.contains("c=IN IP4 127.0.0.3"), "{answer}");
+    assert!(!answer.contains("127.0.0.2"), "{answer}");
+    // T opened and started a stream per leg, then joined them.
+    let t_media: Vec<_> = net
+        .media_log
+        .iter()
+        .filter(|(node, _, _)| *node == T)
+        .map(|(_, call, i)| (*call, i.clone()))
+        .collect();
+    let started = |call| {
+        t_media
+            .iter()
+            .any(|(c, i)| *c == call && matches!(i, MediaInstruction::Start(_)))
+    };
+    assert!(started(leg_a) && started(leg_b), "{t_media:?}");
+    assert_eq!(
+        t_media.last(),
+        Some(&(leg_a, MediaInstruction::Join { peer: leg_b }))
+    );
+    // A BYE from B ends A; T closes both streams.
+    let now = net.now;
+    net.engine(B)
+        .terminate(now, b_call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        last_state(&net, A, a_call),
+        Some((CallState::Terminated, R::RemoteTerminated))
+    );
+    let closed = net
+        .media_log
+        .iter()
+        .filter(|(node, _, i)| *node == T && matches!(i, MediaInstruction::Close { .. }))
+        .count();
+    assert_eq!(closed, 2);
+    net.assert_quiet();
+}
+
+#[test]
+fn bridged_calls_survive_ten_percent_loss_in_both_modes() {
+    for mode in [BridgeMode::SignalingOnly, BridgeMode::MediaAnchored] {
+        for seed in 0..8u64 {
+            let (mut net, alice, bridges) = three_with(
+                move || BridgeOptions::new().mode(mode),
+                plain_config(1),
+                plain_config(2),
+            );
+            net.reseed(seed);
+            net.loss_percent = 10;
+            let (a_call, b_call, bridge) = {
+                net.set_app(B, accept_all(CallAcceptOptions::new()));
+                let a_call = dial(&mut net, alice);
+                net.run_for(Duration::from_secs(40));
+                let b_call = net.only_received(B).call;
+                (a_call, b_call, bridges.borrow()[0])
+            };
+            let ctx = format!("{mode:?} seed {seed}");
+            assert_eq!(
+                net.engine(A).call_state(a_call),
+                Some(CallState::Established),
+                "{ctx}\n{}",
+                trace(&net)
+            );
+            assert_eq!(
+                net.engine(T).bridge_state(bridge),
+                Some(B2bState::Established),
+                "{ctx}"
+            );
+            // A re-INVITE from B, then a BYE from A, all under loss.
+            let now = net.now;
+            net.engine(B).hold(now, b_call, HoldType::SendOnly).unwrap();
+            net.run_for(Duration::from_secs(40));
+            assert_eq!(operation_results(&net, B, b_call), vec![true], "{ctx}");
+            let now = net.now;
+            net.engine(A)
+                .terminate(now, a_call, CallTerminateOptions::new())
+                .unwrap();
+            net.run_for(Duration::from_secs(60));
+            assert_eq!(
+                last_state(&net, B, b_call),
+                Some((CallState::Terminated, R::RemoteTerminated)),
+                "{ctx}\n{}",
+                trace(&net)
+            );
+            assert_eq!(net.engine(T).bridge_state(bridge), None, "{ctx}");
+            net.loss_percent = 0;
+            net.assert_quiet();
+        }
+    }
 }

@@ -610,6 +610,20 @@ impl UserAgent {
         self.sessions.get(&id).map(|s| &s.call_id)
     }
 
+    /// The INVITE that made a session: the peer's (UAS) or ours (UAC). A B2BUA reads
+    /// the headers it passes on from it.
+    pub fn invite_request(&self, id: SessionId) -> Option<&Request> {
+        self.sessions.get(&id).map(|s| &s.invite)
+    }
+
+    /// Whether a re-INVITE or UPDATE of ours is in flight or waits for its glare
+    /// retry: another cannot be sent now.
+    pub fn modify_pending(&self, id: SessionId) -> bool {
+        self.sessions
+            .get(&id)
+            .is_some_and(|s| s.ours.is_some() || s.glare.is_some())
+    }
+
     /// Whether our re-INVITE or UPDATE got 491 and waits for its retry (RFC 3261
     /// §14.1). Meanwhile our offer is not pending: a peer's offer is not glare (§14.2)
     /// and reaches the application as [`Event::Modify`].

@@ -18,7 +18,7 @@ use crate::types::{
 };
 use bytes::Bytes;
 use sip_dialog::{Body, Reply};
-use sip_message::Response;
+use sip_message::{HeaderName, Method, Response};
 use std::fmt;
 use std::time::Instant;
 
@@ -84,6 +84,11 @@ pub struct BridgeOptions {
     pub mode: BridgeMode,
     /// Leg B's INVITE: its headers, destination, establish time limit.
     pub establish: CallEstablishOptions,
+    /// Headers passed from one leg to the other by name (compact forms match too):
+    /// from A's INVITE into B's, and from B's responses (18x, 2xx, failure) into A's.
+    /// A name the B2BUA writes per leg (Via, Call-ID, Contact, Session-Expires...) is
+    /// refused with [`CallError::HeaderNotPassable`], never silently dropped.
+    pub pass_headers: Vec<String>,
 }
 
 impl BridgeOptions {
@@ -93,6 +98,17 @@ impl BridgeOptions {
 
     pub fn establish(mut self, options: CallEstablishOptions) -> BridgeOptions {
         self.establish = options;
+        self
+    }
+
+    pub fn mode(mut self, mode: BridgeMode) -> BridgeOptions {
+        self.mode = mode;
+        self
+    }
+
+    /// Passes the header `name` across the bridge (see [`BridgeOptions::pass_headers`]).
+    pub fn pass_header(mut self, name: impl Into<String>) -> BridgeOptions {
+        self.pass_headers.push(name.into());
         self
     }
 }
@@ -117,6 +133,14 @@ pub enum B2bEvent {
     },
     /// A leg ended (a BYE, a CANCEL, a failure), with why.
     LegEnded { leg: B2bLeg, reason: Reason },
+    /// A re-INVITE or UPDATE of leg `from` was relayed to the other leg, whose final
+    /// `status` went back (RFC 7092 §3.1.1). A session refresh that changes nothing is
+    /// answered on its own leg and not raised.
+    ModifyRelayed {
+        from: B2bLeg,
+        method: Method,
+        status: u16,
+    },
 }
 
 #[derive(Debug)]
@@ -124,6 +148,22 @@ pub(super) struct Bridge {
     a: CallHandle,
     b: CallHandle,
     state: B2bState,
+    mode: BridgeMode,
+    /// Header names passed across (validated).
+    pass: Vec<HeaderName>,
+}
+
+/// A re-INVITE or UPDATE of one leg, relayed to the other (keyed by the other).
+#[derive(Debug)]
+pub(super) struct ModifyRelay {
+    bridge: B2bHandle,
+    /// The leg whose peer asked, and its server transaction.
+    from: CallHandle,
+    from_leg: B2bLeg,
+    tx: sip_transaction::TransactionKey,
+    method: Method,
+    /// The offer relayed.
+    offer: Option<Bytes>,
 }
 
 /// A leg's call ended (queued by `finish`, acted on in `drain`).
@@ -158,21 +198,63 @@ impl Engine {
                 state: a.state,
             });
         }
-        let Some(offer) = a.remote_offer.clone() else {
-            return Err(CallError::InvalidArgument {
-                what: "incoming call",
-                problem: "an INVITE without an offer cannot be bridged signalling-only (yet)"
-                    .into(),
-            });
+        let mut pass = Vec::with_capacity(options.pass_headers.len());
+        for name in &options.pass_headers {
+            if let Some(reason) = unpassable(name) {
+                return Err(CallError::HeaderNotPassable {
+                    name: name.clone(),
+                    reason,
+                });
+            }
+            pass.push(HeaderName::parse(name.trim().as_bytes()));
+        }
+        let mode = options.mode;
+        let relayed = match mode {
+            BridgeMode::SignalingOnly => match a.remote_offer.clone() {
+                Some(offer) => Some(offer),
+                None => {
+                    return Err(CallError::InvalidArgument {
+                        what: "incoming call",
+                        problem: "an INVITE without an offer cannot be bridged signalling-only; \
+                                  bridge it media-anchored"
+                            .into(),
+                    });
+                }
+            },
+            BridgeMode::MediaAnchored => None,
         };
         let endpoint = a.endpoint;
+        let mut establish = options.establish;
+        if let Some(request) = a
+            .session
+            .and_then(|s| self.core.user_agent_ref().invite_request(s))
+        {
+            establish
+                .headers
+                .extend(passed(&request.headers, &pass).into_iter().map(|(n, v)| {
+                    crate::options::SignalingHeader::new(
+                        n.as_str(),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    )
+                }));
+        }
         // Leg B gets a conversation of its own: nothing of A's (subject, priority) is
         // copied unless the options say so.
-        let conversation = self.new_conversation(endpoint, ConversationSettings::default())?;
-        let b = self.new_call(conversation, CallKind::AudioVideo)?;
+        let leg_error = |source| CallError::Leg {
+            leg: B2bLeg::B,
+            source: Box::new(source),
+        };
+        let conversation = self
+            .new_conversation(endpoint, ConversationSettings::default())
+            .map_err(leg_error)?;
+        let b = self
+            .new_call(conversation, CallKind::AudioVideo)
+            .map_err(leg_error)?;
         let handle = B2bHandle(self.next());
+        let passthrough = mode == BridgeMode::SignalingOnly;
         if let Some(c) = self.calls.get_mut(&b) {
-            c.passthrough = true;
+            c.passthrough = passthrough;
+            c.relay_local = relayed.clone();
             c.bridge = Some((handle, B2bLeg::B));
         }
         self.bridges.insert(
@@ -181,9 +263,11 @@ impl Engine {
                 a: incoming,
                 b,
                 state: B2bState::Idle,
+                mode,
+                pass,
             },
         );
-        if let Err(error) = self.establish_with(now, b, target, options.establish, Some(offer)) {
+        if let Err(error) = self.establish_with(now, b, target, establish, relayed) {
             self.bridges.remove(&handle);
             if let Some(c) = self.calls.get_mut(&b) {
                 c.bridge = None;
@@ -191,16 +275,26 @@ impl Engine {
             if let Err(error) = self.terminate(now, b, CallTerminateOptions::new()) {
                 tracing::debug!(%error, "leg B not cleaned up");
             }
-            return Err(error);
+            return Err(leg_error(error));
         }
         if let Some(c) = self.calls.get_mut(&incoming) {
-            c.passthrough = true;
+            c.passthrough = passthrough;
             c.bridge = Some((handle, B2bLeg::A));
             // Leg B's establish time limit governs now.
             c.clear(Timer::Unanswered);
         }
         self.set_bridge_state(handle, B2bState::Establishing, B2bLeg::A);
         Ok(handle)
+    }
+
+    /// The mode of a back-to-back call.
+    pub fn bridge_mode(&self, bridge: B2bHandle) -> Option<BridgeMode> {
+        self.bridges.get(&bridge).map(|b| b.mode)
+    }
+
+    /// The bridge a call is a leg of, and which leg.
+    pub fn bridge_of(&self, call: CallHandle) -> Option<(B2bHandle, B2bLeg)> {
+        self.calls.get(&call)?.bridge
     }
 
     /// The state of a back-to-back call; `None` once it is over.
@@ -251,7 +345,8 @@ impl Engine {
         Some((bridge, a, tx))
     }
 
-    /// A 18x on leg B goes to leg A with the same status, reason phrase and SDP.
+    /// A 18x on leg B goes to leg A with the same status and reason phrase, the passed
+    /// headers, and (signalling-only) B's SDP as it is.
     pub(super) fn relay_provisional(
         &mut self,
         now: Instant,
@@ -264,12 +359,20 @@ impl Engine {
         let Some((bridge, _, tx)) = self.unanswered_a_of(call) else {
             return;
         };
-        let sdp = body::split(&response.headers, &response.body)
-            .ok()
-            .and_then(|s| s.sdp);
+        let Some(entry) = self.bridges.get(&bridge) else {
+            return;
+        };
+        let sdp = match entry.mode {
+            BridgeMode::SignalingOnly => body::split(&response.headers, &response.body)
+                .ok()
+                .and_then(|s| s.sdp),
+            // Leg B's early SDP is Tandem's leg: the caller hears ringback from its phone.
+            BridgeMode::MediaAnchored => None,
+        };
         let early_media = sdp.is_some();
         let mut reply = Reply::new(response.status)
             .with_reason(String::from_utf8_lossy(&response.reason).into_owned());
+        reply.headers = passed(&response.headers, &entry.pass);
         if let Some(sdp) = sdp {
             reply = reply.with_body(Body::sdp(sdp));
         }
@@ -330,7 +433,12 @@ impl Engine {
                     return;
                 };
                 let mut reply = Reply::new(200);
-                if let Some(sdp) = sdp {
+                if let Some(r) = response
+                    && let Some(entry) = self.bridges.get(&handle)
+                {
+                    reply.headers = passed(&r.headers, &entry.pass);
+                }
+                if let Some(sdp) = sdp.clone() {
                     reply = reply.with_body(Body::sdp(sdp));
                 }
                 if let Err(error) = self.core.user_agent().respond(now, &tx, reply) {
@@ -338,8 +446,16 @@ impl Engine {
                     return;
                 }
                 self.stats.calls_answered += 1;
+                if let Some(c) = self.calls.get_mut(&call)
+                    && sdp.is_some()
+                {
+                    c.remote_offer = sdp.clone();
+                }
                 if let Some(c) = self.calls.get_mut(&a) {
                     c.invite_tx = None;
+                    if sdp.is_some() {
+                        c.relay_local = sdp;
+                    }
                 }
                 self.transition(a, CallState::Establishing, Reason::Accepted);
                 self.core.pump(now);
@@ -376,6 +492,14 @@ impl Engine {
             B2bLeg::A => entry.b,
             B2bLeg::B => entry.a,
         };
+        // A re-INVITE relayed from the other leg to the one that ended has no answer
+        // coming (RFC 3261 §14.2: 500 for a request that cannot be handled now).
+        if let Some(relay) = self.modify_relays.remove(&match leg {
+            B2bLeg::A => entry.a,
+            B2bLeg::B => entry.b,
+        }) {
+            self.respond(now, &relay.tx, Reply::new(500));
+        }
         self.bridge_event(
             bridge,
             B2bEvent::LegEnded {
@@ -405,6 +529,15 @@ impl Engine {
             let (status, phrase) = relayed_status(&failure);
             let mut options = CallDeclineOptions::new(status);
             options.reason_phrase = phrase.clone();
+            if let (EstablishFailure::Refused { headers, .. }, Some(entry)) =
+                (&failure, self.bridges.get(&bridge))
+            {
+                options.headers = headers
+                    .iter()
+                    .filter(|h| entry.pass.contains(&HeaderName::parse(h.name.as_bytes())))
+                    .cloned()
+                    .collect();
+            }
             options.reason = Some(match phrase {
                 Some(text) => format!("SIP;cause={status};text=\"{}\"", text.replace('"', "'")),
                 None => format!("SIP;cause={status}"),
@@ -420,6 +553,194 @@ impl Engine {
         };
         if let Err(error) = result {
             tracing::debug!(%error, %bridge, "the other leg not ended");
+        }
+    }
+    /// A re-INVITE or UPDATE from a signalling-only leg's peer. A session refresh (the
+    /// same SDP as last time, or none) is answered on its own leg, with the SDP last
+    /// sent to it (RFC 4028: session timers run per leg). A new offer is relayed to the
+    /// other leg and answered with what comes back; while the other leg has a
+    /// re-INVITE or UPDATE of its own in flight, 491 (RFC 3261 §14.2, RFC 3311 §5.2).
+    pub(super) fn relay_modify(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        tx: sip_transaction::TransactionKey,
+        request: &sip_message::Request,
+        sdp: Option<Bytes>,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return self.respond(now, &tx, Reply::new(481));
+        };
+        let refresh = sdp.is_none() || sdp == c.remote_offer;
+        let Some((bridge, leg)) = c.bridge.filter(|_| !refresh) else {
+            let mut reply = Reply::new(200);
+            if request.method == Method::Invite
+                && let Some(local) = c.relay_local.clone()
+            {
+                reply = reply.with_body(Body::sdp(local));
+            }
+            return self.respond(now, &tx, reply);
+        };
+        let Some(entry) = self.bridges.get(&bridge) else {
+            return self.respond(now, &tx, Reply::new(481));
+        };
+        let other = match leg {
+            B2bLeg::A => entry.b,
+            B2bLeg::B => entry.a,
+        };
+        let other_session = self
+            .calls
+            .get(&other)
+            .filter(|o| o.state == CallState::Established)
+            .and_then(|o| o.session);
+        let Some(other_session) = other_session else {
+            // The other leg is not up (yet, or any more): try again later.
+            let reply = Reply::new(500).with_header(HeaderName::RetryAfter, "1");
+            return self.respond(now, &tx, reply);
+        };
+        // Glare across the bridge: the other leg has an offer of ours in flight, or
+        // its peer's own offer waits for an answer from this leg. Answering this one
+        // would cross them; each peer retries after its own random wait (§14.1).
+        if self.modify_relays.contains_key(&other)
+            || self.modify_relays.values().any(|r| r.from == other)
+            || self.core.user_agent_ref().modify_pending(other_session)
+        {
+            return self.respond(now, &tx, Reply::new(491));
+        }
+        let body = sdp.clone().map(Body::sdp);
+        let sent = if request.method == Method::Update {
+            self.core.user_agent().update(now, other_session, body)
+        } else {
+            self.core.user_agent().reinvite(now, other_session, body)
+        };
+        if let Err(error) = sent {
+            tracing::debug!(%error, %bridge, "re-offer not relayed");
+            return self.respond(now, &tx, Reply::new(500));
+        }
+        self.modify_relays.insert(
+            other,
+            ModifyRelay {
+                bridge,
+                from: call,
+                from_leg: leg,
+                tx,
+                method: request.method.clone(),
+                offer: sdp,
+            },
+        );
+        self.core.pump(now);
+    }
+
+    /// Whether `call` has a relayed re-INVITE or UPDATE in flight.
+    pub(super) fn relaying_modify(&self, call: CallHandle) -> bool {
+        self.modify_relays.contains_key(&call)
+    }
+
+    /// The final response to a relayed re-INVITE or UPDATE goes back to the leg that
+    /// asked, with the answer as it came.
+    pub(super) fn relay_modify_completed(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        response: &Response,
+    ) {
+        let Some(relay) = self.modify_relays.remove(&call) else {
+            return;
+        };
+        let ok = (200..300).contains(&response.status);
+        let answer = body::split(&response.headers, &response.body)
+            .ok()
+            .and_then(|s| s.sdp);
+        let mut reply = Reply::new(response.status)
+            .with_reason(String::from_utf8_lossy(&response.reason).into_owned());
+        if let Some(entry) = self.bridges.get(&relay.bridge) {
+            reply.headers = passed(&response.headers, &entry.pass);
+        }
+        if ok && let Some(answer) = answer.clone() {
+            reply = reply.with_body(Body::sdp(answer));
+        }
+        self.respond(now, &relay.tx, reply);
+        if ok {
+            if let Some(c) = self.calls.get_mut(&relay.from) {
+                if relay.offer.is_some() {
+                    c.remote_offer = relay.offer.clone();
+                }
+                if answer.is_some() {
+                    c.relay_local = answer.clone();
+                }
+            }
+            if let Some(c) = self.calls.get_mut(&call) {
+                if relay.offer.is_some() {
+                    c.relay_local = relay.offer;
+                }
+                if answer.is_some() {
+                    c.remote_offer = answer;
+                }
+            }
+        }
+        self.bridge_event(
+            relay.bridge,
+            B2bEvent::ModifyRelayed {
+                from: relay.from_leg,
+                method: relay.method,
+                status: response.status,
+            },
+        );
+    }
+
+    /// A media-anchored leg is established (each leg negotiated with Tandem): leg B's
+    /// 2xx accepts leg A with Tandem's own answer; A's ACK completes the bridge and
+    /// joins the two RTP streams in the media relay.
+    pub(super) fn anchored_established(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        response: Option<&Response>,
+    ) {
+        let Some((handle, leg)) = self.calls.get(&call).and_then(|c| c.bridge) else {
+            return;
+        };
+        let Some(entry) = self.bridges.get(&handle) else {
+            return;
+        };
+        let (a, b) = (entry.a, entry.b);
+        match leg {
+            B2bLeg::B => {
+                if self.unanswered_a_of(call).is_none() {
+                    return;
+                }
+                let headers = response
+                    .map(|r| passed(&r.headers, &entry.pass))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(n, v)| {
+                        crate::options::SignalingHeader::new(
+                            n.as_str(),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        )
+                    })
+                    .collect();
+                let options = crate::options::CallAcceptOptions {
+                    headers,
+                    ..crate::options::CallAcceptOptions::new()
+                };
+                if let Err(error) = self.accept(now, a, options) {
+                    tracing::debug!(%error, bridge = %handle, "leg A not accepted");
+                    let reason = format!("SIP;cause=500;text=\"leg A: {error}\"");
+                    let mut decline = CallDeclineOptions::new(500);
+                    decline.reason = Some(reason.clone());
+                    if let Err(error) = self.decline(now, a, decline) {
+                        tracing::debug!(%error, "leg A not declined");
+                    }
+                }
+            }
+            B2bLeg::A => {
+                self.set_bridge_state(handle, B2bState::Established, B2bLeg::A);
+                self.events.push_back(Event::Media {
+                    call: a,
+                    instruction: crate::types::MediaInstruction::Join { peer: b },
+                });
+            }
         }
     }
 }
@@ -441,4 +762,38 @@ fn relayed_status(failure: &EstablishFailure) -> (u16, Option<String>) {
         EstablishFailure::Redirected { .. } => (480, None),
         _ => (500, None),
     }
+}
+
+/// Why a header cannot be passed across a bridge: the B2BUA writes it per leg.
+fn unpassable(name: &str) -> Option<&'static str> {
+    let name = name.trim().to_ascii_lowercase();
+    Some(match name.as_str() {
+        "via" | "v" | "call-id" | "i" | "cseq" | "contact" | "m" | "route" | "record-route" => {
+            "it belongs to one leg's dialog or path; each leg has its own (topology hiding)"
+        }
+        "from" | "f" | "to" | "t" => "each leg has its own From and To, with its own tags",
+        "max-forwards" => "each leg starts its own hop count",
+        "content-length" | "l" | "content-type" | "c" | "content-encoding" | "e" => {
+            "the body is relayed with framing of its own"
+        }
+        "rseq" | "rack" | "require" | "supported" | "k" | "allow" | "session-expires" | "x"
+        | "min-se" => "it is negotiated per leg (100rel, session timers, methods)",
+        "authorization" | "proxy-authorization" | "www-authenticate" | "proxy-authenticate" => {
+            "credentials are per hop; passing them would leak them"
+        }
+        "" => "the name is empty",
+        _ => return None,
+    })
+}
+
+/// The headers of `headers` whose name is in `names`, in order.
+fn passed(headers: &sip_message::Headers, names: &[HeaderName]) -> Vec<(HeaderName, Bytes)> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    headers
+        .iter()
+        .filter(|h| names.contains(&h.name))
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect()
 }
