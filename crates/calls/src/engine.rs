@@ -7,7 +7,9 @@
 
 mod b2bua;
 
-pub use b2bua::{B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions};
+pub use b2bua::{
+    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, RingStrategy,
+};
 
 use crate::body;
 use crate::im;
@@ -1953,6 +1955,7 @@ impl Engine {
                 .then(|| failure_of(&reason, termination));
             self.bridge_work.push_back(b2bua::LegEnded {
                 bridge,
+                call,
                 leg,
                 reason: reason.clone(),
                 failure,

@@ -23,8 +23,8 @@ pub mod state;
 mod types;
 
 pub use engine::{
-    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, DemoBehaviour, Engine,
-    EngineConfig, MediaSettings, PortPool, PortSource, Stats,
+    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, DemoBehaviour,
+    Engine, EngineConfig, MediaSettings, PortPool, PortSource, RingStrategy, Stats,
 };
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,

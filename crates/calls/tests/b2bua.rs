@@ -13,10 +13,11 @@ mod net;
 
 use calls::{
     ApplicationEndpointSettings, B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions,
-    CallAcceptOptions, CallDeclineOptions, CallError, CallEstablishOptions, CallEvent, CallHandle,
-    CallKind, CallProvisionalResponseOptions, CallState, CallStateTransitionReason as R,
-    CallTerminateOptions, ConversationSettings, EndpointEvent, EndpointHandle, EngineConfig,
-    EstablishFailure, Event, HoldType, MediaInstruction, SignalingHeader,
+    BridgeTarget, CallAcceptOptions, CallDeclineOptions, CallError, CallEstablishOptions,
+    CallEvent, CallHandle, CallKind, CallProvisionalResponseOptions, CallState,
+    CallStateTransitionReason as R, CallTerminateOptions, ConversationSettings, EndpointEvent,
+    EndpointHandle, EngineConfig, EstablishFailure, Event, HoldType, MediaInstruction,
+    RingStrategy, SignalingHeader,
 };
 use net::*;
 use sip_message::Method;
@@ -765,4 +766,261 @@ fn bridged_calls_survive_ten_percent_loss_in_both_modes() {
             net.assert_quiet();
         }
     }
+}
+
+const C: usize = 3;
+const CAROL: &str = "sip:carol@127.0.0.4";
+
+/// A, B, T and C (carol): T bridges every call to bob and carol as `ring` says, with
+/// `timeout` per target; B and C behave as `b_app` and `c_app` say.
+fn four(
+    ring: RingStrategy,
+    timeout: Option<Duration>,
+    b_app: impl FnMut(&mut calls::Engine, std::time::Instant, &Event) + 'static,
+    c_app: impl FnMut(&mut calls::Engine, std::time::Instant, &Event) + 'static,
+) -> (Net, CallHandle, Rc<RefCell<Vec<B2bHandle>>>) {
+    let (mut net, alice, bridges) = three();
+    let c = net.add("127.0.0.4:5060", plain_config(4));
+    assert_eq!(c, C);
+    net.engine(C)
+        .add_application_endpoint(ApplicationEndpointSettings::new(CAROL))
+        .unwrap();
+    let made = bridges.clone();
+    net.set_app(T, move |engine, now, event| {
+        if let Event::Endpoint {
+            event: EndpointEvent::CallReceived(received),
+            ..
+        } = event
+        {
+            let target = |uri: &str| {
+                let t = BridgeTarget::new(uri).header("X-Target", uri);
+                match timeout {
+                    Some(d) => t.timeout(d),
+                    None => t,
+                }
+            };
+            let bridge = engine
+                .bridge_targets(
+                    now,
+                    received.call,
+                    vec![target(BOB), target(CAROL)],
+                    BridgeOptions::new().ring(ring),
+                )
+                .expect("bridge");
+            made.borrow_mut().push(bridge);
+        }
+    });
+    net.set_app(B, b_app);
+    net.set_app(C, c_app);
+    let a_call = dial(&mut net, alice);
+    (net, a_call, bridges)
+}
+
+fn on_call(
+    mut act: impl FnMut(&mut calls::Engine, std::time::Instant, CallHandle) + 'static,
+) -> impl FnMut(&mut calls::Engine, std::time::Instant, &Event) + 'static {
+    move |engine, now, event| {
+        if let Event::Endpoint {
+            event: EndpointEvent::CallReceived(received),
+            ..
+        } = event
+        {
+            act(engine, now, received.call);
+        }
+    }
+}
+
+fn ring_only(engine: &mut calls::Engine, now: std::time::Instant, call: CallHandle) {
+    engine
+        .send_provisional(now, call, CallProvisionalResponseOptions::new(180))
+        .unwrap();
+}
+
+fn decline_with(status: u16) -> impl FnMut(&mut calls::Engine, std::time::Instant, CallHandle) {
+    move |engine, now, call| {
+        engine
+            .decline(now, call, CallDeclineOptions::new(status))
+            .unwrap();
+    }
+}
+
+/// Answers one second after ringing (the app keeps the call and answers on a timer
+/// the test drives: here, on the next event of the call after 1 s of virtual time is
+/// simpler done by the test itself).
+fn established_with(net: &Net, node: usize) -> Option<CallHandle> {
+    net.received(node).into_iter().map(|r| r.call).find(|c| {
+        states(&net.call_events(node, *c))
+            .iter()
+            .any(|(_, s, _)| *s == CallState::Established)
+    })
+}
+
+#[test]
+fn parallel_ring_first_answer_wins_and_the_other_gets_cancel_with_reason() {
+    let (mut net, a_call, bridges) = four(
+        RingStrategy::Parallel,
+        None,
+        on_call(ring_only),
+        on_call(ring_only),
+    );
+    net.run_for(Duration::from_secs(1));
+    // Both ring at once, each with its own header.
+    let b_in = net.only_received(B);
+    let c_in = net.only_received(C);
+    assert!(
+        b_in.headers
+            .iter()
+            .any(|h| h.name == "X-Target" && h.value == BOB)
+    );
+    assert!(
+        c_in.headers
+            .iter()
+            .any(|h| h.name == "X-Target" && h.value == CAROL)
+    );
+    // Carol answers.
+    let now = net.now;
+    net.engine(C)
+        .accept(now, c_in.call, CallAcceptOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(established_with(&net, C), Some(c_in.call));
+    assert_eq!(
+        last_state(&net, B, b_in.call),
+        Some((CallState::Terminated, R::RemoteCancelled))
+    );
+    let cancel = net.requests(T, Method::Cancel);
+    assert_eq!(cancel.len(), 1);
+    assert_eq!(
+        header_values(&cancel[0].1.headers, "Reason"),
+        vec!["SIP;cause=200;text=\"Call completed elsewhere\""]
+    );
+    let bridge = bridges.borrow()[0];
+    let (_, leg_b) = net.engine(T).bridge_legs(bridge).unwrap();
+    assert_eq!(
+        net.engine(T).call_state(leg_b),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(T).bridge_state(bridge),
+        Some(B2bState::Established)
+    );
+}
+
+#[test]
+fn sequential_ring_tries_the_next_target_after_a_busy_or_a_timeout() {
+    // Bob is busy: carol is tried and answers.
+    let (mut net, a_call, _) = four(
+        RingStrategy::Sequential,
+        None,
+        on_call(decline_with(486)),
+        accept_all(CallAcceptOptions::new()),
+    );
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
+    assert!(established_with(&net, C).is_some());
+    // Bob's INVITE went first and alone.
+    let t_invites = net.requests(T, Method::Invite);
+    assert_eq!(t_invites[0].1.uri.as_ref(), BOB.as_bytes());
+
+    // Bob rings past his 5 s: he is cancelled, carol answers.
+    let (mut net, a_call, _) = four(
+        RingStrategy::Sequential,
+        Some(Duration::from_secs(5)),
+        on_call(ring_only),
+        accept_all(CallAcceptOptions::new()),
+    );
+    net.run_for(Duration::from_secs(4));
+    assert!(
+        net.received(C).is_empty(),
+        "carol rang before bob's time was up"
+    );
+    net.run_for(Duration::from_secs(4));
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
+    let b_call = net.only_received(B).call;
+    assert_eq!(
+        last_state(&net, B, b_call),
+        Some((CallState::Terminated, R::RemoteCancelled))
+    );
+}
+
+#[test]
+fn when_every_target_fails_a_gets_the_most_telling_failure() {
+    for ring in [RingStrategy::Sequential, RingStrategy::Parallel] {
+        // 486 then 603: the 6xx wins (RFC 3261 §16.7).
+        let (mut net, a_call, bridges) = four(
+            ring,
+            None,
+            on_call(decline_with(486)),
+            on_call(decline_with(603)),
+        );
+        net.run_for(Duration::from_secs(3));
+        let failure = net
+            .call_events(A, a_call)
+            .into_iter()
+            .find_map(|e| match e {
+                CallEvent::EstablishCompleted { result: Err(f) } => Some(f),
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            matches!(failure, EstablishFailure::Refused { status: 603, .. }),
+            "{ring:?}: {failure:?}"
+        );
+        let bridge = bridges.borrow()[0];
+        assert_eq!(net.engine(T).bridge_state(bridge), None);
+        net.assert_quiet();
+    }
+    // Parallel: a 6xx from carol while bob rings cancels bob at once.
+    let (mut net, a_call, _) = four(
+        RingStrategy::Parallel,
+        None,
+        on_call(ring_only),
+        on_call(decline_with(600)),
+    );
+    net.run_for(Duration::from_secs(3));
+    let b_call = net.only_received(B).call;
+    assert_eq!(
+        last_state(&net, B, b_call),
+        Some((CallState::Terminated, R::RemoteCancelled))
+    );
+    assert_eq!(
+        last_state(&net, A, a_call).map(|(s, _)| s),
+        Some(CallState::Terminated)
+    );
+    assert_eq!(net.statuses(T, Method::Invite).last(), Some(&600));
+}
+
+#[test]
+fn a_cancel_from_a_cancels_every_ringing_target() {
+    let (mut net, a_call, bridges) = four(
+        RingStrategy::Parallel,
+        None,
+        on_call(ring_only),
+        on_call(ring_only),
+    );
+    net.run_for(Duration::from_secs(1));
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, a_call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    for node in [B, C] {
+        let call = net.only_received(node).call;
+        assert_eq!(
+            last_state(&net, node, call),
+            Some((CallState::Terminated, R::RemoteCancelled))
+        );
+    }
+    assert_eq!(net.engine(T).bridge_state(bridges.borrow()[0]), None);
+    net.assert_quiet();
 }

@@ -19,6 +19,7 @@ use crate::types::{
 use bytes::Bytes;
 use sip_dialog::{Body, Reply};
 use sip_message::{HeaderName, Method, Response};
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::Instant;
 
@@ -89,6 +90,52 @@ pub struct BridgeOptions {
     /// A name the B2BUA writes per leg (Via, Call-ID, Contact, Session-Expires...) is
     /// refused with [`CallError::HeaderNotPassable`], never silently dropped.
     pub pass_headers: Vec<String>,
+    /// With several targets ([`Engine::bridge_targets`]): one after the other, or all
+    /// at once.
+    pub ring: RingStrategy,
+}
+
+/// How the targets of a bridge are rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RingStrategy {
+    /// One at a time, each for its timeout; a failure or a timeout tries the next. A
+    /// 6xx ends the search (RFC 3261 §16.7: a global failure).
+    #[default]
+    Sequential,
+    /// All at once (simultaneous ring): the first to answer wins and the others get a
+    /// CANCEL with `Reason: SIP;cause=200;text="Call completed elsewhere"` (RFC 3326).
+    Parallel,
+}
+
+/// One target of a bridge: where, how long it may ring, and its own headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeTarget {
+    pub uri: String,
+    /// How long this target may ring; `None`: the options' `max_establish_time` (or
+    /// the engine's establish timeout).
+    pub timeout: Option<std::time::Duration>,
+    pub headers: Vec<crate::options::SignalingHeader>,
+}
+
+impl BridgeTarget {
+    pub fn new(uri: impl Into<String>) -> BridgeTarget {
+        BridgeTarget {
+            uri: uri.into(),
+            timeout: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn timeout(mut self, timeout: std::time::Duration) -> BridgeTarget {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> BridgeTarget {
+        self.headers
+            .push(crate::options::SignalingHeader::new(name, value));
+        self
+    }
 }
 
 impl BridgeOptions {
@@ -103,6 +150,11 @@ impl BridgeOptions {
 
     pub fn mode(mut self, mode: BridgeMode) -> BridgeOptions {
         self.mode = mode;
+        self
+    }
+
+    pub fn ring(mut self, ring: RingStrategy) -> BridgeOptions {
+        self.ring = ring;
         self
     }
 
@@ -146,7 +198,22 @@ pub enum B2bEvent {
 #[derive(Debug)]
 pub(super) struct Bridge {
     a: CallHandle,
+    /// The answered leg B; before an answer, the candidate placed last.
     b: CallHandle,
+    /// Leg B candidates placed and not answered (several while ringing in parallel).
+    ringing: Vec<CallHandle>,
+    answered: bool,
+    /// Targets not tried yet (sequential ringing).
+    queue: VecDeque<BridgeTarget>,
+    ring: RingStrategy,
+    /// Each candidate's INVITE options (before its target's own headers and timeout).
+    establish: CallEstablishOptions,
+    /// Signalling-only: A's offer, for each candidate's INVITE.
+    relayed: Option<Bytes>,
+    /// The failure A gets if every candidate fails.
+    failure: Option<EstablishFailure>,
+    /// The candidate whose early media (18x with SDP) A was given.
+    early_from: Option<CallHandle>,
     state: B2bState,
     mode: BridgeMode,
     /// Header names passed across (validated).
@@ -170,6 +237,7 @@ pub(super) struct ModifyRelay {
 #[derive(Debug)]
 pub(super) struct LegEnded {
     pub(super) bridge: B2bHandle,
+    pub(super) call: CallHandle,
     pub(super) leg: B2bLeg,
     pub(super) reason: Reason,
     /// Leg B ended before it was answered: how.
@@ -191,6 +259,26 @@ impl Engine {
         target: &str,
         options: BridgeOptions,
     ) -> Result<B2bHandle, CallError> {
+        self.bridge_targets(now, incoming, vec![BridgeTarget::new(target)], options)
+    }
+
+    /// [`bridge`](Self::bridge) to several targets, rung as `options.ring` says
+    /// (sequential or parallel, each for its own timeout). A gets the first answer;
+    /// when every target fails, A gets the most telling failure (a 6xx, else the first
+    /// 4xx/5xx, else a timeout), with Reason.
+    pub fn bridge_targets(
+        &mut self,
+        now: Instant,
+        incoming: CallHandle,
+        targets: Vec<BridgeTarget>,
+        options: BridgeOptions,
+    ) -> Result<B2bHandle, CallError> {
+        if targets.is_empty() {
+            return Err(CallError::InvalidArgument {
+                what: "bridge targets",
+                problem: "no target".into(),
+            });
+        }
         let a = self.check(incoming, Operation::Accept)?;
         if a.direction != Direction2::Incoming || a.invite_tx.is_none() || a.bridge.is_some() {
             return Err(CallError::InvalidState {
@@ -223,7 +311,6 @@ impl Engine {
             },
             BridgeMode::MediaAnchored => None,
         };
-        let endpoint = a.endpoint;
         let mut establish = options.establish;
         if let Some(request) = a
             .session
@@ -238,44 +325,29 @@ impl Engine {
                     )
                 }));
         }
-        // Leg B gets a conversation of its own: nothing of A's (subject, priority) is
-        // copied unless the options say so.
-        let leg_error = |source| CallError::Leg {
-            leg: B2bLeg::B,
-            source: Box::new(source),
-        };
-        let conversation = self
-            .new_conversation(endpoint, ConversationSettings::default())
-            .map_err(leg_error)?;
-        let b = self
-            .new_call(conversation, CallKind::AudioVideo)
-            .map_err(leg_error)?;
-        let handle = B2bHandle(self.next());
         let passthrough = mode == BridgeMode::SignalingOnly;
-        if let Some(c) = self.calls.get_mut(&b) {
-            c.passthrough = passthrough;
-            c.relay_local = relayed.clone();
-            c.bridge = Some((handle, B2bLeg::B));
-        }
+        let handle = B2bHandle(self.next());
         self.bridges.insert(
             handle,
             Bridge {
                 a: incoming,
-                b,
+                b: incoming,
+                ringing: Vec::new(),
+                answered: false,
+                queue: targets.into(),
+                ring: options.ring,
+                establish,
+                relayed,
+                failure: None,
+                early_from: None,
                 state: B2bState::Idle,
                 mode,
                 pass,
             },
         );
-        if let Err(error) = self.establish_with(now, b, target, establish, relayed) {
+        if let Err(error) = self.place_next(now, handle) {
             self.bridges.remove(&handle);
-            if let Some(c) = self.calls.get_mut(&b) {
-                c.bridge = None;
-            }
-            if let Err(error) = self.terminate(now, b, CallTerminateOptions::new()) {
-                tracing::debug!(%error, "leg B not cleaned up");
-            }
-            return Err(leg_error(error));
+            return Err(error);
         }
         if let Some(c) = self.calls.get_mut(&incoming) {
             c.passthrough = passthrough;
@@ -285,6 +357,114 @@ impl Engine {
         }
         self.set_bridge_state(handle, B2bState::Establishing, B2bLeg::A);
         Ok(handle)
+    }
+
+    /// Places the next candidate(s): sequential, the next target that can be placed;
+    /// parallel, every target left. Fails (naming leg B) when none could be placed.
+    fn place_next(&mut self, now: Instant, handle: B2bHandle) -> Result<(), CallError> {
+        let mut first_error = None;
+        loop {
+            let Some(entry) = self.bridges.get_mut(&handle) else {
+                return Ok(());
+            };
+            let parallel = entry.ring == RingStrategy::Parallel;
+            if !parallel && !entry.ringing.is_empty() {
+                return Ok(());
+            }
+            let Some(target) = entry.queue.pop_front() else {
+                let placed = !entry.ringing.is_empty();
+                return match (placed, first_error) {
+                    (true, _) | (false, None) => Ok(()),
+                    (false, Some(error)) => Err(CallError::Leg {
+                        leg: B2bLeg::B,
+                        source: Box::new(error),
+                    }),
+                };
+            };
+            if let Err(error) = self.place_candidate(now, handle, target) {
+                tracing::debug!(%error, bridge = %handle, "target not placed");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+
+    /// Places one leg B candidate toward `target`.
+    fn place_candidate(
+        &mut self,
+        now: Instant,
+        handle: B2bHandle,
+        target: BridgeTarget,
+    ) -> Result<CallHandle, CallError> {
+        let Some(entry) = self.bridges.get(&handle) else {
+            return Err(CallError::InvalidArgument {
+                what: "bridge",
+                problem: "it is over".into(),
+            });
+        };
+        let (a, mode, relayed) = (entry.a, entry.mode, entry.relayed.clone());
+        let mut establish = entry.establish.clone();
+        establish.headers.extend(target.headers);
+        if target.timeout.is_some() {
+            establish.max_establish_time = target.timeout;
+        }
+        let endpoint = self.check(a, Operation::Accept)?.endpoint;
+        // Leg B gets a conversation of its own: nothing of A's (subject, priority) is
+        // copied unless the options say so.
+        let conversation = self.new_conversation(endpoint, ConversationSettings::default())?;
+        let b = self.new_call(conversation, CallKind::AudioVideo)?;
+        if let Some(c) = self.calls.get_mut(&b) {
+            c.passthrough = mode == BridgeMode::SignalingOnly;
+            c.relay_local = relayed.clone();
+            c.bridge = Some((handle, B2bLeg::B));
+        }
+        if let Err(error) = self.establish_with(now, b, &target.uri, establish, relayed) {
+            if let Some(c) = self.calls.get_mut(&b) {
+                c.bridge = None;
+            }
+            if let Err(error) = self.terminate(now, b, CallTerminateOptions::new()) {
+                tracing::debug!(%error, "leg B candidate not cleaned up");
+            }
+            return Err(error);
+        }
+        if let Some(entry) = self.bridges.get_mut(&handle) {
+            entry.b = b;
+            entry.ringing.push(b);
+        }
+        Ok(b)
+    }
+
+    /// Leg B candidate `call` answered: the first answer wins (the other candidates are
+    /// cancelled); a later one is hung up. Returns whether `call` is the bridge's leg B.
+    fn answered_by(&mut self, now: Instant, handle: B2bHandle, call: CallHandle) -> bool {
+        let Some(entry) = self.bridges.get_mut(&handle) else {
+            return false;
+        };
+        let won = !entry.answered;
+        let losers: Vec<CallHandle> = if won {
+            entry.answered = true;
+            entry.b = call;
+            entry.queue.clear();
+            entry.establish = CallEstablishOptions::default();
+            entry.ringing.drain(..).filter(|c| *c != call).collect()
+        } else if entry.b != call {
+            entry.ringing.retain(|c| *c != call);
+            vec![call]
+        } else {
+            Vec::new()
+        };
+        for loser in losers {
+            let options = CallTerminateOptions {
+                reason: Some("SIP;cause=200;text=\"Call completed elsewhere\"".into()),
+                ..CallTerminateOptions::new()
+            };
+            if let Some(c) = self.calls.get_mut(&loser) {
+                c.bridge = None;
+            }
+            if let Err(error) = self.terminate(now, loser, options) {
+                tracing::debug!(%error, bridge = %handle, "losing candidate not ended");
+            }
+        }
+        won || self.bridges.get(&handle).is_some_and(|e| e.b == call)
     }
 
     /// The mode of a back-to-back call.
@@ -359,13 +539,18 @@ impl Engine {
         let Some((bridge, _, tx)) = self.unanswered_a_of(call) else {
             return;
         };
-        let Some(entry) = self.bridges.get(&bridge) else {
+        let Some(entry) = self.bridges.get_mut(&bridge) else {
             return;
         };
+        // Only one candidate's early media reaches A: A has one early dialog with T,
+        // and two answers in it would contradict each other.
+        let has_sdp = !response.body.is_empty();
+        let early_ok = !has_sdp || *entry.early_from.get_or_insert(call) == call;
         let sdp = match entry.mode {
-            BridgeMode::SignalingOnly => body::split(&response.headers, &response.body)
+            BridgeMode::SignalingOnly if early_ok => body::split(&response.headers, &response.body)
                 .ok()
                 .and_then(|s| s.sdp),
+            BridgeMode::SignalingOnly => None,
             // Leg B's early SDP is Tandem's leg: the caller hears ringback from its phone.
             BridgeMode::MediaAnchored => None,
         };
@@ -429,6 +614,9 @@ impl Engine {
         };
         match leg {
             B2bLeg::B => {
+                if !self.answered_by(now, handle, call) {
+                    return;
+                }
                 let Some((_, a, tx)) = self.unanswered_a_of(call) else {
                     return;
                 };
@@ -480,24 +668,78 @@ impl Engine {
     fn on_leg_ended(&mut self, now: Instant, ended: LegEnded) {
         let LegEnded {
             bridge,
+            call,
             leg,
             reason,
-            failure,
+            mut failure,
             termination_reason,
         } = ended;
+        let Some(entry) = self.bridges.get_mut(&bridge) else {
+            return;
+        };
+        let a = entry.a;
+        let a_waiting = self
+            .calls
+            .get(&a)
+            .is_some_and(|c| c.state != CallState::Terminated && c.invite_tx.is_some());
+        if leg == B2bLeg::B && !entry.answered {
+            // A candidate failed, timed out, or was cancelled.
+            entry.ringing.retain(|c| *c != call);
+            if let Some(f) = &failure
+                && entry
+                    .failure
+                    .as_ref()
+                    .is_none_or(|kept| rank(f) > rank(kept))
+            {
+                entry.failure = Some(f.clone());
+            }
+            let global = matches!(&failure, Some(EstablishFailure::Refused { status, .. }) if *status >= 600);
+            if a_waiting && global {
+                // RFC 3261 §16.7: a 6xx ends the search; the others are cancelled.
+                entry.queue.clear();
+                let rest: Vec<CallHandle> = entry.ringing.drain(..).collect();
+                for other in rest {
+                    if let Some(c) = self.calls.get_mut(&other) {
+                        c.bridge = None;
+                    }
+                    if let Err(error) = self.terminate(now, other, CallTerminateOptions::new()) {
+                        tracing::debug!(%error, %bridge, "candidate not cancelled");
+                    }
+                }
+            } else if a_waiting {
+                if let Err(error) = self.place_next(now, bridge) {
+                    tracing::debug!(%error, %bridge, "no further target placed");
+                }
+            }
+            let Some(entry) = self.bridges.get_mut(&bridge) else {
+                return;
+            };
+            if !entry.ringing.is_empty() {
+                self.bridge_event(
+                    bridge,
+                    B2bEvent::LegEnded {
+                        leg,
+                        reason: reason.clone(),
+                    },
+                );
+                return;
+            }
+            failure = entry.failure.take().or(failure);
+        } else if leg == B2bLeg::B && entry.b != call {
+            // A candidate that lost the race, or a leg B already replaced.
+            return;
+        }
         let Some(entry) = self.bridges.get(&bridge) else {
             return;
         };
-        let other = match leg {
-            B2bLeg::A => entry.b,
-            B2bLeg::B => entry.a,
+        let others: Vec<CallHandle> = match leg {
+            B2bLeg::A if entry.answered => vec![entry.b],
+            B2bLeg::A => entry.ringing.clone(),
+            B2bLeg::B => vec![a],
         };
         // A re-INVITE relayed from the other leg to the one that ended has no answer
         // coming (RFC 3261 §14.2: 500 for a request that cannot be handled now).
-        if let Some(relay) = self.modify_relays.remove(&match leg {
-            B2bLeg::A => entry.a,
-            B2bLeg::B => entry.b,
-        }) {
+        if let Some(relay) = self.modify_relays.remove(&call) {
             self.respond(now, &relay.tx, Reply::new(500));
         }
         self.bridge_event(
@@ -507,54 +749,58 @@ impl Engine {
                 reason: reason.clone(),
             },
         );
-        let other_alive = self
-            .calls
-            .get(&other)
-            .is_some_and(|c| c.state != CallState::Terminated);
-        if !other_alive {
+        let alive: Vec<CallHandle> = others
+            .into_iter()
+            .filter(|o| {
+                self.calls
+                    .get(o)
+                    .is_some_and(|c| c.state != CallState::Terminated)
+            })
+            .collect();
+        if alive.is_empty() {
             self.set_bridge_state(bridge, B2bState::Terminated, leg);
             self.bridges.remove(&bridge);
             return;
         }
         self.set_bridge_state(bridge, B2bState::Terminating, leg);
-        let a_unanswered = leg == B2bLeg::B
-            && self
-                .calls
-                .get(&other)
-                .is_some_and(|c| c.invite_tx.is_some());
-        let result = if a_unanswered {
-            let failure = failure.unwrap_or(EstablishFailure::Ended {
-                reason: reason.clone(),
-            });
-            let (status, phrase) = relayed_status(&failure);
-            let mut options = CallDeclineOptions::new(status);
-            options.reason_phrase = phrase.clone();
-            if let (EstablishFailure::Refused { headers, .. }, Some(entry)) =
-                (&failure, self.bridges.get(&bridge))
-            {
-                options.headers = headers
-                    .iter()
-                    .filter(|h| entry.pass.contains(&HeaderName::parse(h.name.as_bytes())))
-                    .cloned()
-                    .collect();
-            }
-            options.reason = Some(match phrase {
-                Some(text) => format!("SIP;cause={status};text=\"{}\"", text.replace('"', "'")),
-                None => format!("SIP;cause={status}"),
-            });
-            self.bridge_event(bridge, B2bEvent::FailureRelayed { status, failure });
-            self.decline(now, other, options)
-        } else {
-            let options = CallTerminateOptions {
-                reason: termination_reason,
-                ..CallTerminateOptions::new()
+        for other in alive {
+            let result = if leg == B2bLeg::B && a_waiting {
+                let failure = failure.clone().unwrap_or(EstablishFailure::Ended {
+                    reason: reason.clone(),
+                });
+                let (status, phrase) = relayed_status(&failure);
+                let mut options = CallDeclineOptions::new(status);
+                options.reason_phrase = phrase.clone();
+                if let (EstablishFailure::Refused { headers, .. }, Some(entry)) =
+                    (&failure, self.bridges.get(&bridge))
+                {
+                    options.headers = headers
+                        .iter()
+                        .filter(|h| entry.pass.contains(&HeaderName::parse(h.name.as_bytes())))
+                        .cloned()
+                        .collect();
+                }
+                options.reason = Some(match phrase {
+                    Some(text) => {
+                        format!("SIP;cause={status};text=\"{}\"", text.replace('"', "'"))
+                    }
+                    None => format!("SIP;cause={status}"),
+                });
+                self.bridge_event(bridge, B2bEvent::FailureRelayed { status, failure });
+                self.decline(now, other, options)
+            } else {
+                let options = CallTerminateOptions {
+                    reason: termination_reason.clone(),
+                    ..CallTerminateOptions::new()
+                };
+                self.terminate(now, other, options)
             };
-            self.terminate(now, other, options)
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, %bridge, "the other leg not ended");
+            if let Err(error) = result {
+                tracing::debug!(%error, %bridge, "the other leg not ended");
+            }
         }
     }
+
     /// A re-INVITE or UPDATE from a signalling-only leg's peer. A session refresh (the
     /// same SDP as last time, or none) is answered on its own leg, with the SDP last
     /// sent to it (RFC 4028: session timers run per leg). A new offer is relayed to the
@@ -703,14 +949,14 @@ impl Engine {
         let Some(entry) = self.bridges.get(&handle) else {
             return;
         };
-        let (a, b) = (entry.a, entry.b);
+        let (a, b, pass) = (entry.a, entry.b, entry.pass.clone());
         match leg {
             B2bLeg::B => {
-                if self.unanswered_a_of(call).is_none() {
+                if !self.answered_by(now, handle, call) || self.unanswered_a_of(call).is_none() {
                     return;
                 }
                 let headers = response
-                    .map(|r| passed(&r.headers, &entry.pass))
+                    .map(|r| passed(&r.headers, &pass))
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(n, v)| {
@@ -742,6 +988,18 @@ impl Engine {
                 });
             }
         }
+    }
+}
+
+/// How telling a candidate's failure is, to pick the one A gets (RFC 3261 §16.7
+/// picks a 6xx first; then a refusal says more than a timeout or a transport error).
+fn rank(failure: &EstablishFailure) -> u8 {
+    match failure {
+        EstablishFailure::Refused { status, .. } if *status >= 600 => 4,
+        EstablishFailure::Refused { .. } => 3,
+        EstablishFailure::Redirected { .. } => 2,
+        EstablishFailure::Timeout | EstablishFailure::TransportError => 1,
+        _ => 0,
     }
 }
 
