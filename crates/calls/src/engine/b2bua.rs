@@ -706,10 +706,8 @@ impl Engine {
                         tracing::debug!(%error, %bridge, "candidate not cancelled");
                     }
                 }
-            } else if a_waiting {
-                if let Err(error) = self.place_next(now, bridge) {
-                    tracing::debug!(%error, %bridge, "no further target placed");
-                }
+            } else if a_waiting && let Err(error) = self.place_next(now, bridge) {
+                tracing::debug!(%error, %bridge, "no further target placed");
             }
             let Some(entry) = self.bridges.get_mut(&bridge) else {
                 return;
