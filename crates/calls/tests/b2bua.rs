@@ -1024,3 +1024,174 @@ fn a_cancel_from_a_cancels_every_ringing_target() {
     assert_eq!(net.engine(T).bridge_state(bridges.borrow()[0]), None);
     net.assert_quiet();
 }
+
+/// A–T–B bridged in `mode`, with carol (C) on the net answering as `c_app` says.
+fn bridged_with_carol(
+    mode: BridgeMode,
+    c_app: impl FnMut(&mut calls::Engine, std::time::Instant, &Event) + 'static,
+) -> (Net, CallHandle, CallHandle, B2bHandle) {
+    let (mut net, alice, bridges) = three_with(
+        move || BridgeOptions::new().mode(mode),
+        plain_config(1),
+        plain_config(2),
+    );
+    let c = net.add("127.0.0.4:5060", plain_config(4));
+    net.engine(c)
+        .add_application_endpoint(ApplicationEndpointSettings::new(CAROL))
+        .unwrap();
+    net.set_app(C, c_app);
+    let (a_call, b_call, bridge) = bridged(&mut net, alice, &bridges);
+    (net, a_call, b_call, bridge)
+}
+
+#[test]
+fn a_rebridge_moves_leg_a_to_a_new_target_in_both_modes() {
+    for mode in [BridgeMode::SignalingOnly, BridgeMode::MediaAnchored] {
+        let (mut net, a_call, b_call, bridge) =
+            bridged_with_carol(mode, accept_all(CallAcceptOptions::new()));
+        let now = net.now;
+        let new_leg = net
+            .engine(T)
+            .rebridge(
+                now,
+                bridge,
+                BridgeTarget::new(CAROL).header("X-Why", "rebridge"),
+            )
+            .unwrap();
+        net.run_for(Duration::from_secs(3));
+        let ctx = format!("{mode:?}\n{}", trace(&net));
+        let c_in = net.only_received(C);
+        assert!(c_in.headers.iter().any(|h| h.name == "X-Why"), "{ctx}");
+        assert_eq!(
+            net.engine(C).call_state(c_in.call),
+            Some(CallState::Established),
+            "{ctx}"
+        );
+        // B was hung up by T; A stayed up throughout.
+        assert_eq!(
+            last_state(&net, B, b_call),
+            Some((CallState::Terminated, R::RemoteTerminated)),
+            "{ctx}"
+        );
+        assert_eq!(
+            net.engine(A).call_state(a_call),
+            Some(CallState::Established)
+        );
+        assert_eq!(net.engine(T).bridge_legs(bridge).unwrap().1, new_leg);
+        assert!(
+            bridge_events(&net, bridge)
+                .iter()
+                .any(|e| matches!(e, B2bEvent::Rebridged { leg, .. } if *leg == new_leg))
+        );
+        match mode {
+            BridgeMode::SignalingOnly => {
+                // A got carol's SDP in a re-INVITE, with the origin it knew (bob's)
+                // one version on; carol got A's SDP.
+                let reoffer = reinvite_bodies(&net, T);
+                assert_eq!(reoffer.len(), 1, "{ctx}");
+                let text = String::from_utf8_lossy(&reoffer[0]).into_owned();
+                assert!(text.contains("c=IN IP4 127.0.0.4"), "{text}");
+                let first_answer = net
+                    .responses(T)
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .find(|r| r.status == 200)
+                    .unwrap();
+                let origin = |sdp: &str| {
+                    sdp.lines()
+                        .find(|l| l.starts_with("o="))
+                        .unwrap()
+                        .split(' ')
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                };
+                let (old, new) = (
+                    origin(&String::from_utf8_lossy(&first_answer.body)),
+                    origin(&text),
+                );
+                assert_eq!(old[0..2], new[0..2]);
+                assert_eq!(
+                    new[2].parse::<u64>().unwrap(),
+                    old[2].parse::<u64>().unwrap() + 1
+                );
+                assert_eq!(
+                    c_in.offer.as_deref(),
+                    net.requests(A, Method::Invite)[0].1.body.get(..)
+                );
+            }
+            BridgeMode::MediaAnchored => {
+                // No re-INVITE to A: the relay was re-joined.
+                assert!(reinvite_bodies(&net, T).is_empty(), "{ctx}");
+                let (leg_a, _) = net.engine(T).bridge_legs(bridge).unwrap();
+                let joins: Vec<_> = net
+                    .media_log
+                    .iter()
+                    .filter(|(n, c, i)| {
+                        *n == T
+                            && *c == leg_a
+                            && matches!(
+                                i,
+                                MediaInstruction::Join { .. } | MediaInstruction::Unjoin { .. }
+                            )
+                    })
+                    .map(|(_, _, i)| i.clone())
+                    .collect();
+                assert_eq!(joins.len(), 3, "{joins:?}");
+                assert_eq!(joins[2], MediaInstruction::Join { peer: new_leg });
+            }
+            _ => unreachable!(),
+        }
+        // A hangs up: carol's leg ends too.
+        let now = net.now;
+        net.engine(A)
+            .terminate(now, a_call, CallTerminateOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(2));
+        assert_eq!(
+            last_state(&net, C, c_in.call),
+            Some((CallState::Terminated, R::RemoteTerminated))
+        );
+        assert_eq!(net.engine(T).bridge_state(bridge), None);
+        net.assert_quiet();
+    }
+}
+
+#[test]
+fn a_rebridge_to_a_busy_target_leaves_a_with_b() {
+    let (mut net, a_call, b_call, bridge) =
+        bridged_with_carol(BridgeMode::SignalingOnly, on_call(decline_with(486)));
+    let now = net.now;
+    net.engine(T)
+        .rebridge(now, bridge, BridgeTarget::new(CAROL))
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    assert!(bridge_events(&net, bridge).iter().any(|e| matches!(
+        e,
+        B2bEvent::RebridgeFailed {
+            failure: EstablishFailure::Refused { status: 486, .. }
+        }
+    )));
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(B).call_state(b_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(T).bridge_state(bridge),
+        Some(B2bState::Established)
+    );
+    assert!(reinvite_bodies(&net, T).is_empty());
+    // The bridge still works: B hangs up, A is ended.
+    let now = net.now;
+    net.engine(B)
+        .terminate(now, b_call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        last_state(&net, A, a_call),
+        Some((CallState::Terminated, R::RemoteTerminated))
+    );
+}

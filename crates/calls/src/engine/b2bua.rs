@@ -193,6 +193,15 @@ pub enum B2bEvent {
         method: Method,
         status: u16,
     },
+    /// A re-bridge ([`Engine::rebridge`]) is done: leg A now talks to `leg`, the new
+    /// leg B (`previous` was the leg B before).
+    Rebridged {
+        previous: CallHandle,
+        leg: CallHandle,
+    },
+    /// A re-bridge failed: the new target did not answer (`failure` says how), or A
+    /// refused its SDP. Leg A stays with the leg B it had.
+    RebridgeFailed { failure: EstablishFailure },
 }
 
 #[derive(Debug)]
@@ -214,6 +223,9 @@ pub(super) struct Bridge {
     failure: Option<EstablishFailure>,
     /// The candidate whose early media (18x with SDP) A was given.
     early_from: Option<CallHandle>,
+    /// A re-bridge in progress: the new leg B being placed, and whether the current
+    /// leg B is hung up when it answers.
+    replacing: Option<(CallHandle, bool)>,
     state: B2bState,
     mode: BridgeMode,
     /// Header names passed across (validated).
@@ -227,7 +239,8 @@ pub(super) struct ModifyRelay {
     /// The leg whose peer asked, and its server transaction.
     from: CallHandle,
     from_leg: B2bLeg,
-    tx: sip_transaction::TransactionKey,
+    /// `None`: a re-offer of the bridge's own (a re-bridge gives A the new leg B's SDP).
+    tx: Option<sip_transaction::TransactionKey>,
     method: Method,
     /// The offer relayed.
     offer: Option<Bytes>,
@@ -340,6 +353,7 @@ impl Engine {
                 relayed,
                 failure: None,
                 early_from: None,
+                replacing: None,
                 state: B2bState::Idle,
                 mode,
                 pass,
@@ -381,7 +395,7 @@ impl Engine {
                     }),
                 };
             };
-            if let Err(error) = self.place_candidate(now, handle, target) {
+            if let Err(error) = self.place_candidate(now, handle, target, false) {
                 tracing::debug!(%error, bridge = %handle, "target not placed");
                 first_error.get_or_insert(error);
             }
@@ -394,6 +408,7 @@ impl Engine {
         now: Instant,
         handle: B2bHandle,
         target: BridgeTarget,
+        replacing: bool,
     ) -> Result<CallHandle, CallError> {
         let Some(entry) = self.bridges.get(&handle) else {
             return Err(CallError::InvalidArgument {
@@ -407,7 +422,7 @@ impl Engine {
         if target.timeout.is_some() {
             establish.max_establish_time = target.timeout;
         }
-        let endpoint = self.check(a, Operation::Accept)?.endpoint;
+        let endpoint = self.calls.get(&a).ok_or(CallError::NoSuchCall(a))?.endpoint;
         // Leg B gets a conversation of its own: nothing of A's (subject, priority) is
         // copied unless the options say so.
         let conversation = self.new_conversation(endpoint, ConversationSettings::default())?;
@@ -426,7 +441,9 @@ impl Engine {
             }
             return Err(error);
         }
-        if let Some(entry) = self.bridges.get_mut(&handle) {
+        if let Some(entry) = self.bridges.get_mut(&handle)
+            && !replacing
+        {
             entry.b = b;
             entry.ringing.push(b);
         }
@@ -614,6 +631,9 @@ impl Engine {
         };
         match leg {
             B2bLeg::B => {
+                if self.is_replacing(handle, call) {
+                    return self.rebridge_answered(now, handle, call, sdp);
+                }
                 if !self.answered_by(now, handle, call) {
                     return;
                 }
@@ -723,6 +743,11 @@ impl Engine {
                 return;
             }
             failure = entry.failure.take().or(failure);
+        } else if leg == B2bLeg::B && entry.replacing.is_some_and(|(r, _)| r == call) {
+            entry.replacing = None;
+            let failure = failure.unwrap_or(EstablishFailure::Ended { reason });
+            self.bridge_event(bridge, B2bEvent::RebridgeFailed { failure });
+            return;
         } else if leg == B2bLeg::B && entry.b != call {
             // A candidate that lost the race, or a leg B already replaced.
             return;
@@ -737,8 +762,10 @@ impl Engine {
         };
         // A re-INVITE relayed from the other leg to the one that ended has no answer
         // coming (RFC 3261 §14.2: 500 for a request that cannot be handled now).
-        if let Some(relay) = self.modify_relays.remove(&call) {
-            self.respond(now, &relay.tx, Reply::new(500));
+        if let Some(relay) = self.modify_relays.remove(&call)
+            && let Some(tx) = relay.tx
+        {
+            self.respond(now, &tx, Reply::new(500));
         }
         self.bridge_event(
             bridge,
@@ -867,7 +894,7 @@ impl Engine {
                 bridge,
                 from: call,
                 from_leg: leg,
-                tx,
+                tx: Some(tx),
                 method: request.method.clone(),
                 offer: sdp,
             },
@@ -903,7 +930,11 @@ impl Engine {
         if ok && let Some(answer) = answer.clone() {
             reply = reply.with_body(Body::sdp(answer));
         }
-        self.respond(now, &relay.tx, reply);
+        let Some(tx) = relay.tx else {
+            // The re-bridge's re-offer to A.
+            return self.rebridge_reoffered(now, relay, call, ok.then_some(answer).flatten());
+        };
+        self.respond(now, &tx, reply);
         if ok {
             if let Some(c) = self.calls.get_mut(&relay.from) {
                 if relay.offer.is_some() {
@@ -950,6 +981,9 @@ impl Engine {
         let (a, b, pass) = (entry.a, entry.b, entry.pass.clone());
         match leg {
             B2bLeg::B => {
+                if self.is_replacing(handle, call) {
+                    return self.rebridge_answered(now, handle, call, None);
+                }
                 if !self.answered_by(now, handle, call) || self.unanswered_a_of(call).is_none() {
                     return;
                 }
@@ -986,6 +1020,213 @@ impl Engine {
                 });
             }
         }
+    }
+    /// B2BUA-side transfer: leg A is bridged to a new target, with no REFER to anyone
+    /// (the application keeps control). The current leg B stays until the new one
+    /// answers, then is hung up; if the new target fails, A stays with B and
+    /// [`B2bEvent::RebridgeFailed`] says why. Signalling-only, A gets a re-INVITE with
+    /// the new leg's SDP (its origin line continued from the SDP A had, RFC 3264 §8);
+    /// media-anchored, the relay is re-joined and A hears nothing of it. Returns the
+    /// new leg B.
+    pub fn rebridge(
+        &mut self,
+        now: Instant,
+        bridge: B2bHandle,
+        target: BridgeTarget,
+    ) -> Result<CallHandle, CallError> {
+        self.rebridge_with(now, bridge, target, true)
+    }
+
+    pub(super) fn rebridge_with(
+        &mut self,
+        now: Instant,
+        bridge: B2bHandle,
+        target: BridgeTarget,
+        hang_up_previous: bool,
+    ) -> Result<CallHandle, CallError> {
+        let Some(entry) = self.bridges.get(&bridge) else {
+            return Err(CallError::InvalidArgument {
+                what: "bridge",
+                problem: format!("{bridge} is over"),
+            });
+        };
+        if entry.state != B2bState::Established || entry.replacing.is_some() {
+            return Err(CallError::InvalidArgument {
+                what: "bridge",
+                problem: format!(
+                    "{bridge} cannot be re-bridged now ({:?}{})",
+                    entry.state,
+                    if entry.replacing.is_some() {
+                        ", a re-bridge is in progress"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        let a = entry.a;
+        let a_sdp = self.calls.get(&a).and_then(|c| c.remote_offer.clone());
+        if let Some(entry) = self.bridges.get_mut(&bridge)
+            && entry.mode == BridgeMode::SignalingOnly
+        {
+            entry.relayed = a_sdp;
+        }
+        let b = self
+            .place_candidate(now, bridge, target, true)
+            .map_err(|source| CallError::Leg {
+                leg: B2bLeg::B,
+                source: Box::new(source),
+            })?;
+        if let Some(entry) = self.bridges.get_mut(&bridge) {
+            entry.replacing = Some((b, hang_up_previous));
+            entry.relayed = None;
+        }
+        Ok(b)
+    }
+
+    fn is_replacing(&self, bridge: B2bHandle, call: CallHandle) -> bool {
+        self.bridges
+            .get(&bridge)
+            .and_then(|e| e.replacing)
+            .is_some_and(|(r, _)| r == call)
+    }
+
+    /// The re-bridge's new leg answered (`sdp`: its answer, signalling-only).
+    fn rebridge_answered(
+        &mut self,
+        now: Instant,
+        bridge: B2bHandle,
+        call: CallHandle,
+        sdp: Option<Bytes>,
+    ) {
+        let Some(entry) = self.bridges.get(&bridge) else {
+            return;
+        };
+        let a = entry.a;
+        match entry.mode {
+            BridgeMode::MediaAnchored => self.rebridge_done(now, bridge, call),
+            BridgeMode::SignalingOnly => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.remote_offer = sdp.clone();
+                }
+                let (Some(sdp), Some(a_session)) =
+                    (sdp, self.calls.get(&a).and_then(|c| c.session))
+                else {
+                    return self.rebridge_abandoned(now, bridge, call, "no SDP to give leg A");
+                };
+                let previous = self.calls.get(&a).and_then(|c| c.relay_local.clone());
+                let offer = match previous {
+                    Some(previous) => continue_origin(&previous, &sdp),
+                    None => sdp,
+                };
+                if self.core.user_agent_ref().modify_pending(a_session)
+                    || self.modify_relays.values().any(|r| r.from == a)
+                {
+                    // Rare: A is re-offering right now; its relay will be refused (491)
+                    // by the new leg's state soon. Keep it simple: give up cleanly.
+                    return self.rebridge_abandoned(now, bridge, call, "leg A is busy re-offering");
+                }
+                if let Err(error) =
+                    self.core
+                        .user_agent()
+                        .reinvite(now, a_session, Some(Body::sdp(offer.clone())))
+                {
+                    tracing::debug!(%error, %bridge, "re-offer to leg A not sent");
+                    return self.rebridge_abandoned(now, bridge, call, "re-INVITE to leg A failed");
+                }
+                self.modify_relays.insert(
+                    a,
+                    ModifyRelay {
+                        bridge,
+                        from: call,
+                        from_leg: B2bLeg::B,
+                        tx: None,
+                        method: Method::Invite,
+                        offer: Some(offer),
+                    },
+                );
+                self.core.pump(now);
+            }
+        }
+    }
+
+    /// A answered (or refused) the re-bridge's re-offer.
+    fn rebridge_reoffered(
+        &mut self,
+        now: Instant,
+        relay: ModifyRelay,
+        a: CallHandle,
+        answer: Option<Bytes>,
+    ) {
+        let Some(answer) = answer else {
+            return self.rebridge_abandoned(
+                now,
+                relay.bridge,
+                relay.from,
+                "leg A refused the new SDP",
+            );
+        };
+        if let Some(c) = self.calls.get_mut(&a) {
+            c.relay_local = relay.offer;
+            c.remote_offer = Some(answer);
+        }
+        self.rebridge_done(now, relay.bridge, relay.from);
+    }
+
+    fn rebridge_done(&mut self, now: Instant, bridge: B2bHandle, call: CallHandle) {
+        let Some(entry) = self.bridges.get_mut(&bridge) else {
+            return;
+        };
+        let Some((_, hang_up)) = entry.replacing.take() else {
+            return;
+        };
+        let previous = entry.b;
+        entry.b = call;
+        let (a, mode) = (entry.a, entry.mode);
+        if let Some(c) = self.calls.get_mut(&previous) {
+            c.bridge = None;
+        }
+        if mode == BridgeMode::MediaAnchored {
+            self.events.push_back(Event::Media {
+                call: a,
+                instruction: crate::types::MediaInstruction::Unjoin { peer: previous },
+            });
+            self.events.push_back(Event::Media {
+                call: a,
+                instruction: crate::types::MediaInstruction::Join { peer: call },
+            });
+        }
+        if hang_up && let Err(error) = self.terminate(now, previous, CallTerminateOptions::new()) {
+            tracing::debug!(%error, %bridge, "previous leg B not ended");
+        }
+        self.bridge_event(
+            bridge,
+            B2bEvent::Rebridged {
+                previous,
+                leg: call,
+            },
+        );
+    }
+
+    /// The re-bridge cannot complete: the new leg is hung up, A stays with B.
+    fn rebridge_abandoned(&mut self, now: Instant, bridge: B2bHandle, call: CallHandle, why: &str) {
+        if let Some(entry) = self.bridges.get_mut(&bridge) {
+            entry.replacing = None;
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.bridge = None;
+        }
+        if let Err(error) = self.terminate(now, call, CallTerminateOptions::new()) {
+            tracing::debug!(%error, %bridge, "new leg not ended");
+        }
+        self.bridge_event(
+            bridge,
+            B2bEvent::RebridgeFailed {
+                failure: EstablishFailure::Media {
+                    reason: why.to_owned(),
+                },
+            },
+        );
     }
 }
 
@@ -1052,4 +1293,66 @@ fn passed(headers: &sip_message::Headers, names: &[HeaderName]) -> Vec<(HeaderNa
         .filter(|h| names.contains(&h.name))
         .map(|h| (h.name.clone(), h.value.clone()))
         .collect()
+}
+
+/// `next`, with the origin line (`o=`) of `previous` and its version plus one: the SDP
+/// a leg gets after a re-bridge continues the session it had (RFC 3264 §8: the origin
+/// stays, the version grows by one). Anything unparsable: `next` as it is.
+pub(super) fn continue_origin(previous: &[u8], next: &[u8]) -> Bytes {
+    fn origin(sdp: &[u8]) -> Option<(usize, usize)> {
+        let mut at = 0;
+        for line in sdp.split(|b| *b == b'\n') {
+            if line.starts_with(b"o=") {
+                let len = line.strip_suffix(b"\r").map_or(line.len(), <[u8]>::len);
+                return Some((at, at + len));
+            }
+            at += line.len() + 1;
+        }
+        None
+    }
+    let (Some((ps, pe)), Some((ns, ne))) = (origin(previous), origin(next)) else {
+        return Bytes::copy_from_slice(next);
+    };
+    let (Some(old), Some(head), Some(tail)) =
+        (previous.get(ps..pe), next.get(..ns), next.get(ne..))
+    else {
+        return Bytes::copy_from_slice(next);
+    };
+    let Ok(old) = std::str::from_utf8(old) else {
+        return Bytes::copy_from_slice(next);
+    };
+    let fields: Vec<&str> = old.split(' ').collect();
+    let [user, id, version, rest @ ..] = fields.as_slice() else {
+        return Bytes::copy_from_slice(next);
+    };
+    let Ok(version) = version.parse::<u64>() else {
+        return Bytes::copy_from_slice(next);
+    };
+    let line = format!("{user} {id} {} {}", version.wrapping_add(1), rest.join(" "));
+    let mut out = Vec::with_capacity(next.len() + 8);
+    out.extend_from_slice(head);
+    out.extend_from_slice(line.as_bytes());
+    out.extend_from_slice(tail);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::continue_origin;
+
+    #[test]
+    fn the_origin_line_is_continued_with_the_next_version() {
+        let previous = b"v=0\r\no=bob 100 7 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\n";
+        let next = b"v=0\r\no=carol 555 1 IN IP4 10.0.0.3\r\ns=-\r\nc=IN IP4 10.0.0.3\r\n";
+        let out = continue_origin(previous, next);
+        assert_eq!(
+            &out[..],
+            b"v=0\r\no=bob 100 8 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.3\r\n"
+        );
+        // Unparsable input comes back unchanged, never a panic.
+        assert_eq!(&continue_origin(b"garbage", next)[..], next);
+        assert_eq!(&continue_origin(b"o=x y notanumber z\n", next)[..], next);
+        assert_eq!(&continue_origin(previous, b"")[..], b"");
+    }
 }
