@@ -68,6 +68,8 @@ pub struct EngineConfig {
     pub media: MediaSettings,
     /// Audio codecs offered and accepted, in preference order.
     pub codecs: Vec<Codec>,
+    /// Routing rules for incoming INVITEs (empty: none).
+    pub routes: crate::routing::RouteTable,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +87,7 @@ impl Default for EngineConfig {
             unanswered_timeout: Duration::from_secs(120),
             media: MediaSettings::default(),
             codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
+            routes: crate::routing::RouteTable::default(),
         }
     }
 }

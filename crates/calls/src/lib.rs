@@ -19,6 +19,7 @@ mod body;
 mod engine;
 pub mod im;
 pub mod options;
+pub mod routing;
 pub mod state;
 mod types;
 
