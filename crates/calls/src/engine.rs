@@ -6,6 +6,7 @@
 //! application's commands (`establish`, `accept`, `decline`, ...), each taking `now`.
 
 mod b2bua;
+mod routes;
 
 pub use b2bua::{
     B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, RingStrategy,
@@ -384,6 +385,8 @@ pub struct Engine {
     bridge_work: VecDeque<b2bua::LegEnded>,
     /// Re-INVITEs and UPDATEs relayed across a bridge, by the leg they went out on.
     modify_relays: HashMap<CallHandle, b2bua::ModifyRelay>,
+    /// The endpoint that owns the calls routing rules take (none without rules).
+    route_endpoint: Option<EndpointHandle>,
 }
 
 impl Engine {
@@ -408,6 +411,7 @@ impl Engine {
             bridges: HashMap::new(),
             bridge_work: VecDeque::new(),
             modify_relays: HashMap::new(),
+            route_endpoint: None,
             config,
         };
         for (user, behaviour) in engine.config.demo_users.clone() {
@@ -416,6 +420,23 @@ impl Engine {
             {
                 tracing::warn!(%error, %user, "demo user not added");
             }
+        }
+        if !engine.config.routes.is_empty() {
+            // Routing rules decide who exists; their calls belong to an endpoint no
+            // Request-URI user names.
+            engine.core.set_accept_any_user(true);
+            let handle = EndpointHandle(engine.next());
+            engine.endpoints.insert(
+                handle,
+                EndpointEntry {
+                    owner: Identity::new("sip:tandem@localhost"),
+                    // Its Contact user; not in `by_user`, so no Request-URI reaches it.
+                    user: "tandem".into(),
+                    demo: None,
+                    trunk: None,
+                },
+            );
+            engine.route_endpoint = Some(handle);
         }
         engine
     }
@@ -1385,9 +1406,24 @@ impl Engine {
         request: &Request,
     ) {
         let user = request_user(request);
-        let Some(&endpoint) = user.as_ref().and_then(|u| self.by_user.get(u)) else {
-            return self.respond(now, &tx, Reply::new(404));
+        let (endpoint, routed) = match user.as_ref().and_then(|u| self.by_user.get(u)) {
+            Some(&endpoint) => (endpoint, None),
+            None => match self.route_incoming(&tx, request, user.as_deref()) {
+                Some(routed) => routed,
+                None => return self.respond(now, &tx, Reply::new(404)),
+            },
         };
+        // A signalling-only bridge passes any SDP on as it is: ours need not understand it.
+        let lenient = matches!(
+            &routed,
+            Some(crate::routing::Routed {
+                action: crate::routing::RoutedAction::Bridge {
+                    mode: BridgeMode::SignalingOnly,
+                    ..
+                },
+                ..
+            })
+        );
         let split = match body::split(&request.headers, &request.body) {
             Ok(split) => split,
             Err(problem) => {
@@ -1396,6 +1432,7 @@ impl Engine {
         };
         let description = match split.sdp.as_deref().map(SessionDescription::parse) {
             Some(Ok(d)) => Some(d),
+            Some(Err(_)) if lenient => None,
             Some(Err(error)) => {
                 return self.respond(now, &tx, not_acceptable(&error.to_string()));
             }
@@ -1414,6 +1451,7 @@ impl Engine {
         let mut sdp = OfferAnswer::new(caps, seed);
         if let Some(offer) = &split.sdp
             && let Err(error) = sdp.receive_offer(offer)
+            && !lenient
         {
             return self.respond(now, &tx, not_acceptable(&error.to_string()));
         }
@@ -1494,6 +1532,10 @@ impl Engine {
             first_message,
             source,
         };
+        if let Some(routed) = routed {
+            self.transition(call, CallState::Incoming, Reason::Incoming);
+            return self.apply_route(now, call, routed, &received);
+        }
         self.events.push_back(Event::Endpoint {
             endpoint,
             event: EndpointEvent::CallReceived(Box::new(received)),

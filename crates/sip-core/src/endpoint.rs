@@ -134,6 +134,8 @@ pub struct Endpoint {
     config: EndpointConfig,
     /// Request-URI user parts a request outside a dialog may be for; others get 404.
     users: HashSet<String>,
+    /// Routing rules decide who exists: every user is handed up.
+    accept_any_user: bool,
     ua: UserAgent,
     events: VecDeque<EndpointEvent>,
     invites_new: u64,
@@ -197,6 +199,7 @@ impl Endpoint {
             digest: None,
             outbound: HashMap::new(),
             users: HashSet::new(),
+            accept_any_user: false,
             ua,
             events: VecDeque::new(),
             invites_new: 0,
@@ -234,7 +237,20 @@ impl Endpoint {
 
     /// Whether requests for `user` are handed up.
     pub fn has_user(&self, user: &str) -> bool {
-        self.users.contains(user)
+        self.accept_any_user || self.users.contains(user)
+    }
+
+    /// The name of the trunk a request from `source` comes from, if any.
+    pub fn trunk_of_source(&self, source: std::net::IpAddr) -> Option<String> {
+        self.trunks
+            .iter()
+            .find(|t| t.accepts_from(source))
+            .map(|t| t.config.name.clone())
+    }
+
+    /// Hands up requests for any user (routing rules decide), not only the added ones.
+    pub fn set_accept_any_user(&mut self, accept: bool) {
+        self.accept_any_user = accept;
     }
 
     /// The configuration the endpoint runs with.
@@ -535,7 +551,8 @@ impl Endpoint {
             self.respond(now, tx, reply);
             return false;
         }
-        match inspect::inspect(request, |user| self.users.contains(user)) {
+        let any = self.accept_any_user;
+        match inspect::inspect(request, |user| any || self.users.contains(user)) {
             Ok(Target::User { .. }) => true,
             Ok(Target::Server) if request.method == Method::Options => true,
             Ok(Target::Server) => {

@@ -93,6 +93,8 @@ pub struct BridgeOptions {
     /// With several targets ([`Engine::bridge_targets`]): one after the other, or all
     /// at once.
     pub ring: RingStrategy,
+    /// Whom leg B's INVITE is from; `None`: leg A's endpoint owner.
+    pub caller: Option<crate::types::Identity>,
 }
 
 /// How the targets of a bridge are rung.
@@ -230,6 +232,7 @@ pub(super) struct Bridge {
     mode: BridgeMode,
     /// Header names passed across (validated).
     pass: Vec<HeaderName>,
+    caller: Option<crate::types::Identity>,
 }
 
 /// A re-INVITE or UPDATE of one leg, relayed to the other (keyed by the other).
@@ -357,6 +360,7 @@ impl Engine {
                 state: B2bState::Idle,
                 mode,
                 pass,
+                caller: options.caller,
             },
         );
         if let Err(error) = self.place_next(now, handle) {
@@ -417,6 +421,10 @@ impl Engine {
             });
         };
         let (a, mode, relayed) = (entry.a, entry.mode, entry.relayed.clone());
+        let settings = ConversationSettings {
+            impersonation: entry.caller.clone(),
+            ..ConversationSettings::default()
+        };
         let mut establish = entry.establish.clone();
         establish.headers.extend(target.headers);
         if target.timeout.is_some() {
@@ -425,7 +433,7 @@ impl Engine {
         let endpoint = self.calls.get(&a).ok_or(CallError::NoSuchCall(a))?.endpoint;
         // Leg B gets a conversation of its own: nothing of A's (subject, priority) is
         // copied unless the options say so.
-        let conversation = self.new_conversation(endpoint, ConversationSettings::default())?;
+        let conversation = self.new_conversation(endpoint, settings)?;
         let b = self.new_call(conversation, CallKind::AudioVideo)?;
         if let Some(c) = self.calls.get_mut(&b) {
             c.passthrough = mode == BridgeMode::SignalingOnly;

@@ -1,0 +1,166 @@
+//! Routing rules at work: an incoming INVITE for no endpoint's user is matched against
+//! the configured [`RouteTable`](crate::routing::RouteTable), and the first matching
+//! rule's action is carried out on the new call (bridge, forward, decline, echo).
+
+use super::{DemoBehaviour, Engine, Reason};
+use crate::options::{CallAcceptOptions, CallDeclineOptions, CallForwardOptions};
+use crate::routing::{RingStrategy as RouteRing, RouteFacts, Routed, RoutedAction};
+use crate::types::{CallHandle, CallReceived, EndpointHandle, Identity};
+use crate::{BridgeOptions, BridgeTarget, RingStrategy};
+use sip_message::Request;
+use sip_transaction::TransactionKey;
+use std::time::Instant;
+
+impl Engine {
+    /// The rule for an incoming INVITE no endpoint owns, and the endpoint its call
+    /// belongs to; `None`: no rule matches (404).
+    pub(super) fn route_incoming(
+        &self,
+        tx: &TransactionKey,
+        request: &Request,
+        user: Option<&str>,
+    ) -> Option<(EndpointHandle, Option<Routed>)> {
+        let endpoint = self.route_endpoint?;
+        let uri = request.uri().ok();
+        let host = uri
+            .as_ref()
+            .and_then(|u| u.as_sip().map(|s| s.host.to_string()))
+            .unwrap_or_default();
+        let request_uri = String::from_utf8_lossy(&request.uri).into_owned();
+        let from = request
+            .headers
+            .get(&sip_message::HeaderName::From)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_str().to_owned(),
+                    String::from_utf8_lossy(&h.value).into_owned(),
+                )
+            })
+            .collect();
+        let source = self
+            .core
+            .user_agent_ref()
+            .transaction_flow(tx)
+            .map(|f| f.remote);
+        let trunk = source.and_then(|s| self.core.trunk_of_source(s.ip()));
+        let facts = RouteFacts {
+            request_uri: &request_uri,
+            user,
+            host: &host,
+            from: &from,
+            headers: &headers,
+            source_trunk: trunk.as_deref(),
+        };
+        let routed = self.config.routes.route(&facts)?;
+        tracing::debug!(rule = %routed.rule, "routed");
+        Some((endpoint, Some(routed)))
+    }
+
+    /// Carries out a rule's action on the call it took.
+    pub(super) fn apply_route(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        routed: Routed,
+        received: &CallReceived,
+    ) {
+        let rule = routed.rule;
+        let result = match routed.action {
+            RoutedAction::Bridge {
+                targets,
+                ring,
+                mode,
+            } => {
+                let targets = targets
+                    .into_iter()
+                    .map(|t| {
+                        let mut target = BridgeTarget::new(t.uri);
+                        target.timeout = t.timeout;
+                        target.headers = t
+                            .headers
+                            .into_iter()
+                            .map(|(n, v)| crate::options::SignalingHeader::new(n, v))
+                            .collect();
+                        target
+                    })
+                    .collect();
+                let mut options = BridgeOptions::new().mode(mode).ring(match ring {
+                    RouteRing::Parallel => RingStrategy::Parallel,
+                    _ => RingStrategy::Sequential,
+                });
+                options.caller = caller_of(received);
+                self.bridge_targets(now, call, targets, options).map(drop)
+            }
+            RoutedAction::Forward { target } => {
+                self.forward(now, call, &target, CallForwardOptions::default())
+            }
+            RoutedAction::Decline { status, reason } => {
+                let mut options = CallDeclineOptions::new(status);
+                options.reason_phrase = reason;
+                self.decline(now, call, options)
+            }
+            RoutedAction::Echo => {
+                self.demo_calls.insert(call, DemoBehaviour::Echo);
+                self.accept(now, call, CallAcceptOptions::new())
+            }
+            // Park and application webhooks are not served by this engine yet: say so.
+            RoutedAction::Park | RoutedAction::Webhook { .. } => {
+                let mut options = CallDeclineOptions::new(501);
+                options.reason = Some(format!(
+                    "SIP;cause=501;text=\"route {}: action not available\"",
+                    rule.replace('"', "'")
+                ));
+                self.decline(now, call, options)
+            }
+        };
+        if let Err(error) = result {
+            tracing::info!(%error, %rule, %call, "route failed");
+            let mut options = CallDeclineOptions::new(500);
+            options.reason = Some(format!(
+                "SIP;cause=500;text=\"{}\"",
+                error.to_string().replace('"', "'")
+            ));
+            if self.decline(now, call, options).is_err() {
+                self.finish(call, Reason::LocalTerminated, None);
+            }
+        }
+    }
+}
+
+/// Leg B's caller: the caller's own identity (display name and user), at our host
+/// (the Request-URI's), so its address stays hidden (topology hiding) while the
+/// number still shows.
+fn caller_of(received: &CallReceived) -> Option<Identity> {
+    let from =
+        sip_message::NameAddr::parse(&bytes::Bytes::copy_from_slice(received.from.as_bytes()));
+    let (display, user) = match &from {
+        Some(f) => (
+            f.display_name.clone(),
+            f.uri.as_sip().and_then(|s| {
+                s.user_unescaped()
+                    .map(|u| String::from_utf8_lossy(&u).into_owned())
+            }),
+        ),
+        None => (None, None),
+    };
+    let user = user?;
+    let host = sip_message::Uri::parse(received.request_uri.as_bytes())
+        .ok()
+        .and_then(|u| u.as_sip().map(|s| s.host.to_string()))?;
+    let escaped: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(*c))
+        .collect();
+    if escaped.is_empty() {
+        return None;
+    }
+    Some(Identity {
+        uri: format!("sip:{escaped}@{host}"),
+        display_name: display.filter(|d| !d.is_empty()),
+    })
+}

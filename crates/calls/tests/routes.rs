@@ -1,0 +1,180 @@
+//! Routing rules at work in the engine: T has no application, only rules; A calls
+//! users of T and each rule's action happens (bridge, parallel ring, decline, forward,
+//! echo), a user no rule matches gets 404.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "support/net.rs"]
+mod net;
+
+use calls::routing::{self, Action, Match, RingStrategy, RouteTable, Rule, Target};
+use calls::{
+    ApplicationEndpointSettings, BridgeMode, CallAcceptOptions, CallEstablishOptions, CallEvent,
+    CallHandle, CallKind, CallState, ConversationSettings, EndpointHandle, EstablishFailure,
+};
+use net::*;
+use sip_message::Method;
+use std::time::Duration;
+
+const T: usize = 2;
+const C: usize = 3;
+
+fn rule(name: &str, user: &str, action: Action) -> Rule {
+    let when = Match {
+        user: Some(routing::regex(user).unwrap()),
+        ..Match::default()
+    };
+    Rule::new(name, when, action).unwrap()
+}
+
+fn net_with_rules() -> (Net, EndpointHandle) {
+    let (mut net, alice, _bob) = Net::pair();
+    let mut config = plain_config(3);
+    let mut bob = Target::new("sip:bob@127.0.0.2");
+    bob.headers = vec![("X-Routed".into(), "yes".into())];
+    config.routes = RouteTable::new(vec![
+        rule(
+            "to-bob",
+            "^bob$",
+            Action::Bridge {
+                targets: vec![bob],
+                ring: RingStrategy::Sequential,
+                mode: BridgeMode::SignalingOnly,
+            },
+        ),
+        rule(
+            "anchored",
+            "^anchored$",
+            Action::Bridge {
+                targets: vec![Target::new("sip:bob@127.0.0.2")],
+                ring: RingStrategy::Sequential,
+                mode: BridgeMode::MediaAnchored,
+            },
+        ),
+        rule(
+            "both",
+            "^both$",
+            Action::Bridge {
+                targets: vec![
+                    Target::new("sip:bob@127.0.0.2"),
+                    Target::new("sip:carol@127.0.0.4"),
+                ],
+                ring: RingStrategy::Parallel,
+                mode: BridgeMode::SignalingOnly,
+            },
+        ),
+        rule(
+            "busy",
+            "^busy$",
+            Action::Decline {
+                status: 486,
+                reason: None,
+            },
+        ),
+        rule(
+            "moved",
+            "^moved$",
+            Action::Forward {
+                target: "sip:elsewhere@127.0.0.9".into(),
+            },
+        ),
+        rule("echo", "^echo$", Action::Echo),
+    ]);
+    let t = net.add("127.0.0.3:5060", config);
+    assert_eq!(t, T);
+    let c = net.add("127.0.0.4:5060", plain_config(4));
+    net.engine(c)
+        .add_application_endpoint(ApplicationEndpointSettings::new("sip:carol@127.0.0.4"))
+        .unwrap();
+    net.set_app(1, accept_all(CallAcceptOptions::new()));
+    (net, alice)
+}
+
+fn call(net: &mut Net, alice: EndpointHandle, user: &str) -> CallHandle {
+    let now = net.now;
+    let engine = net.engine(0);
+    let conversation = engine
+        .new_conversation(alice, ConversationSettings::default())
+        .unwrap();
+    let call = engine.new_call(conversation, CallKind::AudioVideo).unwrap();
+    engine
+        .establish(
+            now,
+            call,
+            &format!("sip:{user}@127.0.0.3"),
+            CallEstablishOptions::new(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    call
+}
+
+fn outcome(net: &Net, call: CallHandle) -> Result<(), u16> {
+    net.call_events(0, call)
+        .into_iter()
+        .find_map(|e| match e {
+            CallEvent::EstablishCompleted { result } => Some(match result {
+                Ok(_) => Ok(()),
+                Err(EstablishFailure::Refused { status, .. }) => Err(status),
+                Err(EstablishFailure::Redirected { status, .. }) => Err(status),
+                Err(other) => panic!("{other:?}"),
+            }),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn each_rule_action_happens_and_an_unmatched_user_gets_404() {
+    let (mut net, alice) = net_with_rules();
+    let to_bob = call(&mut net, alice, "bob");
+    assert_eq!(outcome(&net, to_bob), Ok(()), "{}", trace(&net));
+    let received = net.only_received(1);
+    assert!(
+        received
+            .headers
+            .iter()
+            .any(|h| h.name == "X-Routed" && h.value == "yes")
+    );
+    // Caller id shown, address hidden: alice's user at T's host.
+    assert!(
+        received.from.contains("sip:alice@127.0.0.3"),
+        "{}",
+        received.from
+    );
+    assert_eq!(
+        net.engine(0).call_state(to_bob),
+        Some(CallState::Established)
+    );
+
+    let c = call(&mut net, alice, "busy");
+    assert_eq!(outcome(&net, c), Err(486));
+    let c = call(&mut net, alice, "moved");
+    assert_eq!(outcome(&net, c), Err(302));
+    let c = call(&mut net, alice, "nobody");
+    assert_eq!(outcome(&net, c), Err(404));
+    let echo = call(&mut net, alice, "echo");
+    assert_eq!(outcome(&net, echo), Ok(()));
+    let anchored = call(&mut net, alice, "anchored");
+    assert_eq!(outcome(&net, anchored), Ok(()));
+    let t_media = net
+        .media_log
+        .iter()
+        .filter(|(n, _, i)| *n == T && matches!(i, calls::MediaInstruction::Join { .. }))
+        .count();
+    assert_eq!(t_media, 1);
+}
+
+#[test]
+fn a_parallel_rule_rings_both_and_the_first_answer_wins() {
+    let (mut net, alice) = net_with_rules();
+    net.set_app(1, |_, _, _| {}); // bob only rings (the engine sends 100)
+    net.set_app(C, accept_all(CallAcceptOptions::new()));
+    let both = call(&mut net, alice, "both");
+    assert_eq!(outcome(&net, both), Ok(()), "{}", trace(&net));
+    assert_eq!(net.requests(T, Method::Cancel).len(), 1);
+}
