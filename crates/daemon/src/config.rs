@@ -2,13 +2,17 @@
 //! the line and the key. `config/tandem.toml` is the embedded default and
 //! `config/tandem.example.toml` documents every key.
 
+use runtime::calls::BridgeMode;
+use runtime::calls::routing::{self, RouteError, RouteTable};
 use serde::Deserialize;
 use sip_message::Transport;
 use sip_transport::{TlsConfig, TransportError};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::Spanned;
 
 /// The embedded default: what `tandem run` uses without `--config`.
 pub const DEFAULT: &str = include_str!("../../../config/tandem.toml");
@@ -30,6 +34,107 @@ pub struct Config {
     pub dns: DnsSection,
     #[serde(default)]
     pub media: MediaSection,
+    /// `[[route]]`: routing rules, as written.
+    #[serde(default)]
+    pub route: Vec<RouteSection>,
+    /// The rules built from `route` when the file is read (so every error has its line).
+    #[serde(skip)]
+    pub route_table: RouteTable,
+}
+
+/// `[[route]]`: a routing rule for incoming INVITEs. The first rule whose every
+/// condition holds applies.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: Spanned<String>,
+    /// `[route.match]`: the conditions (none: every request).
+    #[serde(default, rename = "match")]
+    pub when: MatchSection,
+    pub action: Spanned<RouteAction>,
+    /// bridge: "sequential" (default) or "parallel".
+    pub ring: Option<Spanned<RingText>>,
+    /// bridge: "signaling" (default) or "anchored".
+    pub media: Option<Spanned<MediaText>>,
+    /// bridge: `[[route.targets]]`.
+    #[serde(default)]
+    pub targets: Vec<TargetSection>,
+    /// forward: the Contact of the 302.
+    pub target: Option<Spanned<String>>,
+    /// decline: the status (400-699) and an optional reason phrase.
+    pub status: Option<Spanned<u16>>,
+    pub reason: Option<Spanned<String>>,
+    /// webhook: the application's name.
+    pub application: Option<Spanned<String>>,
+}
+
+/// `[route.match]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchSection {
+    pub user: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub trunk: Option<Spanned<String>>,
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+/// `[[route.targets]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub uri: Spanned<String>,
+    pub trunk: Option<Spanned<String>>,
+    pub timeout_s: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub rewrite: Option<RewriteSection>,
+}
+
+/// `rewrite = { pattern = "...", replace = "..." }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteSection {
+    pub pattern: Spanned<String>,
+    pub replace: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAction {
+    Bridge,
+    Forward,
+    Decline,
+    Park,
+    Echo,
+    Webhook,
+}
+
+impl RouteAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            RouteAction::Bridge => "bridge",
+            RouteAction::Forward => "forward",
+            RouteAction::Decline => "decline",
+            RouteAction::Park => "park",
+            RouteAction::Echo => "echo",
+            RouteAction::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RingText {
+    Sequential,
+    Parallel,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaText {
+    Signaling,
+    Anchored,
 }
 
 /// `[media]`: RTP ports and the media timeout.
@@ -407,7 +512,277 @@ impl Config {
             source: source.to_owned(),
             message,
         })?;
+        let mut config = config;
+        config.route_table = config.routes(text).map_err(|message| ConfigError {
+            source: source.to_owned(),
+            message,
+        })?;
         Ok(config)
+    }
+
+    /// Builds the `[[route]]` rules. An error names the line and the key
+    /// (`route[0].match.user`).
+    fn routes(&self, text: &str) -> Result<RouteTable, String> {
+        let mut rules = Vec::with_capacity(self.route.len());
+        let mut names = std::collections::HashSet::new();
+        for (i, route) in self.route.iter().enumerate() {
+            let at = |key: &str, span: std::ops::Range<usize>, problem: &dyn fmt::Display| {
+                let (line, content) = line_of(text, span.start);
+                format!("line {line}: key `route[{i}]{key}`: {problem} (in `{content}`)")
+            };
+            let trunk_exists = |name: &Spanned<String>, key: &str| {
+                if self.trunks.iter().any(|t| t.name == *name.get_ref()) {
+                    Ok(name.get_ref().clone())
+                } else {
+                    Err(at(
+                        key,
+                        name.span(),
+                        &format!("no [[trunks]] is named `{}`", name.get_ref()),
+                    ))
+                }
+            };
+            if route.name.get_ref().trim().is_empty() {
+                return Err(at(".name", route.name.span(), &"must not be empty"));
+            }
+            if !names.insert(route.name.get_ref().as_str()) {
+                return Err(at(
+                    ".name",
+                    route.name.span(),
+                    &format!("route `{}` appears twice", route.name.get_ref()),
+                ));
+            }
+            let m = &route.when;
+            let compile = |key: &str, pattern: &Spanned<String>, host: bool| {
+                let compiled = if host {
+                    routing::host_regex(pattern.get_ref())
+                } else {
+                    routing::regex(pattern.get_ref())
+                };
+                compiled.map_err(|e| at(key, pattern.span(), &e))
+            };
+            let when = routing::Match {
+                user: m
+                    .user
+                    .as_ref()
+                    .map(|p| compile(".match.user", p, false))
+                    .transpose()?,
+                host: m
+                    .host
+                    .as_ref()
+                    .map(|p| compile(".match.host", p, true))
+                    .transpose()?,
+                from: m
+                    .from
+                    .as_ref()
+                    .map(|p| compile(".match.from", p, false))
+                    .transpose()?,
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|(name, p)| {
+                        compile(&format!(".match.headers.{name}"), p, false)
+                            .map(|r| (name.clone(), r))
+                    })
+                    .collect::<Result<_, _>>()?,
+                source_trunk: m
+                    .trunk
+                    .as_ref()
+                    .map(|t| trunk_exists(t, ".match.trunk"))
+                    .transpose()?,
+            };
+            // Keys that belong to another action are refused, not ignored.
+            let action = *route.action.get_ref();
+            let only =
+                |key: &str, span: Option<std::ops::Range<usize>>, wanted: RouteAction| match span {
+                    Some(span) if action != wanted => Err(at(
+                        key,
+                        span,
+                        &format!(
+                            "only for action = \"{}\" (this route's action is \"{}\")",
+                            wanted.as_str(),
+                            action.as_str()
+                        ),
+                    )),
+                    _ => Ok(()),
+                };
+            only(
+                ".ring",
+                route.ring.as_ref().map(Spanned::span),
+                RouteAction::Bridge,
+            )?;
+            only(
+                ".media",
+                route.media.as_ref().map(Spanned::span),
+                RouteAction::Bridge,
+            )?;
+            only(
+                ".targets",
+                (!route.targets.is_empty()).then(|| route.action.span()),
+                RouteAction::Bridge,
+            )?;
+            only(
+                ".target",
+                route.target.as_ref().map(Spanned::span),
+                RouteAction::Forward,
+            )?;
+            only(
+                ".status",
+                route.status.as_ref().map(Spanned::span),
+                RouteAction::Decline,
+            )?;
+            only(
+                ".reason",
+                route.reason.as_ref().map(Spanned::span),
+                RouteAction::Decline,
+            )?;
+            only(
+                ".application",
+                route.application.as_ref().map(Spanned::span),
+                RouteAction::Webhook,
+            )?;
+            let missing = |key: &str| {
+                at(
+                    key,
+                    route.action.span(),
+                    &format!("needed for action = \"{}\"", action.as_str()),
+                )
+            };
+            let rule_action = match action {
+                RouteAction::Bridge => {
+                    if route.targets.is_empty() {
+                        return Err(at(
+                            ".targets",
+                            route.action.span(),
+                            &"a bridge needs at least one [[route.targets]]",
+                        ));
+                    }
+                    let mut targets = Vec::with_capacity(route.targets.len());
+                    for (j, t) in route.targets.iter().enumerate() {
+                        let key = |k: &str| format!(".targets[{j}].{k}");
+                        let mut target = routing::Target::new(t.uri.get_ref().as_str());
+                        target.trunk = t
+                            .trunk
+                            .as_ref()
+                            .map(|n| trunk_exists(n, &key("trunk")))
+                            .transpose()?;
+                        if let Some(timeout) = &t.timeout_s {
+                            if *timeout.get_ref() == 0 {
+                                return Err(at(
+                                    &key("timeout_s"),
+                                    timeout.span(),
+                                    &"must be at least 1",
+                                ));
+                            }
+                            target.timeout = Some(Duration::from_secs(*timeout.get_ref()));
+                        }
+                        target.headers = t
+                            .headers
+                            .iter()
+                            .map(|(n, v)| (n.clone(), v.get_ref().clone()))
+                            .collect();
+                        if let Some(r) = &t.rewrite {
+                            let pattern = compile(&key("rewrite.pattern"), &r.pattern, false)?;
+                            target.rewrite = Some(
+                                routing::Rewrite::new(pattern, r.replace.get_ref().as_str())
+                                    .map_err(|e| {
+                                        at(&key("rewrite.replace"), r.replace.span(), &e)
+                                    })?,
+                            );
+                        }
+                        targets.push(target);
+                    }
+                    routing::Action::Bridge {
+                        targets,
+                        ring: match route.ring.as_ref().map(|r| *r.get_ref()) {
+                            Some(RingText::Parallel) => routing::RingStrategy::Parallel,
+                            Some(RingText::Sequential) | None => routing::RingStrategy::Sequential,
+                        },
+                        mode: match route.media.as_ref().map(|m| *m.get_ref()) {
+                            Some(MediaText::Anchored) => BridgeMode::MediaAnchored,
+                            Some(MediaText::Signaling) | None => BridgeMode::SignalingOnly,
+                        },
+                    }
+                }
+                RouteAction::Forward => routing::Action::Forward {
+                    target: route
+                        .target
+                        .as_ref()
+                        .ok_or_else(|| missing(".target"))?
+                        .get_ref()
+                        .clone(),
+                },
+                RouteAction::Decline => routing::Action::Decline {
+                    status: *route
+                        .status
+                        .as_ref()
+                        .ok_or_else(|| missing(".status"))?
+                        .get_ref(),
+                    reason: route.reason.as_ref().map(|r| r.get_ref().clone()),
+                },
+                RouteAction::Park => routing::Action::Park,
+                RouteAction::Echo => routing::Action::Echo,
+                RouteAction::Webhook => routing::Action::Webhook {
+                    application: route
+                        .application
+                        .as_ref()
+                        .ok_or_else(|| missing(".application"))?
+                        .get_ref()
+                        .clone(),
+                },
+            };
+            let rule = routing::Rule::new(route.name.get_ref().as_str(), when, rule_action)
+                .map_err(|e| {
+                    let target = |j: usize| route.targets.get(j);
+                    let (key, span) = match &e {
+                        RouteError::Template {
+                            target: Some(j), ..
+                        } => (
+                            format!(".targets[{j}].uri"),
+                            target(*j).map(|t| t.uri.span()),
+                        ),
+                        RouteError::Template { target: None, .. } => (
+                            ".target".to_owned(),
+                            route.target.as_ref().map(Spanned::span),
+                        ),
+                        RouteError::Header {
+                            target: j, name, ..
+                        } => (
+                            format!(".targets[{j}].headers.{name}"),
+                            target(*j)
+                                .and_then(|t| t.headers.get(name))
+                                .map(Spanned::span),
+                        ),
+                        RouteError::Rewrite {
+                            target: Some(j), ..
+                        } => (
+                            format!(".targets[{j}].rewrite.replace"),
+                            target(*j)
+                                .and_then(|t| t.rewrite.as_ref())
+                                .map(|r| r.replace.span()),
+                        ),
+                        RouteError::MatchHeader { name } => (
+                            format!(".match.headers.{name}"),
+                            m.headers.get(name).map(Spanned::span),
+                        ),
+                        RouteError::DeclineStatus { .. } => (
+                            ".status".to_owned(),
+                            route.status.as_ref().map(Spanned::span),
+                        ),
+                        RouteError::ReasonPhrase { .. } => (
+                            ".reason".to_owned(),
+                            route.reason.as_ref().map(Spanned::span),
+                        ),
+                        RouteError::Empty { .. } if action == RouteAction::Webhook => (
+                            ".application".to_owned(),
+                            route.application.as_ref().map(Spanned::span),
+                        ),
+                        _ => (String::new(), None),
+                    };
+                    at(&key, span.unwrap_or_else(|| route.name.span()), &e)
+                })?;
+            rules.push(rule);
+        }
+        Ok(RouteTable::new(rules))
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -582,17 +957,23 @@ impl Config {
     }
 }
 
+/// The line number (from 1) of a byte offset, and that line's text, trimmed.
+fn line_of(text: &str, offset: usize) -> (usize, &str) {
+    let line = text
+        .get(..offset)
+        .map(|before| before.matches('\n').count() + 1)
+        .unwrap_or(1);
+    let content = text.lines().nth(line - 1).unwrap_or_default().trim();
+    (line, content)
+}
+
 /// toml's message names the key and shows the line; lead with "line N" so it is
 /// greppable and unambiguous.
 fn describe(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim().to_owned();
     match error.span() {
         Some(span) => {
-            let line = text
-                .get(..span.start)
-                .map(|before| before.matches('\n').count() + 1)
-                .unwrap_or(1);
-            let content = text.lines().nth(line - 1).unwrap_or_default().trim();
+            let (line, content) = line_of(text, span.start);
             format!("line {line}: {message} (in `{content}`)")
         }
         None => message,
@@ -844,5 +1225,348 @@ mod tests {
             "{err}"
         );
         assert!(Config::embedded().unwrap().load_tls("e").unwrap().is_none());
+    }
+
+    fn uncommented(text: &str, first: &str) -> String {
+        text.lines()
+            .skip_while(|l| *l != first)
+            .take_while(|l| !l.starts_with("#   "))
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn facts<'a>(
+        user: &'a str,
+        headers: &'a [(String, String)],
+        trunk: Option<&'a str>,
+    ) -> routing::RouteFacts<'a> {
+        routing::RouteFacts {
+            request_uri: "sip:x@tandem.example.net",
+            user: Some(user),
+            host: "Tandem.Example.NET",
+            from: "<sip:+442079460000@example.net>;tag=a",
+            headers,
+            source_trunk: trunk,
+        }
+    }
+
+    #[test]
+    fn example_route_section_parses_once_uncommented() {
+        let text = include_str!("../../../config/tandem.example.toml");
+        let routes = uncommented(text, "# [[route]]");
+        assert_eq!(routes.matches("[[route]]").count(), 4, "{routes}");
+        let trunks = uncommented(text, "# [[trunks]]");
+        let config = Config::parse(&format!("{trunks}\n{routes}\n"), "example").unwrap();
+        let table = &config.route_table;
+        assert_eq!(table.rules().len(), 4);
+        let tenant = [("x-tenant".to_owned(), "acme".to_owned())];
+        let routed = table.route(&facts("+15551234567", &tenant, None)).unwrap();
+        assert_eq!(routed.rule, "nanp");
+        let routing::RoutedAction::Bridge {
+            targets,
+            ring,
+            mode,
+        } = routed.action
+        else {
+            panic!("{routed:?}")
+        };
+        assert_eq!(ring, routing::RingStrategy::Sequential);
+        assert_eq!(mode, BridgeMode::SignalingOnly);
+        assert_eq!(targets[0].uri, "sip:5551234567@192.0.2.20:5060");
+        assert_eq!(targets[0].timeout, Some(Duration::from_secs(20)));
+        assert_eq!(
+            targets[0].headers,
+            [("X-Routed-By".to_owned(), "tandem".to_owned())]
+        );
+        assert_eq!(targets[1].uri, "0015551234567");
+        assert_eq!(targets[1].trunk.as_deref(), Some("carrier"));
+        // Without the tenant header: from the carrier (host case-insensitive) → park.
+        let routed = table
+            .route(&facts("+15551234567", &[], Some("carrier")))
+            .unwrap();
+        assert_eq!(routed.rule, "carrier-in");
+        assert_eq!(routed.action, routing::RoutedAction::Park);
+        let routed = table.route(&facts("old-bob", &[], None)).unwrap();
+        assert_eq!(
+            routed.action,
+            routing::RoutedAction::Forward {
+                target: "sip:old-bob@new.example.net".into()
+            }
+        );
+        let routed = table.route(&facts("anyone", &[], None)).unwrap();
+        assert_eq!(
+            routed.action,
+            routing::RoutedAction::Decline {
+                status: 480,
+                reason: Some("Temporarily Unavailable".into())
+            }
+        );
+        // The example file itself, and the embedded default, have no routes.
+        assert!(
+            Config::parse(text, "example")
+                .unwrap()
+                .route_table
+                .is_empty()
+        );
+        assert!(Config::embedded().unwrap().route_table.is_empty());
+    }
+
+    #[test]
+    fn every_route_action_parses() {
+        let text = r#"
+[[route]]
+name = "e"
+action = "echo"
+[route.match]
+user = '^echo$'
+
+[[route]]
+name = "w"
+action = "webhook"
+application = "ivr"
+[route.match.headers]
+s = 'hello'
+
+[[route]]
+name = "p"
+action = "bridge"
+ring = "parallel"
+media = "anchored"
+[[route.targets]]
+uri = "sip:${user}@127.0.0.1:5070"
+timeout_s = 15
+[[route.targets]]
+uri = "sips:${user}@[::1]:5071"
+"#;
+        let config = Config::parse(text, "t.toml").unwrap();
+        let table = &config.route_table;
+        assert_eq!(
+            table.route(&facts("echo", &[], None)).unwrap().action,
+            routing::RoutedAction::Echo
+        );
+        let subject = [("Subject".to_owned(), "hello there".to_owned())];
+        assert_eq!(
+            table.route(&facts("x", &subject, None)).unwrap().action,
+            routing::RoutedAction::Webhook {
+                application: "ivr".into()
+            }
+        );
+        let routing::RoutedAction::Bridge {
+            targets,
+            ring,
+            mode,
+        } = table.route(&facts("carol", &[], None)).unwrap().action
+        else {
+            panic!()
+        };
+        assert_eq!(ring, routing::RingStrategy::Parallel);
+        assert_eq!(mode, BridgeMode::MediaAnchored);
+        let uris: Vec<_> = targets.iter().map(|t| t.uri.as_str()).collect();
+        assert_eq!(uris, ["sip:carol@127.0.0.1:5070", "sips:carol@[::1]:5071"]);
+        assert_eq!(targets[1].timeout, None);
+    }
+
+    /// Parses `text` expecting a refusal that names `line` and `key` and says `says`.
+    #[track_caller]
+    fn refused(text: &str, line: usize, key: &str, says: &str) {
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.starts_with(&format!("t.toml: line {line}:")), "{err}");
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(err.contains(says), "{says}: {err}");
+    }
+
+    #[test]
+    fn bad_routes_are_refused_naming_line_and_key() {
+        let head = "[[trunks]]\nname = \"carrier\"\nproxy = \"sip:192.0.2.1\"\n\
+                    [[route]]\nname = \"r\"\n";
+        let bridge = format!("{head}action = \"bridge\"\n");
+        let target = format!("{bridge}[[route.targets]]\nuri = \"sip:${{user}}@h\"\n");
+        // Regexes: line 8 is the offending key's.
+        refused(
+            &format!("{head}action = \"echo\"\n[route.match]\nuser = '(bob'\n"),
+            8,
+            "`route[0].match.user`",
+            "unclosed group",
+        );
+        refused(
+            &format!("{head}action = \"echo\"\n[route.match]\nhost = '['\n"),
+            8,
+            "`route[0].match.host`",
+            "invalid regular expression",
+        );
+        refused(
+            &format!("{head}action = \"echo\"\n[route.match]\nfrom = 'a{{'\n"),
+            8,
+            "`route[0].match.from`",
+            "a{",
+        );
+        refused(
+            &format!("{head}action = \"echo\"\n[route.match]\nheaders = {{ \"X-T\" = '(' }}\n"),
+            8,
+            "`route[0].match.headers.X-T`",
+            "invalid regular expression",
+        );
+        refused(
+            &format!("{head}action = \"echo\"\n[route.match]\nheaders = {{ \"X T\" = 'a' }}\n"),
+            8,
+            "`route[0].match.headers.X T`",
+            "not a token",
+        );
+        // Trunks that do not exist.
+        refused(
+            &format!("{head}action = \"echo\"\n[route.match]\ntrunk = \"nope\"\n"),
+            8,
+            "`route[0].match.trunk`",
+            "no [[trunks]] is named `nope`",
+        );
+        refused(
+            &format!("{bridge}[[route.targets]]\nuri = \"${{user}}\"\ntrunk = \"nope\"\n"),
+            9,
+            "`route[0].targets[0].trunk`",
+            "`nope`",
+        );
+        // A bridge without targets; keys of another action.
+        refused(&bridge, 6, "`route[0].targets`", "at least one");
+        refused(
+            &format!("{head}action = \"echo\"\nring = \"parallel\"\n"),
+            7,
+            "`route[0].ring`",
+            "only for action = \"bridge\"",
+        );
+        refused(
+            &format!("{target}status = 486\n"),
+            9,
+            "`uri`, `trunk`",
+            "unknown field `status`",
+        );
+        refused(
+            &format!(
+                "{head}status = 486\naction = \"bridge\"\n[[route.targets]]\nuri = \"sip:a@h\"\n"
+            ),
+            6,
+            "`route[0].status`",
+            "only for action = \"decline\"",
+        );
+        // Decline, forward, webhook.
+        refused(
+            &format!("{head}action = \"decline\"\nstatus = 200\n"),
+            7,
+            "`route[0].status`",
+            "400-699",
+        );
+        refused(
+            &format!("{head}action = \"decline\"\nstatus = 700\n"),
+            7,
+            "`route[0].status`",
+            "400-699",
+        );
+        refused(
+            &format!("{head}action = \"decline\"\n"),
+            6,
+            "`route[0].status`",
+            "needed for action = \"decline\"",
+        );
+        refused(
+            &format!("{head}action = \"decline\"\nstatus = 486\nreason = \"a\\r\\nb\"\n"),
+            8,
+            "`route[0].reason`",
+            "control characters",
+        );
+        refused(
+            &format!("{head}action = \"forward\"\n"),
+            6,
+            "`route[0].target`",
+            "needed for action = \"forward\"",
+        );
+        refused(
+            &format!("{head}action = \"forward\"\ntarget = \"nowhere\"\n"),
+            7,
+            "`route[0].target`",
+            "not a sip:",
+        );
+        refused(
+            &format!("{head}action = \"webhook\"\napplication = \"\"\n"),
+            7,
+            "`route[0].application`",
+            "must not be empty",
+        );
+        // Targets: template, headers, timeout, rewrite.
+        refused(
+            &format!("{bridge}[[route.targets]]\nuri = \"sip:$user@h\"\n"),
+            8,
+            "`route[0].targets[0].uri`",
+            "$$",
+        );
+        refused(
+            &format!("{bridge}[[route.targets]]\nuri = \"sip:${{1}}@h\"\n"),
+            8,
+            "`route[0].targets[0].uri`",
+            "needs a `user` regex",
+        );
+        refused(
+            &format!("{target}[[route.targets]]\nuri = \"${{user}}\"\n"),
+            10,
+            "`route[0].targets[1].uri`",
+            "not a sip:",
+        );
+        refused(
+            &format!("{target}headers = {{ \"X-A\" = \"a\\r\\nVia: x\" }}\n"),
+            9,
+            "`route[0].targets[0].headers.X-A`",
+            "CR, LF",
+        );
+        refused(
+            &format!("{target}headers = {{ \"Call-ID\" = \"x\" }}\n"),
+            9,
+            "`route[0].targets[0].headers.Call-ID`",
+            "written by the stack",
+        );
+        refused(
+            &format!("{target}timeout_s = 0\n"),
+            9,
+            "`route[0].targets[0].timeout_s`",
+            "at least 1",
+        );
+        refused(
+            &format!("{target}rewrite = {{ pattern = '(', replace = \"x\" }}\n"),
+            9,
+            "`route[0].targets[0].rewrite.pattern`",
+            "invalid regular expression",
+        );
+        refused(
+            &format!("{target}rewrite = {{ pattern = '(\\d)', replace = \"$1a\" }}\n"),
+            9,
+            "`route[0].targets[0].rewrite.replace`",
+            "${1}",
+        );
+        // Names: duplicates and empties; a bad action.
+        refused(
+            &format!("{head}action = \"echo\"\n[[route]]\nname = \"r\"\naction = \"park\"\n"),
+            8,
+            "`route[1].name`",
+            "appears twice",
+        );
+        refused(
+            "[[route]]\nname = \" \"\naction = \"echo\"\n",
+            2,
+            "`route[0].name`",
+            "must not be empty",
+        );
+        refused(
+            &format!("{head}action = \"ring\"\n"),
+            6,
+            "action",
+            "unknown variant `ring`",
+        );
+    }
+
+    #[test]
+    fn a_route_key_after_the_match_table_is_refused_there() {
+        // TOML puts `action` into [route.match]: the error says so at its line.
+        let text = "[[route]]\nname = \"r\"\n[route.match]\nuser = 'a'\naction = \"echo\"\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("unknown field `action`"), "{err}");
     }
 }

@@ -197,6 +197,7 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
                 .then(|| Duration::from_secs(config.media.timeout_s)),
             hangup_on_timeout: config.media.hangup_on_timeout,
         },
+        routes: config.route_table.clone(),
         ..EngineConfig::default()
     };
     RuntimeConfig {

@@ -74,3 +74,69 @@ fn sigint_and_sigterm_stop_the_daemon_cleanly() {
         assert!(status.success(), "{signal}: {status:?}");
     }
 }
+
+const ROUTES: &str = "\
+[[route]]
+name = \"to-bob\"
+action = \"bridge\"
+ring = \"parallel\"
+[route.match]
+user = '^bob$'
+[[route.targets]]
+uri = \"sip:${user}@127.0.0.1:5070\"
+timeout_s = 20
+headers = { \"X-Routed-By\" = \"tandem\" }
+
+[[route]]
+name = \"closed\"
+action = \"decline\"
+status = 480
+";
+
+#[test]
+fn check_config_takes_good_routes_and_refuses_bad_ones_naming_line_and_key() {
+    let dir = common::scratch_dir("cli-routes");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, ROUTES).unwrap();
+    let out = tandem(&["check-config", good.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (text, line, key) in [
+        (
+            ROUTES.replace("'^bob$'", "'^(bob$'"),
+            6,
+            "route[0].match.user",
+        ),
+        (ROUTES.replace("480", "200"), 15, "route[1].status"),
+        (
+            ROUTES.replace("${user}@", "${usr}@"),
+            8,
+            "route[0].targets[0].uri",
+        ),
+        (
+            ROUTES.replace("[route.match]", "[route.match]\ntrunk = \"carrier\""),
+            6,
+            "route[0].match.trunk",
+        ),
+    ] {
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, &text).unwrap();
+        let out = tandem(&["check-config", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("bad.toml"), "{stderr}");
+        assert!(stderr.contains(&format!("line {line}:")), "{stderr}");
+        assert!(stderr.contains(&format!("key `{key}`")), "{stderr}");
+    }
+}
+
+#[test]
+fn the_daemon_starts_and_stops_with_routes() {
+    let daemon = common::Daemon::start_with("routes", "", ROUTES);
+    let status = daemon.signal_and_wait("-TERM");
+    assert!(status.success(), "{status:?}");
+}
