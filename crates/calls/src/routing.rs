@@ -194,16 +194,8 @@ pub enum Action {
     Webhook { application: String },
 }
 
-/// How several targets are rung.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum RingStrategy {
-    /// One after the other: each rings for its timeout, then the next.
-    #[default]
-    Sequential,
-    /// All at once; the first to answer wins and the others are cancelled.
-    Parallel,
-}
+/// How several targets are rung: the bridge's own [`RingStrategy`](crate::RingStrategy).
+pub use crate::RingStrategy;
 
 /// A bridge target.
 #[derive(Debug, Clone, PartialEq)]

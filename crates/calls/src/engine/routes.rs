@@ -4,9 +4,9 @@
 
 use super::{DemoBehaviour, Engine, Reason};
 use crate::options::{CallAcceptOptions, CallDeclineOptions, CallForwardOptions};
-use crate::routing::{RingStrategy as RouteRing, RouteFacts, Routed, RoutedAction};
+use crate::routing::{RouteFacts, Routed, RoutedAction};
 use crate::types::{CallHandle, CallReceived, EndpointHandle, Identity};
-use crate::{BridgeOptions, BridgeTarget, RingStrategy};
+use crate::{BridgeOptions, BridgeTarget};
 use sip_message::Request;
 use sip_transaction::TransactionKey;
 use std::time::Instant;
@@ -89,10 +89,7 @@ impl Engine {
                         target
                     })
                     .collect();
-                let mut options = BridgeOptions::new().mode(mode).ring(match ring {
-                    RouteRing::Parallel => RingStrategy::Parallel,
-                    _ => RingStrategy::Sequential,
-                });
+                let mut options = BridgeOptions::new().mode(mode).ring(ring);
                 options.caller = caller_of(received);
                 self.bridge_targets(now, call, targets, options).map(drop)
             }
