@@ -6,8 +6,13 @@
 //! application's commands (`establish`, `accept`, `decline`, ...), each taking `now`.
 
 mod b2bua;
+mod transfer;
 
 pub use b2bua::{B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions};
+pub use transfer::{
+    CallTransferOptions, CallTransferType, REFER_ANSWER_TIME, TRANSFER_SUBSCRIPTION_TIME,
+    TransferOutcome, TransferRequest, TransferState,
+};
 
 use crate::body;
 use crate::im;
@@ -209,6 +214,12 @@ enum Timer {
     ComposingRefresh,
     RemoteComposing,
     DemoRing,
+    /// Our transfer's final NOTIFY is due ([`transfer`]).
+    TransferGuard(TransferId),
+    /// The application must answer the peer's REFER.
+    ReferAnswer(TransferId),
+    /// The subscription of the peer's REFER expires.
+    ReferExpiry(TransferId),
 }
 
 #[derive(Debug)]
@@ -372,6 +383,8 @@ pub struct Engine {
     bridges: HashMap<B2bHandle, b2bua::Bridge>,
     /// Legs that ended, for their bridge to act on (with `now`, in `drain`).
     bridge_work: VecDeque<b2bua::LegEnded>,
+    /// REFERs, their subscriptions, and calls that replace others.
+    transfers: transfer::Transfers,
 }
 
 impl Engine {
@@ -395,6 +408,7 @@ impl Engine {
             demo_calls: HashMap::new(),
             bridges: HashMap::new(),
             bridge_work: VecDeque::new(),
+            transfers: transfer::Transfers::default(),
             config,
         };
         for (user, behaviour) in engine.config.demo_users.clone() {
@@ -1274,6 +1288,9 @@ impl Engine {
             if self.run_bridges(now) {
                 progressed = true;
             }
+            if self.run_transfers(now) {
+                progressed = true;
+            }
             if !progressed {
                 break;
             }
@@ -1347,8 +1364,8 @@ impl Engine {
                 session,
                 tx,
                 status,
-                ..
-            } => self.on_response(session, &tx, status),
+                response,
+            } => self.on_response(now, session, &tx, status, response.as_ref()),
             UaEvent::Terminated {
                 session,
                 termination,
@@ -1374,6 +1391,10 @@ impl Engine {
         let user = request_user(request);
         let Some(&endpoint) = user.as_ref().and_then(|u| self.by_user.get(u)) else {
             return self.respond(now, &tx, Reply::new(404));
+        };
+        let replaces = match self.replaced_call(request) {
+            Ok(replaces) => replaces,
+            Err(reply) => return self.respond(now, &tx, reply),
         };
         let split = match body::split(&request.headers, &request.body) {
             Ok(split) => split,
@@ -1451,6 +1472,7 @@ impl Engine {
             },
         );
         self.by_session.insert(session, call);
+        self.note_replacement(call, replaces);
         if let Some(behaviour) = self.demo_of(endpoint) {
             self.demo_calls.insert(call, behaviour);
         }
@@ -1480,6 +1502,7 @@ impl Engine {
             priority,
             first_message,
             source,
+            replaces,
         };
         self.events.push_back(Event::Endpoint {
             endpoint,
@@ -1532,13 +1555,16 @@ impl Engine {
         tx: TransactionKey,
         request: &Request,
     ) {
+        let call = self.by_session.get(&session).copied();
+        if matches!(request.method, Method::Refer | Method::Notify) {
+            return self.on_transfer_request(now, call, &tx, request);
+        }
         if let Err(rejection) = sip_core::inspect::check_content(request) {
             let mut reply = Reply::new(rejection.status);
             reply.reason = rejection.reason;
             reply.headers = rejection.headers;
             return self.respond(now, &tx, reply);
         }
-        let call = self.by_session.get(&session).copied();
         match request.method {
             Method::Options => {
                 let reply = self.core.options_ok();
@@ -1881,7 +1907,17 @@ impl Engine {
         }
     }
 
-    fn on_response(&mut self, session: Option<SessionId>, tx: &TransactionKey, status: u16) {
+    fn on_response(
+        &mut self,
+        now: Instant,
+        session: Option<SessionId>,
+        tx: &TransactionKey,
+        status: u16,
+        response: Option<&Response>,
+    ) {
+        if self.on_transfer_response(now, tx, status, response) {
+            return;
+        }
         let result = if (200..300).contains(&status) {
             DeliveryResult::Delivered
         } else {
@@ -1980,6 +2016,7 @@ impl Engine {
                 },
             );
         }
+        self.transfers_call_ended(call);
         // `Terminated` is always the call's last event.
         if state != CallState::Terminated {
             self.transition(call, CallState::Terminated, reason.clone());
@@ -2081,6 +2118,9 @@ impl Engine {
             }
             Timer::DemoRing if c.state == CallState::Incoming => {
                 let _ = self.decline(now, call, CallDeclineOptions::new(480));
+            }
+            Timer::TransferGuard(_) | Timer::ReferAnswer(_) | Timer::ReferExpiry(_) => {
+                self.on_transfer_timer(now, timer);
             }
             _ => {}
         }
@@ -2383,6 +2423,7 @@ impl Engine {
     }
 
     fn emit(&mut self, call: CallHandle, event: CallEvent) {
+        self.observe_transfer_target(call, &event);
         self.events.push_back(Event::Call { call, event });
     }
 
@@ -2399,6 +2440,9 @@ impl Engine {
             return;
         }
         c.state = state;
+        if previous == CallState::Incoming && state == CallState::Establishing {
+            self.transfers.on_answered(call);
+        }
         self.emit(
             call,
             CallEvent::StateChanged {

@@ -19,12 +19,15 @@ mod body;
 mod engine;
 pub mod im;
 pub mod options;
+pub mod refer;
 pub mod state;
 mod types;
 
 pub use engine::{
-    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, DemoBehaviour, Engine,
-    EngineConfig, MediaSettings, PortPool, PortSource, Stats,
+    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, CallTransferOptions,
+    CallTransferType, DemoBehaviour, Engine, EngineConfig, MediaSettings, PortPool, PortSource,
+    REFER_ANSWER_TIME, Stats, TRANSFER_SUBSCRIPTION_TIME, TransferOutcome, TransferRequest,
+    TransferState,
 };
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
@@ -39,5 +42,5 @@ pub use types::{
     ConversationHandle, ConversationSettings, DeliveryResult, EndpointEvent, EndpointHandle,
     EstablishFailure, EstablishSucceeded, Event, FlowConfiguration, Identity, MediaFlowState,
     MediaIndication, MediaInstruction, MessageId, OperationFailure, PageMessage, Priority,
-    StreamSettings, UserEndpointSettings,
+    StreamSettings, TransferId, UserEndpointSettings,
 };
