@@ -617,7 +617,9 @@ impl Engine {
                     TransferOutcome::of_final_status(status),
                 );
             }
-            Some(status) => {
+            // A provisional status in the NOTIFY that ends the subscription is no
+            // progress: the transfer is over (below).
+            Some(status) if state.state != SubState::Terminated => {
                 if let Some(transfer) = self.transfers.outgoing.get_mut(&id) {
                     transfer.state = TransferState::Progress;
                 }
@@ -630,7 +632,7 @@ impl Engine {
                     },
                 );
             }
-            None => {}
+            _ => {}
         }
         if state.state == SubState::Terminated {
             // Ended without a final status (RFC 6665 §4.1.3).
