@@ -2099,7 +2099,9 @@ impl Engine {
                     self.respond(now, &tx, Reply::new(480));
                 }
             }
-            Timer::MaxDuration if c.state == CallState::Established => {
+            Timer::MaxDuration
+                if matches!(c.state, CallState::Established | CallState::Transferring) =>
+            {
                 // Set before the BYE: the dialog ends the session within `terminate`.
                 c.ending = Some(Reason::MaxDurationReached);
                 let _ = self.terminate(

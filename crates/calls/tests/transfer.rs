@@ -61,12 +61,13 @@ struct World {
     manual: Rc<RefCell<Vec<(CallHandle, TransferId)>>>,
 }
 
-fn world(transferee: Transferee, target: Target) -> World {
-    let (mut net, [alice, bob, _carol]) = Net::trio();
-    let placed = Rc::new(RefCell::new(Vec::new()));
-    let manual = Rc::new(RefCell::new(Vec::new()));
-    let (p, m) = (placed.clone(), manual.clone());
-    net.set_app(B, move |engine, now, event| match event {
+/// B's application: accepts every call, and does `mode` with every REFER.
+fn transferee_app(
+    mode: Transferee,
+    placed: Rc<RefCell<Vec<CallHandle>>>,
+    manual: Rc<RefCell<Vec<(CallHandle, TransferId)>>>,
+) -> impl FnMut(&mut calls::Engine, std::time::Instant, &Event) {
+    move |engine, now, event| match event {
         Event::Endpoint {
             event: EndpointEvent::CallReceived(received),
             ..
@@ -76,12 +77,12 @@ fn world(transferee: Transferee, target: Target) -> World {
         Event::Call {
             call,
             event: CallEvent::TransferReceived { transfer, .. },
-        } => match transferee {
+        } => match mode {
             Transferee::Accept => {
-                let placed = engine
+                let new = engine
                     .accept_transfer(now, *call, *transfer, CallEstablishOptions::new())
                     .unwrap();
-                p.borrow_mut().push(placed);
+                placed.borrow_mut().push(new);
             }
             Transferee::Decline(status) => {
                 engine
@@ -94,11 +95,21 @@ fn world(transferee: Transferee, target: Target) -> World {
                     .accept_transfer_manually(now, *call, *transfer)
                     .unwrap();
                 assert_eq!(request.target, CAROL);
-                m.borrow_mut().push((*call, *transfer));
+                manual.borrow_mut().push((*call, *transfer));
             }
         },
         _ => {}
-    });
+    }
+}
+
+fn world(transferee: Transferee, target: Target) -> World {
+    let (mut net, [alice, bob, _carol]) = Net::trio();
+    let placed = Rc::new(RefCell::new(Vec::new()));
+    let manual = Rc::new(RefCell::new(Vec::new()));
+    net.set_app(
+        B,
+        transferee_app(transferee, placed.clone(), manual.clone()),
+    );
     net.set_app(C, move |engine, now, event| {
         if let Event::Endpoint {
             event: EndpointEvent::CallReceived(received),
@@ -285,6 +296,8 @@ fn blind_transfer_reaches_the_target_with_referred_by_headers_and_uui_and_ends_t
     let invites = w.net.requests(B, Method::Invite);
     assert_eq!(invites.len(), 1, "{trace}");
     let invite = &invites[0].1;
+    let supported = one(header_values(&invite.headers, "Supported"));
+    assert!(supported.contains("replaces"), "{supported}");
     assert_eq!(&invite.uri[..], CAROL.as_bytes());
     assert_eq!(
         one(header_values(&invite.headers, "Referred-By")),
@@ -510,7 +523,10 @@ fn attended_transfer_replaces_the_consultation_call() {
     let (a_b, b_a) = a_calls_b(&mut w);
     let a_c = dial(&mut w.net, A, w.alice, CAROL, CallEstablishOptions::new());
     w.net.run_for(Duration::from_secs(2));
-    assert_eq!(w.net.engine(A).call_state(a_c), Some(CallState::Established));
+    assert_eq!(
+        w.net.engine(A).call_state(a_c),
+        Some(CallState::Established)
+    );
     let c_a = w.net.only_received(C).call;
     // The consultation dialog as C sees it: its tag is the to-tag.
     let a_c_call_id = w.net.engine(A).sip_call_id(a_c).unwrap();
@@ -595,7 +611,10 @@ fn attended_transfer_replaces_the_consultation_call() {
         w.net.engine(B).call_state(placed),
         Some(CallState::Established)
     );
-    assert_eq!(w.net.engine(C).call_state(c_b), Some(CallState::Established));
+    assert_eq!(
+        w.net.engine(C).call_state(c_b),
+        Some(CallState::Established)
+    );
     let now = w.net.now;
     w.net
         .engine(C)
@@ -660,9 +679,15 @@ fn early_only_replaces_of_a_confirmed_dialog_gets_486_and_an_early_dialog_not_ou
     assert_eq!(refused_with(&w.net, B, call), 486);
     assert_eq!(w.net.received(C).len(), 1);
     // The tags the wrong way round name no dialog of C's.
-    let call = replacing_invite(&mut w, &format!("{call_id};to-tag={a_tag};from-tag={c_tag}"));
+    let call = replacing_invite(
+        &mut w,
+        &format!("{call_id};to-tag={a_tag};from-tag={c_tag}"),
+    );
     assert_eq!(refused_with(&w.net, B, call), 481);
-    assert_eq!(w.net.engine(A).call_state(a_c), Some(CallState::Established));
+    assert_eq!(
+        w.net.engine(A).call_state(a_c),
+        Some(CallState::Established)
+    );
 
     // A–C early (C rings): an early dialog C did not initiate cannot be replaced.
     let mut w = world(Transferee::Accept, Target::Ring);
@@ -679,7 +704,10 @@ fn early_only_replaces_of_a_confirmed_dialog_gets_486_and_an_early_dialog_not_ou
         .unwrap()
         .1;
     let c_tag = tag_of(&one(header_values(&ringing.headers, "To")));
-    let call = replacing_invite(&mut w, &format!("{call_id};to-tag={c_tag};from-tag={a_tag}"));
+    let call = replacing_invite(
+        &mut w,
+        &format!("{call_id};to-tag={c_tag};from-tag={a_tag}"),
+    );
     assert_eq!(refused_with(&w.net, B, call), 481);
     assert_eq!(
         w.net.engine(A).call_state(a_c),
@@ -714,17 +742,24 @@ fn replaces_of_our_own_early_dialog_cancels_it() {
     w.net.run_for(Duration::from_secs(3));
     let received = w.net.only_received(A);
     assert_eq!(received.replaces, Some(a_c));
-    assert_eq!(w.net.engine(B).call_state(b_a), Some(CallState::Established));
+    assert_eq!(
+        w.net.engine(B).call_state(b_a),
+        Some(CallState::Established)
+    );
     assert_eq!(w.net.requests(A, Method::Cancel).len(), 1);
     assert_eq!(
         last_state(&w.net, A, a_c),
         (CallState::Terminated, R::Replaced)
     );
-    assert!(w.net.call_events(A, a_c).contains(&CallEvent::EstablishCompleted {
-        result: Err(EstablishFailure::Ended {
-            reason: R::Replaced
-        })
-    }));
+    assert!(
+        w.net
+            .call_events(A, a_c)
+            .contains(&CallEvent::EstablishCompleted {
+                result: Err(EstablishFailure::Ended {
+                    reason: R::Replaced
+                })
+            })
+    );
 }
 
 #[test]
@@ -759,7 +794,10 @@ fn hanging_up_mid_transfer_completes_it_as_failed() {
         .iter()
         .position(|e| matches!(e, CallEvent::TransferCompleted { .. }))
         .unwrap();
-    assert!(completed_at < events.len() - 1, "Terminated is the last event");
+    assert!(
+        completed_at < events.len() - 1,
+        "Terminated is the last event"
+    );
     assert_eq!(
         last_state(&w.net, A, a_call),
         (CallState::Terminated, R::LocalTerminated)
@@ -790,7 +828,12 @@ fn manual_acceptance_reports_what_the_application_notifies() {
     let transfer = w
         .net
         .engine(A)
-        .transfer(now, a_call, CAROL, CallTransferOptions::new().keep_call(true))
+        .transfer(
+            now,
+            a_call,
+            CAROL,
+            CallTransferOptions::new().keep_call(true),
+        )
         .unwrap();
     w.net.run_for(Duration::from_secs(1));
     let (b_call, b_transfer) = w.manual.borrow()[0];
@@ -803,9 +846,11 @@ fn manual_acceptance_reports_what_the_application_notifies() {
     engine
         .notify_transfer(now, b_call, b_transfer, 200, "OK")
         .unwrap();
-    assert!(engine
-        .notify_transfer(now, b_call, b_transfer, 200, "OK")
-        .is_err());
+    assert!(
+        engine
+            .notify_transfer(now, b_call, b_transfer, 200, "OK")
+            .is_err()
+    );
     w.net.run_for(Duration::from_secs(3));
     let events = transfer_events(&w.net, A, a_call);
     assert_eq!(
@@ -921,7 +966,8 @@ fn malformed_refers_get_400_and_stray_notifies_481_or_489() {
     let refer = w.net.requests(A, Method::Refer)[0].1.clone();
     let notify = w.net.requests(B, Method::Notify).last().unwrap().1.clone();
     let mut seq = refer.headers.cseq().unwrap().seq + 10;
-    let cases: [(&str, Box<dyn Fn(&mut Request)>, u16, &str); 4] = [
+    type Change = Box<dyn Fn(&mut Request)>;
+    let cases: [(&str, Change, u16, &str); 4] = [
         (
             "no Refer-To",
             Box::new(|r: &mut Request| {
@@ -1016,6 +1062,18 @@ fn transfer_options_are_checked() {
             CallTransferOptions::new().header("Refer-To", "<sip:x@y>")
         ),
         Err(calls::CallError::ForbiddenHeader { .. })
+    ));
+    assert!(matches!(
+        engine.transfer(
+            now,
+            a_call,
+            CAROL,
+            CallTransferOptions::new().header("Referred-By", "<sip:x@y>")
+        ),
+        Err(calls::CallError::InvalidArgument {
+            what: "transfer header",
+            ..
+        })
     ));
     assert!(matches!(
         engine.transfer(
@@ -1128,6 +1186,7 @@ fn blind_transfer_completes_under_random_loss() {
             )
             .unwrap();
         w.net.run_for(Duration::from_secs(60));
+        assert!(w.net.lost > 0, "seed {seed}: nothing was lost");
         let trace = trace(&w.net);
         let done: Vec<CallEvent> = transfer_events(&w.net, A, a_call)
             .into_iter()
@@ -1152,4 +1211,46 @@ fn blind_transfer_completes_under_random_loss() {
             "seed {seed}"
         );
     }
+}
+
+#[test]
+fn a_refer_without_subscription_is_accepted_without_notify() {
+    // RFC 4488: `Refer-Sub: false`. A first transfer (declined) gives a REFER to copy.
+    let mut w = world(Transferee::Decline(603), Target::Answer);
+    let (a_call, _) = a_calls_b(&mut w);
+    let now = w.net.now;
+    w.net
+        .engine(A)
+        .transfer(now, a_call, CAROL, CallTransferOptions::new())
+        .unwrap();
+    w.net.run_for(Duration::from_secs(2));
+    let placed = w.placed.clone();
+    w.net.set_app(
+        B,
+        transferee_app(Transferee::Accept, placed, w.manual.clone()),
+    );
+    let refer = w.net.requests(A, Method::Refer)[0].1.clone();
+    let seq = refer.headers.cseq().unwrap().seq + 1;
+    let mut request = renewed(&refer, A_ADDR, seq, 1);
+    request
+        .headers
+        .push(HeaderName::parse(b"Refer-Sub"), "false");
+    inject(&mut w.net, A_ADDR, B_ADDR, &request);
+    w.net.run_for(Duration::from_secs(3));
+    let accepted = w
+        .net
+        .responses(B)
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| r.headers.cseq().unwrap().seq == seq)
+        .unwrap();
+    assert_eq!(accepted.status, 202);
+    assert_eq!(one(header_values(&accepted.headers, "Refer-Sub")), "false");
+    assert!(w.net.requests(B, Method::Notify).is_empty());
+    // The new call was placed all the same.
+    assert_eq!(w.net.received(C).len(), 1);
+    assert_eq!(
+        w.net.engine(B).call_state(w.placed.borrow()[0]),
+        Some(CallState::Established)
+    );
 }

@@ -211,6 +211,8 @@ struct Incoming {
     /// The final NOTIFY is queued or sent: nothing more goes.
     terminated: bool,
     last_status: u16,
+    /// The REFER said `Refer-Sub: false` (RFC 4488 §4): no subscription, no NOTIFY.
+    no_subscription: bool,
 }
 
 #[derive(Debug)]
@@ -392,8 +394,20 @@ impl Engine {
         options: CallTransferOptions,
     ) -> Result<TransferId, CallError> {
         if let Some(h) = options.headers.iter().find(|h| is_transfer_header(&h.name)) {
-            return Err(CallError::ForbiddenHeader {
-                name: h.name.clone(),
+            let name = h.name.trim();
+            let field =
+                if name.eq_ignore_ascii_case("Referred-By") || name.eq_ignore_ascii_case("b") {
+                    "referred_by"
+                } else if name.eq_ignore_ascii_case("User-to-User") {
+                    "user_to_user"
+                } else {
+                    return Err(CallError::ForbiddenHeader {
+                        name: h.name.clone(),
+                    });
+                };
+            return Err(CallError::InvalidArgument {
+                what: "transfer header",
+                problem: format!("set `{name}` with CallTransferOptions::{field}"),
             });
         }
         let mut headers = to_wire(&options.headers)?;
@@ -739,6 +753,10 @@ impl Engine {
                 queued: None,
                 terminated: false,
                 last_status: 100,
+                no_subscription: request
+                    .headers
+                    .get(&HeaderName::parse(b"Refer-Sub"))
+                    .is_some_and(|v| text(v).eq_ignore_ascii_case("false")),
             },
         );
         self.arm(call, Timer::ReferAnswer(id), now + REFER_ANSWER_TIME);
@@ -931,6 +949,12 @@ impl Engine {
         incoming.expires_at = Some(expires_at);
         if let Some(c) = self.calls.get_mut(&call) {
             c.clear(Timer::ReferAnswer(id));
+        }
+        if incoming.no_subscription {
+            // RFC 4488 §4: accepted without the implicit subscription.
+            let reply = Reply::new(202).with_header(HeaderName::parse(b"Refer-Sub"), "false");
+            self.respond(now, &tx, reply);
+            return self.forget_incoming(id);
         }
         self.arm(call, Timer::ReferExpiry(id), expires_at);
         self.respond(now, &tx, Reply::new(202));
@@ -1305,5 +1329,46 @@ impl Engine {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_statuses_map_to_outcomes() {
+        use TransferOutcome as O;
+        for (status, outcome) in [
+            (200, O::Accepted),
+            (202, O::Accepted),
+            (486, O::Busy),
+            (600, O::Busy),
+            (408, O::NoAnswer),
+            (480, O::NoAnswer),
+            (403, O::Declined),
+            (603, O::Declined),
+            (404, O::Failed),
+            (487, O::Failed),
+            (302, O::Failed),
+            (500, O::Failed),
+        ] {
+            assert_eq!(
+                TransferOutcome::of_final_status(status),
+                outcome,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_headers() {
+        assert_eq!(
+            parse_event("refer;id=93809824"),
+            ("refer".into(), Some(93_809_824))
+        );
+        assert_eq!(parse_event(" Refer "), ("refer".into(), None));
+        assert_eq!(parse_event("refer;id=x"), ("refer".into(), None));
+        assert_eq!(parse_event("presence;id=3"), ("presence".into(), Some(3)));
     }
 }
