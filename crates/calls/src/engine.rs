@@ -7,9 +7,14 @@
 
 mod b2bua;
 mod routes;
+mod transfer;
 
 pub use b2bua::{
     B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, RingStrategy,
+};
+pub use transfer::{
+    CallTransferOptions, CallTransferType, REFER_ANSWER_TIME, TRANSFER_SUBSCRIPTION_TIME,
+    TransferOutcome, TransferRequest, TransferState,
 };
 
 use crate::body;
@@ -215,6 +220,12 @@ enum Timer {
     ComposingRefresh,
     RemoteComposing,
     DemoRing,
+    /// Our transfer's final NOTIFY is due ([`transfer`]).
+    TransferGuard(TransferId),
+    /// The application must answer the peer's REFER.
+    ReferAnswer(TransferId),
+    /// The subscription of the peer's REFER expires.
+    ReferExpiry(TransferId),
 }
 
 #[derive(Debug)]
@@ -387,6 +398,8 @@ pub struct Engine {
     modify_relays: HashMap<CallHandle, b2bua::ModifyRelay>,
     /// The endpoint that owns the calls routing rules take (none without rules).
     route_endpoint: Option<EndpointHandle>,
+    /// REFERs, their subscriptions, and calls that replace others.
+    transfers: transfer::Transfers,
 }
 
 impl Engine {
@@ -412,6 +425,7 @@ impl Engine {
             bridge_work: VecDeque::new(),
             modify_relays: HashMap::new(),
             route_endpoint: None,
+            transfers: transfer::Transfers::default(),
             config,
         };
         for (user, behaviour) in engine.config.demo_users.clone() {
@@ -1308,6 +1322,9 @@ impl Engine {
             if self.run_bridges(now) {
                 progressed = true;
             }
+            if self.run_transfers(now) {
+                progressed = true;
+            }
             if !progressed {
                 break;
             }
@@ -1381,8 +1398,8 @@ impl Engine {
                 session,
                 tx,
                 status,
-                ..
-            } => self.on_response(session, &tx, status),
+                response,
+            } => self.on_response(now, session, &tx, status, response.as_ref()),
             UaEvent::Terminated {
                 session,
                 termination,
@@ -1424,6 +1441,10 @@ impl Engine {
                 ..
             })
         );
+        let replaces = match self.replaced_call(request) {
+            Ok(replaces) => replaces,
+            Err(reply) => return self.respond(now, &tx, reply),
+        };
         let split = match body::split(&request.headers, &request.body) {
             Ok(split) => split,
             Err(problem) => {
@@ -1502,6 +1523,7 @@ impl Engine {
             },
         );
         self.by_session.insert(session, call);
+        self.note_replacement(call, replaces);
         if let Some(behaviour) = self.demo_of(endpoint) {
             self.demo_calls.insert(call, behaviour);
         }
@@ -1531,6 +1553,7 @@ impl Engine {
             priority,
             first_message,
             source,
+            replaces,
         };
         if let Some(routed) = routed {
             self.transition(call, CallState::Incoming, Reason::Incoming);
@@ -1587,13 +1610,16 @@ impl Engine {
         tx: TransactionKey,
         request: &Request,
     ) {
+        let call = self.by_session.get(&session).copied();
+        if matches!(request.method, Method::Refer | Method::Notify) {
+            return self.on_transfer_request(now, call, &tx, request);
+        }
         if let Err(rejection) = sip_core::inspect::check_content(request) {
             let mut reply = Reply::new(rejection.status);
             reply.reason = rejection.reason;
             reply.headers = rejection.headers;
             return self.respond(now, &tx, reply);
         }
-        let call = self.by_session.get(&session).copied();
         match request.method {
             Method::Options => {
                 let reply = self.core.options_ok();
@@ -1945,7 +1971,17 @@ impl Engine {
         }
     }
 
-    fn on_response(&mut self, session: Option<SessionId>, tx: &TransactionKey, status: u16) {
+    fn on_response(
+        &mut self,
+        now: Instant,
+        session: Option<SessionId>,
+        tx: &TransactionKey,
+        status: u16,
+        response: Option<&Response>,
+    ) {
+        if self.on_transfer_response(now, tx, status, response) {
+            return;
+        }
         let result = if (200..300).contains(&status) {
             DeliveryResult::Delivered
         } else {
@@ -2045,6 +2081,7 @@ impl Engine {
                 },
             );
         }
+        self.transfers_call_ended(call);
         // `Terminated` is always the call's last event.
         if state != CallState::Terminated {
             self.transition(call, CallState::Terminated, reason.clone());
@@ -2127,7 +2164,9 @@ impl Engine {
                     self.respond(now, &tx, Reply::new(480));
                 }
             }
-            Timer::MaxDuration if c.state == CallState::Established => {
+            Timer::MaxDuration
+                if matches!(c.state, CallState::Established | CallState::Transferring) =>
+            {
                 // Set before the BYE: the dialog ends the session within `terminate`.
                 c.ending = Some(Reason::MaxDurationReached);
                 let _ = self.terminate(
@@ -2146,6 +2185,9 @@ impl Engine {
             }
             Timer::DemoRing if c.state == CallState::Incoming => {
                 let _ = self.decline(now, call, CallDeclineOptions::new(480));
+            }
+            Timer::TransferGuard(_) | Timer::ReferAnswer(_) | Timer::ReferExpiry(_) => {
+                self.on_transfer_timer(now, timer);
             }
             _ => {}
         }
@@ -2448,6 +2490,7 @@ impl Engine {
     }
 
     fn emit(&mut self, call: CallHandle, event: CallEvent) {
+        self.observe_transfer_target(call, &event);
         self.events.push_back(Event::Call { call, event });
     }
 
@@ -2464,6 +2507,9 @@ impl Engine {
             return;
         }
         c.state = state;
+        if previous == CallState::Incoming && state == CallState::Establishing {
+            self.transfers.on_answered(call);
+        }
         self.emit(
             call,
             CallEvent::StateChanged {

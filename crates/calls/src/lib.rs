@@ -20,12 +20,15 @@ mod engine;
 pub mod im;
 pub mod options;
 pub mod routing;
+pub mod refer;
 pub mod state;
 mod types;
 
 pub use engine::{
-    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, DemoBehaviour,
-    Engine, EngineConfig, MediaSettings, PortPool, PortSource, RingStrategy, Stats,
+    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget,
+    CallTransferOptions, CallTransferType, DemoBehaviour, Engine, EngineConfig, MediaSettings,
+    PortPool, PortSource, REFER_ANSWER_TIME, RingStrategy, Stats, TRANSFER_SUBSCRIPTION_TIME,
+    TransferOutcome, TransferRequest, TransferState,
 };
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
@@ -40,5 +43,5 @@ pub use types::{
     ConversationHandle, ConversationSettings, DeliveryResult, EndpointEvent, EndpointHandle,
     EstablishFailure, EstablishSucceeded, Event, FlowConfiguration, Identity, MediaFlowState,
     MediaIndication, MediaInstruction, MessageId, OperationFailure, PageMessage, Priority,
-    StreamSettings, UserEndpointSettings,
+    StreamSettings, TransferId, UserEndpointSettings,
 };

@@ -86,6 +86,17 @@ pub enum CallStateTransitionReason {
     DialogFailed { status: u16 },
     /// The call reached the engine's maximum duration.
     MaxDurationReached,
+    /// `transfer` sent a REFER (RFC 3515): the call is `Transferring` until its outcome.
+    TransferStarted,
+    /// The transfer did not succeed (`status`: the REFER's or the target's final
+    /// status): the call is `Established` again.
+    TransferFailed { status: u16 },
+    /// The transfer succeeded: the call ended with our BYE (RFC 5589 §6), or is
+    /// `Established` again when the options kept it.
+    Transferred,
+    /// An INVITE with Replaces (RFC 3891 §3) for this call's dialog was accepted: the
+    /// call was ended (BYE, or CANCEL while early) in favour of the new one.
+    Replaced,
 }
 
 /// What the application can ask of a call.
@@ -103,11 +114,13 @@ pub enum Operation {
     ApplyChanges,
     SendMessage,
     SetComposing,
+    /// A REFER: blind or attended transfer (RFC 3515, RFC 5589).
+    Transfer,
 }
 
 impl Operation {
     /// Every operation, for tests and tables.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::Establish,
         Operation::Accept,
         Operation::Decline,
@@ -119,6 +132,7 @@ impl Operation {
         Operation::ApplyChanges,
         Operation::SendMessage,
         Operation::SetComposing,
+        Operation::Transfer,
     ];
 }
 
@@ -136,6 +150,7 @@ impl fmt::Display for Operation {
             Operation::ApplyChanges => "apply_changes",
             Operation::SendMessage => "send_instant_message",
             Operation::SetComposing => "set_composing",
+            Operation::Transfer => "transfer",
         };
         f.write_str(name)
     }
@@ -151,9 +166,12 @@ pub fn permits(state: CallState, operation: Operation) -> bool {
         O::Accept | O::Decline | O::Forward | O::SendProvisional => state == S::Incoming,
         // Ending is always possible until it has begun.
         O::Terminate => !matches!(state, S::Terminating | S::Terminated),
-        O::Hold | O::Retrieve | O::ApplyChanges | O::SendMessage | O::SetComposing => {
-            state == S::Established
-        }
+        O::Hold
+        | O::Retrieve
+        | O::ApplyChanges
+        | O::SendMessage
+        | O::SetComposing
+        | O::Transfer => state == S::Established,
     }
 }
 
@@ -256,6 +274,7 @@ mod tests {
                     O::ApplyChanges,
                     O::SendMessage,
                     O::SetComposing,
+                    O::Transfer,
                 ],
                 S::Terminating | S::Terminated => vec![],
             }

@@ -50,6 +50,11 @@ handle!(
     MessageId,
     "message"
 );
+handle!(
+    /// One transfer (a REFER), ours or the peer's, to match its events.
+    TransferId,
+    "transfer"
+);
 
 /// The kinds of call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -309,6 +314,9 @@ pub struct CallReceived {
     pub first_message: Option<InstantMessage>,
     /// Where it came from (the socket's address, not a header's).
     pub source: SocketAddr,
+    /// The INVITE's Replaces header (RFC 3891 §3) named this call's dialog: accepting
+    /// the new call ends that one (BYE, or CANCEL while early).
+    pub replaces: Option<CallHandle>,
 }
 
 /// A page-mode message.
@@ -381,6 +389,39 @@ pub enum CallEvent {
     },
     /// The peer started or stopped composing (RFC 3994), or its indication timed out.
     RemoteComposingChanged { composing: bool },
+    /// Our transfer (`transfer`, `transfer_attended`) moved on: the REFER went out,
+    /// was accepted (`status`: its 2xx), or a NOTIFY reported the target's 1xx.
+    TransferStateChanged {
+        transfer: TransferId,
+        state: crate::TransferState,
+        status: Option<u16>,
+    },
+    /// How our transfer ended (a result): always raised once per transfer.
+    TransferCompleted {
+        transfer: TransferId,
+        /// The target's final status from the NOTIFY sipfrag (RFC 3515 §2.4.5); the
+        /// REFER's own status when it was refused; 408 when no final NOTIFY came; 487
+        /// when the call or the subscription ended first.
+        final_status: u16,
+        reason: crate::TransferOutcome,
+    },
+    /// The peer asks us to transfer (a REFER, RFC 3515): answer with `accept_transfer`,
+    /// `accept_transfer_manually` or `decline_transfer` at once (unanswered, it is
+    /// declined with 603 after [`REFER_ANSWER_TIME`](crate::REFER_ANSWER_TIME)).
+    TransferReceived {
+        transfer: TransferId,
+        /// The Refer-To URI without its headers.
+        target: String,
+        /// The Replaces of the Refer-To (an attended transfer, RFC 3891).
+        replaces: Option<crate::refer::Replaces>,
+        /// The REFER's Referred-By (RFC 3892).
+        referred_by: Option<String>,
+        /// The Refer-To URI headers (unsafe ones dropped, RFC 3261 §19.1.5) and the
+        /// REFER's own `X-` headers not already among them.
+        headers: Vec<SignalingHeader>,
+        /// User-to-User (RFC 7433), from the Refer-To headers or the REFER.
+        user_to_user: Option<String>,
+    },
 }
 
 /// What a successful establish brought.
@@ -478,6 +519,8 @@ pub enum CallError {
     NoSuchEndpoint(EndpointHandle),
     #[error("no such conversation: {0}")]
     NoSuchConversation(ConversationHandle),
+    #[error("no such transfer on this call: {0}")]
+    NoSuchTransfer(TransferId),
     #[error("{operation} is not allowed in state {state}")]
     InvalidState {
         operation: Operation,

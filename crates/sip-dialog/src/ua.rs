@@ -30,8 +30,9 @@ const MAX_AUTH_RETRIES: u8 = 3;
 const MAX_EARLY_DIALOGS: usize = 32;
 /// Out-of-dialog digest states kept at most (one per Call-ID).
 const MAX_AUTH_STATES: usize = 10_000;
-/// Extensions we support (RFC 3261 §20.37).
-pub const SUPPORTED: &str = "100rel, timer";
+/// Extensions we support (RFC 3261 §20.37): reliable provisionals (RFC 3262), session
+/// timers (RFC 4028), and Replaces (RFC 3891), which the call layer honours.
+pub const SUPPORTED: &str = "100rel, timer, replaces";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -603,6 +604,18 @@ impl UserAgent {
     /// Adds credentials used to answer 401/407 challenges.
     pub fn add_credentials(&mut self, credentials: sip_auth::Credentials) {
         self.config.credentials.push(credentials);
+    }
+
+    /// The dialogs of a session: its dialog (the UAS's from the start, the UAC's once a
+    /// 2xx came), then a UAC's early dialogs (RFC 3261 §12.1.2, forks). For matching a
+    /// Replaces header (RFC 3891 §3) and naming a dialog in a Refer-To.
+    pub fn dialogs(&self, id: SessionId) -> impl Iterator<Item = &Dialog> + '_ {
+        let session = self.sessions.get(&id);
+        session.and_then(|s| s.dialog.as_ref()).into_iter().chain(
+            session
+                .into_iter()
+                .flat_map(|s| s.early.iter().map(|(d, _)| d)),
+        )
     }
 
     /// The Call-ID of a session.
@@ -1857,6 +1870,10 @@ impl UserAgent {
         if matches!(method, Method::Invite | Method::Update) {
             request.headers.push(HeaderName::Contact, contact);
             request.headers.push(HeaderName::Allow, ALLOW);
+        } else if matches!(method, Method::Refer | Method::Notify | Method::Subscribe) {
+            // A Contact: REFER (RFC 3515 §7), SUBSCRIBE and NOTIFY (RFC 6665 §4: target
+            // refresh requests).
+            request.headers.push(HeaderName::Contact, contact);
         }
         for (name, value) in headers {
             request.headers.push(name, value);

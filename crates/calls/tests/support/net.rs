@@ -33,6 +33,9 @@ pub const A_ADDR: &str = "127.0.0.1:5060";
 pub const B_ADDR: &str = "127.0.0.2:5060";
 pub const ALICE: &str = "sip:alice@127.0.0.1";
 pub const BOB: &str = "sip:bob@127.0.0.2";
+/// A third party, for transfers.
+pub const C_ADDR: &str = "127.0.0.3:5060";
+pub const CAROL: &str = "sip:carol@127.0.0.3";
 pub const T1: Duration = Duration::from_millis(500);
 
 /// What an application does with each event of its engine, as it is raised.
@@ -128,6 +131,17 @@ impl Net {
             .add_application_endpoint(ApplicationEndpointSettings::new(BOB))
             .unwrap();
         (net, alice, bob)
+    }
+
+    /// A (alice), B (bob) and C (carol, 127.0.0.3), plain application endpoints.
+    pub fn trio() -> (Net, [EndpointHandle; 3]) {
+        let (mut net, alice, bob) = Net::pair();
+        let ic = net.add(C_ADDR, plain_config(3));
+        let carol = net.nodes[ic]
+            .engine
+            .add_application_endpoint(ApplicationEndpointSettings::new(CAROL))
+            .unwrap();
+        (net, [alice, bob, carol])
     }
 
     /// Adds an engine listening on `addr` over UDP and TCP.
