@@ -19,8 +19,8 @@ mod body;
 mod engine;
 pub mod im;
 pub mod options;
-pub mod routing;
 pub mod refer;
+pub mod routing;
 pub mod state;
 mod types;
 

@@ -15,9 +15,9 @@ use calls::{
     ApplicationEndpointSettings, B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions,
     BridgeTarget, CallAcceptOptions, CallDeclineOptions, CallError, CallEstablishOptions,
     CallEvent, CallHandle, CallKind, CallProvisionalResponseOptions, CallState,
-    CallStateTransitionReason as R, CallTerminateOptions, ConversationSettings, EndpointEvent,
-    EndpointHandle, EngineConfig, EstablishFailure, Event, HoldType, MediaInstruction,
-    RingStrategy, SignalingHeader,
+    CallStateTransitionReason as R, CallTerminateOptions, CallTransferOptions,
+    ConversationSettings, EndpointEvent, EndpointHandle, EngineConfig, EstablishFailure, Event,
+    HoldType, MediaInstruction, RingStrategy, SignalingHeader, TransferOutcome,
 };
 use net::*;
 use sip_message::Method;
@@ -1194,4 +1194,154 @@ fn a_rebridge_to_a_busy_target_leaves_a_with_b() {
         last_state(&net, A, a_call),
         Some((CallState::Terminated, R::RemoteTerminated))
     );
+}
+
+fn transfer_completed(net: &Net, node: usize, call: CallHandle) -> Vec<(u16, TransferOutcome)> {
+    net.call_events(node, call)
+        .into_iter()
+        .filter_map(|e| match e {
+            CallEvent::TransferCompleted {
+                final_status,
+                reason,
+                ..
+            } => Some((final_status, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_refer_from_b_bridges_a_to_the_target_and_b_hears_the_progress() {
+    for mode in [BridgeMode::SignalingOnly, BridgeMode::MediaAnchored] {
+        let (mut net, a_call, b_call, bridge) =
+            bridged_with_carol(mode, accept_all(CallAcceptOptions::new()));
+        let now = net.now;
+        net.engine(B)
+            .transfer(
+                now,
+                b_call,
+                CAROL,
+                CallTransferOptions::new()
+                    .header("X-Case", "blind")
+                    .user_to_user("c0ffee;encoding=hex"),
+            )
+            .unwrap();
+        net.run_for(Duration::from_secs(5));
+        let ctx = format!("{mode:?}\n{}", trace(&net));
+        // Carol got the INVITE with Referred-By (bob), the custom header and UUI.
+        let c_in = net.only_received(C);
+        let has = |name: &str, needle: &str| {
+            c_in.headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name) && h.value.contains(needle))
+        };
+        assert!(has("Referred-By", "bob"), "{ctx}");
+        assert!(has("X-Case", "blind"), "{ctx}");
+        assert!(has("User-to-User", "c0ffee"), "{ctx}");
+        // Bob heard 100, 180?, 200 and hung up; alice now talks to carol.
+        assert_eq!(
+            transfer_completed(&net, B, b_call),
+            vec![(200, TransferOutcome::Accepted)],
+            "{ctx}"
+        );
+        assert_eq!(
+            last_state(&net, B, b_call).map(|(s, _)| s),
+            Some(CallState::Terminated),
+            "{ctx}"
+        );
+        assert_eq!(
+            net.engine(A).call_state(a_call),
+            Some(CallState::Established)
+        );
+        assert_eq!(
+            net.engine(C).call_state(c_in.call),
+            Some(CallState::Established)
+        );
+        assert_eq!(
+            net.engine(T).bridge_state(bridge),
+            Some(B2bState::Established)
+        );
+        // Alice hangs up: carol's call ends.
+        let now = net.now;
+        net.engine(A)
+            .terminate(now, a_call, CallTerminateOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(2));
+        assert_eq!(
+            last_state(&net, C, c_in.call),
+            Some((CallState::Terminated, R::RemoteTerminated)),
+            "{ctx}"
+        );
+        net.run_for(Duration::from_secs(40));
+        net.assert_quiet();
+    }
+}
+
+#[test]
+fn a_refer_to_a_busy_target_ends_in_486_and_a_stays_with_b() {
+    let (mut net, a_call, b_call, bridge) =
+        bridged_with_carol(BridgeMode::SignalingOnly, on_call(decline_with(486)));
+    let now = net.now;
+    net.engine(B)
+        .transfer(now, b_call, CAROL, CallTransferOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        transfer_completed(&net, B, b_call),
+        vec![(486, TransferOutcome::Busy)],
+        "{}",
+        trace(&net)
+    );
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(B).call_state(b_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(T).bridge_state(bridge),
+        Some(B2bState::Established)
+    );
+    assert!(reinvite_bodies(&net, T).is_empty());
+}
+
+#[test]
+fn a_refer_from_a_moves_b_to_the_target() {
+    let (mut net, a_call, b_call, bridge) = bridged_with_carol(
+        BridgeMode::SignalingOnly,
+        accept_all(CallAcceptOptions::new()),
+    );
+    let now = net.now;
+    net.engine(A)
+        .transfer(now, a_call, CAROL, CallTransferOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        transfer_completed(&net, A, a_call),
+        vec![(200, TransferOutcome::Accepted)],
+        "{}",
+        trace(&net)
+    );
+    let c_in = net.only_received(C);
+    assert_eq!(
+        net.engine(B).call_state(b_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(C).call_state(c_in.call),
+        Some(CallState::Established)
+    );
+    // Bob hangs up: carol is ended.
+    let now = net.now;
+    net.engine(B)
+        .terminate(now, b_call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        last_state(&net, C, c_in.call),
+        Some((CallState::Terminated, R::RemoteTerminated))
+    );
+    assert_eq!(net.engine(T).bridge_state(bridge), None);
 }

@@ -228,6 +228,9 @@ pub(super) struct Bridge {
     /// A re-bridge in progress: the new leg B being placed, and whether the current
     /// leg B is hung up when it answers.
     replacing: Option<(CallHandle, bool)>,
+    /// The REFER that asked for the re-bridge: (the transferor's leg, the transfer),
+    /// told the progress by NOTIFY.
+    transfer: Option<(CallHandle, crate::types::TransferId)>,
     state: B2bState,
     mode: BridgeMode,
     /// Header names passed across (validated).
@@ -357,6 +360,7 @@ impl Engine {
                 failure: None,
                 early_from: None,
                 replacing: None,
+                transfer: None,
                 state: B2bState::Idle,
                 mode,
                 pass,
@@ -561,6 +565,12 @@ impl Engine {
         if response.status <= 100 {
             return;
         }
+        if let Some((bridge, _)) = self.calls.get(&call).and_then(|c| c.bridge)
+            && self.is_replacing(bridge, call)
+        {
+            let phrase = String::from_utf8_lossy(&response.reason).into_owned();
+            return self.transfer_progress(now, bridge, response.status, &phrase);
+        }
         let Some((bridge, _, tx)) = self.unanswered_a_of(call) else {
             return;
         };
@@ -690,7 +700,130 @@ impl Engine {
             progressed = true;
             self.on_leg_ended(now, ended);
         }
+        // A REFER on a leg is the bridge's to carry out, not the application's.
+        let mut i = 0;
+        while i < self.events.len() {
+            let hit = match self.events.get(i) {
+                Some(Event::Call {
+                    call,
+                    event:
+                        CallEvent::TransferReceived {
+                            transfer, replaces, ..
+                        },
+                }) => self
+                    .calls
+                    .get(call)
+                    .and_then(|c| c.bridge)
+                    .map(|(bridge, leg)| (*call, *transfer, bridge, leg, replaces.is_some())),
+                _ => None,
+            };
+            let Some((call, transfer, bridge, leg, attended)) = hit else {
+                i += 1;
+                continue;
+            };
+            self.events.remove(i);
+            progressed = true;
+            self.bridge_transfer(now, call, transfer, bridge, leg, attended);
+        }
         progressed
+    }
+
+    /// A REFER from a leg's peer (RFC 3515): the other leg is re-bridged to the
+    /// Refer-To target, with Referred-By, User-to-User and the Refer-To headers on the
+    /// new INVITE; the transferor hears the progress by NOTIFY (100, 18x, the final
+    /// status) and, on success, hangs up its leg itself (RFC 5589 §6). If the target
+    /// fails, the transferee stays with the transferor.
+    fn bridge_transfer(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        transfer: crate::types::TransferId,
+        bridge: B2bHandle,
+        leg: B2bLeg,
+        attended: bool,
+    ) {
+        let ready = self
+            .bridges
+            .get(&bridge)
+            .is_some_and(|e| e.state == B2bState::Established && e.replacing.is_none());
+        if !ready || attended {
+            // Attended transfer across a bridge (Replaces naming one of our own dialogs)
+            // is not joined here yet: refused rather than half done.
+            if let Err(error) = self.decline_transfer(now, call, transfer, 603) {
+                tracing::debug!(%error, %bridge, "transfer not declined");
+            }
+            return;
+        }
+        if leg == B2bLeg::A {
+            // The transferor is on leg A: the legs swap roles, so the transferee (the
+            // caller's callee) is the one that stays.
+            self.swap_legs(bridge);
+        }
+        let request = match self.accept_transfer_manually(now, call, transfer) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::debug!(%error, %bridge, "transfer not accepted");
+                return;
+            }
+        };
+        let mut target = BridgeTarget::new(request.target);
+        target.headers = request.headers;
+        if let Some(by) = request.referred_by {
+            target
+                .headers
+                .push(crate::options::SignalingHeader::new("Referred-By", by));
+        }
+        if let Some(uui) = request.user_to_user {
+            target
+                .headers
+                .push(crate::options::SignalingHeader::new("User-to-User", uui));
+        }
+        match self.rebridge_with(now, bridge, target, false) {
+            Ok(_) => {
+                if let Some(entry) = self.bridges.get_mut(&bridge) {
+                    entry.transfer = Some((call, transfer));
+                }
+            }
+            Err(error) => {
+                tracing::info!(%error, %bridge, "transfer target not placed");
+                if let Err(error) =
+                    self.notify_transfer(now, call, transfer, 503, "Service Unavailable")
+                {
+                    tracing::debug!(%error, "final NOTIFY not sent");
+                }
+            }
+        }
+    }
+
+    /// Leg A becomes leg B and the reverse (an established bridge's legs are peers).
+    fn swap_legs(&mut self, bridge: B2bHandle) {
+        let Some(entry) = self.bridges.get_mut(&bridge) else {
+            return;
+        };
+        std::mem::swap(&mut entry.a, &mut entry.b);
+        let (a, b) = (entry.a, entry.b);
+        if let Some(c) = self.calls.get_mut(&a) {
+            c.bridge = Some((bridge, B2bLeg::A));
+        }
+        if let Some(c) = self.calls.get_mut(&b) {
+            c.bridge = Some((bridge, B2bLeg::B));
+        }
+    }
+
+    /// Tells a transferor how its transfer goes (`final_status`: the subscription ends).
+    fn transfer_progress(&mut self, now: Instant, bridge: B2bHandle, status: u16, phrase: &str) {
+        let Some(entry) = self.bridges.get_mut(&bridge) else {
+            return;
+        };
+        let Some((call, transfer)) = entry.transfer else {
+            return;
+        };
+        if status >= 200 {
+            entry.transfer = None;
+        }
+        if let Err(error) = self.notify_transfer(now, call, transfer, status, phrase) {
+            tracing::debug!(%error, %bridge, "transfer NOTIFY not sent");
+        }
     }
 
     fn on_leg_ended(&mut self, now: Instant, ended: LegEnded) {
@@ -754,6 +887,10 @@ impl Engine {
         } else if leg == B2bLeg::B && entry.replacing.is_some_and(|(r, _)| r == call) {
             entry.replacing = None;
             let failure = failure.unwrap_or(EstablishFailure::Ended { reason });
+            let (status, phrase) = relayed_status(&failure);
+            let phrase =
+                phrase.unwrap_or_else(|| sip_message::default_reason_phrase(status).to_owned());
+            self.transfer_progress(now, bridge, status, &phrase);
             self.bridge_event(bridge, B2bEvent::RebridgeFailed { failure });
             return;
         } else if leg == B2bLeg::B && entry.b != call {
@@ -1207,6 +1344,7 @@ impl Engine {
         if hang_up && let Err(error) = self.terminate(now, previous, CallTerminateOptions::new()) {
             tracing::debug!(%error, %bridge, "previous leg B not ended");
         }
+        self.transfer_progress(now, bridge, 200, "OK");
         self.bridge_event(
             bridge,
             B2bEvent::Rebridged {
@@ -1221,6 +1359,7 @@ impl Engine {
         if let Some(entry) = self.bridges.get_mut(&bridge) {
             entry.replacing = None;
         }
+        self.transfer_progress(now, bridge, 500, "Server Internal Error");
         if let Some(c) = self.calls.get_mut(&call) {
             c.bridge = None;
         }
