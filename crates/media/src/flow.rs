@@ -397,8 +397,9 @@ impl AudioFlow {
     /// The call's stream is handed to a relay that joins it to another call's (a
     /// media-anchored B2BUA, RFC 7092 §3.1.3), which takes the flow's sockets: until
     /// [`AudioFlow::resume`] the flow sends, reads, reports and times out nothing and asks
-    /// for no timer. What was playing stops (the bridge replaces it); commands given
-    /// meanwhile (a player, DTMF, a new negotiation) wait for the resume.
+    /// for no timer. A player or tone pauses where it is (stop it first for silence at the
+    /// resume); commands given meanwhile (a player, DTMF, a new negotiation) take effect
+    /// at the resume.
     ///
     /// Returns where the stream stands, for the relay to carry it on toward the peer: the
     /// same SSRC, the next sequence number and the timestamp of the next packet time (RFC
@@ -413,14 +414,13 @@ impl AudioFlow {
         if self.suspended.is_none() {
             self.suspended = Some(now);
         }
-        self.source = Source::Silence;
         self.echo_fifo.clear();
         self.next_tick = None;
         position
     }
 
     /// The stream comes back from the relay (the bridge ended): sending starts again at
-    /// `now` with silence (or the echo, or what was commanded while suspended). With the
+    /// `now` with what was playing, or silence (or the echo). With the
     /// relay's `position` (see [`AudioFlow::suspend`]), the stream carries on from the
     /// relay's last packet: its SSRC, the next sequence number, its media clock; without
     /// one, from where the flow left it, its timestamp moved on by the time suspended.

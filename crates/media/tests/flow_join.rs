@@ -88,7 +88,7 @@ fn a_suspended_flow_is_silent_and_asks_for_no_timer() {
 
     let position = f.suspend(t0 + ms(105));
     assert!(f.is_suspended());
-    assert!(!f.is_playing(), "the bridge replaces what was playing");
+    assert!(f.is_playing(), "the tone pauses");
     assert_eq!(position.ssrc, last.ssrc);
     assert_eq!(position.next_sequence, last.sequence.wrapping_add(1));
     assert_eq!(position.timestamp, last.timestamp.wrapping_add(160));
@@ -110,6 +110,14 @@ fn a_suspended_flow_is_silent_and_asks_for_no_timer() {
         f.suspend(t0 + ms(400)).next_sequence,
         position.next_sequence
     );
+    // Resumed, the tone goes on where it paused.
+    f.resume(t0 + ms(500), None);
+    let after = run(&mut f, t0 + ms(600));
+    let mut decoded = Vec::new();
+    for (_, payload) in &after {
+        G711::Pcmu.decode(payload, &mut decoded);
+    }
+    assert!((tone_level_dbm0(&decoded, 1000.0) - -10.0).abs() < 1.0);
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //!   its RTP and RTCP sockets over ([`MediaController::take_socket`]), so each phone keeps
 //!   sending to the port in its SDP. The flows' tasks stay, idle: the application's flow
 //!   commands (a player, DTMF, statistics) still reach the suspended flow, and what they
-//!   start is heard once the call is unjoined.
+//!   start is heard once the call is unjoined. What was playing when the join came is
+//!   stopped (the bridge replaces it).
 //! - Each phone sees one RTP stream throughout: the relay carries on the flow's SSRC,
 //!   sequence numbers and timestamps toward each leg ([`Relay::continue_stream`]), and
 //!   the flow carries on the relay's when it resumes ([`AudioFlow::resume`]).
@@ -33,8 +34,7 @@
 //!   after a timeout) as [`MediaIndication::Receiving`], a silent leg as
 //!   [`MediaIndication::Timeout`].
 //! - [`MediaInstruction::Unjoin`] hands the sockets back and resumes each call's flow, in
-//!   silence unless something was commanded meanwhile (the player that was playing
-//!   before the join was stopped by it). [`MediaInstruction::Close`] of a joined call
+//!   silence unless something was commanded since the join. [`MediaInstruction::Close`] of a joined call
 //!   unjoins first: the other call falls back to its own flow.
 //! - A `Join` for a call that has not started yet is remembered: the two are joined when
 //!   both have started. A `Join` of a call joined elsewhere ends that join first.
@@ -398,7 +398,10 @@ impl MediaPlane {
     fn join_now(&mut self, now: Instant, a: CallHandle, b: CallHandle) {
         let parts = |call: CallHandle| {
             let entry = self.calls.get(&call)?;
-            Some((entry.flow.as_ref()?.controller.clone(), entry.settings.clone()?))
+            Some((
+                entry.flow.as_ref()?.controller.clone(),
+                entry.settings.clone()?,
+            ))
         };
         let (Some((flow_a, settings_a)), Some((flow_b, settings_b))) = (parts(a), parts(b)) else {
             return;
@@ -420,6 +423,11 @@ impl MediaPlane {
         for (leg, s) in [(Leg::A, &settings_a), (Leg::B, &settings_b)] {
             relay.set_media_timeout(leg, media_timeout(s), now);
         }
+        // Silence once unjoined, unless told otherwise from now on: stopped here, in
+        // order with the application's commands (the suspension waits for the job).
+        for flow in [&flow_a, &flow_b] {
+            let _ = flow.command(|flow, _| flow.stop_playing());
+        }
         let handle = media_transport::spawn(relay, Vec::new());
         let controller = handle.controller();
         let (stop, stopped) = oneshot::channel();
@@ -432,14 +440,27 @@ impl MediaPlane {
                 stop,
             },
         );
-        self.set_link(a, Some(Link::Joined { peer: b, leg: Leg::A }));
-        self.set_link(b, Some(Link::Joined { peer: a, leg: Leg::B }));
+        self.set_link(
+            a,
+            Some(Link::Joined {
+                peer: b,
+                leg: Leg::A,
+            }),
+        );
+        self.set_link(
+            b,
+            Some(Link::Joined {
+                peer: a,
+                leg: Leg::B,
+            }),
+        );
         debug!(%a, %b, "calls joined");
         self.job(async move {
             for (leg, flow) in [(Leg::A, flow_a), (Leg::B, flow_b)] {
                 let position = flow.query(|flow, now| flow.suspend(now)).await;
                 if let Ok(position) = position {
-                    let _ = controller.command(move |relay, _| relay.continue_stream(leg, position));
+                    let _ =
+                        controller.command(move |relay, _| relay.continue_stream(leg, position));
                 }
                 let (rtp, rtcp) = relay_sockets(leg);
                 hand_over(&flow, RTP, &controller, rtp).await;
