@@ -381,3 +381,86 @@ fn a_full_port_range_refuses_the_call_and_ports_come_back() {
         MediaInstruction::Open { port: 20000 }
     );
 }
+
+/// The virtual media plane's model of a media-anchored bridge (the engine gives the
+/// `Join`s itself once its anchored `BackToBackCall` does; here the test plays them): A
+/// calls B, B calls C, and B's two calls are joined. RTP from A reaches C through B's
+/// relay, and the reverse; a join asked before the second stream started takes effect
+/// when it does; unjoined (or closed), B's own streams are heard again.
+#[test]
+fn joined_streams_relay_between_their_phones() {
+    let (mut net, alice, bob) = Net::pair();
+    const C: usize = 2;
+    let c_node = net.add("127.0.0.3:5060", plain_config(3));
+    assert_eq!(c_node, C);
+    net.nodes[C]
+        .engine
+        .add_application_endpoint(calls::ApplicationEndpointSettings::new(
+            "sip:carol@127.0.0.3",
+        ))
+        .unwrap();
+    net.set_app(C, accept_all(CallAcceptOptions::new()));
+    let (a_call, ba_call) = call(&mut net, alice);
+    let bc_call = new_call(&mut net, B, bob);
+    // Joined before the B–C stream has started: remembered, not yet in effect.
+    net.media_instruction(B, ba_call, &MediaInstruction::Join { peer: bc_call });
+    assert_eq!(net.joined(B, ba_call), None);
+    assert_eq!(net.hears(A, a_call), Some((B, ba_call)), "B's own flow");
+    let now = net.now;
+    net.engine(B)
+        .establish(
+            now,
+            bc_call,
+            "sip:carol@127.0.0.3",
+            CallEstablishOptions::new(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let c_call = net.received(C).last().unwrap().call;
+    assert_eq!(net.joined(B, ba_call), Some(bc_call));
+    assert_eq!(net.joined(B, bc_call), Some(ba_call));
+    // A hears C and C hears A, through B; C's flow went Active on A's RTP.
+    assert_eq!(net.hears(C, c_call), Some((A, a_call)));
+    assert_eq!(net.hears(A, a_call), Some((C, c_call)));
+    assert_eq!(net.hears(B, ba_call), Some((A, a_call)));
+    assert!(
+        net.call_events(C, c_call)
+            .contains(&CallEvent::FlowStateChanged {
+                previous: MediaFlowState::Idle,
+                state: MediaFlowState::Active,
+            })
+    );
+
+    // A puts its call on hold (inactive): nothing from A any more, so C hears nothing.
+    let now = net.now;
+    net.engine(A)
+        .hold(now, a_call, calls::HoldType::Inactive)
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.hears(C, c_call), None);
+    let now = net.now;
+    net.engine(A).retrieve(now, a_call).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.hears(C, c_call), Some((A, a_call)));
+
+    // Unjoined: each phone hears B's own stream again.
+    net.media_instruction(B, bc_call, &MediaInstruction::Unjoin { peer: ba_call });
+    assert_eq!(net.hears(C, c_call), Some((B, bc_call)));
+    assert_eq!(net.hears(A, a_call), Some((B, ba_call)));
+    // An unjoin of calls not joined changes nothing.
+    net.media_instruction(B, bc_call, &MediaInstruction::Unjoin { peer: ba_call });
+    assert_eq!(net.joined(B, bc_call), None);
+
+    // Joined again, then A hangs up: the join ends with B's A-side stream.
+    net.media_instruction(B, ba_call, &MediaInstruction::Join { peer: bc_call });
+    assert_eq!(net.hears(C, c_call), Some((A, a_call)));
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, a_call, calls::CallTerminateOptions::default())
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.joined(B, bc_call), None);
+    assert_eq!(net.hears(C, c_call), Some((B, bc_call)));
+    let logged = instructions(&net, B, ba_call);
+    assert!(logged.contains(&MediaInstruction::Join { peer: bc_call }));
+}

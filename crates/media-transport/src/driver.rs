@@ -40,6 +40,7 @@ enum Command<M> {
     Run(Job<M>),
     AddSocket(SocketId, UdpSocket),
     RemoveSocket(SocketId),
+    TakeSocket(SocketId, oneshot::Sender<Option<UdpSocket>>),
     Stop,
 }
 
@@ -244,6 +245,15 @@ impl<M: MediaMachine> Driver<M> {
                 self.sockets.push((id, socket));
             }
             Command::RemoveSocket(id) => self.sockets.retain(|(existing, _)| *existing != id),
+            Command::TakeSocket(id, reply) => {
+                let socket = self
+                    .sockets
+                    .iter()
+                    .position(|(existing, _)| *existing == id)
+                    .map(|index| self.sockets.remove(index).1);
+                // Nobody waits any more: the socket is closed.
+                let _ = reply.send(socket);
+            }
             Command::Stop => {}
         }
     }
@@ -324,6 +334,14 @@ where
     /// Removes (and closes) a socket.
     pub fn remove_socket(&self, id: SocketId) -> Result<(), TransportError> {
         self.controller.remove_socket(id)
+    }
+
+    /// Takes a socket out of the task, open, to give it to another task (a call's stream
+    /// joining a relay: the peer keeps sending to the same port, and what the kernel has
+    /// queued on the socket is read by its new owner). `None`: the task holds no socket
+    /// with that id. Commands given before this one run first.
+    pub async fn take_socket(&self, id: SocketId) -> Result<Option<UdpSocket>, TransportError> {
+        self.controller.take_socket(id).await
     }
 
     /// The machine's events, in order; None once the task has ended. The channel is
@@ -410,6 +428,13 @@ where
     /// See [`MediaHandle::remove_socket`].
     pub fn remove_socket(&self, id: SocketId) -> Result<(), TransportError> {
         self.send(Command::RemoveSocket(id))
+    }
+
+    /// See [`MediaHandle::take_socket`].
+    pub async fn take_socket(&self, id: SocketId) -> Result<Option<UdpSocket>, TransportError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::TakeSocket(id, tx))?;
+        rx.await.map_err(|_| TransportError::Closed)
     }
 
     /// What the driver has counted.

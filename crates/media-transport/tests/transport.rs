@@ -249,6 +249,46 @@ async fn echo_machine_driven_by_spawn() {
     ));
 }
 
+#[tokio::test]
+async fn a_socket_taken_from_one_task_serves_another_on_the_same_port() {
+    let socket = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let first = spawn(Echo::default(), vec![(SocketId(1), socket)]);
+    let client = phone().await;
+    client.send_to(b"one", addr).await.unwrap();
+    recv(&client).await;
+
+    // A command given before the take runs first; then the socket leaves, open.
+    first
+        .command(|echo, _| echo.tick = Some(Duration::from_secs(60)))
+        .unwrap();
+    let taken = first.take_socket(SocketId(1)).await.unwrap().unwrap();
+    assert_eq!(taken.local_addr().unwrap(), addr, "the same port");
+    assert!(first.take_socket(SocketId(1)).await.unwrap().is_none());
+    assert!(first.take_socket(SocketId(9)).await.unwrap().is_none());
+    // Meanwhile the peer goes on sending: the datagram waits in the socket.
+    client.send_to(b"two", addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(first.query(|echo, _| echo.seen).await.unwrap(), 1);
+
+    // Another task takes it over (under another id) and reads what waited.
+    let second = spawn(Echo::default(), Vec::new());
+    second.add_socket(SocketId(7), taken).unwrap();
+    let (data, from) = recv(&client).await;
+    assert_eq!((&data[..], from), (&b"two"[..], addr));
+    assert_eq!(second.query(|echo, _| echo.seen).await.unwrap(), 1);
+
+    // A stopped task cannot be asked.
+    let first_machine = first.stop().await.unwrap();
+    assert_eq!(first_machine.tick, Some(Duration::from_secs(60)));
+    let controller = second.controller();
+    second.stop().await.unwrap();
+    assert!(matches!(
+        controller.take_socket(SocketId(7)).await,
+        Err(TransportError::Closed)
+    ));
+}
+
 #[test]
 fn spawn_outside_a_runtime_gives_a_closed_handle() {
     let handle = spawn(Echo::default(), Vec::new());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rtp_session::dtmf::{DtmfReceiver, DtmfSender, ToneEvent};
 use rtp_session::latch::Latch;
 use rtp_session::rtcp::{NtpClock, RemoteView, RtcpConfig, RtcpSession};
-use rtp_session::sender::RtpSender;
+use rtp_session::sender::{RtpSender, StreamPosition};
 use rtp_session::stats::{ReceiverStats, StreamStats};
 use rtp_session::{Datagram, MediaMachine, SocketId, looks_like_rtcp, parse_rtp};
 
@@ -163,6 +163,8 @@ pub struct AudioFlow {
     silent_since: Instant,
     timed_out: bool,
     receiving: bool,
+    /// Since when the stream is handed to a relay ([`AudioFlow::suspend`]).
+    suspended: Option<Instant>,
     dropped: u64,
     frame: Vec<i16>,
     payload: Vec<u8>,
@@ -190,6 +192,14 @@ fn copy_prefix(out: &mut [i16], frame: &[i16]) {
     if let (Some(o), Some(f)) = (out.get_mut(..n), frame.get(..n)) {
         o.copy_from_slice(f);
     }
+}
+
+/// The samples at 8 kHz from `from` to `to` (none if `to` is earlier), modulo 2^32 as RTP
+/// timestamps are (RFC 3550 §5.1).
+fn samples_between(from: Instant, to: Instant) -> u32 {
+    let elapsed = to.saturating_duration_since(from);
+    let samples = elapsed.as_nanos() * u128::from(SAMPLE_RATE) / 1_000_000_000;
+    (samples % (1u128 << 32)) as u32
 }
 
 fn samples_per(ptime: Duration) -> usize {
@@ -231,6 +241,7 @@ impl AudioFlow {
             silent_since: now,
             timed_out: false,
             receiving: false,
+            suspended: None,
             dropped: 0,
             frame: vec![0; samples_per_packet],
             payload: Vec::with_capacity(samples_per_packet),
@@ -273,7 +284,7 @@ impl AudioFlow {
         self.silent_since = now;
         self.timed_out = false;
         self.config = config;
-        if !self.external && self.next_tick.is_none() {
+        if !self.external && self.suspended.is_none() && self.next_tick.is_none() {
             self.next_tick = Some(now);
         }
     }
@@ -379,6 +390,69 @@ impl AudioFlow {
             });
         }
         self.next_tick = None;
+    }
+
+    // ---- joined to another call (a media-anchored bridge)
+
+    /// The call's stream is handed to a relay that joins it to another call's (a
+    /// media-anchored B2BUA, RFC 7092 §3.1.3), which takes the flow's sockets: until
+    /// [`AudioFlow::resume`] the flow sends, reads, reports and times out nothing and asks
+    /// for no timer. A player or tone pauses where it is (stop it first for silence at the
+    /// resume); commands given meanwhile (a player, DTMF, a new negotiation) take effect
+    /// at the resume.
+    ///
+    /// Returns where the stream stands, for the relay to carry it on toward the peer: the
+    /// same SSRC, the next sequence number and the timestamp of the next packet time (RFC
+    /// 3550 §5.1), so the peer sees one source throughout.
+    pub fn suspend(&mut self, now: Instant) -> StreamPosition {
+        let position = StreamPosition {
+            ssrc: self.sender.ssrc(),
+            next_sequence: self.sender.next_sequence(),
+            timestamp: self.sender.timestamp(),
+            at: self.next_tick.unwrap_or(now),
+        };
+        if self.suspended.is_none() {
+            self.suspended = Some(now);
+        }
+        self.echo_fifo.clear();
+        self.next_tick = None;
+        position
+    }
+
+    /// The stream comes back from the relay (the bridge ended): sending starts again at
+    /// `now` with what was playing, or silence (or the echo). With the
+    /// relay's `position` (see [`AudioFlow::suspend`]), the stream carries on from the
+    /// relay's last packet: its SSRC, the next sequence number, its media clock; without
+    /// one, from where the flow left it, its timestamp moved on by the time suspended.
+    /// The media timeout counts again from `now`, and the next RTP raises
+    /// [`FlowEvent::Receiving`]. Nothing happens when the flow is not suspended.
+    pub fn resume(&mut self, now: Instant, position: Option<StreamPosition>) {
+        let Some(since) = self.suspended.take() else {
+            return;
+        };
+        match position {
+            Some(p) => {
+                let timestamp = p.timestamp.wrapping_add(samples_between(p.at, now));
+                if p.ssrc == self.sender.ssrc() {
+                    self.sender.continue_at(p.next_sequence, timestamp);
+                } else {
+                    self.sender = RtpSender::new(p.ssrc, p.next_sequence, timestamp, SAMPLE_RATE);
+                }
+            }
+            None => self.sender.skip(samples_between(since, now)),
+        }
+        self.silent_since = now;
+        self.timed_out = false;
+        self.receiving = false;
+        self.echo_fifo.clear();
+        if !self.external {
+            self.next_tick = Some(now);
+        }
+    }
+
+    /// Whether the stream is handed to a relay ([`AudioFlow::suspend`]).
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.is_some()
     }
 
     // ---- conference mode
@@ -572,6 +646,9 @@ impl MediaMachine for AudioFlow {
     type Event = FlowEvent;
 
     fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddr, data: &[u8]) {
+        if self.suspended.is_some() {
+            return;
+        }
         if socket == self.config.rtcp || looks_like_rtcp(data) {
             self.on_rtcp(now, from, data);
         } else if socket == self.config.rtp {
@@ -580,6 +657,9 @@ impl MediaMachine for AudioFlow {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if self.suspended.is_some() {
+            return;
+        }
         if let Some(mut at) = self.next_tick {
             let ptime = self.config.ptime;
             let mut sent = 0;
@@ -633,6 +713,9 @@ impl MediaMachine for AudioFlow {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        if self.suspended.is_some() {
+            return None;
+        }
         [
             self.next_tick,
             self.media_deadline(),

@@ -92,6 +92,19 @@ impl G711 {
             G711::Pcma => alaw_decode(code),
         }
     }
+
+    /// The code in law `to` for each code of this law: decoded, then encoded again (a
+    /// µ-law ↔ A-law conversion, as ITU-T G.711 Tables 3 and 4 tabulate it, up to the
+    /// rounding of this encoder). A relay between a leg that negotiated PCMU and one that
+    /// negotiated PCMA maps each payload octet through it; both laws run at 8 kHz with one
+    /// octet per sample, so timestamps and lengths stay.
+    pub fn translation_to(self, to: G711) -> [u8; 256] {
+        let mut table = [0u8; 256];
+        for (code, out) in (0u8..=255).zip(table.iter_mut()) {
+            *out = to.encode_sample(self.decode_sample(code));
+        }
+        table
+    }
 }
 
 /// µ-law bias (33 in 14-bit units, 132 on the 16-bit scale): adding it puts every

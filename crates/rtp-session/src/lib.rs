@@ -22,13 +22,15 @@ pub use crate::dtmf::{
     DtmfPacket, DtmfReceiver, DtmfSender, TelephoneEvent, ToneEvent, digit_of_event, event_of_digit,
 };
 pub use crate::rtcp::{NtpClock, RemoteView, RtcpConfig, RtcpSession, RtcpSummary, SenderInfo};
-pub use crate::sender::RtpSender;
+pub use crate::sender::{RtpSender, StreamPosition};
 pub use crate::stats::{ReceiverStats, StreamStats};
 pub use error::RtpError;
 pub use latch::Latch;
 pub use machine::{Datagram, MediaMachine, SocketId};
-pub use packet::{RtpHeader, build_rtp, looks_like_rtcp, parse_rtp, rewrite_header};
-pub use relay::{Leg, LegStats, Relay, RelayConfig, RelayEvent, RelayLeg, Rewriter};
+pub use packet::{
+    RtpHeader, build_rtp, looks_like_rtcp, parse_rtp, rewrite_header, set_payload_type,
+};
+pub use relay::{Leg, LegStats, PayloadMap, Relay, RelayConfig, RelayEvent, RelayLeg, Rewriter};
 pub use wire::{
     Goodbye, ReceiverReport, ReportBlock, RtcpPacket, SdesChunk, SdesItem, SenderReport,
     SourceDescription, build_compound, parse_compound,

@@ -129,6 +129,22 @@ pub fn rewrite_header(
     true
 }
 
+/// Sets the payload type of a packet already validated by [`parse_rtp`], in place (RFC
+/// 3550 §5.1: the 7 bits after the marker), keeping the marker bit. The payload type is
+/// taken modulo 128. Returns false when `packet` is shorter than a fixed header.
+pub fn set_payload_type(packet: &mut [u8], payload_type: u8) -> bool {
+    if packet.len() < RTP_HEADER_LEN {
+        return false;
+    }
+    match packet.get_mut(1) {
+        Some(b1) => {
+            *b1 = (*b1 & 0x80) | (payload_type & 0x7f);
+            true
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -218,6 +234,25 @@ mod tests {
             (10, 20, 30, true)
         );
         assert!(!rewrite_header(&mut [0u8; 4], 1, 1, 1, false));
+    }
+
+    #[test]
+    fn payload_type_set_in_place_keeps_the_marker() {
+        let header = RtpHeader {
+            marker: true,
+            payload_type: 96,
+            sequence: 1,
+            timestamp: 2,
+            ssrc: 3,
+        };
+        let mut packet = build_rtp(&header, &[1, 2, 3]).unwrap().to_vec();
+        assert!(set_payload_type(&mut packet, 101));
+        let (h, range) = parse_rtp(&packet).unwrap();
+        assert_eq!((h.payload_type, h.marker, h.sequence), (101, true, 1));
+        assert_eq!(&packet[range], &[1, 2, 3]);
+        assert!(set_payload_type(&mut packet, 0x80 | 8));
+        assert_eq!(parse_rtp(&packet).unwrap().0.payload_type, 8);
+        assert!(!set_payload_type(&mut [0x80u8; 11], 0));
     }
 
     proptest! {

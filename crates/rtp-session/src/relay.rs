@@ -16,6 +16,7 @@
 //! trip, how the leg's peer sees our stream). [`Relay::close`] ends both with a BYE (§6.6).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -23,9 +24,9 @@ use bytes::BytesMut;
 use crate::RtpError;
 use crate::latch::Latch;
 use crate::machine::{Datagram, MediaMachine, SocketId};
-use crate::packet::{RtpHeader, looks_like_rtcp, parse_rtp, rewrite_header};
+use crate::packet::{RtpHeader, looks_like_rtcp, parse_rtp, rewrite_header, set_payload_type};
 use crate::rtcp::{NtpClock, RemoteView, RtcpConfig, RtcpSession};
-use crate::sender::RtpSender;
+use crate::sender::{RtpSender, StreamPosition};
 use crate::stats::{ReceiverStats, StreamStats};
 
 /// RFC 3550 Appendix A.1: a sequence number this far ahead of the highest seen is a
@@ -82,6 +83,10 @@ pub struct Rewriter {
     frame: u32,
     segment: Option<Segment>,
     last: Option<Sent>,
+    /// Before the first packet: when the media clock read `first_timestamp` (a stream
+    /// carried on from another machine, [`Rewriter::continuing`]); None: the first packet
+    /// carries `first_timestamp` whenever it comes.
+    origin: Option<Instant>,
     packets: u64,
 }
 
@@ -98,7 +103,61 @@ impl Rewriter {
             frame: default_frame(clock_rate),
             segment: None,
             last: None,
+            origin: None,
             packets: 0,
+        }
+    }
+
+    /// Carries on a stream another machine sent until now (a call's own flow, before the
+    /// call was joined to a relay): same SSRC, the next sequence number, and timestamps
+    /// that follow the sampling clock from `position.timestamp` at `position.at` (RFC
+    /// 3550 §5.1), so the peer sees no new source. The first packet is marked as the start
+    /// of a talkspurt (RFC 3551 §4.1), as every new segment is.
+    pub fn continuing(position: StreamPosition, clock_rate: u32) -> Self {
+        let mut rewriter = Self::new(
+            position.ssrc,
+            position.next_sequence,
+            position.timestamp,
+            clock_rate,
+        );
+        rewriter.origin = Some(position.at);
+        rewriter
+    }
+
+    /// Where the outgoing stream stands at `now`, for another machine to carry it on
+    /// ([`StreamPosition`]): the sequence number after the newest packet, and the
+    /// timestamp a new segment starting now would get (the newest packet's plus the time
+    /// since, at least one frame, so nothing overlaps it).
+    pub fn next_position(&self, now: Instant) -> StreamPosition {
+        let (next_sequence, timestamp) = self.next_base(now);
+        StreamPosition {
+            ssrc: self.ssrc,
+            next_sequence,
+            timestamp,
+            at: now,
+        }
+    }
+
+    /// The sequence number and timestamp of a packet starting a new segment at `now`.
+    fn next_base(&self, now: Instant) -> (u16, u32) {
+        match self.last {
+            None => {
+                let elapsed = self.origin.map_or(0, |origin| {
+                    samples(now.saturating_duration_since(origin), self.clock_rate)
+                });
+                // Timestamps are modulo 2^32 (RFC 3550 §5.1): keep the low bits.
+                let step = (elapsed % (1 << 32)) as u32;
+                (self.first_sequence, self.first_timestamp.wrapping_add(step))
+            }
+            Some(last) => {
+                let elapsed = samples(now.saturating_duration_since(last.at), self.clock_rate);
+                // Timestamps are modulo 2^32 (RFC 3550 §5.1): keep the low bits.
+                let step = (elapsed % (1 << 32)) as u32;
+                (
+                    last.sequence.wrapping_add(1),
+                    last.timestamp.wrapping_add(step.max(self.frame)),
+                )
+            }
         }
     }
 
@@ -117,19 +176,7 @@ impl Rewriter {
                 )
             }
             _ => {
-                let (sequence, timestamp) = match self.last {
-                    None => (self.first_sequence, self.first_timestamp),
-                    Some(last) => {
-                        let elapsed =
-                            samples(now.saturating_duration_since(last.at), self.clock_rate);
-                        // Timestamps are modulo 2^32 (RFC 3550 §5.1): keep the low bits.
-                        let step = (elapsed % (1 << 32)) as u32;
-                        (
-                            last.sequence.wrapping_add(1),
-                            last.timestamp.wrapping_add(step.max(self.frame)),
-                        )
-                    }
-                };
+                let (sequence, timestamp) = self.next_base(now);
                 self.segment = Some(Segment {
                     input_ssrc: input.ssrc,
                     sequence_offset: sequence.wrapping_sub(input.sequence),
@@ -229,12 +276,78 @@ impl Rewriter {
 
     /// The outgoing stream's media clock at `now`: the newest packet's timestamp plus the
     /// samples since it left (RFC 3550 §6.4.1: the SR's RTP timestamp is the NTP
-    /// timestamp's instant on the media clock). None before the first packet.
+    /// timestamp's instant on the media clock). None before the first packet, unless the
+    /// stream was carried on from another machine ([`Rewriter::continuing`]).
     pub fn timestamp_at(&self, now: Instant) -> Option<u32> {
-        let last = self.last?;
+        let Some(last) = self.last else {
+            return self.origin.map(|_| self.next_base(now).1);
+        };
         let elapsed = samples(now.saturating_duration_since(last.at), self.clock_rate);
         // Timestamps are modulo 2^32 (RFC 3550 §5.1): keep the low bits.
         Some(last.timestamp.wrapping_add((elapsed % (1 << 32)) as u32))
+    }
+}
+
+/// The payload types of what the relay sends toward one leg, by the payload type each
+/// packet arrives with from the other leg. Each leg negotiates its own SDP (RFC 3264), so
+/// the same codec may carry another payload type on each side (a dynamic
+/// `telephone-event` on 101 here and 96 there, RFC 3551 §3, RFC 4733 §2.3), or the legs may
+/// have settled on two codecs that convert sample by sample (G.711 µ-law and A-law, ITU-T
+/// G.711 Tables 3 and 4): a translation table maps each payload octet.
+///
+/// A payload type the map does not list is dropped (the leg did not negotiate it, so it
+/// could not decode it), and counted ([`LegStats::dropped_payload_type`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PayloadMap {
+    entries: Vec<PayloadEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PayloadEntry {
+    from: u8,
+    to: u8,
+    /// One output octet per input octet (stateless codecs: G.711).
+    translate: Option<Arc<[u8; 256]>>,
+}
+
+impl PayloadMap {
+    /// An empty map: every payload type is dropped until one is listed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Packets arriving with payload type `from` leave with `to` (payload types are 7
+    /// bits: taken modulo 128). Replaces an earlier entry for `from`.
+    pub fn map(mut self, from: u8, to: u8) -> Self {
+        self.insert(from, to, None);
+        self
+    }
+
+    /// Packets arriving with payload type `from` leave with `to`, each payload octet `x`
+    /// replaced by `table[x]` (a G.711 µ-law payload becoming A-law). Padding is left
+    /// alone. Replaces an earlier entry for `from`.
+    pub fn translate(mut self, from: u8, to: u8, table: Arc<[u8; 256]>) -> Self {
+        self.insert(from, to, Some(table));
+        self
+    }
+
+    fn insert(&mut self, from: u8, to: u8, translate: Option<Arc<[u8; 256]>>) {
+        let (from, to) = (from & 0x7f, to & 0x7f);
+        self.entries.retain(|e| e.from != from);
+        self.entries.push(PayloadEntry {
+            from,
+            to,
+            translate,
+        });
+    }
+
+    /// The payload type that packets arriving with `from` leave with, if listed.
+    pub fn target(&self, from: u8) -> Option<u8> {
+        self.entry(from).map(|e| e.to)
+    }
+
+    fn entry(&self, from: u8) -> Option<&PayloadEntry> {
+        self.entries.iter().find(|e| e.from == from)
     }
 }
 
@@ -330,6 +443,8 @@ pub struct LegStats {
     pub dropped_no_destination: u64,
     /// Forwarding from this leg is off (hold).
     pub dropped_on_hold: u64,
+    /// A payload type the other leg did not negotiate ([`PayloadMap`]).
+    pub dropped_payload_type: u64,
     /// RTCP packets received (on the RTCP socket, or multiplexed on the RTP one).
     pub rtcp_received: u64,
     /// RTCP compound packets the relay sent toward the leg (reports and BYE).
@@ -353,6 +468,9 @@ struct LegState {
     /// `sent`'s packet count at the last report and the one before (A.7 `we_sent`).
     sent_at_reports: [Option<u32>; 2],
     forwarding: bool,
+    /// What payload types leave toward this leg; None: every one, unchanged.
+    payloads: Option<PayloadMap>,
+    media_timeout: Option<Duration>,
     stats: LegStats,
     first_seen: bool,
     last_rtp: Instant,
@@ -366,6 +484,7 @@ impl LegState {
         toward: Rewriter,
         sent: RtpSender,
         rtcp_session: RtcpSession,
+        media_timeout: Option<Duration>,
     ) -> Self {
         Self {
             rtp: leg.rtp,
@@ -378,6 +497,8 @@ impl LegState {
             rtcp_session,
             sent_at_reports: [None, None],
             forwarding: true,
+            payloads: None,
+            media_timeout,
             stats: LegStats::default(),
             first_seen: false,
             last_rtp: now,
@@ -427,7 +548,6 @@ fn low_bits(x: u64) -> (u32, u16) {
 pub struct Relay {
     a: LegState,
     b: LegState,
-    media_timeout: Option<Duration>,
     ntp: NtpClock,
     /// [`Relay::close`] was called: no more forwarding or reports.
     closed: bool,
@@ -459,10 +579,10 @@ impl Relay {
         let sent_b = RtpSender::new(ssrc_b, sequence_b, timestamp_b, b.clock_rate);
         let session_a = RtcpSession::new(now, rtcp.clone(), rtcp_seed_a);
         let session_b = RtcpSession::new(now, rtcp, rtcp_seed_b);
+        let timeout = config.media_timeout;
         Self {
-            a: LegState::new(now, a, toward_a, sent_a, session_a),
-            b: LegState::new(now, b, toward_b, sent_b, session_b),
-            media_timeout: config.media_timeout,
+            a: LegState::new(now, a, toward_a, sent_a, session_a, timeout),
+            b: LegState::new(now, b, toward_b, sent_b, session_b, timeout),
             ntp: NtpClock::new(now, config.since_unix_epoch),
             closed: false,
             transmits: std::collections::VecDeque::new(),
@@ -502,6 +622,52 @@ impl Relay {
     /// The leg's payload clock rate changed (a new codec): applies to what is sent toward it.
     pub fn set_clock_rate(&mut self, leg: Leg, clock_rate: u32) {
         self.leg_mut(leg).toward.set_clock_rate(clock_rate);
+    }
+
+    /// Carries on the stream toward the leg from where another machine left it (the
+    /// call's own flow, before it was joined to this relay): what is sent toward the leg
+    /// keeps `position`'s SSRC, and its sequence numbers and timestamps go on from there
+    /// (RFC 3550 §5.1), so the leg's peer sees one source throughout. Meant before the
+    /// first packet toward the leg; later, the stream toward the leg starts again from
+    /// `position`. The sender report's counts start again from zero.
+    pub fn continue_stream(&mut self, toward: Leg, position: StreamPosition) {
+        let state = self.leg_mut(toward);
+        let clock_rate = state.sent.clock_rate();
+        state.toward = Rewriter::continuing(position, clock_rate);
+        state.sent = RtpSender::new(
+            position.ssrc,
+            position.next_sequence,
+            position.timestamp,
+            clock_rate,
+        );
+        state.sent_at_reports = [None, None];
+    }
+
+    /// Where the stream toward the leg stands at `now`, for another machine to carry it
+    /// on (the call's own flow, when the relay ends): see [`Rewriter::next_position`].
+    pub fn position(&self, toward: Leg, now: Instant) -> StreamPosition {
+        self.leg(toward).toward.next_position(now)
+    }
+
+    /// Which payload types leave toward the leg, and as what ([`PayloadMap`]); None (the
+    /// default): every packet leaves with the payload type it arrived with.
+    pub fn set_payload_map(&mut self, toward: Leg, map: Option<PayloadMap>) {
+        self.leg_mut(toward).payloads = map;
+    }
+
+    /// The leg's own media timeout (its SDP may differ from the other's; None: the leg's
+    /// peer does not send, as on hold). The silence counts from `now`.
+    pub fn set_media_timeout(&mut self, leg: Leg, timeout: Option<Duration>, now: Instant) {
+        let state = self.leg_mut(leg);
+        state.media_timeout = timeout;
+        state.last_rtp = now;
+        state.timed_out = false;
+    }
+
+    /// The leg's media timeout ([`RelayConfig::media_timeout`] unless
+    /// [`Relay::set_media_timeout`] changed it).
+    pub fn media_timeout(&self, leg: Leg) -> Option<Duration> {
+        self.leg(leg).media_timeout
     }
 
     /// The leg's counters.
@@ -587,8 +753,8 @@ impl Relay {
     }
 
     fn on_rtp(&mut self, now: Instant, from_leg: Leg, from: SocketAddr, data: &[u8]) {
-        let media_timeout = self.media_timeout;
         let state = self.leg_mut(from_leg);
+        let media_timeout = state.media_timeout;
         state.stats.received += 1;
         let Ok((header, payload)) = parse_rtp(data) else {
             state.stats.dropped_invalid += 1;
@@ -637,7 +803,27 @@ impl Relay {
             self.leg_mut(from_leg).stats.dropped_no_destination += 1;
             return;
         };
+        let mapping = match &self.leg(to_leg).payloads {
+            None => None,
+            Some(map) => match map.entry(header.payload_type) {
+                Some(entry) => Some((entry.to, entry.translate.clone())),
+                None => {
+                    self.leg_mut(from_leg).stats.dropped_payload_type += 1;
+                    return;
+                }
+            },
+        };
         let mut packet = BytesMut::from(data);
+        if let Some((payload_type, translate)) = mapping {
+            set_payload_type(&mut packet, payload_type);
+            if let Some(table) = translate
+                && let Some(octets) = packet.get_mut(payload.clone())
+            {
+                for octet in octets {
+                    *octet = table.get(usize::from(*octet)).copied().unwrap_or(*octet);
+                }
+            }
+        }
         let toward = self.leg_mut(to_leg);
         let socket = toward.rtp;
         let Ok(sent) = toward.toward.rewrite(now, &mut packet) else {
@@ -705,11 +891,11 @@ impl MediaMachine for Relay {
                 }
             }
         }
-        let Some(timeout) = self.media_timeout else {
-            return;
-        };
         for leg in [Leg::A, Leg::B] {
             let state = self.leg_mut(leg);
+            let Some(timeout) = state.media_timeout else {
+                continue;
+            };
             if !state.timed_out && now.saturating_duration_since(state.last_rtp) >= timeout {
                 state.timed_out = true;
                 self.events.push_back(RelayEvent::MediaTimeout { leg });
@@ -725,13 +911,11 @@ impl MediaMachine for Relay {
         if self.closed {
             return None;
         }
-        let media = self.media_timeout.and_then(|timeout| {
-            [&self.a, &self.b]
-                .into_iter()
-                .filter(|state| !state.timed_out)
-                .filter_map(|state| state.last_rtp.checked_add(timeout))
-                .min()
-        });
+        let media = [&self.a, &self.b]
+            .into_iter()
+            .filter(|state| !state.timed_out)
+            .filter_map(|state| state.last_rtp.checked_add(state.media_timeout?))
+            .min();
         [media, self.a.next_report(), self.b.next_report()]
             .into_iter()
             .flatten()

@@ -2,10 +2,27 @@
 //! goes up by one per packet, a media timestamp that follows the sampling clock, and the
 //! packet and octet counts a sender report carries (§6.4.1).
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use crate::RtpError;
 use crate::packet::{RtpHeader, build_rtp};
+
+/// Where an outgoing RTP stream stands, so another machine can carry it on (a call's
+/// flow handing its stream to a relay and back): the stream keeps its SSRC, its sequence
+/// numbers go on by one and its timestamps keep following the sampling clock (RFC 3550
+/// §5.1), so the peer sees one source throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPosition {
+    pub ssrc: u32,
+    /// The sequence number of the next packet.
+    pub next_sequence: u16,
+    /// The media timestamp at `at`: the next packet sent at `at` carries it; one sent
+    /// later carries it plus the samples in between.
+    pub timestamp: u32,
+    pub at: Instant,
+}
 
 /// The numbering of one outgoing RTP stream.
 ///
@@ -104,6 +121,14 @@ impl RtpSender {
     /// report (RFC 3550 §6.4.1: the SR's RTP timestamp and NTP timestamp are the same
     /// instant), for a stream whose packets are not built here (a relay).
     pub fn set_timestamp(&mut self, timestamp: u32) {
+        self.timestamp = timestamp;
+    }
+
+    /// The stream is carried on from `sequence` (the next packet's) and `timestamp` (the
+    /// next packet's media timestamp): another machine sent the packets in between
+    /// ([`StreamPosition`]). SSRC and counts stay.
+    pub fn continue_at(&mut self, sequence: u16, timestamp: u32) {
+        self.sequence = sequence;
         self.timestamp = timestamp;
     }
 

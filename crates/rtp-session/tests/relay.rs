@@ -509,6 +509,7 @@ fn relay_counts_what_it_drops_and_never_forwards_rtcp() {
             dropped_unlatched: 0,
             dropped_no_destination: 1,
             dropped_on_hold: 1,
+            dropped_payload_type: 0,
             rtcp_received: 2,
             rtcp_sent: 0,
         }

@@ -10,7 +10,9 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-mod media_plane;
+/// The driver's media plane. Public for the crate's tests only: not a stable API.
+#[doc(hidden)]
+pub mod media_plane;
 
 use app::{ApiReceiver, AppState};
 use calls::{Engine, EngineConfig, Event};

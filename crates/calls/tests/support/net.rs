@@ -72,9 +72,16 @@ pub struct Net {
     /// A media plane: each engine's started RTP streams; a stream that sends to
     /// another's address makes that one `Receiving` (its flow goes `Active`). Off: no
     /// RTP ever arrives.
+    ///
+    /// Joined streams (`MediaInstruction::Join`, a media-anchored bridge on one node)
+    /// relay: once both have started, a joined stream sends nothing of its own and
+    /// forwards what arrives at its peer (RTP from A's phone at A's port reaches B's
+    /// phone, and the reverse). See [`Net::hears`].
     pub media: bool,
     streams: BTreeMap<(usize, CallHandle), StreamSettings>,
     receiving: std::collections::BTreeSet<(usize, CallHandle)>,
+    /// Joined calls, both ways: (node, call) → its peer on the same node.
+    joins: BTreeMap<(usize, CallHandle), CallHandle>,
     /// Every media instruction, per node, in order.
     pub media_log: Vec<(usize, CallHandle, MediaInstruction)>,
 }
@@ -108,6 +115,7 @@ impl Net {
             media: true,
             streams: BTreeMap::new(),
             receiving: std::collections::BTreeSet::new(),
+            joins: BTreeMap::new(),
             media_log: Vec::new(),
         }
     }
@@ -204,17 +212,7 @@ impl Net {
                     let at = self.elapsed();
                     let now = self.now;
                     if let Event::Media { call, instruction } = &event {
-                        self.media_log.push((i, *call, instruction.clone()));
-                        match instruction {
-                            MediaInstruction::Start(settings) => {
-                                self.streams.insert((i, *call), settings.clone());
-                            }
-                            MediaInstruction::Close { .. } => {
-                                self.streams.remove(&(i, *call));
-                                self.receiving.remove(&(i, *call));
-                            }
-                            _ => {}
-                        }
+                        self.media_instruction(i, *call, instruction);
                     }
                     let node = &mut self.nodes[i];
                     if let Some(app) = node.app.as_mut() {
@@ -232,23 +230,99 @@ impl Net {
         }
     }
 
-    /// RTP "flows" from every sending stream to the stream at its remote address: the
-    /// receiver is told `Receiving` once.
-    fn flow_rtp(&mut self) -> bool {
-        let mut arrivals = Vec::new();
-        for ((_, _), s) in &self.streams {
+    /// What the media plane does with an engine's media instruction (logged in
+    /// `media_log`). Called for every `Event::Media` an engine raises; a test may call it
+    /// to play an instruction the engine did not give.
+    pub fn media_instruction(
+        &mut self,
+        node: usize,
+        call: CallHandle,
+        instruction: &MediaInstruction,
+    ) {
+        self.media_log.push((node, call, instruction.clone()));
+        match instruction {
+            MediaInstruction::Start(settings) => {
+                self.streams.insert((node, call), settings.clone());
+            }
+            MediaInstruction::Close { .. } => {
+                self.streams.remove(&(node, call));
+                self.receiving.remove(&(node, call));
+                if let Some(peer) = self.joins.remove(&(node, call)) {
+                    self.joins.remove(&(node, peer));
+                }
+            }
+            MediaInstruction::Join { peer } => {
+                for c in [call, *peer] {
+                    if let Some(old) = self.joins.remove(&(node, c)) {
+                        self.joins.remove(&(node, old));
+                    }
+                }
+                self.joins.insert((node, call), *peer);
+                self.joins.insert((node, *peer), call);
+            }
+            MediaInstruction::Unjoin { peer } if self.joins.get(&(node, call)) == Some(peer) => {
+                self.joins.remove(&(node, call));
+                self.joins.remove(&(node, *peer));
+            }
+            _ => {}
+        }
+    }
+
+    /// The call `call` on `node` is joined to (both streams started), if any.
+    pub fn joined(&self, node: usize, call: CallHandle) -> Option<CallHandle> {
+        self.joins
+            .get(&(node, call))
+            .copied()
+            .filter(|_| self.streams.contains_key(&(node, call)))
+            .filter(|peer| self.streams.contains_key(&(node, *peer)))
+    }
+
+    /// Whose RTP reaches the stream of `call` on `node` now: the stream it comes from,
+    /// followed back through joined pairs to where it originates (a joined stream sends
+    /// what arrives at its peer, nothing of its own). None: nothing arrives.
+    pub fn hears(&self, node: usize, call: CallHandle) -> Option<(usize, CallHandle)> {
+        self.hears_within(node, call, 8)
+    }
+
+    fn hears_within(
+        &self,
+        node: usize,
+        call: CallHandle,
+        hops: u32,
+    ) -> Option<(usize, CallHandle)> {
+        let t = self.streams.get(&(node, call))?;
+        let ip = self.nodes[node].addr.ip();
+        for (&(i, c), s) in &self.streams {
             let Some(to) = s.remote.filter(|_| s.send) else {
                 continue;
             };
-            for (&(j, call), t) in &self.streams {
-                if self.nodes[j].addr.ip() == to.ip()
-                    && t.local_port == to.port()
-                    && !self.receiving.contains(&(j, call))
-                {
-                    arrivals.push((j, call));
+            if to.ip() != ip || to.port() != t.local_port {
+                continue;
+            }
+            match self.joined(i, c) {
+                None => return Some((i, c)),
+                Some(peer) if hops > 0 => {
+                    if let Some(origin) = self.hears_within(i, peer, hops - 1) {
+                        return Some(origin);
+                    }
                 }
+                Some(_) => {}
             }
         }
+        None
+    }
+
+    /// RTP "flows" to every stream something reaches ([`Net::hears`]): the receiver is
+    /// told `Receiving` once.
+    fn flow_rtp(&mut self) -> bool {
+        let arrivals: Vec<(usize, CallHandle)> = self
+            .streams
+            .keys()
+            .copied()
+            .filter(|&(j, call)| {
+                !self.receiving.contains(&(j, call)) && self.hears(j, call).is_some()
+            })
+            .collect();
         let now = self.now;
         for &(j, call) in &arrivals {
             self.receiving.insert((j, call));
