@@ -696,6 +696,9 @@ fn a_media_anchored_bridge_hides_both_parties_addresses_and_joins_the_streams() 
         t_media.last(),
         Some(&(leg_a, MediaInstruction::Join { peer: leg_b }))
     );
+    // Through T's relay, each phone hears the other.
+    assert_eq!(net.hears(A, a_call), Some((B, b_call)));
+    assert_eq!(net.hears(B, b_call), Some((A, a_call)));
     // A BYE from B ends A; T closes both streams.
     let now = net.now;
     net.engine(B)
@@ -1138,6 +1141,8 @@ fn a_rebridge_moves_leg_a_to_a_new_target_in_both_modes() {
                     .collect();
                 assert_eq!(joins.len(), 3, "{joins:?}");
                 assert_eq!(joins[2], MediaInstruction::Join { peer: new_leg });
+                assert_eq!(net.hears(A, a_call), Some((C, c_in.call)));
+                assert_eq!(net.hears(C, c_in.call), Some((A, a_call)));
             }
             _ => unreachable!(),
         }
