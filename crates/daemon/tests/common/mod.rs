@@ -62,21 +62,33 @@ impl Daemon {
     /// `transports` ("udp", "tcp", "tls", "ws", "wss"). `extra` goes in the `[sip]`
     /// table and may open others (`[sip.tls]`).
     pub fn start_listening(name: &str, transports: &[&str], extra: &str) -> Daemon {
-        Daemon::start_full(name, transports, extra, "")
+        Daemon::start_full(name, "127.0.0.1", transports, extra, "")
     }
 
     /// Like [`start`](Self::start), with `sip_extra` in the `[sip]` table and
     /// `other_sections` (whole tables, such as `[media]`) after it.
     pub fn start_with(name: &str, sip_extra: &str, other_sections: &str) -> Daemon {
-        Daemon::start_full(name, &["udp", "tcp"], sip_extra, other_sections)
+        Daemon::start_full(
+            name,
+            "127.0.0.1",
+            &["udp", "tcp"],
+            sip_extra,
+            other_sections,
+        )
     }
 
-    fn start_full(name: &str, transports: &[&str], extra: &str, other: &str) -> Daemon {
+    /// Like [`start_with`](Self::start_with), listening (UDP and TCP, port 0) on `host`,
+    /// another loopback address such as 127.0.0.10.
+    pub fn start_on(name: &str, host: &str, sip_extra: &str, other_sections: &str) -> Daemon {
+        Daemon::start_full(name, host, &["udp", "tcp"], sip_extra, other_sections)
+    }
+
+    fn start_full(name: &str, host: &str, transports: &[&str], extra: &str, other: &str) -> Daemon {
         let dir = scratch_dir(name);
         let config = dir.join("tandem.toml");
         let listen: Vec<String> = transports
             .iter()
-            .map(|t| format!("\"{t}:127.0.0.1:0\""))
+            .map(|t| format!("\"{t}:{host}:0\""))
             .collect();
         std::fs::write(
             &config,
