@@ -9,6 +9,7 @@ mod b2bua;
 mod routes;
 mod transfer;
 
+pub(crate) use b2bua::unpassable;
 pub use b2bua::{
     B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, RingStrategy,
 };

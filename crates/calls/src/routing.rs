@@ -80,6 +80,10 @@ pub enum RouteError {
     DeclineStatus { status: u16 },
     #[error("reason phrase `{reason}`: control characters are not allowed (RFC 3261 §25.1)")]
     ReasonPhrase { reason: String },
+    /// A bridge's `pass_headers` entry that cannot be passed (the same refusal as
+    /// [`CallError::HeaderNotPassable`](crate::CallError::HeaderNotPassable)).
+    #[error("header `{name}` cannot be passed across a bridge: {problem}")]
+    PassHeader { name: String, problem: String },
 }
 
 /// Compiles a regular expression for a [`Match`] or a [`Rewrite`], with its error on one
@@ -181,6 +185,10 @@ pub enum Action {
         targets: Vec<Target>,
         ring: RingStrategy,
         mode: BridgeMode,
+        /// Headers passed across the bridge by name, both ways
+        /// ([`BridgeOptions::pass_headers`](crate::BridgeOptions::pass_headers)); a name
+        /// the B2BUA writes per leg is refused by [`Rule::new`].
+        pass_headers: Vec<String>,
     },
     /// Answer 302 Moved Temporarily with this Contact (RFC 3261 §21.3.3); a template.
     Forward { target: String },
@@ -334,8 +342,10 @@ impl Rule {
     /// templates use only `${user}`, the user regex's groups and `$$`, and expand to a
     /// URI (module docs); target headers are tokens without CR, LF or NUL and not ones
     /// the stack writes (Via, From, To, Call-ID, CSeq, Contact...); ring times are not
-    /// zero; rewrites name existing groups; a decline status is 400-699 and its reason
-    /// has no control characters; a webhook names its application.
+    /// zero; rewrites name existing groups; headers to pass across a bridge are tokens
+    /// the B2BUA does not write per leg (Via, Call-ID, Contact, From, To...); a decline
+    /// status is 400-699 and its reason has no control characters; a webhook names its
+    /// application.
     pub fn new(name: impl Into<String>, when: Match, action: Action) -> Result<Rule, RouteError> {
         let name = name.into();
         if name.trim().is_empty() {
@@ -363,12 +373,29 @@ impl Rule {
         }
         let groups = when.user.as_ref().map_or(0, Regex::captures_len);
         match &action {
-            Action::Bridge { targets, .. } => {
+            Action::Bridge {
+                targets,
+                pass_headers,
+                ..
+            } => {
                 if targets.is_empty() {
                     return Err(RouteError::NoTargets);
                 }
                 for (index, target) in targets.iter().enumerate() {
                     check_target(index, target, groups)?;
+                }
+                for name in pass_headers {
+                    let problem = match crate::engine::unpassable(name) {
+                        Some(reason) => reason.to_owned(),
+                        None if !is_token(name) => {
+                            "the name is not a token (RFC 3261 §25.1)".to_owned()
+                        }
+                        None => continue,
+                    };
+                    return Err(RouteError::PassHeader {
+                        name: name.clone(),
+                        problem,
+                    });
                 }
             }
             Action::Forward { target } => {
@@ -466,6 +493,7 @@ impl Rule {
                 targets,
                 ring,
                 mode,
+                pass_headers,
             } => {
                 let mut routed = Vec::with_capacity(targets.len());
                 for target in targets {
@@ -488,6 +516,7 @@ impl Rule {
                     targets: routed,
                     ring: *ring,
                     mode: *mode,
+                    pass_headers: pass_headers.clone(),
                 }
             }
             Action::Forward { target } => {
@@ -571,6 +600,8 @@ pub enum RoutedAction {
         targets: Vec<RoutedTarget>,
         ring: RingStrategy,
         mode: BridgeMode,
+        /// As the rule has them (checked when it was built).
+        pass_headers: Vec<String>,
     },
     Forward {
         target: String,
@@ -819,6 +850,7 @@ mod tests {
             targets: vec![Target::new(uri)],
             ring: RingStrategy::Sequential,
             mode: BridgeMode::SignalingOnly,
+            pass_headers: Vec::new(),
         }
     }
 
@@ -1060,6 +1092,7 @@ mod tests {
                     targets: vec![local, trunk],
                     ring: RingStrategy::Parallel,
                     mode: BridgeMode::MediaAnchored,
+                    pass_headers: Vec::new(),
                 },
             )
             .unwrap(),
@@ -1069,12 +1102,14 @@ mod tests {
             targets,
             ring,
             mode,
+            pass_headers,
         } = routed.action
         else {
             panic!()
         };
         assert_eq!(ring, RingStrategy::Parallel);
         assert_eq!(mode, BridgeMode::MediaAnchored);
+        assert!(pass_headers.is_empty());
         assert_eq!(
             targets[0],
             RoutedTarget {
@@ -1117,6 +1152,7 @@ mod tests {
                 targets: vec![Target::new("sip:a@h.example"), t],
                 ring: RingStrategy::Sequential,
                 mode: BridgeMode::SignalingOnly,
+                pass_headers: Vec::new(),
             },
         )
         .unwrap_err();
@@ -1218,13 +1254,55 @@ mod tests {
     }
 
     #[test]
+    fn pass_headers_are_checked_and_routed() {
+        let with = |names: &[&str]| {
+            Rule::new(
+                "p",
+                Match::default(),
+                Action::Bridge {
+                    targets: vec![Target::new("sip:b@h.example")],
+                    ring: RingStrategy::Sequential,
+                    mode: BridgeMode::SignalingOnly,
+                    pass_headers: names.iter().map(|n| (*n).to_owned()).collect(),
+                },
+            )
+        };
+        // Headers the B2BUA writes per leg, in any case or compact form, are refused
+        // with the engine's own reason (b2bua.rs `unpassable`).
+        for name in ["Via", "call-id", "i", "Contact", "From", "t", "CSeq", "Max-Forwards"] {
+            let err = with(&["X-Pass", name]).unwrap_err();
+            let RouteError::PassHeader { name: refused, problem } = &err else {
+                panic!("{name}: {err:?}");
+            };
+            assert_eq!(refused, name);
+            assert!(!problem.is_empty(), "{err}");
+            assert!(err.to_string().contains("cannot be passed"), "{err}");
+        }
+        let err = with(&["Session-Expires"]).unwrap_err();
+        assert!(err.to_string().contains("per leg"), "{err}");
+        assert!(matches!(with(&[""]).unwrap_err(), RouteError::PassHeader { .. }));
+        let err = with(&["X Pass"]).unwrap_err();
+        assert!(err.to_string().contains("not a token"), "{err}");
+        // Passable ones are carried to the routed action as written.
+        let rule = with(&["X-Pass", "User-to-User", "Referred-By"]).unwrap();
+        let routed = RouteTable::new(vec![rule])
+            .route(&facts(Some("b"), &[]))
+            .unwrap();
+        let RoutedAction::Bridge { pass_headers, .. } = routed.action else {
+            panic!("not a bridge: {routed:?}");
+        };
+        assert_eq!(pass_headers, ["X-Pass", "User-to-User", "Referred-By"]);
+    }
+
+    #[test]
     fn construction_refuses_bad_rules() {
         let bad = |action: Action| Rule::new("r", Match::default(), action).unwrap_err();
         assert_eq!(
             bad(Action::Bridge {
                 targets: vec![],
                 ring: RingStrategy::Sequential,
-                mode: BridgeMode::SignalingOnly
+                mode: BridgeMode::SignalingOnly,
+                pass_headers: Vec::new(),
             }),
             RouteError::NoTargets
         );
@@ -1282,6 +1360,7 @@ mod tests {
                 targets: vec![t],
                 ring: RingStrategy::Sequential,
                 mode: BridgeMode::SignalingOnly,
+                pass_headers: Vec::new(),
             })
         };
         assert!(matches!(
@@ -1296,7 +1375,8 @@ mod tests {
             bad(Action::Bridge {
                 targets: vec![t],
                 ring: RingStrategy::Sequential,
-                mode: BridgeMode::SignalingOnly
+                mode: BridgeMode::SignalingOnly,
+                pass_headers: Vec::new(),
             }),
             RouteError::ZeroTimeout { target: 0 }
         );
@@ -1345,6 +1425,7 @@ mod tests {
                     targets: vec![t, u],
                     ring: RingStrategy::Sequential,
                     mode: BridgeMode::SignalingOnly,
+                    pass_headers: Vec::new(),
                 },
             )
             .unwrap(),
@@ -1365,6 +1446,7 @@ mod tests {
                     targets: vec![alone],
                     ring: RingStrategy::Sequential,
                     mode: BridgeMode::SignalingOnly,
+                    pass_headers: Vec::new(),
                 },
             )
             .unwrap(),
@@ -1412,6 +1494,7 @@ mod tests {
                     targets: vec![rewrite, trunk, Target::new("sips:${0}@[::1]:5061")],
                     ring: RingStrategy::Parallel,
                     mode: BridgeMode::SignalingOnly,
+                    pass_headers: Vec::new(),
                 },
             )
             .unwrap(),
@@ -1472,6 +1555,7 @@ mod tests {
                     targets: vec![t],
                     ring: RingStrategy::Sequential,
                     mode: BridgeMode::SignalingOnly,
+                    pass_headers: Vec::new(),
                 },
             );
             if let Ok(rule) = rule {

@@ -44,6 +44,7 @@ fn net_with_rules() -> (Net, EndpointHandle) {
                 targets: vec![bob],
                 ring: RingStrategy::Sequential,
                 mode: BridgeMode::SignalingOnly,
+                pass_headers: Vec::new(),
             },
         ),
         rule(
@@ -53,6 +54,7 @@ fn net_with_rules() -> (Net, EndpointHandle) {
                 targets: vec![Target::new("sip:bob@127.0.0.2")],
                 ring: RingStrategy::Sequential,
                 mode: BridgeMode::MediaAnchored,
+                pass_headers: Vec::new(),
             },
         ),
         rule(
@@ -65,6 +67,17 @@ fn net_with_rules() -> (Net, EndpointHandle) {
                 ],
                 ring: RingStrategy::Parallel,
                 mode: BridgeMode::SignalingOnly,
+                pass_headers: Vec::new(),
+            },
+        ),
+        rule(
+            "passing",
+            "^pass$",
+            Action::Bridge {
+                targets: vec![Target::new("sip:bob@127.0.0.2")],
+                ring: RingStrategy::Sequential,
+                mode: BridgeMode::SignalingOnly,
+                pass_headers: vec!["X-Pass".into(), "user-to-user".into()],
             },
         ),
         rule(
@@ -177,4 +190,76 @@ fn a_parallel_rule_rings_both_and_the_first_answer_wins() {
     let both = call(&mut net, alice, "both");
     assert_eq!(outcome(&net, both), Ok(()), "{}", trace(&net));
     assert_eq!(net.requests(T, Method::Cancel).len(), 1);
+}
+
+/// A rule's `pass_headers` reach the bridge: A's X-Pass and User-to-User (named in
+/// another case) are copied into leg B's INVITE and nothing else of A's custom headers
+/// is; B's X-Pass on its 200 comes back on A's 200. A rule naming a header the B2BUA
+/// writes per leg is refused when it is built.
+#[test]
+fn a_rule_passes_its_headers_across_the_bridge() {
+    let (mut net, alice) = net_with_rules();
+    net.set_app(
+        1,
+        accept_all(CallAcceptOptions::new().header("X-Pass", "from-bob")),
+    );
+    let now = net.now;
+    let engine = net.engine(0);
+    let conversation = engine
+        .new_conversation(alice, ConversationSettings::default())
+        .unwrap();
+    let call = engine.new_call(conversation, CallKind::AudioVideo).unwrap();
+    let options = CallEstablishOptions::new()
+        .header("X-Pass", "x")
+        .header("User-to-User", "56a390f3d2b7310023a2;encoding=hex")
+        .header("X-Other", "kept-out");
+    engine
+        .establish(now, call, "sip:pass@127.0.0.3", options)
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(outcome(&net, call), Ok(()), "{}", trace(&net));
+    let received = net.only_received(1);
+    let value = |name: &str| -> Vec<String> {
+        received
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.clone())
+            .collect()
+    };
+    assert_eq!(value("X-Pass"), ["x"], "{:?}", received.headers);
+    assert_eq!(
+        value("User-to-User"),
+        ["56a390f3d2b7310023a2;encoding=hex"],
+        "{:?}",
+        received.headers
+    );
+    assert!(value("X-Other").is_empty(), "{:?}", received.headers);
+    // B's header came back on T's 200 to A.
+    let ok = net
+        .responses(T)
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| {
+            r.status == 200 && r.headers.cseq().is_ok_and(|c| c.method == Method::Invite)
+                && header_values(&r.headers, "X-Pass").iter().any(|v| v == "from-bob")
+        });
+    assert!(ok.is_some(), "{}", trace(&net));
+
+    // A header of one leg's own cannot be named.
+    let refused = Rule::new(
+        "bad",
+        Match::default(),
+        Action::Bridge {
+            targets: vec![Target::new("sip:bob@127.0.0.2")],
+            ring: RingStrategy::Sequential,
+            mode: BridgeMode::SignalingOnly,
+            pass_headers: vec!["X-Pass".into(), "Contact".into()],
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&refused, routing::RouteError::PassHeader { name, .. } if name == "Contact"),
+        "{refused:?}"
+    );
 }

@@ -56,6 +56,9 @@ pub struct RouteSection {
     pub ring: Option<Spanned<RingText>>,
     /// bridge: "signaling" (default) or "anchored".
     pub media: Option<Spanned<MediaText>>,
+    /// bridge: headers passed across the bridge by name, both ways
+    /// (`BridgeOptions::pass_headers`).
+    pub pass_headers: Option<Spanned<Vec<Spanned<String>>>>,
     /// bridge: `[[route.targets]]`.
     #[serde(default)]
     pub targets: Vec<TargetSection>,
@@ -616,6 +619,11 @@ impl Config {
                 RouteAction::Bridge,
             )?;
             only(
+                ".pass_headers",
+                route.pass_headers.as_ref().map(Spanned::span),
+                RouteAction::Bridge,
+            )?;
+            only(
                 ".targets",
                 (!route.targets.is_empty()).then(|| route.action.span()),
                 RouteAction::Bridge,
@@ -701,6 +709,12 @@ impl Config {
                             Some(MediaText::Anchored) => BridgeMode::MediaAnchored,
                             Some(MediaText::Signaling) | None => BridgeMode::SignalingOnly,
                         },
+                        pass_headers: route
+                            .pass_headers
+                            .iter()
+                            .flat_map(|names| names.get_ref())
+                            .map(|name| name.get_ref().clone())
+                            .collect(),
                     }
                 }
                 RouteAction::Forward => routing::Action::Forward {
@@ -764,6 +778,22 @@ impl Config {
                             format!(".match.headers.{name}"),
                             m.headers.get(name).map(Spanned::span),
                         ),
+                        RouteError::PassHeader { name, .. } => {
+                            let names = route.pass_headers.as_ref().map(Spanned::get_ref);
+                            let at = names
+                                .and_then(|n| n.iter().position(|n| n.get_ref() == name));
+                            (
+                                at.map_or_else(
+                                    || ".pass_headers".to_owned(),
+                                    |k| format!(".pass_headers[{k}]"),
+                                ),
+                                names
+                                    .zip(at)
+                                    .and_then(|(n, k)| n.get(k))
+                                    .map(Spanned::span)
+                                    .or_else(|| route.pass_headers.as_ref().map(Spanned::span)),
+                            )
+                        }
                         RouteError::DeclineStatus { .. } => (
                             ".status".to_owned(),
                             route.status.as_ref().map(Spanned::span),
@@ -1267,12 +1297,14 @@ mod tests {
             targets,
             ring,
             mode,
+            pass_headers,
         } = routed.action
         else {
             panic!("{routed:?}")
         };
         assert_eq!(ring, routing::RingStrategy::Sequential);
         assert_eq!(mode, BridgeMode::SignalingOnly);
+        assert_eq!(pass_headers, ["X-Pass", "User-to-User"]);
         assert_eq!(targets[0].uri, "sip:5551234567@192.0.2.20:5060");
         assert_eq!(targets[0].timeout, Some(Duration::from_secs(20)));
         assert_eq!(
@@ -1356,12 +1388,14 @@ uri = "sips:${user}@[::1]:5071"
             targets,
             ring,
             mode,
+            pass_headers,
         } = table.route(&facts("carol", &[], None)).unwrap().action
         else {
             panic!()
         };
         assert_eq!(ring, routing::RingStrategy::Parallel);
         assert_eq!(mode, BridgeMode::MediaAnchored);
+        assert!(pass_headers.is_empty(), "none unless given");
         let uris: Vec<_> = targets.iter().map(|t| t.uri.as_str()).collect();
         assert_eq!(uris, ["sip:carol@127.0.0.1:5070", "sips:carol@[::1]:5071"]);
         assert_eq!(targets[1].timeout, None);
@@ -1425,6 +1459,25 @@ uri = "sips:${user}@[::1]:5071"
             9,
             "`route[0].targets[0].trunk`",
             "`nope`",
+        );
+        // Headers to pass that the B2BUA writes per leg, named by their place.
+        refused(
+            &format!("{bridge}pass_headers = [\n  \"X-Pass\",\n  \"Call-ID\",\n]\n[[route.targets]]\nuri = \"sip:a@h\"\n"),
+            9,
+            "`route[0].pass_headers[1]`",
+            "cannot be passed across a bridge",
+        );
+        refused(
+            &format!("{bridge}pass_headers = [\"Via\"]\n[[route.targets]]\nuri = \"sip:a@h\"\n"),
+            7,
+            "`route[0].pass_headers[0]`",
+            "topology hiding",
+        );
+        refused(
+            &format!("{head}action = \"echo\"\npass_headers = [\"X-Pass\"]\n"),
+            7,
+            "`route[0].pass_headers`",
+            "only for action = \"bridge\"",
         );
         // A bridge without targets; keys of another action.
         refused(&bridge, 6, "`route[0].targets`", "at least one");

@@ -1408,8 +1408,9 @@ fn relayed_status(failure: &EstablishFailure) -> (u16, Option<String>) {
     }
 }
 
-/// Why a header cannot be passed across a bridge: the B2BUA writes it per leg.
-fn unpassable(name: &str) -> Option<&'static str> {
+/// Why a header cannot be passed across a bridge: the B2BUA writes it per leg. Also the
+/// check of a route's `pass_headers` ([`crate::routing::Rule::new`]).
+pub(crate) fn unpassable(name: &str) -> Option<&'static str> {
     let name = name.trim().to_ascii_lowercase();
     Some(match name.as_str() {
         "via" | "v" | "call-id" | "i" | "cseq" | "contact" | "m" | "route" | "record-route" => {

@@ -75,6 +75,7 @@ impl Engine {
                 targets,
                 ring,
                 mode,
+                pass_headers,
             } => {
                 let targets = targets
                     .into_iter()
@@ -90,6 +91,7 @@ impl Engine {
                     })
                     .collect();
                 let mut options = BridgeOptions::new().mode(mode).ring(ring);
+                options.pass_headers = pass_headers;
                 options.caller = caller_of(received);
                 self.bridge_targets(now, call, targets, options).map(drop)
             }
