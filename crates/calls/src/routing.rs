@@ -1269,9 +1269,22 @@ mod tests {
         };
         // Headers the B2BUA writes per leg, in any case or compact form, are refused
         // with the engine's own reason (b2bua.rs `unpassable`).
-        for name in ["Via", "call-id", "i", "Contact", "From", "t", "CSeq", "Max-Forwards"] {
+        for name in [
+            "Via",
+            "call-id",
+            "i",
+            "Contact",
+            "From",
+            "t",
+            "CSeq",
+            "Max-Forwards",
+        ] {
             let err = with(&["X-Pass", name]).unwrap_err();
-            let RouteError::PassHeader { name: refused, problem } = &err else {
+            let RouteError::PassHeader {
+                name: refused,
+                problem,
+            } = &err
+            else {
                 panic!("{name}: {err:?}");
             };
             assert_eq!(refused, name);
@@ -1280,7 +1293,10 @@ mod tests {
         }
         let err = with(&["Session-Expires"]).unwrap_err();
         assert!(err.to_string().contains("per leg"), "{err}");
-        assert!(matches!(with(&[""]).unwrap_err(), RouteError::PassHeader { .. }));
+        assert!(matches!(
+            with(&[""]).unwrap_err(),
+            RouteError::PassHeader { .. }
+        ));
         let err = with(&["X Pass"]).unwrap_err();
         assert!(err.to_string().contains("not a token"), "{err}");
         // Passable ones are carried to the routed action as written.

@@ -236,14 +236,13 @@ fn a_rule_passes_its_headers_across_the_bridge() {
     );
     assert!(value("X-Other").is_empty(), "{:?}", received.headers);
     // B's header came back on T's 200 to A.
-    let ok = net
-        .responses(T)
-        .into_iter()
-        .map(|(_, r)| r)
-        .find(|r| {
-            r.status == 200 && r.headers.cseq().is_ok_and(|c| c.method == Method::Invite)
-                && header_values(&r.headers, "X-Pass").iter().any(|v| v == "from-bob")
-        });
+    let ok = net.responses(T).into_iter().map(|(_, r)| r).find(|r| {
+        r.status == 200
+            && r.headers.cseq().is_ok_and(|c| c.method == Method::Invite)
+            && header_values(&r.headers, "X-Pass")
+                .iter()
+                .any(|v| v == "from-bob")
+    });
     assert!(ok.is_some(), "{}", trace(&net));
 
     // A header of one leg's own cannot be named.

@@ -780,8 +780,7 @@ impl Config {
                         ),
                         RouteError::PassHeader { name, .. } => {
                             let names = route.pass_headers.as_ref().map(Spanned::get_ref);
-                            let at = names
-                                .and_then(|n| n.iter().position(|n| n.get_ref() == name));
+                            let at = names.and_then(|n| n.iter().position(|n| n.get_ref() == name));
                             (
                                 at.map_or_else(
                                     || ".pass_headers".to_owned(),
@@ -1462,7 +1461,9 @@ uri = "sips:${user}@[::1]:5071"
         );
         // Headers to pass that the B2BUA writes per leg, named by their place.
         refused(
-            &format!("{bridge}pass_headers = [\n  \"X-Pass\",\n  \"Call-ID\",\n]\n[[route.targets]]\nuri = \"sip:a@h\"\n"),
+            &format!(
+                "{bridge}pass_headers = [\n  \"X-Pass\",\n  \"Call-ID\",\n]\n[[route.targets]]\nuri = \"sip:a@h\"\n"
+            ),
             9,
             "`route[0].pass_headers[1]`",
             "cannot be passed across a bridge",
