@@ -6,12 +6,14 @@
 //! application's commands (`establish`, `accept`, `decline`, ...), each taking `now`.
 
 mod b2bua;
+mod park;
 mod routes;
 mod transfer;
 
 pub use b2bua::{
     B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, RingStrategy,
 };
+pub use park::{CallOrbit, ParkSettings};
 pub use transfer::{
     CallTransferOptions, CallTransferType, REFER_ANSWER_TIME, TRANSFER_SUBSCRIPTION_TIME,
     TransferOutcome, TransferRequest, TransferState,
@@ -76,6 +78,8 @@ pub struct EngineConfig {
     pub codecs: Vec<Codec>,
     /// Routing rules for incoming INVITEs (empty: none).
     pub routes: crate::routing::RouteTable,
+    /// Call park: orbits, timeout, music on hold, the park number for REFER.
+    pub park: ParkSettings,
 }
 
 impl Default for EngineConfig {
@@ -94,6 +98,7 @@ impl Default for EngineConfig {
             media: MediaSettings::default(),
             codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
             routes: crate::routing::RouteTable::default(),
+            park: ParkSettings::default(),
         }
     }
 }
@@ -400,6 +405,8 @@ pub struct Engine {
     route_endpoint: Option<EndpointHandle>,
     /// REFERs, their subscriptions, and calls that replace others.
     transfers: transfer::Transfers,
+    /// Park orbits, their retrievals and their watchers (RFC 4235 subscriptions).
+    parking: park::Parking,
 }
 
 impl Engine {
@@ -426,8 +433,10 @@ impl Engine {
             modify_relays: HashMap::new(),
             route_endpoint: None,
             transfers: transfer::Transfers::default(),
+            parking: park::Parking::default(),
             config,
         };
+        engine.init_park();
         for (user, behaviour) in engine.config.demo_users.clone() {
             let owner = Identity::new(format!("sip:{user}@localhost"));
             if let Err(error) = engine.add_endpoint_for(user.clone(), owner, Some(behaviour), None)
@@ -477,6 +486,8 @@ impl Engine {
             self.on_timer(now, at, timer, call);
             self.drain(now);
         }
+        self.on_park_timeout(now);
+        self.drain(now);
     }
 
     /// The transport could not deliver to `flow` over a connection.
@@ -504,6 +515,10 @@ impl Engine {
             self.timers.pop();
         }
         let ours = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let ours = match (ours, self.park_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (self.core.poll_timeout(), ours) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1325,6 +1340,9 @@ impl Engine {
             if self.run_transfers(now) {
                 progressed = true;
             }
+            if self.run_park(now) {
+                progressed = true;
+            }
             if !progressed {
                 break;
             }
@@ -1423,7 +1441,13 @@ impl Engine {
         request: &Request,
     ) {
         let user = request_user(request);
+        // A call to a park orbit retrieves the call parked there (before any rule).
+        let orbit = match self.orbit_wanted(user.as_deref()) {
+            Ok(orbit) => orbit,
+            Err(reply) => return self.respond(now, &tx, reply),
+        };
         let (endpoint, routed) = match user.as_ref().and_then(|u| self.by_user.get(u)) {
+            _ if orbit.is_some() => (self.park_endpoint(), None),
             Some(&endpoint) => (endpoint, None),
             None => match self.route_incoming(&tx, request, user.as_deref()) {
                 Some(routed) => routed,
@@ -1555,6 +1579,10 @@ impl Engine {
             source,
             replaces,
         };
+        if let Some(orbit) = orbit {
+            self.transition(call, CallState::Incoming, Reason::Incoming);
+            return self.retrieve_by_invite(now, call, orbit);
+        }
         if let Some(routed) = routed {
             self.transition(call, CallState::Incoming, Reason::Incoming);
             return self.apply_route(now, call, routed, &received);
@@ -1567,6 +1595,9 @@ impl Engine {
     }
 
     fn on_request_outside(&mut self, now: Instant, tx: TransactionKey, request: &Request) {
+        if self.on_park_request(now, &tx, request) {
+            return;
+        }
         if request.method != Method::Message {
             // Anything else without a To tag is outside any dialog we know.
             return self.respond(now, &tx, Reply::new(481));
@@ -1915,6 +1946,7 @@ impl Engine {
         if self.calls.get(&call).is_some_and(|c| c.bridge.is_some()) {
             self.anchored_established(now, call, response);
         }
+        self.park_established(now, call);
     }
 
     fn on_modify_completed(&mut self, now: Instant, session: SessionId, response: &Response) {
@@ -1923,6 +1955,9 @@ impl Engine {
         };
         if self.relaying_modify(call) {
             return self.relay_modify_completed(now, call, response);
+        }
+        if self.park_reoffer_completed(now, call, response) {
+            return;
         }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -1979,7 +2014,9 @@ impl Engine {
         status: u16,
         response: Option<&Response>,
     ) {
-        if self.on_transfer_response(now, tx, status, response) {
+        if self.on_transfer_response(now, tx, status, response)
+            || self.on_park_response(now, tx, status)
+        {
             return;
         }
         let result = if (200..300).contains(&status) {
@@ -2082,6 +2119,7 @@ impl Engine {
             );
         }
         self.transfers_call_ended(call);
+        self.parking.call_ended(call);
         // `Terminated` is always the call's last event.
         if state != CallState::Terminated {
             self.transition(call, CallState::Terminated, reason.clone());
@@ -2165,7 +2203,10 @@ impl Engine {
                 }
             }
             Timer::MaxDuration
-                if matches!(c.state, CallState::Established | CallState::Transferring) =>
+                if matches!(
+                    c.state,
+                    CallState::Established | CallState::Transferring | CallState::Parking
+                ) =>
             {
                 // Set before the BYE: the dialog ends the session within `terminate`.
                 c.ending = Some(Reason::MaxDurationReached);
@@ -2339,7 +2380,7 @@ impl Engine {
             }
             MediaIndication::Timeout { after } => {
                 c.rtp_receiving = false;
-                let established = c.state == CallState::Established;
+                let established = matches!(c.state, CallState::Established | CallState::Parking);
                 self.emit(call, CallEvent::MediaTimedOut { after });
                 if established && self.config.media.hangup_on_timeout {
                     if let Some(c) = self.calls.get_mut(&call) {
