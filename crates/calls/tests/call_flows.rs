@@ -250,10 +250,8 @@ fn unknown_and_unserved_methods() {
     // SUBSCRIBE is served for park orbits only (tests/park.rs): without an Event header
     // it is malformed (RFC 6665 §8.2.1), to a user that is no orbit 404.
     assert_eq!(statuses(&h.send(&request("SUBSCRIBE", "z9hG4bKj4"))), [400]);
-    let dialog = request("SUBSCRIBE", "z9hG4bKj5").replace(
-        "Content-Length: 0",
-        "Event: dialog\r\nContent-Length: 0",
-    );
+    let dialog = request("SUBSCRIBE", "z9hG4bKj5")
+        .replace("Content-Length: 0", "Event: dialog\r\nContent-Length: 0");
     assert_eq!(statuses(&h.send(&dialog)), [404]);
     // BYE outside a dialog.
     assert_eq!(statuses(&h.send(&request("BYE", "z9hG4bKj3"))), [481]);
