@@ -1163,4 +1163,3 @@ fn blf_shows_the_ring_back_as_early() {
         trace(&net)
     );
 }
-

@@ -99,8 +99,11 @@ pub struct RawPeer {
     pub inbox: Vec<(Duration, Message)>,
     /// Every message it sent, with the time.
     pub sent: Vec<(Duration, Message)>,
-    pub answer: Box<dyn FnMut(&Request) -> Option<Response>>,
+    pub answer: Answer,
 }
+
+/// How a raw peer answers a request (`None`: it does not).
+pub type Answer = Box<dyn FnMut(&Request) -> Option<Response>>;
 
 impl RawPeer {
     /// The requests of `method` it received, in order.
