@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 pub const DIALOG_INFO: &str = "application/dialog-info+xml";
 /// A subscription shorter than this gets 423 (RFC 6665 §4.2.1.1).
 const MIN_EXPIRES: u32 = 60;
-/// The default and the longest subscription (RFC 4235 §3.2: 3600 s by default).
+/// The default and the longest subscription (RFC 4235 §3.4: 3600 s by default).
 const MAX_EXPIRES: u32 = 3600;
 
 /// What call park needs (the daemon's `[park]`).
@@ -211,8 +211,7 @@ impl Engine {
         }
     }
 
-    /// Parks an established audio call (RFC 5359 §2.12's flow, with Tandem as the park
-    /// server): the call takes the first free orbit and goes `Parking`, its peer hears
+    /// Parks an established audio call, Tandem being the park server: the call takes the first free orbit and goes `Parking`, its peer hears
     /// music on hold. A leg of a back-to-back call leaves the bridge and the other leg
     /// (the parker, rung back at the timeout) is hung up. Returns the orbit; the call
     /// raises [`CallEvent::Parked`].
@@ -673,6 +672,14 @@ impl Engine {
     /// An INVITE to an occupied orbit (the call `call`, `Incoming`): accepted with our
     /// answer; a ring-back or API call still ringing for the orbit is cancelled.
     pub(super) fn retrieve_by_invite(&mut self, now: Instant, call: CallHandle, number: u16) {
+        if self.calls.get(&call).map(|c| c.kind) != Some(CallKind::AudioVideo) {
+            let mut options = CallDeclineOptions::new(488);
+            options.reason = Some("SIP;cause=488;text=\"A parked call takes audio\"".into());
+            if self.decline(now, call, options).is_err() {
+                self.finish(call, Reason::LocalTerminated, None);
+            }
+            return;
+        }
         let previous = match self.parking.orbits.get_mut(&number) {
             Some(p) => p.retrieval.replace((call, Retrieval::Invite)),
             None => {
