@@ -341,76 +341,92 @@ fn a_plain_call_can_be_parked_once() {
 #[test]
 fn a_refer_to_the_park_number_parks_the_other_leg_in_both_modes() {
     for mode in MODES {
-        let (mut net, alice, _) = setup(mode, ParkSettings::default());
-        let s = bridged(&mut net, alice, secs(2));
-        let now = net.now;
-        net.engine(B)
-            .transfer(
-                now,
-                s.b_call,
-                "sip:700@127.0.0.3",
-                CallTransferOptions::new(),
-            )
-            .unwrap();
-        net.run_for(secs(5));
-        let ctx = format!("{mode:?}\n{}", trace(&net));
-        // Bob heard 200 by NOTIFY, and hung up himself (RFC 5589 §6).
-        let completed: Vec<_> = net
-            .call_events(B, s.b_call)
-            .into_iter()
-            .filter_map(|e| match e {
-                CallEvent::TransferCompleted {
-                    final_status,
-                    reason,
-                    ..
-                } => Some((final_status, reason)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(completed, vec![(200, TransferOutcome::Accepted)], "{ctx}");
-        assert_eq!(
-            last_state(&net, B, s.b_call).map(|(s, _)| s),
-            Some(CallState::Terminated),
-            "{ctx}"
-        );
-        assert_eq!(net.requests(B, Method::Bye).len(), 1, "bob hangs up: {ctx}");
-        assert!(net.requests(T, Method::Bye).is_empty(), "{ctx}");
-        // Alice is parked in 701 and hears T's music.
-        assert_eq!(net.engine(T).parked_call(701), Some(s.leg_a), "{ctx}");
-        assert_eq!(
-            park_events(&net, T, s.leg_a),
-            vec![CallEvent::Parked { orbit: orbit(701) }]
-        );
-        assert_eq!(
-            net.engine(A).call_state(s.a_call),
-            Some(CallState::Established)
-        );
-        assert_hears_music(&net, A, s.a_call, s.leg_a, &ctx);
-        // Carol dials the orbit: alice and carol talk.
-        let c_call = dial_orbit(&mut net, 701);
-        net.run_for(secs(2));
-        assert_eq!(
-            net.engine(C).call_state(c_call),
-            Some(CallState::Established),
-            "{ctx}"
-        );
-        assert_joined(
-            &net,
-            s.a_call,
-            C,
-            c_call,
-            &format!("{ctx}\n{}", trace(&net)),
-        );
-        let now = net.now;
-        net.engine(A)
-            .terminate(now, s.a_call, CallTerminateOptions::new())
-            .unwrap();
-        net.run_for(secs(2));
-        assert_eq!(
-            last_state(&net, C, c_call),
-            Some((CallState::Terminated, R::RemoteTerminated))
-        );
-        net.assert_quiet();
+        for transferor in [B, A] {
+            let (mut net, alice, _) = setup(mode, ParkSettings::default());
+            let s = bridged(&mut net, alice, secs(2));
+            // (the transferor's phone call, the parked phone and T's leg toward it)
+            let (refer_call, parked_node, parked_phone, parked) = if transferor == B {
+                (s.b_call, A, s.a_call, s.leg_a)
+            } else {
+                (s.a_call, B, s.b_call, s.leg_b)
+            };
+            let now = net.now;
+            net.engine(transferor)
+                .transfer(
+                    now,
+                    refer_call,
+                    "sip:700@127.0.0.3",
+                    CallTransferOptions::new(),
+                )
+                .unwrap();
+            net.run_for(secs(5));
+            let ctx = format!("{mode:?}, REFER from {transferor}\n{}", trace(&net));
+            // The transferor heard 200 by NOTIFY, and hung up itself (RFC 5589 §6).
+            let completed: Vec<_> = net
+                .call_events(transferor, refer_call)
+                .into_iter()
+                .filter_map(|e| match e {
+                    CallEvent::TransferCompleted {
+                        final_status,
+                        reason,
+                        ..
+                    } => Some((final_status, reason)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(completed, vec![(200, TransferOutcome::Accepted)], "{ctx}");
+            assert_eq!(
+                last_state(&net, transferor, refer_call).map(|(s, _)| s),
+                Some(CallState::Terminated),
+                "{ctx}"
+            );
+            assert_eq!(
+                net.requests(transferor, Method::Bye).len(),
+                1,
+                "the transferor hangs up: {ctx}"
+            );
+            assert!(net.requests(T, Method::Bye).is_empty(), "{ctx}");
+            // The other party is parked in 701 and hears T's music.
+            assert_eq!(net.engine(T).parked_call(701), Some(parked), "{ctx}");
+            assert_eq!(
+                park_events(&net, T, parked),
+                vec![CallEvent::Parked { orbit: orbit(701) }]
+            );
+            assert_eq!(
+                net.engine(parked_node).call_state(parked_phone),
+                Some(CallState::Established)
+            );
+            assert_hears_music(&net, parked_node, parked_phone, parked, &ctx);
+            // Carol dials the orbit: the parked party and carol talk.
+            let c_call = dial_orbit(&mut net, 701);
+            net.run_for(secs(2));
+            let ctx = format!("{ctx}\n{}", trace(&net));
+            assert_eq!(
+                net.engine(C).call_state(c_call),
+                Some(CallState::Established),
+                "{ctx}"
+            );
+            assert_eq!(
+                net.hears(parked_node, parked_phone),
+                Some((C, c_call)),
+                "{ctx}"
+            );
+            assert_eq!(
+                net.hears(C, c_call),
+                Some((parked_node, parked_phone)),
+                "{ctx}"
+            );
+            let now = net.now;
+            net.engine(parked_node)
+                .terminate(now, parked_phone, CallTerminateOptions::new())
+                .unwrap();
+            net.run_for(secs(2));
+            assert_eq!(
+                last_state(&net, C, c_call),
+                Some((CallState::Terminated, R::RemoteTerminated))
+            );
+            net.assert_quiet();
+        }
     }
 }
 
@@ -512,11 +528,27 @@ fn an_empty_orbit_gets_404_and_a_second_retriever_486() {
     let c_call = dial(&mut net, C, carol, "sip:799@127.0.0.3");
     net.run_for(secs(2));
     assert_eq!(refused(&net, c_call), Some(404));
-    // An orbit whose call a first retriever is taking: 486 for the second.
+    // An orbit takes audio calls only: an IM call to it gets 488.
     let s = bridged(&mut net, alice, secs(2));
     let now = net.now;
     net.engine(T).park(now, s.leg_a).unwrap();
     net.run_for(secs(1));
+    let now = net.now;
+    let conversation = net
+        .engine(C)
+        .new_conversation(carol, ConversationSettings::default())
+        .unwrap();
+    let im = net
+        .engine(C)
+        .new_call(conversation, CallKind::InstantMessaging)
+        .unwrap();
+    net.engine(C)
+        .establish(now, im, ORBIT_URI, CallEstablishOptions::new())
+        .unwrap();
+    net.run_for(secs(2));
+    assert_eq!(refused(&net, im), Some(488), "{}", trace(&net));
+    assert_eq!(net.engine(T).parked_call(701), Some(s.leg_a));
+    // An orbit whose call a first retriever is taking: 486 for the second.
     // The first retriever's ACK is lost for a while, so its retrieval is still open.
     let first = dial(&mut net, C, carol, ORBIT_URI);
     net.filter = Some(Box::new(
