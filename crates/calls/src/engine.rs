@@ -6,6 +6,7 @@
 //! application's commands (`establish`, `accept`, `decline`, ...), each taking `now`.
 
 mod b2bua;
+mod park;
 mod routes;
 mod transfer;
 
@@ -13,6 +14,7 @@ pub(crate) use b2bua::unpassable;
 pub use b2bua::{
     B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, RingStrategy,
 };
+pub use park::{CallOrbit, ParkSettings};
 pub use transfer::{
     CallTransferOptions, CallTransferType, REFER_ANSWER_TIME, TRANSFER_SUBSCRIPTION_TIME,
     TransferOutcome, TransferRequest, TransferState,
@@ -77,6 +79,8 @@ pub struct EngineConfig {
     pub codecs: Vec<Codec>,
     /// Routing rules for incoming INVITEs (empty: none).
     pub routes: crate::routing::RouteTable,
+    /// Call park: orbits, timeout, music on hold, the park number for REFER.
+    pub park: ParkSettings,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +99,7 @@ impl Default for EngineConfig {
             media: MediaSettings::default(),
             codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
             routes: crate::routing::RouteTable::default(),
+            park: ParkSettings::default(),
         }
     }
 }
@@ -401,6 +406,8 @@ pub struct Engine {
     route_endpoint: Option<EndpointHandle>,
     /// REFERs, their subscriptions, and calls that replace others.
     transfers: transfer::Transfers,
+    /// Park orbits, their retrievals and their watchers (RFC 4235 subscriptions).
+    parking: park::Parking,
 }
 
 impl Engine {
@@ -427,8 +434,10 @@ impl Engine {
             modify_relays: HashMap::new(),
             route_endpoint: None,
             transfers: transfer::Transfers::default(),
+            parking: park::Parking::default(),
             config,
         };
+        engine.init_park();
         for (user, behaviour) in engine.config.demo_users.clone() {
             let owner = Identity::new(format!("sip:{user}@localhost"));
             if let Err(error) = engine.add_endpoint_for(user.clone(), owner, Some(behaviour), None)
@@ -478,6 +487,8 @@ impl Engine {
             self.on_timer(now, at, timer, call);
             self.drain(now);
         }
+        self.on_park_timeout(now);
+        self.drain(now);
     }
 
     /// The transport could not deliver to `flow` over a connection.
@@ -505,6 +516,10 @@ impl Engine {
             self.timers.pop();
         }
         let ours = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let ours = match (ours, self.park_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (self.core.poll_timeout(), ours) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1326,6 +1341,9 @@ impl Engine {
             if self.run_transfers(now) {
                 progressed = true;
             }
+            if self.run_park(now) {
+                progressed = true;
+            }
             if !progressed {
                 break;
             }
@@ -1424,7 +1442,13 @@ impl Engine {
         request: &Request,
     ) {
         let user = request_user(request);
+        // A call to a park orbit retrieves the call parked there (before any rule).
+        let orbit = match self.orbit_wanted(user.as_deref()) {
+            Ok(orbit) => orbit,
+            Err(reply) => return self.respond(now, &tx, reply),
+        };
         let (endpoint, routed) = match user.as_ref().and_then(|u| self.by_user.get(u)) {
+            _ if orbit.is_some() => (self.park_endpoint(), None),
             Some(&endpoint) => (endpoint, None),
             None => match self.route_incoming(&tx, request, user.as_deref()) {
                 Some(routed) => routed,
@@ -1556,6 +1580,10 @@ impl Engine {
             source,
             replaces,
         };
+        if let Some(orbit) = orbit {
+            self.transition(call, CallState::Incoming, Reason::Incoming);
+            return self.retrieve_by_invite(now, call, orbit);
+        }
         if let Some(routed) = routed {
             self.transition(call, CallState::Incoming, Reason::Incoming);
             return self.apply_route(now, call, routed, &received);
@@ -1568,6 +1596,9 @@ impl Engine {
     }
 
     fn on_request_outside(&mut self, now: Instant, tx: TransactionKey, request: &Request) {
+        if self.on_park_request(now, &tx, request) {
+            return;
+        }
         if request.method != Method::Message {
             // Anything else without a To tag is outside any dialog we know.
             return self.respond(now, &tx, Reply::new(481));
@@ -1916,6 +1947,7 @@ impl Engine {
         if self.calls.get(&call).is_some_and(|c| c.bridge.is_some()) {
             self.anchored_established(now, call, response);
         }
+        self.park_established(now, call);
     }
 
     fn on_modify_completed(&mut self, now: Instant, session: SessionId, response: &Response) {
@@ -1924,6 +1956,9 @@ impl Engine {
         };
         if self.relaying_modify(call) {
             return self.relay_modify_completed(now, call, response);
+        }
+        if self.park_reoffer_completed(now, call, response) {
+            return;
         }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -1980,7 +2015,9 @@ impl Engine {
         status: u16,
         response: Option<&Response>,
     ) {
-        if self.on_transfer_response(now, tx, status, response) {
+        if self.on_transfer_response(now, tx, status, response)
+            || self.on_park_response(now, tx, status)
+        {
             return;
         }
         let result = if (200..300).contains(&status) {
@@ -2083,6 +2120,7 @@ impl Engine {
             );
         }
         self.transfers_call_ended(call);
+        self.parking.call_ended(call);
         // `Terminated` is always the call's last event.
         if state != CallState::Terminated {
             self.transition(call, CallState::Terminated, reason.clone());
@@ -2166,7 +2204,10 @@ impl Engine {
                 }
             }
             Timer::MaxDuration
-                if matches!(c.state, CallState::Established | CallState::Transferring) =>
+                if matches!(
+                    c.state,
+                    CallState::Established | CallState::Transferring | CallState::Parking
+                ) =>
             {
                 // Set before the BYE: the dialog ends the session within `terminate`.
                 c.ending = Some(Reason::MaxDurationReached);
@@ -2340,7 +2381,7 @@ impl Engine {
             }
             MediaIndication::Timeout { after } => {
                 c.rtp_receiving = false;
-                let established = c.state == CallState::Established;
+                let established = matches!(c.state, CallState::Established | CallState::Parking);
                 self.emit(call, CallEvent::MediaTimedOut { after });
                 if established && self.config.media.hangup_on_timeout {
                     if let Some(c) = self.calls.get_mut(&call) {

@@ -25,10 +25,10 @@ pub mod state;
 mod types;
 
 pub use engine::{
-    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget,
+    B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, CallOrbit,
     CallTransferOptions, CallTransferType, DemoBehaviour, Engine, EngineConfig, MediaSettings,
-    PortPool, PortSource, REFER_ANSWER_TIME, RingStrategy, Stats, TRANSFER_SUBSCRIPTION_TIME,
-    TransferOutcome, TransferRequest, TransferState,
+    ParkSettings, PortPool, PortSource, REFER_ANSWER_TIME, RingStrategy, Stats,
+    TRANSFER_SUBSCRIPTION_TIME, TransferOutcome, TransferRequest, TransferState,
 };
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,

@@ -97,6 +97,10 @@ pub enum CallStateTransitionReason {
     /// An INVITE with Replaces (RFC 3891 §3) for this call's dialog was accepted: the
     /// call was ended (BYE, or CANCEL while early) in favour of the new one.
     Replaced,
+    /// The call was parked in an orbit (`Established` -> `Parking`).
+    Parked,
+    /// The parked call was retrieved from its orbit (`Parking` -> `Established`).
+    ParkRetrieved,
 }
 
 /// What the application can ask of a call.
@@ -116,11 +120,13 @@ pub enum Operation {
     SetComposing,
     /// A REFER: blind or attended transfer (RFC 3515, RFC 5589).
     Transfer,
+    /// Putting the call in a park orbit.
+    Park,
 }
 
 impl Operation {
     /// Every operation, for tests and tables.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Establish,
         Operation::Accept,
         Operation::Decline,
@@ -133,6 +139,7 @@ impl Operation {
         Operation::SendMessage,
         Operation::SetComposing,
         Operation::Transfer,
+        Operation::Park,
     ];
 }
 
@@ -151,6 +158,7 @@ impl fmt::Display for Operation {
             Operation::SendMessage => "send_instant_message",
             Operation::SetComposing => "set_composing",
             Operation::Transfer => "transfer",
+            Operation::Park => "park",
         };
         f.write_str(name)
     }
@@ -171,7 +179,8 @@ pub fn permits(state: CallState, operation: Operation) -> bool {
         | O::ApplyChanges
         | O::SendMessage
         | O::SetComposing
-        | O::Transfer => state == S::Established,
+        | O::Transfer
+        | O::Park => state == S::Established,
     }
 }
 
@@ -275,6 +284,7 @@ mod tests {
                     O::SendMessage,
                     O::SetComposing,
                     O::Transfer,
+                    O::Park,
                 ],
                 S::Terminating | S::Terminated => vec![],
             }

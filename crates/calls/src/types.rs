@@ -225,6 +225,11 @@ pub enum MediaInstruction {
     /// End the relay between this call and `peer`: each call's own stream resumes
     /// (silence until told to play).
     Unjoin { peer: CallHandle },
+    /// Play to the call's peer (a parked call's music on hold): the WAV file `file`
+    /// (16-bit PCM), or with `None` a gentle tone pattern; over and over when `looped`.
+    /// Given before the stream starts, it plays from the start; a later `Join` stops it.
+    /// A file that cannot be read is replaced by the tone.
+    Play { file: Option<String>, looped: bool },
 }
 
 /// A negotiated RTP stream, as the media layer needs it.
@@ -422,6 +427,20 @@ pub enum CallEvent {
         /// User-to-User (RFC 7433), from the Refer-To headers or the REFER.
         user_to_user: Option<String>,
     },
+    /// The call is parked in `orbit` (by [`Engine::park`](crate::Engine::park), a
+    /// REFER to the park number, or a `park` route): it is `Parking` and its peer hears
+    /// music on hold until it is retrieved or rings back.
+    Parked { orbit: crate::CallOrbit },
+    /// The parked call left its orbit, bridged to `by`: a call to the orbit, a call
+    /// placed by [`Engine::retrieve_parked`](crate::Engine::retrieve_parked), or the
+    /// ring-back. The call is `Established` again, a media-anchored bridge's leg A.
+    Retrieved {
+        orbit: crate::CallOrbit,
+        by: CallHandle,
+    },
+    /// Nobody retrieved the call in time: it rings back the parker (or the configured
+    /// fallback); if that fails too, the call is ended.
+    ParkTimedOut { orbit: crate::CallOrbit },
 }
 
 /// What a successful establish brought.
@@ -549,6 +568,12 @@ pub enum CallError {
     Sdp(Box<NegotiationError>),
     #[error("no free media port in {first}-{last}")]
     NoMediaPort { first: u16, last: u16 },
+    /// Every park orbit is taken.
+    #[error("no free park orbit in {first}-{last}")]
+    NoFreeOrbit { first: u16, last: u16 },
+    /// No call is parked in this orbit (or it is no orbit).
+    #[error("no call is parked in orbit {0}")]
+    NoParkedCall(u16),
     #[error(transparent)]
     UserAgent(Box<sip_dialog::Error>),
     #[error(transparent)]

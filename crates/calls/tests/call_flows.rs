@@ -244,9 +244,15 @@ fn unknown_and_unserved_methods() {
     let out = h.send(&request("FROBNICATE", "z9hG4bKj1"));
     assert_eq!(statuses(&out), [501]);
     assert!(header(&response(&out[0]), HeaderName::Allow).contains("INVITE"));
-    let out = h.send(&request("SUBSCRIBE", "z9hG4bKj2"));
+    let out = h.send(&request("PUBLISH", "z9hG4bKj2"));
     assert_eq!(statuses(&out), [405]);
     assert!(header(&response(&out[0]), HeaderName::Allow).contains("OPTIONS"));
+    // SUBSCRIBE is served for park orbits only (tests/park.rs): without an Event header
+    // it is malformed (RFC 6665 §8.2.1), to a user that is no orbit 404.
+    assert_eq!(statuses(&h.send(&request("SUBSCRIBE", "z9hG4bKj4"))), [400]);
+    let dialog = request("SUBSCRIBE", "z9hG4bKj5")
+        .replace("Content-Length: 0", "Event: dialog\r\nContent-Length: 0");
+    assert_eq!(statuses(&h.send(&dialog)), [404]);
     // BYE outside a dialog.
     assert_eq!(statuses(&h.send(&request("BYE", "z9hG4bKj3"))), [481]);
 }

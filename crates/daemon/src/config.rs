@@ -2,8 +2,8 @@
 //! the line and the key. `config/tandem.toml` is the embedded default and
 //! `config/tandem.example.toml` documents every key.
 
-use runtime::calls::BridgeMode;
 use runtime::calls::routing::{self, RouteError, RouteTable};
+use runtime::calls::{BridgeMode, ParkSettings};
 use serde::Deserialize;
 use sip_message::Transport;
 use sip_transport::{TlsConfig, TransportError};
@@ -40,7 +40,34 @@ pub struct Config {
     /// The rules built from `route` when the file is read (so every error has its line).
     #[serde(skip)]
     pub route_table: RouteTable,
+    /// `[park]`: call park, as written.
+    #[serde(default)]
+    pub park: ParkSection,
+    /// The settings built from `park` when the file is read (checked, with lines).
+    #[serde(skip)]
+    pub park_settings: ParkSettings,
 }
+
+/// `[park]`: call park. Every key is optional (the defaults in brackets).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParkSection {
+    /// The orbits, inclusive: their numbers are dialled (`sip:701@host`) to retrieve a
+    /// call and watched (BLF) [701-720].
+    pub first_orbit: Option<Spanned<u16>>,
+    pub last_orbit: Option<Spanned<u16>>,
+    /// Seconds before an unretrieved call rings back the parker [120].
+    pub timeout_s: Option<Spanned<u64>>,
+    /// Music on hold: a WAV file, relative to the configuration file [a tone].
+    pub music: Option<Spanned<PathBuf>>,
+    /// A SIP URI rung when the parker cannot be [none: the call is ended].
+    pub fallback: Option<Spanned<SipUriText>>,
+    /// The Refer-To user that parks a bridged call ["700"].
+    pub number: Option<Spanned<String>>,
+}
+
+/// The most orbits a `[park]` may have (each is a user of the endpoint).
+const MAX_ORBITS: u32 = 1000;
 
 /// `[[route]]`: a routing rule for incoming INVITEs. The first rule whose every
 /// condition holds applies.
@@ -520,7 +547,106 @@ impl Config {
             source: source.to_owned(),
             message,
         })?;
+        config.park_settings = config.park_settings(text).map_err(|message| ConfigError {
+            source: source.to_owned(),
+            message,
+        })?;
         Ok(config)
+    }
+
+    /// Builds and checks `[park]`. An error names the line and the key (`park.last_orbit`).
+    fn park_settings(&self, text: &str) -> Result<ParkSettings, String> {
+        let p = &self.park;
+        let section = text.find("[park]").unwrap_or_default();
+        let at = |key: &str, span: Option<std::ops::Range<usize>>, problem: &dyn fmt::Display| {
+            let (line, content) = line_of(text, span.map_or(section, |s| s.start));
+            format!("line {line}: key `park.{key}`: {problem} (in `{content}`)")
+        };
+        let span = |v: &Option<Spanned<u16>>| v.as_ref().map(Spanned::span);
+        let mut settings = ParkSettings::default();
+        if let Some(first) = &p.first_orbit {
+            settings.first_orbit = *first.get_ref();
+        }
+        if let Some(last) = &p.last_orbit {
+            settings.last_orbit = *last.get_ref();
+        }
+        if settings.first_orbit == 0 {
+            return Err(at(
+                "first_orbit",
+                span(&p.first_orbit),
+                &"must be at least 1",
+            ));
+        }
+        let last_span = span(&p.last_orbit).or(span(&p.first_orbit));
+        if settings.last_orbit < settings.first_orbit {
+            return Err(at(
+                "last_orbit",
+                last_span,
+                &format!(
+                    "{} is below first_orbit ({})",
+                    settings.last_orbit, settings.first_orbit
+                ),
+            ));
+        }
+        if u32::from(settings.last_orbit) - u32::from(settings.first_orbit) >= MAX_ORBITS {
+            return Err(at(
+                "last_orbit",
+                last_span,
+                &format!("at most {MAX_ORBITS} orbits"),
+            ));
+        }
+        if let Some(timeout) = &p.timeout_s {
+            if *timeout.get_ref() == 0 {
+                return Err(at("timeout_s", Some(timeout.span()), &"must be at least 1"));
+            }
+            settings.timeout = Duration::from_secs(*timeout.get_ref());
+        }
+        if let Some(music) = &p.music {
+            settings.music = Some(music.get_ref().display().to_string());
+        }
+        if let Some(fallback) = &p.fallback {
+            settings.fallback = Some(fallback.get_ref().0.clone());
+        }
+        if let Some(number) = &p.number {
+            let value = number.get_ref().trim();
+            let plain = !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()+".contains(c));
+            if !plain {
+                return Err(at(
+                    "number",
+                    Some(number.span()),
+                    &"must be a plain URI user part (digits, letters, - _ . ! ~ * ' ( ) +)",
+                ));
+            }
+            if value
+                .parse::<u16>()
+                .is_ok_and(|n| (settings.first_orbit..=settings.last_orbit).contains(&n))
+            {
+                return Err(at(
+                    "number",
+                    Some(number.span()),
+                    &"is one of the orbits: a call to it retrieves, it cannot park",
+                ));
+            }
+            settings.number = value.to_owned();
+        }
+        if let Some(user) = self.users.iter().find(|u| {
+            u.name
+                .parse::<u16>()
+                .is_ok_and(|n| u.name == n.to_string() && settings.is_orbit(n))
+        }) {
+            return Err(at(
+                "first_orbit",
+                span(&p.first_orbit),
+                &format!(
+                    "the orbits {}-{} include user `{}`",
+                    settings.first_orbit, settings.last_orbit, user.name
+                ),
+            ));
+        }
+        Ok(settings)
     }
 
     /// Builds the `[[route]]` rules. An error names the line and the key
@@ -820,6 +946,25 @@ impl Config {
             message: format!("cannot read: {e}"),
         })?;
         let mut config = Config::parse(&text, &path.display().to_string())?;
+        if let (Some(music), Some(dir)) = (config.park.music.as_ref(), path.parent()) {
+            let file = music.get_ref();
+            let file = if file.is_relative() {
+                dir.join(file)
+            } else {
+                file.clone()
+            };
+            if !file.is_file() {
+                let (line, content) = line_of(&text, music.span().start);
+                return Err(ConfigError {
+                    source: path.display().to_string(),
+                    message: format!(
+                        "line {line}: key `park.music`: no such file {} (in `{content}`)",
+                        file.display()
+                    ),
+                });
+            }
+            config.park_settings.music = Some(file.display().to_string());
+        }
         if let (Some(tls), Some(dir)) = (config.sip.tls.as_mut(), path.parent()) {
             for file in [&mut tls.certificate, &mut tls.private_key]
                 .into_iter()
@@ -1135,6 +1280,71 @@ mod tests {
         let example = Config::parse(text, "example").unwrap();
         assert_eq!(example.inbound, InboundSection::default());
         assert_eq!(example.dns, DnsSection::default());
+    }
+
+    #[test]
+    fn park_section_parses_and_bad_values_name_line_and_key() {
+        let config = Config::embedded().unwrap();
+        assert_eq!(config.park_settings, ParkSettings::default());
+        let text = "[park]\nfirst_orbit = 801\nlast_orbit = 805\ntimeout_s = 45\n\
+                    fallback = \"sip:operator@192.0.2.7\"\nnumber = \"800\"\n";
+        let config = Config::parse(text, "t.toml").unwrap();
+        let park = &config.park_settings;
+        assert_eq!((park.first_orbit, park.last_orbit), (801, 805));
+        assert_eq!(park.timeout, Duration::from_secs(45));
+        assert_eq!(park.fallback.as_deref(), Some("sip:operator@192.0.2.7"));
+        assert_eq!(park.number, "800");
+        assert_eq!(park.music, None);
+        for (text, line, key) in [
+            (
+                "[park]\nfirst_orbit = 710\nlast_orbit = 705\n",
+                3,
+                "park.last_orbit",
+            ),
+            ("[park]\nlast_orbit = 600\n", 2, "park.last_orbit"),
+            (
+                "[park]\nfirst_orbit = 1\nlast_orbit = 5000\n",
+                3,
+                "park.last_orbit",
+            ),
+            ("[park]\nfirst_orbit = 0\n", 2, "park.first_orbit"),
+            ("[park]\n\ntimeout_s = 0\n", 3, "park.timeout_s"),
+            ("[park]\nnumber = \"705\"\n", 2, "park.number"),
+            ("[park]\nnumber = \"a b\"\n", 2, "park.number"),
+        ] {
+            let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+            assert!(err.starts_with(&format!("t.toml: line {line}:")), "{err}");
+            assert!(err.contains(key), "{err}");
+        }
+        // Type errors and unknown keys name their line too.
+        let err = Config::parse("[park]\nfallback = \"tel:123\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let err = Config::parse("[park]\norbits = 3\n", "t").unwrap_err();
+        assert!(err.to_string().contains("line 2") && err.to_string().contains("orbits"));
+        // A demo user may not be an orbit.
+        let err =
+            Config::parse("[[users]]\nname = \"701\"\nbehaviour = \"echo\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("user `701`"), "{err}");
+    }
+
+    #[test]
+    fn park_music_is_found_beside_the_file() {
+        let dir = std::env::temp_dir().join(format!("tandem-park-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tandem.toml");
+        std::fs::write(&path, "[park]\nmusic = \"hold.wav\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2: key `park.music`: no such file"),
+            "{err}"
+        );
+        std::fs::write(dir.join("hold.wav"), b"RIFF").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            config.park_settings.music,
+            Some(dir.join("hold.wav").display().to_string())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

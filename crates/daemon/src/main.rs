@@ -198,6 +198,7 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
             hangup_on_timeout: config.media.hangup_on_timeout,
         },
         routes: config.route_table.clone(),
+        park: config.park_settings.clone(),
         ..EngineConfig::default()
     };
     RuntimeConfig {

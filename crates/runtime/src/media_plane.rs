@@ -42,6 +42,14 @@
 //! Every hand-over of sockets (and every flow's end) is a job run by one task, in the
 //! order the engine's instructions came: a quick unjoin after a join, or a close right
 //! after an unjoin, finds the sockets where the previous step left them.
+//!
+//! # Music on hold
+//!
+//! [`MediaInstruction::Play`] (a parked call) plays a WAV file on the call's flow, or
+//! [`hold_tone`] when it names none or the file cannot be read. Files are read once
+//! (on the driver's thread, the first time they are asked for) and kept: every parked
+//! call shares the samples. Given before the flow starts, it plays from the start; given
+//! to a flow a relay suspended (an `Unjoin` just before), it plays from the resume.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -53,6 +61,7 @@ use std::time::{Duration, Instant};
 use calls::{CallHandle, Engine, MediaIndication, MediaInstruction, PortSource, StreamSettings};
 use media::flow::{AudioFlow, FlowConfig, FlowEvent, FlowIdentity, rtcp_of};
 use media::g711::G711;
+use media::{Player, ToneSpec};
 use media_transport::{MediaController, MediaHandle, PortPool, PortRange, SocketPair};
 use rtp_session::{Leg, PayloadMap, Relay, RelayConfig, RelayEvent, RelayLeg, SocketId};
 use tokio::sync::{mpsc, oneshot};
@@ -171,6 +180,8 @@ pub struct MediaPlane {
     jobs: mpsc::UnboundedSender<Job>,
     cname: String,
     seed: u64,
+    /// Music files read so far (`None`: unreadable, the tone plays instead).
+    music: HashMap<String, Option<Arc<[i16]>>>,
 }
 
 /// Why a flow command could not be given.
@@ -215,6 +226,7 @@ impl MediaPlane {
             jobs,
             cname: format!("tandem-{:x}@{ip}", seed & 0xffff_ffff),
             seed,
+            music: HashMap::new(),
         };
         Ok((plane, BoundPorts { pool, range, bound }, rx))
     }
@@ -235,8 +247,42 @@ impl MediaPlane {
             MediaInstruction::Close { port } => self.close(call, port),
             MediaInstruction::Join { peer } => self.join(now, call, peer),
             MediaInstruction::Unjoin { peer } => self.unjoin(call, peer),
+            MediaInstruction::Play { file, looped } => self.play(call, file.as_deref(), looped),
             _ => {}
         }
+    }
+
+    /// Music on hold for `call`: the file's samples, or the tone.
+    fn play(&mut self, call: CallHandle, file: Option<&str>, looped: bool) {
+        let samples = file.and_then(|path| self.music_file(path));
+        let command: FlowCommand = match samples {
+            Some(samples) => Box::new(move |flow, _| flow.play(Player::new(samples, looped))),
+            None => {
+                let tone = hold_tone(looped);
+                Box::new(move |flow, _| flow.play_tone(tone))
+            }
+        };
+        if let Err(error) = self.command(call, true, true, command) {
+            debug!(%call, ?error, "music on hold not played");
+        }
+    }
+
+    /// The samples of a music file, read the first time.
+    fn music_file(&mut self, path: &str) -> Option<Arc<[i16]>> {
+        self.music
+            .entry(path.to_owned())
+            .or_insert_with(|| match media::load_wav_file(std::path::Path::new(path)) {
+                Ok(samples) if !samples.is_empty() => Some(Arc::from(samples)),
+                Ok(_) => {
+                    warn!(%path, "music file is empty: the hold tone plays instead");
+                    None
+                }
+                Err(error) => {
+                    warn!(%path, %error, "music file unreadable: the hold tone plays instead");
+                    None
+                }
+            })
+            .clone()
     }
 
     fn job(&self, job: impl Future<Output = ()> + Send + 'static) {
@@ -728,6 +774,21 @@ fn relay_leg(leg: Leg, s: &StreamSettings) -> RelayLeg {
         remote_rtcp: s.remote.map(rtcp_of),
         symmetric: true,
         clock_rate: s.clock_rate,
+    }
+}
+
+/// Music on hold without a file: a gentle tone pattern, a soft 440 Hz double beep
+/// (0.3 s on, 0.3 s off, 0.3 s on) every 4.3 s at -24 dBm0. Not looped: one round.
+pub fn hold_tone(looped: bool) -> ToneSpec {
+    let cadence = vec![
+        (Duration::from_millis(300), Duration::from_millis(300)),
+        (Duration::from_millis(300), Duration::from_millis(3400)),
+    ];
+    ToneSpec {
+        frequencies: vec![440.0],
+        level_dbm0: -24.0,
+        cadence,
+        duration: (!looped).then(|| Duration::from_millis(4300)),
     }
 }
 

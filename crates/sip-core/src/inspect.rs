@@ -92,7 +92,8 @@ pub fn check_method(method: &Method) -> Result<(), Rejection> {
         | Method::Prack
         | Method::Info
         | Method::Refer
-        | Method::Notify => Ok(()),
+        | Method::Notify
+        | Method::Subscribe => Ok(()),
         Method::Extension(_) => Err(Rejection::new(501).header(HeaderName::Allow, ALLOW)),
         _ => Err(Rejection::new(405).header(HeaderName::Allow, ALLOW)),
     }

@@ -23,7 +23,7 @@ use tracing::{debug, debug_span};
 
 /// Methods we accept (RFC 3261 §20.5).
 pub const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, UPDATE, PRACK, INFO, REFER, NOTIFY";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE";
 /// Authenticated retries of one request (per Call-ID and method) before giving up.
 const MAX_AUTH_RETRIES: u8 = 3;
 /// Early dialogs kept per INVITE (forks); more are ignored.
@@ -179,6 +179,10 @@ pub struct UserAgent {
     /// §8.2.2.2: live out-of-dialog server transactions by From tag, Call-ID, CSeq.
     merge: HashMap<(Bytes, Bytes, u32, Method), TransactionKey>,
     merge_by_key: HashMap<TransactionKey, (Bytes, Bytes, u32, Method)>,
+    /// Dialogs of other usages the application keeps itself (RFC 5057: a subscription
+    /// of RFC 6665), by (Call-ID, local tag): requests in them reach it as
+    /// [`Event::Request`] without a session, instead of 481.
+    usages: std::collections::HashSet<(Bytes, Bytes)>,
     timers: BinaryHeap<Reverse<(Instant, TimerKind, SessionId)>>,
     ids: IdGenerator,
     next_session: u64,
@@ -202,6 +206,7 @@ impl UserAgent {
             auth_attempts: HashMap::new(),
             merge: HashMap::new(),
             merge_by_key: HashMap::new(),
+            usages: std::collections::HashSet::new(),
             timers: BinaryHeap::new(),
             ids: IdGenerator::new(config.seed),
             next_session: 1,
@@ -400,7 +405,29 @@ impl UserAgent {
             (Some(id), TxKind::Reinvite | TxKind::Update | TxKind::Prack) => {
                 self.respond_modify(now, id, tx, usage.kind, reply)
             }
-            (session, _) => self.respond_plain(now, session, tx, reply),
+            (session, _) => self.respond_plain(now, session, tx, reply, None),
+        };
+        self.pump(now);
+        result
+    }
+
+    /// [`respond`](Self::respond) with a final response to a request outside a dialog
+    /// that makes a dialog the application keeps itself (a SUBSCRIBE, RFC 6665
+    /// §4.2.1): the response's To tag is `to_tag`, the application's own, so it knows
+    /// the dialog's identifier (see [`add_dialog_usage`](Self::add_dialog_usage)).
+    pub fn respond_with_tag(
+        &mut self,
+        now: Instant,
+        tx: &TransactionKey,
+        reply: Reply,
+        to_tag: Bytes,
+    ) -> Result<(), Error> {
+        let Some(usage) = self.txs.get(tx).copied() else {
+            return Err(Error::NoSuchTransaction(tx.clone()));
+        };
+        let result = match usage.kind {
+            TxKind::App => self.respond_plain(now, usage.session, tx, reply, Some(to_tag)),
+            _ => self.respond(now, tx, reply),
         };
         self.pump(now);
         result
@@ -576,6 +603,43 @@ impl UserAgent {
             .headers
             .push(HeaderName::UserAgent, self.user_agent.clone());
         request
+    }
+
+    /// A request in a dialog the application keeps itself (see
+    /// [`add_dialog_usage`](Self::add_dialog_usage)), built by `dialog` (RFC 3261
+    /// §12.2.1.1: its route set, remote target and next CSeq) with a new Via for `flow`,
+    /// a Contact with `contact_user` and our User-Agent. Send it with
+    /// [`send_request`](Self::send_request).
+    pub fn new_in_dialog_request(
+        &mut self,
+        dialog: &mut Dialog,
+        method: Method,
+        contact_user: &str,
+        flow: &Flow,
+    ) -> Request {
+        let via = self.via(flow);
+        let seq = dialog.next_cseq();
+        let mut request = dialog.request(method, seq, via);
+        request
+            .headers
+            .push(HeaderName::Contact, self.contact(contact_user, flow));
+        request
+            .headers
+            .push(HeaderName::UserAgent, self.user_agent.clone());
+        request
+    }
+
+    /// The application keeps a dialog of its own (RFC 5057 dialog usages: a
+    /// subscription, RFC 6665) identified by `call_id` and our `local_tag`: requests in
+    /// it are reported as [`Event::Request`] without a session (the application checks
+    /// their CSeq) instead of being refused with 481.
+    pub fn add_dialog_usage(&mut self, call_id: Bytes, local_tag: Bytes) {
+        self.usages.insert((call_id, local_tag));
+    }
+
+    /// The application's dialog is over: requests in it get 481 again.
+    pub fn remove_dialog_usage(&mut self, call_id: &Bytes, local_tag: &Bytes) {
+        self.usages.remove(&(call_id.clone(), local_tag.clone()));
     }
 
     /// The role we play in a session, if it is alive.
@@ -820,12 +884,17 @@ impl UserAgent {
             .ok()
             .and_then(|f| f.tag().map(Bytes::copy_from_slice))
             .unwrap_or_default();
-        let found = self.by_dialog.get(&(call_id, to_tag)).copied();
+        let dialog_key = (call_id, to_tag);
+        let found = self.by_dialog.get(&dialog_key).copied();
         let Some(id) = found.filter(|id| {
             self.sessions
                 .get(id)
                 .is_some_and(|s| s.dialog_with(&from_tag).is_some())
         }) else {
+            if found.is_none() && self.usages.contains(&dialog_key) {
+                // A dialog the application keeps: it checks the CSeq and answers.
+                return self.indicate(key, None, TxKind::App, request);
+            }
             let response = self.response(&request, 481, None);
             return self.send_response(now, &key, response);
         };
@@ -2215,14 +2284,19 @@ impl UserAgent {
         session: Option<SessionId>,
         tx: &TransactionKey,
         reply: Reply,
+        to_tag: Option<Bytes>,
     ) -> Result<(), Error> {
         let Some(request) = self.pending_requests.get(tx).cloned() else {
             return Err(Error::NoSuchTransaction(tx.clone()));
         };
         let status = reply.status;
         let has_tag = request.headers.to().is_ok_and(|t| t.tag().is_some());
-        let tag = (!has_tag && status >= 200).then(|| self.ids.tag());
-        let mut response = self.response(&request, status, tag.as_deref().map(str::as_bytes));
+        let tag = match to_tag {
+            _ if has_tag || status < 200 => None,
+            Some(tag) => Some(tag),
+            None => Some(Bytes::from(self.ids.tag())),
+        };
+        let mut response = self.response(&request, status, tag.as_deref());
         apply_reply(&mut response, reply);
         let _ = session;
         self.send_response(now, tx, response);
@@ -2513,7 +2587,9 @@ impl UserAgent {
         ))
     }
 
-    fn contact(&self, user: &str, flow: &Flow) -> Bytes {
+    /// The Contact we write for `user` on `flow` (our advertised address, the flow's
+    /// port and transport): for a dialog the application keeps itself.
+    pub fn contact(&self, user: &str, flow: &Flow) -> Bytes {
         let local = SocketAddr::new(self.local_ip(flow), flow.local.port());
         Bytes::from(match flow.transport {
             sip_message::Transport::Udp => format!("<sip:{user}@{local}>"),

@@ -204,6 +204,13 @@ pub enum B2bEvent {
     /// A re-bridge failed: the new target did not answer (`failure` says how), or A
     /// refused its SDP. Leg A stays with the leg B it had.
     RebridgeFailed { failure: EstablishFailure },
+    /// The leg `call` was parked in `orbit` ([`Engine::park`], or a REFER to the park
+    /// number): the bridge ends (`Terminated` follows) without ending that leg; the
+    /// other leg (the parker) is hung up, or hangs up itself after a REFER.
+    Parked {
+        call: CallHandle,
+        orbit: crate::CallOrbit,
+    },
 }
 
 #[derive(Debug)]
@@ -766,6 +773,9 @@ impl Engine {
                 return;
             }
         };
+        if self.is_park_number(&request.target) {
+            return self.park_by_refer(now, call, transfer, bridge);
+        }
         let mut target = BridgeTarget::new(request.target);
         target.headers = request.headers;
         if let Some(by) = request.referred_by {
@@ -1227,6 +1237,108 @@ impl Engine {
             entry.relayed = None;
         }
         Ok(b)
+    }
+
+    /// The other leg of `call`'s bridge, if the bridge can give `call` up now (to park
+    /// it): established, no re-bridge and no relayed re-INVITE or UPDATE in flight.
+    pub(super) fn bridge_peer(&self, call: CallHandle) -> Result<Option<CallHandle>, CallError> {
+        let Some((bridge, _)) = self.calls.get(&call).and_then(|c| c.bridge) else {
+            return Ok(None);
+        };
+        let Some(entry) = self.bridges.get(&bridge) else {
+            return Ok(None);
+        };
+        let other = if entry.a == call { entry.b } else { entry.a };
+        let relaying = [call, other].iter().any(|leg| {
+            self.modify_relays.contains_key(leg)
+                || self.modify_relays.values().any(|r| r.from == *leg)
+        });
+        if entry.state != B2bState::Established || entry.replacing.is_some() || relaying {
+            return Err(CallError::InvalidArgument {
+                what: "bridge",
+                problem: format!(
+                    "{bridge} cannot give a leg up now ({:?}, a re-bridge or a relayed \
+                     re-INVITE may be in progress)",
+                    entry.state
+                ),
+            });
+        }
+        Ok(Some(other))
+    }
+
+    /// `call` leaves its bridge, which ends without ending either leg: a media-anchored
+    /// relay is unjoined (the call's own stream plays on), the bridge reports
+    /// [`B2bEvent::Parked`] and `Terminated`.
+    pub(super) fn leave_bridge(&mut self, call: CallHandle, orbit: &crate::CallOrbit) {
+        let Some((bridge, leg)) = self.calls.get(&call).and_then(|c| c.bridge) else {
+            return;
+        };
+        let Some(entry) = self.bridges.get(&bridge) else {
+            return;
+        };
+        let (a, b, mode) = (entry.a, entry.b, entry.mode);
+        let other = if a == call { b } else { a };
+        for c in [a, b] {
+            if let Some(c) = self.calls.get_mut(&c) {
+                c.bridge = None;
+            }
+        }
+        if mode == BridgeMode::MediaAnchored {
+            self.events.push_back(Event::Media {
+                call,
+                instruction: crate::types::MediaInstruction::Unjoin { peer: other },
+            });
+        }
+        self.bridge_event(
+            bridge,
+            B2bEvent::Parked {
+                call,
+                orbit: orbit.clone(),
+            },
+        );
+        self.set_bridge_state(bridge, B2bState::Terminated, leg);
+        self.bridges.remove(&bridge);
+    }
+
+    /// A media-anchored bridge of two established calls of ours (each negotiated with
+    /// Tandem): a parked call (leg A) and the call that retrieved it (leg B). Their
+    /// streams are joined; from now on it is a bridge like any other (a BYE on one leg
+    /// ends the other, it can be re-bridged or parked again).
+    pub(super) fn join_legs(&mut self, a: CallHandle, b: CallHandle) -> B2bHandle {
+        let handle = B2bHandle(self.next());
+        self.bridges.insert(
+            handle,
+            Bridge {
+                a,
+                b,
+                ringing: Vec::new(),
+                answered: true,
+                queue: VecDeque::new(),
+                ring: RingStrategy::Sequential,
+                establish: CallEstablishOptions::default(),
+                relayed: None,
+                failure: None,
+                early_from: None,
+                replacing: None,
+                transfer: None,
+                state: B2bState::Idle,
+                mode: BridgeMode::MediaAnchored,
+                pass: Vec::new(),
+                caller: None,
+            },
+        );
+        for (call, leg) in [(a, B2bLeg::A), (b, B2bLeg::B)] {
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.bridge = Some((handle, leg));
+                c.passthrough = false;
+            }
+        }
+        self.set_bridge_state(handle, B2bState::Established, B2bLeg::A);
+        self.events.push_back(Event::Media {
+            call: a,
+            instruction: crate::types::MediaInstruction::Join { peer: b },
+        });
+        handle
     }
 
     fn is_replacing(&self, bridge: B2bHandle, call: CallHandle) -> bool {

@@ -107,8 +107,11 @@ impl Engine {
                 self.demo_calls.insert(call, DemoBehaviour::Echo);
                 self.accept(now, call, CallAcceptOptions::new())
             }
-            // Park and application webhooks are not served by this engine yet: say so.
-            RoutedAction::Park | RoutedAction::Webhook { .. } => {
+            // The caller is answered with Tandem's own media and parked once the ACK
+            // comes (it hears music on hold); with every orbit taken, 480.
+            RoutedAction::Park => self.park_on_answer(now, call),
+            // Application webhooks are not served by this engine yet: say so.
+            RoutedAction::Webhook { .. } => {
                 let mut options = CallDeclineOptions::new(501);
                 options.reason = Some(format!(
                     "SIP;cause=501;text=\"route {}: action not available\"",

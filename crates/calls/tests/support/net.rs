@@ -84,6 +84,49 @@ pub struct Net {
     joins: BTreeMap<(usize, CallHandle), CallHandle>,
     /// Every media instruction, per node, in order.
     pub media_log: Vec<(usize, CallHandle, MediaInstruction)>,
+    /// Streams told to play (`MediaInstruction::Play`: the file, `None` for the tone),
+    /// until a `Join` or `Close` of the call stops it.
+    playing: BTreeMap<(usize, CallHandle), Option<String>>,
+    /// SIP peers the test writes by hand (see [`RawPeer`]).
+    pub raw: Vec<RawPeer>,
+}
+
+/// A SIP peer the test drives by hand (a BLF phone): what reaches its address is kept in
+/// `inbox`; each request is answered by `answer` (a 200 by default). It sends with
+/// [`Net::send_raw`].
+pub struct RawPeer {
+    pub addr: SocketAddr,
+    pub inbox: Vec<(Duration, Message)>,
+    /// Every message it sent, with the time.
+    pub sent: Vec<(Duration, Message)>,
+    pub answer: Answer,
+}
+
+/// How a raw peer answers a request (`None`: it does not).
+pub type Answer = Box<dyn FnMut(&Request) -> Option<Response>>;
+
+impl RawPeer {
+    /// The requests of `method` it received, in order.
+    pub fn requests(&self, method: Method) -> Vec<Request> {
+        self.inbox
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request(r) if r.method == method => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The responses it received, in order.
+    pub fn responses(&self) -> Vec<Response> {
+        self.inbox
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Response(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// An engine config with no demo users (plain application endpoints) and a seed.
@@ -117,7 +160,40 @@ impl Net {
             receiving: std::collections::BTreeSet::new(),
             joins: BTreeMap::new(),
             media_log: Vec::new(),
+            playing: BTreeMap::new(),
+            raw: Vec::new(),
         }
+    }
+
+    /// Adds a hand-driven SIP peer at `addr` answering every request 200; returns its
+    /// index in `raw`.
+    pub fn add_raw(&mut self, addr: &str) -> usize {
+        self.raw.push(RawPeer {
+            addr: addr.parse().unwrap(),
+            inbox: Vec::new(),
+            sent: Vec::new(),
+            answer: Box::new(|request| Some(Response::from_request(request, 200, None))),
+        });
+        self.raw.len() - 1
+    }
+
+    /// Puts a message of raw peer `peer` on the wire to `to` over UDP (lost like any
+    /// other by the loss rate and the filter).
+    pub fn send_raw(&mut self, peer: usize, to: SocketAddr, message: Message) {
+        let at = self.elapsed();
+        let from = self.raw[peer].addr;
+        self.raw[peer].sent.push((at, message.clone()));
+        let bytes = match &message {
+            Message::Request(r) => r.to_bytes(),
+            Message::Response(r) => r.to_bytes(),
+        };
+        self.put_on_wire(&message, Transport::Udp, from, to, bytes);
+    }
+
+    /// Whether the stream of `call` on `node` was told to play, and what (`None`: the
+    /// tone), since its last `Join` or `Close`.
+    pub fn playing(&self, node: usize, call: CallHandle) -> Option<Option<String>> {
+        self.playing.get(&(node, call)).cloned()
     }
 
     /// A (alice, 127.0.0.1) and B (bob, 127.0.0.2), plain application endpoints.
@@ -244,7 +320,11 @@ impl Net {
             MediaInstruction::Start(settings) => {
                 self.streams.insert((node, call), settings.clone());
             }
+            MediaInstruction::Play { file, .. } => {
+                self.playing.insert((node, call), file.clone());
+            }
             MediaInstruction::Close { .. } => {
+                self.playing.remove(&(node, call));
                 self.streams.remove(&(node, call));
                 self.receiving.remove(&(node, call));
                 if let Some(peer) = self.joins.remove(&(node, call)) {
@@ -252,6 +332,9 @@ impl Net {
                 }
             }
             MediaInstruction::Join { peer } => {
+                // The relay replaces what was playing.
+                self.playing.remove(&(node, call));
+                self.playing.remove(&(node, *peer));
                 for c in [call, *peer] {
                     if let Some(old) = self.joins.remove(&(node, c)) {
                         self.joins.remove(&(node, old));
@@ -337,13 +420,29 @@ impl Net {
         let message = Message::parse(t.payload.clone()).expect("the engine sends valid SIP");
         let at = self.elapsed();
         self.nodes[from].sent.push((at, message.clone()));
-        let source = t.flow.local;
+        self.put_on_wire(
+            &message,
+            t.flow.transport,
+            t.flow.local,
+            t.flow.remote,
+            t.payload,
+        );
+    }
+
+    fn put_on_wire(
+        &mut self,
+        message: &Message,
+        transport: Transport,
+        source: SocketAddr,
+        to: SocketAddr,
+        payload: Bytes,
+    ) {
         let mut keep = true;
         if self.loss_percent > 0 && self.random() % 100 < self.loss_percent {
             keep = false;
         }
         if let Some(filter) = self.filter.as_mut() {
-            keep = filter(&message, source, t.flow.remote) && keep;
+            keep = filter(message, source, to) && keep;
         }
         if !keep {
             self.lost += 1;
@@ -352,8 +451,23 @@ impl Net {
         self.seq += 1;
         self.in_flight.insert(
             (self.now + self.latency, self.seq),
-            (t.flow.transport, t.flow.remote, source, t.payload),
+            (transport, to, source, payload),
         );
+    }
+
+    /// A message reached raw peer `peer`: kept, and a request answered.
+    fn deliver_raw(&mut self, peer: usize, from: SocketAddr, bytes: Bytes) {
+        let Ok(message) = Message::parse(bytes) else {
+            return;
+        };
+        let at = self.elapsed();
+        self.raw[peer].inbox.push((at, message.clone()));
+        if let Message::Request(request) = &message
+            && request.method != Method::Ack
+            && let Some(response) = (self.raw[peer].answer)(request)
+        {
+            self.send_raw(peer, from, Message::Response(response));
+        }
     }
 
     /// Runs the network and the clocks until `until`: messages delivered and timers
@@ -393,7 +507,13 @@ impl Net {
                         };
                         node.engine.handle_message(now, bytes, flow);
                     }
-                    None => self.unreachable += 1,
+                    None => match self.raw.iter().position(|p| p.addr == to) {
+                        Some(peer) => {
+                            self.delivered += 1;
+                            self.deliver_raw(peer, from, bytes);
+                        }
+                        None => self.unreachable += 1,
+                    },
                 }
             } else {
                 for node in &mut self.nodes {
