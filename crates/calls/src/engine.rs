@@ -13,6 +13,7 @@ mod transfer;
 pub(crate) use b2bua::unpassable;
 pub use b2bua::{
     B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, RingStrategy,
+    TRANSFEROR_HANGUP_TIME,
 };
 pub use park::{CallOrbit, ParkSettings};
 pub use transfer::{
@@ -232,6 +233,9 @@ enum Timer {
     ReferAnswer(TransferId),
     /// The subscription of the peer's REFER expires.
     ReferExpiry(TransferId),
+    /// A transferor whose attended transfer across two bridges is done has not hung
+    /// up its leg ([`b2bua`]).
+    TransferorHangup,
 }
 
 #[derive(Debug)]
@@ -402,6 +406,8 @@ pub struct Engine {
     bridge_work: VecDeque<b2bua::LegEnded>,
     /// Re-INVITEs and UPDATEs relayed across a bridge, by the leg they went out on.
     modify_relays: HashMap<CallHandle, b2bua::ModifyRelay>,
+    /// Attended transfers joining two bridges, while their re-INVITEs are out.
+    joins: b2bua::Joins,
     /// The endpoint that owns the calls routing rules take (none without rules).
     route_endpoint: Option<EndpointHandle>,
     /// REFERs, their subscriptions, and calls that replace others.
@@ -432,6 +438,7 @@ impl Engine {
             bridges: HashMap::new(),
             bridge_work: VecDeque::new(),
             modify_relays: HashMap::new(),
+            joins: b2bua::Joins::default(),
             route_endpoint: None,
             transfers: transfer::Transfers::default(),
             parking: park::Parking::default(),
@@ -1954,6 +1961,9 @@ impl Engine {
         let Some(&call) = self.by_session.get(&session) else {
             return;
         };
+        if self.join_reoffer_completed(now, call, response) {
+            return;
+        }
         if self.relaying_modify(call) {
             return self.relay_modify_completed(now, call, response);
         }
@@ -2231,6 +2241,7 @@ impl Engine {
             Timer::TransferGuard(_) | Timer::ReferAnswer(_) | Timer::ReferExpiry(_) => {
                 self.on_transfer_timer(now, timer);
             }
+            Timer::TransferorHangup => self.transferor_hangup(now, call),
             _ => {}
         }
     }

@@ -28,7 +28,8 @@ pub use engine::{
     B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, CallOrbit,
     CallTransferOptions, CallTransferType, DemoBehaviour, Engine, EngineConfig, MediaSettings,
     ParkSettings, PortPool, PortSource, REFER_ANSWER_TIME, RingStrategy, Stats,
-    TRANSFER_SUBSCRIPTION_TIME, TransferOutcome, TransferRequest, TransferState,
+    TRANSFER_SUBSCRIPTION_TIME, TRANSFEROR_HANGUP_TIME, TransferOutcome, TransferRequest,
+    TransferState,
 };
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,

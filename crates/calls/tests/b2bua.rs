@@ -1350,3 +1350,820 @@ fn a_refer_from_a_moves_b_to_the_target() {
     );
     assert_eq!(net.engine(T).bridge_state(bridge), None);
 }
+
+// ---- attended transfer across two bridges (REFER with Replaces naming T's own dialog)
+
+/// A, B, T and C, with the calls of an attended transfer ready: T bridges alice's call
+/// to bob (bridge 1: A's call `a_call`, B's `b_call`), and a call from bob to carol, or
+/// from carol to bob (bridge 2: B's `consult`, C's `c_call`).
+struct World {
+    net: Net,
+    a_call: CallHandle,
+    b_call: CallHandle,
+    consult: CallHandle,
+    c_call: CallHandle,
+    bridge1: B2bHandle,
+    bridge2: B2bHandle,
+}
+
+const C_ADDR4: &str = "127.0.0.4:5060";
+
+/// What T does with a call from `from`: bridge it (target, mode), or answer it itself.
+type Route = fn(&str, BridgeMode, BridgeMode) -> Option<(&'static str, BridgeMode)>;
+
+fn standard_route(
+    from: &str,
+    first: BridgeMode,
+    second: BridgeMode,
+) -> Option<(&'static str, BridgeMode)> {
+    Some(if from.contains("alice") {
+        (BOB, first)
+    } else if from.contains("bob") {
+        (CAROL, second)
+    } else {
+        (BOB, second)
+    })
+}
+
+/// The four engines (configs: A, B, T, C); T routes with `route`, B and C answer all.
+fn four_parties(
+    first: BridgeMode,
+    second: BridgeMode,
+    configs: [EngineConfig; 4],
+    route: Route,
+) -> (Net, [EndpointHandle; 3], Rc<RefCell<Vec<B2bHandle>>>) {
+    let [a, b, t, c] = configs;
+    let (mut net, alice, bob) = Net::pair_with(a, b);
+    assert_eq!(net.add(T_ADDR, t), T);
+    assert_eq!(net.add(C_ADDR4, c), C);
+    net.engine(T)
+        .add_application_endpoint(ApplicationEndpointSettings::new(T_URI))
+        .unwrap();
+    let carol = net
+        .engine(C)
+        .add_application_endpoint(ApplicationEndpointSettings::new(CAROL))
+        .unwrap();
+    let bridges = Rc::new(RefCell::new(Vec::new()));
+    let made = bridges.clone();
+    net.set_app(T, move |engine, now, event| {
+        if let Event::Endpoint {
+            event: EndpointEvent::CallReceived(received),
+            ..
+        } = event
+        {
+            match route(&received.from, first, second) {
+                Some((target, mode)) => {
+                    let bridge = engine
+                        .bridge(now, received.call, target, BridgeOptions::new().mode(mode))
+                        .expect("bridge");
+                    made.borrow_mut().push(bridge);
+                }
+                None => engine
+                    .accept(now, received.call, CallAcceptOptions::new())
+                    .expect("accept"),
+            }
+        }
+    });
+    net.set_app(B, accept_all(CallAcceptOptions::new()));
+    net.set_app(C, accept_all(CallAcceptOptions::new()));
+    (net, [alice, bob, carol], bridges)
+}
+
+fn dial_from(net: &mut Net, node: usize, endpoint: EndpointHandle, uri: &str) -> CallHandle {
+    let now = net.now;
+    let engine = net.engine(node);
+    let conversation = engine
+        .new_conversation(endpoint, ConversationSettings::default())
+        .unwrap();
+    let call = engine.new_call(conversation, CallKind::AudioVideo).unwrap();
+    engine
+        .establish(now, call, uri, CallEstablishOptions::new())
+        .unwrap();
+    call
+}
+
+fn configs() -> [EngineConfig; 4] {
+    [
+        plain_config(1),
+        plain_config(2),
+        plain_config(3),
+        plain_config(4),
+    ]
+}
+
+/// A calls T (bridged to B); then B calls C through T, or C calls B through T.
+fn world(
+    first: BridgeMode,
+    second: BridgeMode,
+    c_calls_b: bool,
+    configs: [EngineConfig; 4],
+) -> World {
+    let (mut net, [alice, bob, carol], bridges) =
+        four_parties(first, second, configs, standard_route);
+    let a_call = dial_from(&mut net, A, alice, T_URI);
+    net.run_for(Duration::from_secs(2));
+    let b_call = net.only_received(B).call;
+    let (consult, c_call) = if c_calls_b {
+        let c_call = dial_from(&mut net, C, carol, T_URI);
+        net.run_for(Duration::from_secs(2));
+        (net.received(B)[1].call, c_call)
+    } else {
+        let consult = dial_from(&mut net, B, bob, T_URI);
+        net.run_for(Duration::from_secs(2));
+        (consult, net.only_received(C).call)
+    };
+    for (node, call) in [(A, a_call), (B, b_call), (B, consult), (C, c_call)] {
+        assert_eq!(
+            net.engine(node).call_state(call),
+            Some(CallState::Established),
+            "{}",
+            trace(&net)
+        );
+    }
+    let (bridge1, bridge2) = {
+        let made = bridges.borrow();
+        assert_eq!(made.len(), 2);
+        (made[0], made[1])
+    };
+    World {
+        net,
+        a_call,
+        b_call,
+        consult,
+        c_call,
+        bridge1,
+        bridge2,
+    }
+}
+
+/// The `o=` line of an SDP, split into its fields.
+fn origin_of(sdp: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(sdp)
+        .lines()
+        .find(|l| l.starts_with("o="))
+        .unwrap()
+        .split(' ')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The requests of `method` that `from` sent to `to`'s address.
+fn sent_to(net: &Net, from: usize, to: usize, method: Method) -> Vec<sip_message::Request> {
+    let addr = net.nodes[to].addr.ip().to_string();
+    net.requests(from, method)
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| String::from_utf8_lossy(&r.uri).contains(&addr))
+        .collect()
+}
+
+/// The SDP bodies of the re-INVITEs `from` sent to `to`, retransmissions merged.
+fn reinvites_to(net: &Net, from: usize, to: usize) -> Vec<bytes::Bytes> {
+    let mut bodies: Vec<_> = sent_to(net, from, to, Method::Invite)
+        .into_iter()
+        .filter(|r| header_values(&r.headers, "To")[0].contains("tag="))
+        .map(|r| r.body)
+        .collect();
+    bodies.dedup();
+    bodies
+}
+
+/// The first 2xx body `node` sent to an INVITE (no To tag) from `to`'s address... the
+/// answer `node` gave in the call's first INVITE transaction with Call-ID `call_id`.
+fn first_answer(net: &Net, node: usize, call_id: &str) -> bytes::Bytes {
+    net.responses(node)
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| {
+            r.status == 200
+                && r.headers.call_id().ok() == Some(call_id)
+                && r.headers.cseq().is_ok_and(|c| c.method == Method::Invite)
+        })
+        .unwrap()
+        .body
+}
+
+fn call_id_of(net: &Net, node: usize, method: Method, uri_has: &str) -> String {
+    net.requests(node, method)
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| String::from_utf8_lossy(&r.uri).contains(uri_has))
+        .unwrap()
+        .headers
+        .call_id()
+        .unwrap()
+        .to_owned()
+}
+
+fn t_media(net: &Net) -> Vec<(CallHandle, MediaInstruction)> {
+    net.media_log
+        .iter()
+        .filter(|(node, _, i)| {
+            *node == T
+                && matches!(
+                    i,
+                    MediaInstruction::Join { .. } | MediaInstruction::Unjoin { .. }
+                )
+        })
+        .map(|(_, call, i)| (*call, i.clone()))
+        .collect()
+}
+
+#[test]
+fn an_attended_transfer_across_two_bridges_joins_a_with_c_in_every_mode() {
+    use BridgeMode::{MediaAnchored as M, SignalingOnly as S};
+    for (first, second) in [(S, S), (M, M), (S, M), (M, S)] {
+        for c_calls_b in [false, true] {
+            let mut w = world(first, second, c_calls_b, configs());
+            let net = &mut w.net;
+            let (a1, b1) = net.engine(T).bridge_legs(w.bridge1).unwrap();
+            let (x, y) = {
+                let (l, r) = net.engine(T).bridge_legs(w.bridge2).unwrap();
+                if c_calls_b { (r, l) } else { (l, r) }
+            };
+            let initial_invites = |net: &Net| {
+                net.requests(T, Method::Invite)
+                    .into_iter()
+                    .filter(|(_, r)| !header_values(&r.headers, "To")[0].contains("tag="))
+                    .count()
+            };
+            let t_invites = initial_invites(net);
+            let received = [A, B, C].map(|n| net.received(n).len());
+            let media_before = t_media(net).len();
+            let now = net.now;
+            net.engine(B)
+                .transfer_attended(now, w.b_call, w.consult, CallTransferOptions::new())
+                .unwrap();
+            net.run_for(Duration::from_secs(5));
+            let ctx = format!("{first:?}/{second:?} c_calls_b={c_calls_b}\n{}", trace(net));
+
+            // B heard 200 by NOTIFY and its two calls are over.
+            assert_eq!(
+                transfer_completed(net, B, w.b_call),
+                vec![(200, TransferOutcome::Accepted)],
+                "{ctx}"
+            );
+            for call in [w.b_call, w.consult] {
+                assert_eq!(
+                    last_state(net, B, call).map(|(s, _)| s),
+                    Some(CallState::Terminated),
+                    "{ctx}"
+                );
+            }
+            assert_eq!(
+                last_state(net, B, w.consult),
+                Some((CallState::Terminated, R::RemoteTerminated)),
+                "{ctx}"
+            );
+            // T ended x with a BYE saying why, and b1 was ended by B itself.
+            let byes = net.requests(T, Method::Bye);
+            assert_eq!(byes.len(), 1, "{ctx}");
+            assert_eq!(
+                header_values(&byes[0].1.headers, "Reason"),
+                vec!["SIP;cause=200;text=\"Call replaced\""]
+            );
+            assert_eq!(
+                last_state(net, T, b1),
+                Some((CallState::Terminated, R::RemoteTerminated)),
+                "{ctx}"
+            );
+            assert_eq!(
+                last_state(net, T, x),
+                Some((CallState::Terminated, R::Replaced)),
+                "{ctx}"
+            );
+            // No INVITE went anywhere: only re-INVITEs, and only where media changed.
+            assert_eq!(initial_invites(net), t_invites, "{ctx}");
+            assert_eq!([A, B, C].map(|n| net.received(n).len()), received, "{ctx}");
+            // Bridge 1 now joins a1 and y; bridge 2 ended, naming the replaced leg.
+            assert_eq!(net.engine(T).bridge_legs(w.bridge1), Some((a1, y)), "{ctx}");
+            assert_eq!(
+                net.engine(T).bridge_state(w.bridge1),
+                Some(B2bState::Established)
+            );
+            assert_eq!(net.engine(T).bridge_of(y), Some((w.bridge1, B2bLeg::B)));
+            assert!(bridge_events(net, w.bridge1).contains(&B2bEvent::Joined {
+                other: w.bridge2,
+                previous: b1,
+                leg: y
+            }));
+            assert_eq!(net.engine(T).bridge_state(w.bridge2), None);
+            let x_leg = if c_calls_b { B2bLeg::B } else { B2bLeg::A };
+            assert_eq!(
+                bridge_states(net, w.bridge2).last(),
+                Some(&(B2bState::Terminated, x_leg)),
+                "{ctx}"
+            );
+            let expected_mode = if (first, second) == (S, S) { S } else { M };
+            assert_eq!(net.engine(T).bridge_mode(w.bridge1), Some(expected_mode));
+            // A hears C, and C hears A.
+            assert_eq!(net.hears(A, w.a_call), Some((C, w.c_call)), "{ctx}");
+            assert_eq!(net.hears(C, w.c_call), Some((A, w.a_call)), "{ctx}");
+
+            let to_a = reinvites_to(net, T, A);
+            let to_c = reinvites_to(net, T, C);
+            let joins = t_media(net).split_off(media_before);
+            match (first, second) {
+                (S, S) => {
+                    // C got A's SDP, then A got C's answer; each with the origin its
+                    // peer knew, one version on.
+                    assert_eq!((to_a.len(), to_c.len()), (1, 1), "{ctx}");
+                    let a_offer = net.requests(A, Method::Invite)[0].1.body.clone();
+                    let c_text = String::from_utf8_lossy(&to_c[0]).into_owned();
+                    assert!(c_text.contains("c=IN IP4 127.0.0.1"), "{c_text}");
+                    let a_text = String::from_utf8_lossy(&to_a[0]).into_owned();
+                    assert!(a_text.contains("c=IN IP4 127.0.0.4"), "{a_text}");
+                    let a_call_id = net.requests(A, Method::Invite)[0]
+                        .1
+                        .headers
+                        .call_id()
+                        .unwrap()
+                        .to_owned();
+                    let a_knew = origin_of(&first_answer(net, T, &a_call_id));
+                    let a_got = origin_of(&to_a[0]);
+                    assert_eq!(a_knew[..2], a_got[..2], "{ctx}");
+                    assert_eq!(
+                        a_got[2].parse::<u64>().unwrap(),
+                        a_knew[2].parse::<u64>().unwrap() + 1
+                    );
+                    let c_got = origin_of(&to_c[0]);
+                    assert_ne!(c_got[..2], origin_of(&a_offer)[..2]);
+                    // Apart from its origin line, what C got is A's offer.
+                    let strip = |sdp: &[u8]| {
+                        String::from_utf8_lossy(sdp)
+                            .lines()
+                            .filter(|l| !l.starts_with("o="))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    };
+                    assert_eq!(strip(&to_c[0]), strip(&a_offer));
+                    assert!(joins.is_empty(), "{joins:?}");
+                }
+                (M, M) => {
+                    assert!(to_a.is_empty() && to_c.is_empty(), "{ctx}");
+                    assert_eq!(
+                        joins,
+                        vec![
+                            (a1, MediaInstruction::Unjoin { peer: b1 }),
+                            (y, MediaInstruction::Unjoin { peer: x }),
+                            (a1, MediaInstruction::Join { peer: y }),
+                        ]
+                    );
+                }
+                (S, M) => {
+                    // A was moved onto Tandem's media, then joined to y.
+                    assert_eq!((to_a.len(), to_c.len()), (1, 0), "{ctx}");
+                    let text = String::from_utf8_lossy(&to_a[0]).into_owned();
+                    assert!(text.contains("c=IN IP4 127.0.0.3"), "{text}");
+                    assert_eq!(
+                        joins,
+                        vec![
+                            (y, MediaInstruction::Unjoin { peer: x }),
+                            (a1, MediaInstruction::Join { peer: y }),
+                        ]
+                    );
+                }
+                (M, S) => {
+                    assert_eq!((to_a.len(), to_c.len()), (0, 1), "{ctx}");
+                    let text = String::from_utf8_lossy(&to_c[0]).into_owned();
+                    assert!(text.contains("c=IN IP4 127.0.0.3"), "{text}");
+                    assert_eq!(
+                        joins,
+                        vec![
+                            (a1, MediaInstruction::Unjoin { peer: b1 }),
+                            (a1, MediaInstruction::Join { peer: y }),
+                        ]
+                    );
+                }
+                _ => unreachable!(),
+            }
+
+            // The remaining bridge ends both when A hangs up (or C, the other time).
+            let (who, mine, other, theirs) = if c_calls_b {
+                (C, w.c_call, A, w.a_call)
+            } else {
+                (A, w.a_call, C, w.c_call)
+            };
+            let now = net.now;
+            net.engine(who)
+                .terminate(now, mine, CallTerminateOptions::new())
+                .unwrap();
+            net.run_for(Duration::from_secs(2));
+            assert_eq!(
+                last_state(net, other, theirs),
+                Some((CallState::Terminated, R::RemoteTerminated)),
+                "{ctx}"
+            );
+            assert_eq!(net.engine(T).bridge_state(w.bridge1), None);
+            net.assert_quiet();
+        }
+    }
+}
+
+#[test]
+fn a_transferor_that_keeps_its_leg_is_hung_up_after_32_s() {
+    let mut w = world(
+        BridgeMode::SignalingOnly,
+        BridgeMode::SignalingOnly,
+        false,
+        configs(),
+    );
+    let net = &mut w.net;
+    let (_, b1) = net.engine(T).bridge_legs(w.bridge1).unwrap();
+    let now = net.now;
+    net.engine(B)
+        .transfer_attended(
+            now,
+            w.b_call,
+            w.consult,
+            CallTransferOptions::new().keep_call(true),
+        )
+        .unwrap();
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        transfer_completed(net, B, w.b_call),
+        vec![(200, TransferOutcome::Accepted)]
+    );
+    assert_eq!(
+        net.engine(B).call_state(w.b_call),
+        Some(CallState::Established)
+    );
+    // When T's final NOTIFY went.
+    let notified = net
+        .requests(T, Method::Notify)
+        .into_iter()
+        .find(|(_, r)| String::from_utf8_lossy(&r.body).contains("200 OK"))
+        .unwrap()
+        .0;
+    net.run_for(Duration::from_secs(40));
+    let byes: Vec<_> = net
+        .requests(T, Method::Bye)
+        .into_iter()
+        .filter(|(_, r)| {
+            header_values(&r.headers, "Reason") != vec!["SIP;cause=200;text=\"Call replaced\""]
+        })
+        .collect();
+    assert_eq!(byes.len(), 1, "{}", trace(net));
+    assert!(byes[0].0 >= notified + calls::TRANSFEROR_HANGUP_TIME);
+    assert!(byes[0].0 < notified + calls::TRANSFEROR_HANGUP_TIME + Duration::from_secs(1));
+    assert_eq!(
+        header_values(&byes[0].1.headers, "Reason"),
+        vec!["SIP;cause=200;text=\"Call transferred\""]
+    );
+    assert_eq!(
+        last_state(net, B, w.b_call),
+        Some((CallState::Terminated, R::RemoteTerminated))
+    );
+    assert_eq!(
+        last_state(net, T, b1),
+        Some((CallState::Terminated, R::Transferred))
+    );
+    // A and C still talk.
+    assert_eq!(net.hears(A, w.a_call), Some((C, w.c_call)));
+    let now = net.now;
+    net.engine(C)
+        .terminate(now, w.c_call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        last_state(net, A, w.a_call),
+        Some((CallState::Terminated, R::RemoteTerminated))
+    );
+    net.assert_quiet();
+}
+
+#[test]
+fn attended_transfers_across_bridges_survive_ten_percent_loss() {
+    for mode in [BridgeMode::SignalingOnly, BridgeMode::MediaAnchored] {
+        for seed in 0..4u64 {
+            let (mut net, [alice, bob, _], bridges) =
+                four_parties(mode, mode, configs(), standard_route);
+            net.reseed(seed);
+            net.loss_percent = 10;
+            let a_call = dial_from(&mut net, A, alice, T_URI);
+            net.run_for(Duration::from_secs(40));
+            let consult = dial_from(&mut net, B, bob, T_URI);
+            net.run_for(Duration::from_secs(40));
+            let ctx = format!("{mode:?} seed {seed}");
+            let b_call = net.only_received(B).call;
+            let c_call = net.only_received(C).call;
+            for (node, call) in [(A, a_call), (B, b_call), (B, consult), (C, c_call)] {
+                assert_eq!(
+                    net.engine(node).call_state(call),
+                    Some(CallState::Established),
+                    "{ctx}\n{}",
+                    trace(&net)
+                );
+            }
+            let now = net.now;
+            net.engine(B)
+                .transfer_attended(now, b_call, consult, CallTransferOptions::new())
+                .unwrap();
+            net.run_for(Duration::from_secs(60));
+            let ctx = format!("{ctx}\n{}", trace(&net));
+            assert_eq!(
+                transfer_completed(&net, B, b_call),
+                vec![(200, TransferOutcome::Accepted)],
+                "{ctx}"
+            );
+            for call in [b_call, consult] {
+                assert_eq!(net.engine(B).call_state(call), None, "{ctx}");
+            }
+            assert_eq!(net.hears(A, a_call), Some((C, c_call)), "{ctx}");
+            assert_eq!(net.hears(C, c_call), Some((A, a_call)), "{ctx}");
+            let bridge1 = bridges.borrow()[0];
+            let now = net.now;
+            net.engine(A)
+                .terminate(now, a_call, CallTerminateOptions::new())
+                .unwrap();
+            net.run_for(Duration::from_secs(60));
+            assert_eq!(
+                last_state(&net, C, c_call),
+                Some((CallState::Terminated, R::RemoteTerminated)),
+                "{ctx}"
+            );
+            assert_eq!(net.engine(T).bridge_state(bridge1), None, "{ctx}");
+            net.loss_percent = 0;
+            net.assert_quiet();
+        }
+    }
+}
+
+/// Every bridge of `net`'s T that is still up, and that A hears B and C hears B.
+fn nothing_changed(w: &mut World, ctx: &str) {
+    let net = &mut w.net;
+    for bridge in [w.bridge1, w.bridge2] {
+        assert_eq!(
+            net.engine(T).bridge_state(bridge),
+            Some(B2bState::Established),
+            "{ctx}"
+        );
+    }
+    for (node, call) in [(A, w.a_call), (B, w.b_call), (B, w.consult), (C, w.c_call)] {
+        assert_eq!(
+            net.engine(node).call_state(call),
+            Some(CallState::Established),
+            "{ctx}"
+        );
+    }
+    assert_eq!(net.hears(A, w.a_call), Some((B, w.b_call)), "{ctx}");
+    assert_eq!(net.hears(C, w.c_call), Some((B, w.consult)), "{ctx}");
+}
+
+/// Both bridges still work: B hangs up each of its calls and the far party is ended.
+fn hang_up_b(w: &mut World) {
+    let net = &mut w.net;
+    for (mine, other, theirs) in [(w.consult, C, w.c_call), (w.b_call, A, w.a_call)] {
+        let now = net.now;
+        net.engine(B)
+            .terminate(now, mine, CallTerminateOptions::new())
+            .unwrap();
+        net.run_for(Duration::from_secs(2));
+        assert_eq!(
+            last_state(net, other, theirs),
+            Some((CallState::Terminated, R::RemoteTerminated))
+        );
+    }
+    net.assert_quiet();
+}
+
+#[test]
+fn a_join_the_target_refuses_changes_nothing_and_b_hears_the_status() {
+    use BridgeMode::{MediaAnchored as M, SignalingOnly as S};
+    // Signalling-only: A speaks only PCMA, C only PCMU (B both): C refuses A's SDP.
+    // Mixed: T offers only PCMA, C only PCMU: C refuses Tandem's media.
+    for (first, second) in [(S, S), (M, S)] {
+        let mut configs = configs();
+        if first == S {
+            configs[0].codecs = vec![calls::Codec::pcma()];
+        } else {
+            configs[2].codecs = vec![calls::Codec::pcma()];
+        }
+        configs[3].codecs = vec![calls::Codec::pcmu()];
+        let mut w = world(first, second, false, configs);
+        let now = w.net.now;
+        w.net
+            .engine(B)
+            .transfer_attended(now, w.b_call, w.consult, CallTransferOptions::new())
+            .unwrap();
+        w.net.run_for(Duration::from_secs(5));
+        let ctx = format!("{first:?}/{second:?}\n{}", trace(&w.net));
+        assert_eq!(
+            transfer_completed(&w.net, B, w.b_call),
+            vec![(488, TransferOutcome::Failed)],
+            "{ctx}"
+        );
+        assert_eq!(
+            w.net.statuses(C, Method::Invite).last(),
+            Some(&488),
+            "{ctx}"
+        );
+        assert!(
+            bridge_events(&w.net, w.bridge1).iter().any(|e| matches!(
+                e,
+                B2bEvent::JoinFailed { other, status: 488, .. } if *other == w.bridge2
+            )),
+            "{ctx}"
+        );
+        assert!(w.net.requests(T, Method::Bye).is_empty(), "{ctx}");
+        nothing_changed(&mut w, &ctx);
+        hang_up_b(&mut w);
+    }
+}
+
+#[test]
+fn a_join_the_transferee_never_answers_ends_every_leg_it_touched_with_reason() {
+    let mut w = world(
+        BridgeMode::SignalingOnly,
+        BridgeMode::SignalingOnly,
+        false,
+        configs(),
+    );
+    let a_ip = w.net.nodes[A].addr;
+    // T's re-INVITE to A is lost, every copy: its transaction times out (408).
+    w.net.filter = Some(Box::new(move |message, _, to| {
+        !(to == a_ip
+            && matches!(message, sip_message::Message::Request(r)
+                if r.method == Method::Invite
+                    && header_values(&r.headers, "To")[0].contains("tag=")))
+    }));
+    let now = w.net.now;
+    w.net
+        .engine(B)
+        .transfer_attended(now, w.b_call, w.consult, CallTransferOptions::new())
+        .unwrap();
+    w.net.run_for(Duration::from_secs(5));
+    // C took A's SDP; the join waits for A. Meanwhile both bridges are busy.
+    assert_eq!(reinvites_to(&w.net, T, C).len(), 1);
+    assert_eq!(
+        w.net.engine(T).bridge_state(w.bridge2),
+        Some(B2bState::Established)
+    );
+    let now = w.net.now;
+    let (a1, _) = w.net.engine(T).bridge_legs(w.bridge1).unwrap();
+    for bridge in [w.bridge1, w.bridge2] {
+        assert!(matches!(
+            w.net
+                .engine(T)
+                .rebridge(now, bridge, BridgeTarget::new(BOB)),
+            Err(CallError::InvalidArgument { .. })
+        ));
+    }
+    assert!(w.net.engine(T).park(now, a1).is_err());
+    w.net.run_for(Duration::from_secs(40));
+    let ctx = trace(&w.net);
+    assert_eq!(
+        transfer_completed(&w.net, B, w.b_call),
+        vec![(487, TransferOutcome::Failed)],
+        "{ctx}"
+    );
+    // C, whose media went to A, was hung up with Reason; B's legs followed.
+    let to_c: Vec<_> = sent_to(&w.net, T, C, Method::Bye);
+    assert_eq!(to_c.len(), 1, "{ctx}");
+    let reason = header_values(&to_c[0].headers, "Reason");
+    assert!(
+        reason.len() == 1 && reason[0].starts_with("SIP;cause=487;text=\"Attended transfer failed"),
+        "{reason:?}"
+    );
+    for (node, call) in [(A, w.a_call), (B, w.b_call), (B, w.consult), (C, w.c_call)] {
+        assert_eq!(
+            last_state(&w.net, node, call).map(|(s, _)| s),
+            Some(CallState::Terminated),
+            "{ctx}"
+        );
+    }
+    for bridge in [w.bridge1, w.bridge2] {
+        assert_eq!(w.net.engine(T).bridge_state(bridge), None);
+    }
+    w.net.filter = None;
+    w.net.assert_quiet();
+}
+
+#[test]
+fn a_replaces_naming_a_plain_call_of_t_is_declined_with_603() {
+    fn route(from: &str, m: BridgeMode, _: BridgeMode) -> Option<(&'static str, BridgeMode)> {
+        from.contains("alice").then_some((BOB, m))
+    }
+    let (mut net, [alice, bob, _], bridges) = four_parties(
+        BridgeMode::SignalingOnly,
+        BridgeMode::SignalingOnly,
+        configs(),
+        route,
+    );
+    let a_call = dial_from(&mut net, A, alice, T_URI);
+    net.run_for(Duration::from_secs(2));
+    let b_call = net.only_received(B).call;
+    // B calls T, which answers it itself: a plain call, no bridge.
+    let plain = dial_from(&mut net, B, bob, T_URI);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        net.engine(B).call_state(plain),
+        Some(CallState::Established)
+    );
+    let now = net.now;
+    net.engine(B)
+        .transfer_attended(now, b_call, plain, CallTransferOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        transfer_completed(&net, B, b_call),
+        vec![(603, TransferOutcome::Refused)]
+    );
+    assert_eq!(net.statuses(T, Method::Refer), vec![603]);
+    assert!(net.requests(T, Method::Notify).is_empty());
+    assert!(net.requests(T, Method::Bye).is_empty());
+    let bridge = bridges.borrow()[0];
+    assert_eq!(
+        net.engine(T).bridge_state(bridge),
+        Some(B2bState::Established)
+    );
+    assert_eq!(
+        net.engine(A).call_state(a_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(B).call_state(b_call),
+        Some(CallState::Established)
+    );
+    assert_eq!(
+        net.engine(B).call_state(plain),
+        Some(CallState::Established)
+    );
+    for call in [b_call, plain] {
+        let now = net.now;
+        net.engine(B)
+            .terminate(now, call, CallTerminateOptions::new())
+            .unwrap();
+    }
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        last_state(&net, A, a_call),
+        Some((CallState::Terminated, R::RemoteTerminated))
+    );
+    net.assert_quiet();
+}
+
+#[test]
+fn a_replaces_naming_a_dialog_t_does_not_have_goes_on_t_s_invite_to_the_target() {
+    let (mut net, [alice, bob, _], bridges) = four_parties(
+        BridgeMode::SignalingOnly,
+        BridgeMode::SignalingOnly,
+        configs(),
+        standard_route,
+    );
+    let a_call = dial_from(&mut net, A, alice, T_URI);
+    net.run_for(Duration::from_secs(2));
+    let b_call = net.only_received(B).call;
+    // B consults C directly, not through T.
+    let consult = dial_from(&mut net, B, bob, CAROL);
+    net.run_for(Duration::from_secs(2));
+    let c_old = net.only_received(C).call;
+    assert_eq!(
+        net.engine(C).call_state(c_old),
+        Some(CallState::Established)
+    );
+    let b_c_call_id = call_id_of(&net, B, Method::Invite, "carol");
+    let now = net.now;
+    net.engine(B)
+        .transfer_attended(now, b_call, consult, CallTransferOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(5));
+    let ctx = trace(&net);
+    assert_eq!(
+        transfer_completed(&net, B, b_call),
+        vec![(200, TransferOutcome::Accepted)],
+        "{ctx}"
+    );
+    // T's INVITE to C carried the Replaces, and C took it as replacing its call with B.
+    let invite = sent_to(&net, T, C, Method::Invite)
+        .into_iter()
+        .find(|r| !header_values(&r.headers, "To")[0].contains("tag="))
+        .unwrap();
+    let replaces = header_values(&invite.headers, "Replaces");
+    assert_eq!(replaces.len(), 1, "{ctx}");
+    assert!(replaces[0].starts_with(&b_c_call_id), "{replaces:?}");
+    let received = net.received(C);
+    assert_eq!(received.len(), 2, "{ctx}");
+    assert_eq!(received[1].replaces, Some(c_old));
+    let c_new = received[1].call;
+    for call in [b_call, consult] {
+        assert_eq!(
+            last_state(&net, B, call).map(|(s, _)| s),
+            Some(CallState::Terminated),
+            "{ctx}"
+        );
+    }
+    assert_eq!(net.hears(A, a_call), Some((C, c_new)), "{ctx}");
+    let bridge = bridges.borrow()[0];
+    let now = net.now;
+    net.engine(A)
+        .terminate(now, a_call, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        last_state(&net, C, c_new),
+        Some((CallState::Terminated, R::RemoteTerminated))
+    );
+    assert_eq!(net.engine(T).bridge_state(bridge), None);
+    net.assert_quiet();
+}

@@ -23,6 +23,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Instant;
 
+mod attended;
+pub(super) use attended::Joins;
+pub use attended::TRANSFEROR_HANGUP_TIME;
+
 /// A back-to-back call (two legs and their bridge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct B2bHandle(pub(crate) u64);
@@ -210,6 +214,23 @@ pub enum B2bEvent {
     Parked {
         call: CallHandle,
         orbit: crate::CallOrbit,
+    },
+    /// An attended transfer across two bridges is done (a REFER whose Replaces named
+    /// `other`'s leg toward the transferor, RFC 3891): this bridge's leg `previous`
+    /// (toward the transferor, left for it to hang up) gave its place to `leg`, the far
+    /// leg of `other`, which ends (`Terminated`; the replaced leg gets a BYE).
+    Joined {
+        other: B2bHandle,
+        previous: CallHandle,
+        leg: CallHandle,
+    },
+    /// Such a join failed: the transferor was told `status` by NOTIFY, and `reason`
+    /// says why. The legs whose media had changed were hung up; the others stay as
+    /// they were.
+    JoinFailed {
+        other: B2bHandle,
+        status: u16,
+        reason: String,
     },
 }
 
@@ -721,16 +742,16 @@ impl Engine {
                     .calls
                     .get(call)
                     .and_then(|c| c.bridge)
-                    .map(|(bridge, leg)| (*call, *transfer, bridge, leg, replaces.is_some())),
+                    .map(|(bridge, leg)| (*call, *transfer, bridge, leg, replaces.clone())),
                 _ => None,
             };
-            let Some((call, transfer, bridge, leg, attended)) = hit else {
+            let Some((call, transfer, bridge, leg, replaces)) = hit else {
                 i += 1;
                 continue;
             };
             self.events.remove(i);
             progressed = true;
-            self.bridge_transfer(now, call, transfer, bridge, leg, attended);
+            self.bridge_transfer(now, call, transfer, bridge, leg, replaces);
         }
         progressed
     }
@@ -739,7 +760,9 @@ impl Engine {
     /// Refer-To target, with Referred-By, User-to-User and the Refer-To headers on the
     /// new INVITE; the transferor hears the progress by NOTIFY (100, 18x, the final
     /// status) and, on success, hangs up its leg itself (RFC 5589 §6). If the target
-    /// fails, the transferee stays with the transferor.
+    /// fails, the transferee stays with the transferor. A Replaces naming a leg of
+    /// another bridge joins the two bridges (see [`attended`]); one naming no dialog
+    /// of ours goes on the new INVITE, as a plain transferee would send it.
     fn bridge_transfer(
         &mut self,
         now: Instant,
@@ -747,18 +770,22 @@ impl Engine {
         transfer: crate::types::TransferId,
         bridge: B2bHandle,
         leg: B2bLeg,
-        attended: bool,
+        replaces: Option<crate::refer::Replaces>,
     ) {
         let ready = self
             .bridges
             .get(&bridge)
-            .is_some_and(|e| e.state == B2bState::Established && e.replacing.is_none());
-        if !ready || attended {
-            // Attended transfer across a bridge (Replaces naming one of our own dialogs)
-            // is not joined here yet: refused rather than half done.
+            .is_some_and(|e| e.state == B2bState::Established && e.replacing.is_none())
+            && !self.joining(bridge);
+        if !ready {
             if let Err(error) = self.decline_transfer(now, call, transfer, 603) {
                 tracing::debug!(%error, %bridge, "transfer not declined");
             }
+            return;
+        }
+        if let Some(replaces) = &replaces
+            && self.attended_transfer(now, call, transfer, bridge, replaces)
+        {
             return;
         }
         if leg == B2bLeg::A {
@@ -787,6 +814,13 @@ impl Engine {
             target
                 .headers
                 .push(crate::options::SignalingHeader::new("User-to-User", uui));
+        }
+        if let Some(replaces) = request.replaces {
+            // RFC 3891 §3: the target replaces its dialog with the transferor.
+            target.headers.push(crate::options::SignalingHeader::new(
+                "Replaces",
+                replaces.to_string(),
+            ));
         }
         match self.rebridge_with(now, bridge, target, false) {
             Ok(_) => {
@@ -837,6 +871,9 @@ impl Engine {
     }
 
     fn on_leg_ended(&mut self, now: Instant, ended: LegEnded) {
+        let Some(ended) = self.join_leg_ended(now, ended) else {
+            return;
+        };
         let LegEnded {
             bridge,
             call,
@@ -1010,6 +1047,11 @@ impl Engine {
         let Some(entry) = self.bridges.get(&bridge) else {
             return self.respond(now, &tx, Reply::new(481));
         };
+        if self.joining(bridge) {
+            // A join's own re-INVITEs are out across these legs: the peer retries
+            // (RFC 3261 §14.2).
+            return self.respond(now, &tx, Reply::new(491));
+        }
         let other = match leg {
             B2bLeg::A => entry.b,
             B2bLeg::B => entry.a,
@@ -1205,7 +1247,8 @@ impl Engine {
                 problem: format!("{bridge} is over"),
             });
         };
-        if entry.state != B2bState::Established || entry.replacing.is_some() {
+        let joining = self.joining(bridge);
+        if entry.state != B2bState::Established || entry.replacing.is_some() || joining {
             return Err(CallError::InvalidArgument {
                 what: "bridge",
                 problem: format!(
@@ -1213,6 +1256,8 @@ impl Engine {
                     entry.state,
                     if entry.replacing.is_some() {
                         ", a re-bridge is in progress"
+                    } else if joining {
+                        ", it is being joined with another bridge"
                     } else {
                         ""
                     }
@@ -1253,12 +1298,16 @@ impl Engine {
             self.modify_relays.contains_key(leg)
                 || self.modify_relays.values().any(|r| r.from == *leg)
         });
-        if entry.state != B2bState::Established || entry.replacing.is_some() || relaying {
+        if entry.state != B2bState::Established
+            || entry.replacing.is_some()
+            || relaying
+            || self.joining(bridge)
+        {
             return Err(CallError::InvalidArgument {
                 what: "bridge",
                 problem: format!(
-                    "{bridge} cannot give a leg up now ({:?}, a re-bridge or a relayed \
-                     re-INVITE may be in progress)",
+                    "{bridge} cannot give a leg up now ({:?}, a re-bridge, a join or a \
+                     relayed re-INVITE may be in progress)",
                     entry.state
                 ),
             });

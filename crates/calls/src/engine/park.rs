@@ -490,10 +490,25 @@ impl Engine {
         Ok(())
     }
 
+    /// [`own_media_reoffer`](Self::own_media_reoffer), for a call being parked: its
+    /// answer plays the music.
+    fn park_reoffer(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        session: sip_dialog::SessionId,
+    ) -> Result<(), CallError> {
+        self.own_media_reoffer(now, call, session)?;
+        self.parking.reoffers.insert(call);
+        Ok(())
+    }
+
     /// A signalling-only leg gets Tandem's own media: a port, a negotiation of our own,
     /// and a re-INVITE with our offer (its origin line continued from the SDP the peer
-    /// knew, RFC 3264 §8). Undone when it cannot be sent.
-    fn park_reoffer(
+    /// knew, RFC 3264 §8). Undone when it cannot be sent. The answer goes to
+    /// [`own_media_answered`](Self::own_media_answered) (parking, an attended transfer
+    /// across bridges).
+    pub(super) fn own_media_reoffer(
         &mut self,
         now: Instant,
         call: CallHandle,
@@ -559,8 +574,43 @@ impl Engine {
             undo(self);
             return Err(error.into());
         }
-        self.parking.reoffers.insert(call);
         self.core.pump(now);
+        Ok(())
+    }
+
+    /// The answer to [`own_media_reoffer`](Self::own_media_reoffer): the negotiation
+    /// completes and the call's stream starts (its flow configured first). A refusal or
+    /// an unusable answer is the error (the offer rolled back).
+    pub(super) fn own_media_answered(
+        &mut self,
+        call: CallHandle,
+        response: &Response,
+    ) -> Result<(), String> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err("the call is gone".into());
+        };
+        let answer = body::split(&response.headers, &response.body)
+            .ok()
+            .and_then(|s| s.sdp);
+        let failure = match answer {
+            _ if !(200..300).contains(&response.status) => {
+                Some(format!("the re-INVITE got {}", response.status))
+            }
+            Some(sdp) => c.sdp.receive_answer(&sdp).err().map(|e| e.to_string()),
+            None => Some("no SDP answer".into()),
+        };
+        if let Some(problem) = failure {
+            c.sdp.rollback();
+            return Err(problem);
+        }
+        let configuration = configuration_of(c.sdp.negotiated());
+        if let Some(configuration) = &configuration {
+            c.local_direction = configuration.local_direction;
+            c.remote_direction = configuration.remote_direction;
+        }
+        c.configuration = configuration;
+        self.flow_requested(call);
+        self.start_media(call);
         Ok(())
     }
 
@@ -576,21 +626,10 @@ impl Engine {
         if !self.parking.reoffers.remove(&call) {
             return false;
         }
-        let Some(c) = self.calls.get_mut(&call) else {
+        if !self.calls.contains_key(&call) {
             return true;
-        };
-        let answer = body::split(&response.headers, &response.body)
-            .ok()
-            .and_then(|s| s.sdp);
-        let failure = match answer {
-            _ if !(200..300).contains(&response.status) => {
-                Some(format!("the re-INVITE got {}", response.status))
-            }
-            Some(sdp) => c.sdp.receive_answer(&sdp).err().map(|e| e.to_string()),
-            None => Some("no SDP answer".into()),
-        };
-        if let Some(problem) = failure {
-            c.sdp.rollback();
+        }
+        if let Err(problem) = self.own_media_answered(call, response) {
             tracing::info!(%call, %problem, "parked call has no media: ended");
             let number = self.parking.orbit_of(call);
             if let Some(number) = number {
@@ -607,14 +646,6 @@ impl Engine {
             self.end_call(now, call, text);
             return true;
         }
-        let configuration = configuration_of(c.sdp.negotiated());
-        if let Some(configuration) = &configuration {
-            c.local_direction = configuration.local_direction;
-            c.remote_direction = configuration.remote_direction;
-        }
-        c.configuration = configuration;
-        self.flow_requested(call);
-        self.start_media(call);
         if let Some(number) = self.parking.orbit_of(call) {
             self.play_music(call);
             self.tell_referrer(now, number, 200, "OK");

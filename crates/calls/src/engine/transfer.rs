@@ -1087,6 +1087,15 @@ impl Engine {
             _ => return Err(Reply::new(400).with_reason("More than one Replaces")),
         };
         let replaces = Replaces::parse(&value).map_err(|e| bad_request(&e))?;
+        self.call_named_by(&replaces).map(Some)
+    }
+
+    /// The call whose dialog `replaces` names, as the party receiving the Replaces
+    /// (RFC 3891 §3): the Call-ID, `to-tag` our tag, `from-tag` the peer's. Refused with
+    /// 481 when there is no such dialog or it is an early one we did not initiate, 486
+    /// for `early-only` on a confirmed dialog, 603 when the call is ending. Shared by an
+    /// INVITE with Replaces and a REFER whose Refer-To names one of our dialogs.
+    pub(super) fn call_named_by(&self, replaces: &Replaces) -> Result<CallHandle, Reply> {
         let ua = self.core.user_agent_ref();
         let found = self.calls.iter().find_map(|(&handle, c)| {
             if c.sip_call_id != replaces.call_id {
@@ -1113,7 +1122,7 @@ impl Engine {
         if confirmed && replaces.early_only {
             return Err(Reply::new(486));
         }
-        Ok(Some(handle))
+        Ok(handle)
     }
 
     /// Records that the incoming `call` replaces `old`.
