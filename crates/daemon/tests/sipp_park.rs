@@ -29,6 +29,9 @@ use common::parties::{
 };
 use std::time::Duration;
 
+/// A BLF phone watching the orbits.
+const PHONE: &str = "127.0.0.14";
+
 /// The daemon on 127.0.0.10 (SIP and media): orbits 701-702, calls ring back after
 /// `timeout_s`, `fallback` (if any) rung for calls with no parker; `routes` its
 /// `[[route]]` tables. Besides them, a `park` route for the user `parkme`.
@@ -187,6 +190,7 @@ fn park_by_refer_and_retrieve_media_anchored() {
     let alice = alice.finish();
     assert_succeeded(&[&alice, &bob, &carol], &daemon);
     assert_park_hidden(&alice, &[&bob, &carol], true);
+    assert_eq!(leaks(&carol, &[BOB], true, &[]), Vec::<String>::new());
     let parked = assert_parked_by_refer(&bob);
     assert!(
         !alice.received().any(|m| m.is_request("INVITE")),
@@ -237,6 +241,7 @@ fn park_by_refer_and_retrieve_signalling_only() {
     let alice = alice.finish();
     assert_succeeded(&[&alice, &bob, &carol], &daemon);
     assert_park_hidden(&alice, &[&bob, &carol], false);
+    assert_eq!(leaks(&carol, &[BOB], true, &[]), Vec::<String>::new());
     let parked = assert_parked_by_refer(&bob);
     // The re-INVITE came after the REFER, and bob heard 200 after A's answer to it.
     let refer = bob.find("REFER", |m| m.sent && m.is_request("REFER"));
@@ -438,7 +443,27 @@ fn park_timeout_with_a_busy_ring_back_ends_the_call() {
     assert_all_ended(&daemon);
 }
 
-/// Flow 4: BLF (RFC 4235 over RFC 6665). A phone on 127.0.0.12 subscribes to orbit 701
+/// The dialog-info documents (RFC 4235 §4.1) count their versions 0, 1, 2... (the last,
+/// `terminated`, NOTIFY may have none), and each is the full state of the orbit.
+#[track_caller]
+fn assert_versions(notifies: &[&SipMessage]) {
+    let versions: Vec<String> = notifies
+        .iter()
+        .filter_map(|m| {
+            let body = m.body_text();
+            let root = body.split("<dialog-info ").nth(1)?;
+            assert!(root.contains(" state=\"full\""), "{body}");
+            let rest = root.split(" version=\"").nth(1)?;
+            Some(rest.split('"').next()?.to_owned())
+        })
+        .collect();
+    assert!(versions.len() + 1 >= notifies.len(), "{versions:?}");
+    for (i, v) in versions.iter().enumerate() {
+        assert_eq!(v, &i.to_string(), "versions {versions:?}");
+    }
+}
+
+/// Flow 4: BLF (RFC 4235 over RFC 6665). A phone on 127.0.0.14 subscribes to orbit 701
 /// and is told it is free; a `park` route parks A there (NOTIFY: one dialog, confirmed);
 /// carol retrieves it by dialling 701 (NOTIFY: free again); the phone un-subscribes
 /// (NOTIFY: terminated). The documents' versions count 0, 1, 2, 3.
@@ -450,7 +475,7 @@ fn blf_watches_an_orbit() {
         test,
         "phone",
         &daemon,
-        BOB,
+        PHONE,
         "park/blf_watcher.xml",
         "701",
         &[],
@@ -489,20 +514,7 @@ fn blf_watches_an_orbit() {
         .filter(|m| m.is_request("NOTIFY"))
         .collect();
     assert_eq!(notifies.len(), 4, "{}", phone.report());
-    let versions: Vec<String> = notifies
-        .iter()
-        .filter_map(|m| {
-            let body = m.body_text();
-            let root = body.split("<dialog-info ").nth(1)?;
-            let rest = root.split(" version=\"").nth(1)?;
-            Some(rest.split('"').next()?.to_owned())
-        })
-        .collect();
-    // The last NOTIFY (terminated) may carry a document or not; those that do count up.
-    assert!(versions.len() >= 3, "{versions:?}");
-    for (i, v) in versions.iter().enumerate() {
-        assert_eq!(v, &i.to_string(), "versions {versions:?}");
-    }
+    assert_versions(&notifies);
     // Free, parked, free: the parked state came after A's ACK, the free one after carol's.
     let alice_ack = alice.find("ACK", |m| m.sent && m.is_request("ACK"));
     let carol_ack = carol.find("ACK", |m| m.sent && m.is_request("ACK"));
@@ -514,5 +526,101 @@ fn blf_watches_an_orbit() {
         "{:?}",
         notifies[3].headers
     );
+    assert_all_ended(&daemon);
+}
+
+/// Flow 4, with a ring-back: the phone watches 701 while a `park` route parks A there
+/// (confirmed) and, after `timeout_s = 2`, Tandem rings the fallback carol (early). While
+/// carol rings, bob dials 701: he takes the call (confirmed, being answered), carol's
+/// ring-back is cancelled with Reason "Call completed elsewhere", and at bob's ACK the
+/// orbit is free. Bob hangs up, A gets a BYE; the phone un-subscribes.
+#[test]
+fn blf_shows_the_ring_back_and_a_retrieval_during_it() {
+    let test = "park-blf-ringback";
+    let carol_port = free_port_on(CAROL);
+    let daemon = tandem(test, 2, Some(format!("sip:carol@{CAROL}:{carol_port}")), "");
+    let carol = Party::callee(
+        test,
+        "carol",
+        (CAROL, carol_port),
+        "park/ringback_rings_cancelled.xml",
+        &[],
+    );
+    let mut phone = Party::dialer(
+        test,
+        "phone",
+        &daemon,
+        PHONE,
+        "park/blf_watcher_ringback.xml",
+        "701",
+        &[],
+    );
+    phone.wait_for("first NOTIFY", Duration::from_secs(10), |m| {
+        !m.sent && m.is_request("NOTIFY")
+    });
+    let alice = Party::calling(
+        test,
+        &daemon,
+        "park/caller_waits_in_orbit.xml",
+        "parkme",
+        &[],
+    );
+    phone.wait_for("NOTIFY of the ring-back", Duration::from_secs(10), |m| {
+        !m.sent && m.is_request("NOTIFY") && m.body_text().contains("<state>early</state>")
+    });
+    let bob = Party::dialer(
+        test,
+        "bob",
+        &daemon,
+        BOB,
+        "park/retriever_dials_orbit.xml",
+        "701",
+        &["-d", "500"],
+    )
+    .finish();
+    let (alice, carol, phone) = (alice.finish(), carol.finish(), phone.finish());
+    assert_succeeded(&[&alice, &bob, &carol, &phone], &daemon);
+    assert_park_hidden(&alice, &[&bob, &carol], true);
+    assert_ended_by(&alice, &bob);
+    // Carol rang from the timeout until bob dialled.
+    let parked = alice.find("ACK", |m| m.sent && m.is_request("ACK"));
+    let rung = carol.find("INVITE", |m| !m.sent && m.is_request("INVITE"));
+    assert!(
+        (1.8..4.0).contains(&(rung.at - parked.at)),
+        "rung back after {:.2} s, not timeout_s = 2",
+        rung.at - parked.at
+    );
+    let dialled = bob.find("INVITE", |m| m.sent && m.is_request("INVITE"));
+    let cancel = carol.find("CANCEL", |m| !m.sent && m.is_request("CANCEL"));
+    assert!(
+        cancel.at >= dialled.at,
+        "carol was cancelled before bob dialled"
+    );
+    let notifies: Vec<&SipMessage> = phone
+        .received()
+        .filter(|m| m.is_request("NOTIFY"))
+        .collect();
+    assert_eq!(notifies.len(), 6, "{}", phone.report());
+    assert_versions(&notifies);
+    let states: Vec<&str> = notifies
+        .iter()
+        .map(|m| {
+            let body = m.body_text();
+            if body.contains("<state>early</state>") {
+                "early"
+            } else if body.contains("<state>confirmed</state>") {
+                "confirmed"
+            } else {
+                "free"
+            }
+        })
+        .collect();
+    assert_eq!(
+        states,
+        ["free", "confirmed", "early", "confirmed", "free", "free"]
+    );
+    let bob_ack = bob.find("ACK", |m| m.sent && m.is_request("ACK"));
+    assert!(notifies[4].at >= bob_ack.at, "free before bob's ACK");
+    assert_logged(&daemon, &["parked call retrieved", "orbit=701", "Invite"]);
     assert_all_ended(&daemon);
 }
