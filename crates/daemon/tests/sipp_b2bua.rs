@@ -25,32 +25,11 @@
 
 mod common;
 
-use common::{Daemon, repo_root, scratch_dir};
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-
-const TANDEM: &str = "127.0.0.10";
-const ALICE: &str = "127.0.0.11";
-const BOB: &str = "127.0.0.12";
-const CAROL: &str = "127.0.0.13";
-
-/// Bounds every SIPp run: a scenario stuck on a message that never comes fails in this
-/// time instead of hanging the test.
-const SIPP_TIMEOUT: &str = "20s";
-
-/// A's Call-ID (SIPp's `-cid_str`); A's From tag has `secret` too (in the scenarios).
-const ALICE_CALL_ID: &str = "alice-%u-%p-secret@%s";
-
-/// A port free for UDP on `ip` at the time of the call.
-fn free_port_on(ip: &str) -> u16 {
-    UdpSocket::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::Daemon;
+use common::parties::{
+    ALICE, BOB, CAROL, Finished, Party, SipMessage, TANDEM, assert_all_ended, assert_succeeded,
+    free_port_on, leaks, tandem_address,
+};
 
 /// The daemon on 127.0.0.10 (SIP and media) with `routes` (`[[route]]` tables).
 fn tandem(name: &str, routes: &str) -> Daemon {
@@ -76,344 +55,8 @@ fn bridge_route(user: &str, keys: &str, conditions: &str, targets: &[String]) ->
     route
 }
 
-/// Tandem's SIP address, `127.0.0.10:PORT`.
-fn tandem_address(daemon: &Daemon) -> String {
-    SocketAddr::new(TANDEM.parse().unwrap(), daemon.port).to_string()
-}
-
 fn target(user: &str, ip: &str, port: u16) -> String {
     format!("uri = \"sip:{user}@{ip}:{port}\"")
-}
-
-/// One message of a SIPp `-trace_msg` file.
-#[derive(Debug, Clone)]
-struct SipMessage {
-    /// Seconds on the wall clock (only differences are used; every SIPp runs on this
-    /// machine's clock).
-    at: f64,
-    /// SIPp sent it (else it received it).
-    sent: bool,
-    first_line: String,
-    /// Header lines as written.
-    headers: Vec<String>,
-    body: Vec<u8>,
-}
-
-impl SipMessage {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find_map(|h| {
-            let (n, v) = h.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn is_request(&self, method: &str) -> bool {
-        self.first_line.starts_with(&format!("{method} "))
-    }
-
-    /// A response with `status` to a `method` request.
-    fn is_response(&self, status: u16, method: &str) -> bool {
-        self.first_line.starts_with(&format!("SIP/2.0 {status} "))
-            && self
-                .header("CSeq")
-                .is_some_and(|c| c.split_whitespace().nth(1) == Some(method))
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "{} {}",
-            if self.sent { "sent" } else { "received" },
-            self.first_line
-        )
-    }
-}
-
-/// The messages of a `-trace_msg` file: blocks of `----- <date> <time>`, `UDP message sent
-/// (n bytes):` or `UDP message received [n] bytes :`, a blank line, then the message with
-/// its CRLFs as they were.
-fn parse_trace(text: &str) -> Vec<SipMessage> {
-    let mut messages = Vec::new();
-    for block in text
-        .split("-----------------------------------------------")
-        .skip(1)
-    {
-        let Some((stamp, rest)) = block.split_once('\n') else {
-            continue;
-        };
-        let Some(at) = parse_timestamp(stamp.trim()) else {
-            continue;
-        };
-        let Some((kind, message)) = rest.split_once('\n') else {
-            continue;
-        };
-        let sent = if kind.contains(" message sent ") {
-            true
-        } else if kind.contains(" message received ") && !kind.starts_with("Unexpected") {
-            false
-        } else {
-            continue;
-        };
-        let message = message.trim_start_matches(['\n', '\r']);
-        let (head, body) = message.split_once("\r\n\r\n").unwrap_or((message, ""));
-        let mut lines = head.split("\r\n");
-        let first_line = lines.next().unwrap_or_default().to_owned();
-        let headers: Vec<String> = lines.map(str::to_owned).collect();
-        let mut parsed = SipMessage {
-            at,
-            sent,
-            first_line,
-            headers,
-            body: Vec::new(),
-        };
-        let length: usize = parsed
-            .header("Content-Length")
-            .or_else(|| parsed.header("l"))
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        parsed.body = body.as_bytes()[..length.min(body.len())].to_vec();
-        messages.push(parsed);
-    }
-    messages
-}
-
-/// `2026-11-21 12:25:46.949063` as seconds since 1970 (the civil-from-days algorithm).
-fn parse_timestamp(stamp: &str) -> Option<f64> {
-    let (date, time) = stamp.split_once(' ')?;
-    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    let mut hms = time.split(':');
-    let (h, min) = (
-        hms.next()?.parse::<f64>().ok()?,
-        hms.next()?.parse::<f64>().ok()?,
-    );
-    let sec = hms.next()?.parse::<f64>().ok()?;
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + sec)
-}
-
-/// One SIPp party, running.
-struct Party {
-    role: String,
-    child: Child,
-    dir: PathBuf,
-}
-
-/// One SIPp party, done.
-struct Finished {
-    role: String,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    errors: String,
-    messages: Vec<SipMessage>,
-    trace: PathBuf,
-}
-
-impl Party {
-    /// Starts SIPp as `role` on `ip:port` with `scenario` (in `tests/sipp/b2bua/`), one
-    /// call, its message trace and error log in a scratch directory.
-    fn spawn(
-        test: &str,
-        role: &str,
-        (ip, port): (&str, u16),
-        scenario: &str,
-        args: &[&str],
-    ) -> Party {
-        let dir = scratch_dir(&format!("{test}-{role}"));
-        for file in ["messages.log", "errors.log"] {
-            let _ = std::fs::remove_file(dir.join(file));
-        }
-        let child = Command::new("sipp")
-            .args([
-                "-sf",
-                scenario,
-                "-i",
-                ip,
-                "-p",
-                &port.to_string(),
-                "-m",
-                "1",
-            ])
-            .args(["-nostdin", "-timeout", SIPP_TIMEOUT, "-timeout_error"])
-            .args(["-trace_msg", "-message_file"])
-            .arg(dir.join("messages.log"))
-            .args(["-trace_err", "-error_file"])
-            .arg(dir.join("errors.log"))
-            .args(args)
-            .current_dir(repo_root().join("tests/sipp/b2bua"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sipp runs (Debian package sip-tester)");
-        Party {
-            role: role.to_owned(),
-            child,
-            dir,
-        }
-    }
-
-    /// A callee (UAS) on `ip:port`, once it has bound its port.
-    fn callee(
-        test: &str,
-        role: &str,
-        (ip, port): (&str, u16),
-        scenario: &str,
-        args: &[&str],
-    ) -> Party {
-        let mut party = Party::spawn(test, role, (ip, port), scenario, args);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Bound when we can no longer bind it ourselves.
-        while UdpSocket::bind((ip, port)).is_ok() {
-            if let Some(status) = party.child.try_wait().unwrap() {
-                panic!("{role}: SIPp exited before binding {ip}:{port}: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{role}: SIPp did not bind {ip}:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        party
-    }
-
-    /// The caller (UAC) A on 127.0.0.11: calls `user` at Tandem, runs to its end.
-    fn caller(test: &str, daemon: &Daemon, scenario: &str, user: &str) -> Finished {
-        Party::caller_with(test, daemon, scenario, user, &[])
-    }
-
-    /// [`caller`](Self::caller) with more SIPp arguments (`-d MS` for a `<pause/>`).
-    fn caller_with(
-        test: &str,
-        daemon: &Daemon,
-        scenario: &str,
-        user: &str,
-        args: &[&str],
-    ) -> Finished {
-        let remote = tandem_address(daemon);
-        let mut all = vec![remote.as_str(), "-s", user, "-cid_str", ALICE_CALL_ID];
-        all.extend_from_slice(args);
-        Party::spawn(test, "alice", (ALICE, free_port_on(ALICE)), scenario, &all).finish()
-    }
-
-    /// Waits for SIPp's exit (its `-timeout` bounds it).
-    fn finish(self) -> Finished {
-        let output = self.child.wait_with_output().unwrap();
-        let read = |file: &str| std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
-        Finished {
-            role: self.role,
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            errors: read("errors.log"),
-            messages: parse_trace(&read("messages.log")),
-            trace: self.dir.join("messages.log"),
-        }
-    }
-}
-
-impl Finished {
-    fn report(&self) -> String {
-        let tail: Vec<&str> = self.stdout.lines().rev().take(40).collect();
-        format!(
-            "{}: SIPp {}\nmessages ({}):\n  {}\nerrors.log:\n{}\nstderr:\n{}\nend of stdout:\n{}",
-            self.role,
-            self.status,
-            self.trace.display(),
-            self.messages
-                .iter()
-                .map(SipMessage::summary)
-                .collect::<Vec<_>>()
-                .join("\n  "),
-            self.errors,
-            self.stderr,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
-    }
-
-    /// The first message matching `which`; panics (with the report) if there is none.
-    #[track_caller]
-    fn find(&self, what: &str, which: impl Fn(&SipMessage) -> bool) -> &SipMessage {
-        self.messages
-            .iter()
-            .find(|m| which(m))
-            .unwrap_or_else(|| panic!("{} has no {what}\n{}", self.role, self.report()))
-    }
-
-    fn received(&self) -> impl Iterator<Item = &SipMessage> {
-        self.messages.iter().filter(|m| !m.sent)
-    }
-
-    /// Call-IDs of the messages this party sent or got.
-    fn call_ids(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self
-            .messages
-            .iter()
-            .filter_map(|m| m.header("Call-ID"))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    }
-}
-
-/// Every party exited 0 (SIPp: every call succeeded; any failed check, unexpected
-/// message or timeout fails it).
-#[track_caller]
-fn assert_succeeded(parties: &[&Finished], daemon: &Daemon) {
-    for party in parties {
-        assert!(
-            party.status.success(),
-            "{} failed\n{}\n\nall parties:\n{}\n\ndaemon log:\n{}",
-            party.role,
-            party.report(),
-            parties
-                .iter()
-                .map(|p| p.report())
-                .collect::<Vec<_>>()
-                .join("\n\n"),
-            daemon.lines().join("\n")
-        );
-        assert!(
-            !party.messages.is_empty(),
-            "{}: empty message trace\n{}",
-            party.role,
-            party.report()
-        );
-    }
-}
-
-/// What of `needles` the messages `party` got name, one line per message: in any header
-/// but those named in `except` (and with `bodies_too`, in the body).
-fn leaks(party: &Finished, needles: &[&str], bodies_too: bool, except: &[&str]) -> Vec<String> {
-    party
-        .received()
-        .filter_map(|m| {
-            let mut text = m
-                .headers
-                .iter()
-                .filter(|h| {
-                    let name = h.split_once(':').map_or("", |(n, _)| n.trim());
-                    !except.iter().any(|e| e.eq_ignore_ascii_case(name))
-                })
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\r\n");
-            if bodies_too {
-                text.push_str(&String::from_utf8_lossy(&m.body));
-            }
-            let found: Vec<&str> = needles
-                .iter()
-                .copied()
-                .filter(|n| text.contains(n))
-                .collect();
-            (!found.is_empty()).then(|| format!("{}: {found:?} in\n{text}", m.first_line))
-        })
-        .collect()
 }
 
 /// Topology hiding (RFC 7092 §3.1, RFC 5853 §3.1): no header of any message the caller
@@ -463,19 +106,6 @@ fn assert_relayed_as_is(
     );
 }
 
-/// Tandem ends both legs: no call, no dialog left.
-#[track_caller]
-fn assert_all_ended(daemon: &Daemon) {
-    let stats = daemon.wait_for_stats(Duration::from_secs(5), |s| {
-        s.get("calls") == 0 && s.get("dialogs") == 0
-    });
-    assert_eq!(
-        (stats.get("calls"), stats.get("dialogs")),
-        (0, 0),
-        "calls or dialogs left: {stats:?}"
-    );
-}
-
 /// Flow 1, bob hangs up: A → Tandem → B, signalling-only. B's INVITE carries A's SDP as
 /// it is and nothing of A's headers but X-Pass, which the route passes (`pass_headers`);
 /// A's 200 carries B's SDP as it is and nothing of B's headers but its X-Pass; B's BYE
@@ -500,10 +130,10 @@ fn bridged_signalling_only_callee_hangs_up() {
         test,
         "bob",
         (BOB, bob_port),
-        "callee_answers_hangs_up.xml",
+        "b2bua/callee_answers_hangs_up.xml",
         &[],
     );
-    let alice = Party::caller(test, &daemon, "caller_bob_hangs_up.xml", "bob");
+    let alice = Party::caller(test, &daemon, "b2bua/caller_bob_hangs_up.xml", "bob");
     let bob = bob.finish();
     assert_succeeded(&[&alice, &bob], &daemon);
     assert_hidden(&alice, &[&bob], false);
@@ -546,10 +176,10 @@ fn bridged_signalling_only_caller_hangs_up() {
         test,
         "bob",
         (BOB, bob_port),
-        "callee_answers.xml",
+        "b2bua/callee_answers.xml",
         &["-key", "callee", "bob", "-key", "sess", "2222"],
     );
-    let alice = Party::caller(test, &daemon, "caller_hangs_up.xml", "bob");
+    let alice = Party::caller(test, &daemon, "b2bua/caller_hangs_up.xml", "bob");
     let bob = bob.finish();
     assert_succeeded(&[&alice, &bob], &daemon);
     assert_hidden(&alice, &[&bob], false);
@@ -586,8 +216,14 @@ fn bridged_media_anchored() {
             &[target("bob", BOB, bob_port)],
         ),
     );
-    let bob = Party::callee(test, "bob", (BOB, bob_port), "callee_anchored.xml", &[]);
-    let alice = Party::caller(test, &daemon, "caller_anchored.xml", "bob");
+    let bob = Party::callee(
+        test,
+        "bob",
+        (BOB, bob_port),
+        "b2bua/callee_anchored.xml",
+        &[],
+    );
+    let alice = Party::caller(test, &daemon, "b2bua/caller_anchored.xml", "bob");
     let bob = bob.finish();
     assert_succeeded(&[&alice, &bob], &daemon);
     assert_hidden(&alice, &[&bob], true);
@@ -611,8 +247,8 @@ fn callee_busy_is_relayed_with_reason() {
         test,
         &bridge_route("bob", "", "", &[target("bob", BOB, bob_port)]),
     );
-    let bob = Party::callee(test, "bob", (BOB, bob_port), "callee_busy.xml", &[]);
-    let alice = Party::caller(test, &daemon, "caller_declined.xml", "bob");
+    let bob = Party::callee(test, "bob", (BOB, bob_port), "b2bua/callee_busy.xml", &[]);
+    let alice = Party::caller(test, &daemon, "b2bua/caller_declined.xml", "bob");
     let bob = bob.finish();
     assert_succeeded(&[&alice, &bob], &daemon);
     assert_hidden(&alice, &[&bob], false);
@@ -639,10 +275,10 @@ fn caller_cancel_reaches_the_ringing_callee() {
         test,
         "bob",
         (BOB, bob_port),
-        "callee_rings_cancelled.xml",
+        "b2bua/callee_rings_cancelled.xml",
         &[],
     );
-    let alice = Party::caller(test, &daemon, "caller_cancels.xml", "bob");
+    let alice = Party::caller(test, &daemon, "b2bua/caller_cancels.xml", "bob");
     let bob = bob.finish();
     assert_succeeded(&[&alice, &bob], &daemon);
     assert_hidden(&alice, &[&bob], false);
@@ -663,8 +299,14 @@ fn callee_reinvite_reaches_the_caller() {
         test,
         &bridge_route("bob", "", "", &[target("bob", BOB, bob_port)]),
     );
-    let bob = Party::callee(test, "bob", (BOB, bob_port), "callee_reinvites.xml", &[]);
-    let alice = Party::caller(test, &daemon, "caller_reinvited.xml", "bob");
+    let bob = Party::callee(
+        test,
+        "bob",
+        (BOB, bob_port),
+        "b2bua/callee_reinvites.xml",
+        &[],
+    );
+    let alice = Party::caller(test, &daemon, "b2bua/caller_reinvited.xml", "bob");
     let bob = bob.finish();
     assert_succeeded(&[&alice, &bob], &daemon);
     assert_hidden(&alice, &[&bob], false);
@@ -698,17 +340,23 @@ fn parallel_ring_first_answer_wins() {
             ],
         ),
     );
-    let bob = Party::callee(test, "bob", (BOB, bob_port), "callee_rings_loses.xml", &[]);
+    let bob = Party::callee(
+        test,
+        "bob",
+        (BOB, bob_port),
+        "b2bua/callee_rings_loses.xml",
+        &[],
+    );
     let carol = Party::callee(
         test,
         "carol",
         (CAROL, carol_port),
-        "callee_answers.xml",
+        "b2bua/callee_answers.xml",
         &[
             "-key", "callee", "carol", "-key", "sess", "3333", "-d", "500",
         ],
     );
-    let alice = Party::caller(test, &daemon, "caller_gets_carol.xml", "both");
+    let alice = Party::caller(test, &daemon, "b2bua/caller_gets_carol.xml", "both");
     let (bob, carol) = (bob.finish(), carol.finish());
     assert_succeeded(&[&alice, &bob, &carol], &daemon);
     assert_hidden(&alice, &[&bob, &carol], false);
@@ -767,17 +415,17 @@ fn sequential_ring_moves_on_after_the_target_timeout() {
         test,
         "bob",
         (BOB, bob_port),
-        "callee_rings_cancelled.xml",
+        "b2bua/callee_rings_cancelled.xml",
         &[],
     );
     let carol = Party::callee(
         test,
         "carol",
         (CAROL, carol_port),
-        "callee_answers.xml",
+        "b2bua/callee_answers.xml",
         &["-key", "callee", "carol", "-key", "sess", "3333"],
     );
-    let alice = Party::caller(test, &daemon, "caller_gets_carol.xml", "next");
+    let alice = Party::caller(test, &daemon, "b2bua/caller_gets_carol.xml", "next");
     let (bob, carol) = (bob.finish(), carol.finish());
     assert_succeeded(&[&alice, &bob, &carol], &daemon);
     assert_hidden(&alice, &[&bob, &carol], false);
@@ -915,17 +563,17 @@ fn blind_transfer_signalling_only() {
         test,
         "carol",
         (CAROL, carol_port),
-        "transfer_target_answers.xml",
+        "b2bua/transfer_target_answers.xml",
         &[],
     );
     let bob = Party::callee(
         test,
         "bob",
         (BOB, bob_port),
-        "callee_refers.xml",
+        "b2bua/callee_refers.xml",
         &["-key", "tandem", &tandem_address(&daemon)],
     );
-    let alice = Party::caller(test, &daemon, "caller_transferred.xml", "bob");
+    let alice = Party::caller(test, &daemon, "b2bua/caller_transferred.xml", "bob");
     let (bob, carol) = (bob.finish(), carol.finish());
     assert_succeeded(&[&alice, &bob, &carol], &daemon);
     assert_transfer_hidden(&alice, &bob, &carol, false);
@@ -1008,20 +656,20 @@ fn blind_transfer_media_anchored() {
         test,
         "carol",
         (CAROL, carol_port),
-        "transfer_target_answers.xml",
+        "b2bua/transfer_target_answers.xml",
         &[],
     );
     let bob = Party::callee(
         test,
         "bob",
         (BOB, bob_port),
-        "callee_refers.xml",
+        "b2bua/callee_refers.xml",
         &["-key", "tandem", &tandem_address(&daemon)],
     );
     let alice = Party::caller_with(
         test,
         &daemon,
-        "caller_waits_hangs_up.xml",
+        "b2bua/caller_waits_hangs_up.xml",
         "bob",
         &["-d", "1500"],
     );
@@ -1066,20 +714,20 @@ fn transfer_to_a_busy_target_keeps_the_bridge() {
         test,
         "carol",
         (CAROL, carol_port),
-        "transfer_target_busy.xml",
+        "b2bua/transfer_target_busy.xml",
         &[],
     );
     let bob = Party::callee(
         test,
         "bob",
         (BOB, bob_port),
-        "callee_refers_target_busy.xml",
+        "b2bua/callee_refers_target_busy.xml",
         &["-key", "tandem", &tandem_address(&daemon)],
     );
     let alice = Party::caller_with(
         test,
         &daemon,
-        "caller_waits_hangs_up.xml",
+        "b2bua/caller_waits_hangs_up.xml",
         "bob",
         &["-d", "1500"],
     );

@@ -373,3 +373,4 @@ impl TestPki {
         )
     }
 }
+pub mod parties;
