@@ -751,7 +751,15 @@ impl Engine {
         let c = self.check(call, Operation::Establish)?;
         let (kind, endpoint, conversation) = (c.kind, c.endpoint, c.conversation);
         let mut headers = to_wire(&options.headers)?;
-        let flow = self.route(target, options.destination)?;
+        let trunk = match &options.trunk {
+            Some(name) => Some(self.core.trunk_route(name, &trunk_user(target))?),
+            None => None,
+        };
+        let target = trunk.as_ref().map_or(target, |t| t.uri.as_str());
+        let flow = match &trunk {
+            Some(route) => route.flow,
+            None => self.route(target, options.destination)?,
+        };
         let owner = self
             .endpoints
             .get(&endpoint)
@@ -766,11 +774,23 @@ impl Engine {
             .impersonation
             .clone()
             .unwrap_or_else(|| owner.owner.clone());
-        if let Some(identity) = &settings.impersonation {
-            headers.push((
-                HeaderName::parse(b"P-Asserted-Identity"),
-                Bytes::from(identity.name_addr()),
-            ));
+        // A trunk wants its own caller ID (carriers check it) and identity.
+        let from_text = match trunk.as_ref().and_then(|t| t.caller_id.clone()) {
+            Some(caller_id) => caller_id,
+            None => from.name_addr(),
+        };
+        match trunk.as_ref().and_then(|t| t.asserted_identity.clone()) {
+            Some(pai) => {
+                headers.push((HeaderName::parse(b"P-Asserted-Identity"), Bytes::from(pai)))
+            }
+            None => {
+                if let Some(identity) = &settings.impersonation {
+                    headers.push((
+                        HeaderName::parse(b"P-Asserted-Identity"),
+                        Bytes::from(identity.name_addr()),
+                    ));
+                }
+            }
         }
         add_conversation_headers(&mut headers, &settings);
         let address = self.advertised(flow.local.ip());
@@ -811,15 +831,14 @@ impl Engine {
                     .with_disposition("render;handling=optional"),
             );
         }
-        let mut invite = Invite::new(
-            target.to_owned(),
-            from.name_addr(),
-            format!("<{target}>"),
-            flow,
-        );
+        let mut invite = Invite::new(target.to_owned(), from_text, format!("<{target}>"), flow);
         invite.headers = headers;
         invite.body = body::build(Some(offer), &parts);
         invite.contact_user = contact_user;
+        if let Some(route) = trunk {
+            invite.routes = route.routes;
+            invite.contact_user = route.contact_user;
+        }
         let session = match self.core.user_agent().invite(now, invite) {
             Ok(session) => session,
             Err(error) => {
@@ -2733,6 +2752,19 @@ fn trunk_name(event: &sip_core::TrunkEvent) -> &str {
 }
 
 /// The Request-URI's user part, unescaped.
+/// The user part a call through a trunk dials: the target's user (a SIP URI) or the
+/// target itself (a bare number such as `+15551234567`).
+fn trunk_user(target: &str) -> String {
+    match sip_message::Uri::parse(target.as_bytes()) {
+        Ok(uri) => uri
+            .as_sip()
+            .and_then(|s| s.user_unescaped())
+            .map(|u| String::from_utf8_lossy(&u).into_owned())
+            .unwrap_or_default(),
+        Err(_) => target.to_owned(),
+    }
+}
+
 fn request_user(request: &Request) -> Option<String> {
     let uri = request.uri().ok()?;
     let sip = uri.as_sip()?;

@@ -162,6 +162,11 @@ pub struct CallEstablishOptions {
     pub destination: Option<Destination>,
     /// IM calls: a first message, carried in the INVITE.
     pub first_message: Option<InstantMessage>,
+    /// Place the call through this configured trunk: to `sip:<user>@<trunk domain>`
+    /// (the target's user part, or the target itself when it is a bare number) via the
+    /// trunk's proxy, answering its challenges with the trunk's credentials, from its
+    /// caller ID when it has one.
+    pub trunk: Option<String>,
 }
 
 impl CallEstablishOptions {

@@ -262,3 +262,45 @@ fn a_rule_passes_its_headers_across_the_bridge() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn a_trunk_target_goes_through_the_trunk_proxy_with_its_caller_id() {
+    let (mut net, alice, _bob) = Net::pair();
+    // B plays the carrier: the DID dialled is one of its users.
+    net.engine(1)
+        .add_application_endpoint(ApplicationEndpointSettings::new(
+            "sip:+15551234567@carrier.example",
+        ))
+        .unwrap();
+    let mut config = plain_config(3);
+    let mut trunk =
+        calls::sip_core::TrunkConfig::new("carrier", "sip:127.0.0.2:5060", "carrier.example");
+    trunk.caller_id = Some("sip:+15550000000@carrier.example".into());
+    config.endpoint.trunks = vec![trunk];
+    let mut target = Target::new("${user}");
+    target.trunk = Some("carrier".into());
+    config.routes = RouteTable::new(vec![rule(
+        "out",
+        r"^\+1\d{10}$",
+        Action::Bridge {
+            targets: vec![target],
+            ring: RingStrategy::Sequential,
+            mode: BridgeMode::SignalingOnly,
+            pass_headers: Vec::new(),
+        },
+    )]);
+    net.add("127.0.0.3:5060", config);
+    net.set_app(1, accept_all(CallAcceptOptions::new()));
+    let out = call(&mut net, alice, "+15551234567");
+    assert_eq!(outcome(&net, out), Ok(()), "{}", trace(&net));
+    let invite = net.requests(T, Method::Invite)[0].1.clone();
+    assert_eq!(invite.uri.as_ref(), b"sip:+15551234567@carrier.example");
+    let from = header_values(&invite.headers, "From")[0].clone();
+    assert!(from.contains("sip:+15550000000@carrier.example"), "{from}");
+    let route = header_values(&invite.headers, "Route");
+    assert_eq!(route.len(), 1, "{route:?}");
+    assert!(
+        route[0].contains("127.0.0.2") && route[0].contains(";lr"),
+        "{route:?}"
+    );
+}

@@ -358,38 +358,62 @@ impl Endpoint {
         Ok(id)
     }
 
-    fn place(&mut self, now: Instant, mut outbound: Outbound) -> Result<SessionId, CallError> {
-        let local = self.local_addrs.clone();
-        let local = move |t: Transport| local.iter().find(|(tr, _)| *tr == t).map(|(_, a)| *a);
+    /// How an INVITE to `to` (a user part) goes out through trunk `name`: its
+    /// Request-URI at the trunk's domain, the flow to the trunk's current target, the
+    /// proxy as a loose route, the caller ID and P-Asserted-Identity it is configured
+    /// with, and the Contact user. Its credentials answer the trunk's challenges.
+    pub fn trunk_route(&self, name: &str, to: &str) -> Result<TrunkRoute, CallError> {
         let trunk = self
             .trunks
-            .get(outbound.trunk)
-            .ok_or_else(|| CallError::NoSuchTrunk(String::new()))?;
+            .iter()
+            .find(|t| t.config.name == name)
+            .ok_or_else(|| CallError::NoSuchTrunk(name.to_owned()))?;
+        let local = self.local_addrs.clone();
+        let local = move |t: Transport| local.iter().find(|(tr, _)| *tr == t).map(|(_, a)| *a);
         let config = &trunk.config;
         let flow = trunk
             .flow(&local)
             .ok_or_else(|| CallError::NoTarget(config.name.clone()))?;
-        let uri = format!("sip:{}@{}", outbound.to, config.domain);
-        let from = config.caller_id.clone().unwrap_or_else(|| config.aor());
-        let from = if from.contains('<') {
-            from
-        } else {
-            format!("<{from}>")
-        };
-        let mut invite = Invite::new(uri.clone(), from, format!("<{uri}>"), flow);
-        invite.routes = vec![Bytes::from(loose_route(&config.proxy))];
-        if let Some(pai) = &config.asserted_identity {
-            let pai = if pai.contains('<') {
-                pai.clone()
+        let angle = |v: &String| {
+            if v.contains('<') {
+                v.clone()
             } else {
-                format!("<{pai}>")
-            };
+                format!("<{v}>")
+            }
+        };
+        Ok(TrunkRoute {
+            uri: format!("sip:{to}@{}", config.domain),
+            flow,
+            routes: vec![Bytes::from(loose_route(&config.proxy))],
+            caller_id: config.caller_id.as_ref().map(angle),
+            from: angle(&config.aor()),
+            asserted_identity: config.asserted_identity.as_ref().map(angle),
+            contact_user: config.user().to_owned(),
+        })
+    }
+
+    fn place(&mut self, now: Instant, mut outbound: Outbound) -> Result<SessionId, CallError> {
+        let name = self
+            .trunks
+            .get(outbound.trunk)
+            .map(|t| t.config.name.clone())
+            .ok_or_else(|| CallError::NoSuchTrunk(String::new()))?;
+        let route = self.trunk_route(&name, &outbound.to)?;
+        let from = route.caller_id.clone().unwrap_or(route.from);
+        let mut invite = Invite::new(
+            route.uri.clone(),
+            from,
+            format!("<{}>", route.uri),
+            route.flow,
+        );
+        invite.routes = route.routes;
+        if let Some(pai) = route.asserted_identity {
             invite.headers.push((
                 HeaderName::Other(Bytes::from_static(b"P-Asserted-Identity")),
                 Bytes::from(pai),
             ));
         }
-        invite.contact_user = config.user().to_owned();
+        invite.contact_user = route.contact_user;
         invite.body = outbound.body.clone();
         let id = self.ua.invite(now, invite)?;
         outbound.attempts += 1;
@@ -700,6 +724,22 @@ impl Endpoint {
 }
 
 /// The proxy URI as a loose-routing Route value (RFC 3261 §16.12.1.1, `lr`).
+/// An INVITE's way out through a trunk ([`Endpoint::trunk_route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRoute {
+    /// `sip:<to>@<trunk domain>`.
+    pub uri: String,
+    pub flow: Flow,
+    /// The proxy as a loose route (RFC 3261 §16.12.1.1).
+    pub routes: Vec<Bytes>,
+    /// The configured caller ID (name-addr), if any.
+    pub caller_id: Option<String>,
+    /// The trunk's own address of record (name-addr).
+    pub from: String,
+    pub asserted_identity: Option<String>,
+    pub contact_user: String,
+}
+
 fn loose_route(proxy: &str) -> String {
     let proxy = proxy.trim().trim_start_matches('<').trim_end_matches('>');
     if proxy

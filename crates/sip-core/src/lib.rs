@@ -21,6 +21,7 @@ pub mod trunk;
 
 pub use endpoint::{
     CallError, Endpoint, EndpointConfig, EndpointEvent, InboundConfig, SessionTimerConfig, Stats,
+    TrunkRoute,
 };
 pub use inspect::{Rejection, Target};
 pub use sip_dialog::{self, ids};

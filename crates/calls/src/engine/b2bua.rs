@@ -121,6 +121,9 @@ pub struct BridgeTarget {
     /// the engine's establish timeout).
     pub timeout: Option<std::time::Duration>,
     pub headers: Vec<crate::options::SignalingHeader>,
+    /// Through this configured trunk ([`CallEstablishOptions::trunk`]); `uri` may then be
+    /// a bare number.
+    pub trunk: Option<String>,
 }
 
 impl BridgeTarget {
@@ -129,7 +132,13 @@ impl BridgeTarget {
             uri: uri.into(),
             timeout: None,
             headers: Vec::new(),
+            trunk: None,
         }
+    }
+
+    pub fn trunk(mut self, trunk: impl Into<String>) -> BridgeTarget {
+        self.trunk = Some(trunk.into());
+        self
     }
 
     pub fn timeout(mut self, timeout: std::time::Duration) -> BridgeTarget {
@@ -461,6 +470,9 @@ impl Engine {
         establish.headers.extend(target.headers);
         if target.timeout.is_some() {
             establish.max_establish_time = target.timeout;
+        }
+        if target.trunk.is_some() {
+            establish.trunk = target.trunk.clone();
         }
         let endpoint = self.calls.get(&a).ok_or(CallError::NoSuchCall(a))?.endpoint;
         // Leg B gets a conversation of its own: nothing of A's (subject, priority) is

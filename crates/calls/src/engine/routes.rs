@@ -82,6 +82,7 @@ impl Engine {
                     .map(|t| {
                         let mut target = BridgeTarget::new(t.uri);
                         target.timeout = t.timeout;
+                        target.trunk = t.trunk;
                         target.headers = t
                             .headers
                             .into_iter()
