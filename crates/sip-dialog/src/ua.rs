@@ -2541,7 +2541,15 @@ impl UserAgent {
             .filter(|key| self.pending_requests.contains_key(key))
             .collect();
         for key in pending {
-            if let Some(request) = self.pending_requests.remove(&key) {
+            // Only those with no final response yet: one answered already (a REFER's
+            // 202 in its Timer J) needs nothing more.
+            let waiting = matches!(
+                self.transactions.state(&key),
+                Some(sip_transaction::State::Trying | sip_transaction::State::Proceeding)
+            );
+            if let Some(request) = self.pending_requests.remove(&key)
+                && waiting
+            {
                 let response = self.response(&request, 487, None);
                 self.send_response(now, &key, response);
             }
