@@ -2167,3 +2167,70 @@ fn a_replaces_naming_a_dialog_t_does_not_have_goes_on_t_s_invite_to_the_target()
     assert_eq!(net.engine(T).bridge_state(bridge), None);
     net.assert_quiet();
 }
+
+#[test]
+fn each_leg_has_its_own_options_a_gets_the_accept_headers_b_the_establish_ones() {
+    for mode in [BridgeMode::SignalingOnly, BridgeMode::MediaAnchored] {
+        let (mut net, alice, bridges) = three_with(
+            move || {
+                BridgeOptions::new()
+                    .mode(mode)
+                    .establish(CallEstablishOptions::new().header("X-To-B", "b"))
+                    .accept(CallAcceptOptions::new().header("X-To-A", "a"))
+            },
+            plain_config(1),
+            plain_config(2),
+        );
+        let (a_call, _b_call, _) = bridged(&mut net, alice, &bridges);
+        let received = net.only_received(B);
+        assert!(
+            received.headers.iter().any(|h| h.name == "X-To-B"),
+            "{mode:?}"
+        );
+        assert!(
+            !received.headers.iter().any(|h| h.name == "X-To-A"),
+            "{mode:?}"
+        );
+        let headers = net
+            .call_events(A, a_call)
+            .into_iter()
+            .find_map(|e| match e {
+                CallEvent::EstablishCompleted { result: Ok(ok) } => Some(ok.headers),
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            headers.iter().any(|h| h.name == "X-To-A" && h.value == "a"),
+            "{mode:?}"
+        );
+        assert!(!headers.iter().any(|h| h.name == "X-To-B"), "{mode:?}");
+    }
+    // A bad header for A is refused at once, naming leg A.
+    let (mut net, alice, _) = three();
+    let seen = Rc::new(RefCell::new(None));
+    let out = seen.clone();
+    net.set_app(T, move |engine, now, event| {
+        if let Event::Endpoint {
+            event: EndpointEvent::CallReceived(received),
+            ..
+        } = event
+        {
+            let error = engine
+                .bridge(
+                    now,
+                    received.call,
+                    BOB,
+                    BridgeOptions::new().accept(CallAcceptOptions::new().header("Via", "x")),
+                )
+                .unwrap_err();
+            *out.borrow_mut() = Some(error.to_string());
+            engine
+                .decline(now, received.call, CallDeclineOptions::new(500))
+                .unwrap();
+        }
+    });
+    dial(&mut net, alice);
+    net.run_for(Duration::from_secs(2));
+    let error = seen.borrow().clone().unwrap();
+    assert!(error.starts_with("leg A:"), "{error}");
+}

@@ -89,6 +89,8 @@ pub struct BridgeOptions {
     pub mode: BridgeMode,
     /// Leg B's INVITE: its headers, destination, establish time limit.
     pub establish: CallEstablishOptions,
+    /// Leg A's answer: headers added to the 200 that answers the caller.
+    pub accept: crate::options::CallAcceptOptions,
     /// Headers passed from one leg to the other by name (compact forms match too):
     /// from A's INVITE into B's, and from B's responses (18x, 2xx, failure) into A's.
     /// A name the B2BUA writes per leg (Via, Call-ID, Contact, Session-Expires...) is
@@ -160,6 +162,11 @@ impl BridgeOptions {
 
     pub fn establish(mut self, options: CallEstablishOptions) -> BridgeOptions {
         self.establish = options;
+        self
+    }
+
+    pub fn accept(mut self, options: crate::options::CallAcceptOptions) -> BridgeOptions {
+        self.accept = options;
         self
     }
 
@@ -273,6 +280,8 @@ pub(super) struct Bridge {
     /// Header names passed across (validated).
     pass: Vec<HeaderName>,
     caller: Option<crate::types::Identity>,
+    /// Headers for A's 200 (validated), until A is answered.
+    accept_headers: Vec<crate::options::SignalingHeader>,
 }
 
 /// A re-INVITE or UPDATE of one leg, relayed to the other (keyed by the other).
@@ -342,6 +351,11 @@ impl Engine {
                 state: a.state,
             });
         }
+        // A's answer headers are checked now, not when B answers.
+        crate::options::to_wire(&options.accept.headers).map_err(|source| CallError::Leg {
+            leg: B2bLeg::A,
+            source: Box::new(source),
+        })?;
         let mut pass = Vec::with_capacity(options.pass_headers.len());
         for name in &options.pass_headers {
             if let Some(reason) = unpassable(name) {
@@ -402,6 +416,7 @@ impl Engine {
                 mode,
                 pass,
                 caller: options.caller,
+                accept_headers: options.accept.headers,
             },
         );
         if let Err(error) = self.place_next(now, handle) {
@@ -699,10 +714,14 @@ impl Engine {
                     return;
                 };
                 let mut reply = Reply::new(200);
-                if let Some(r) = response
-                    && let Some(entry) = self.bridges.get(&handle)
-                {
-                    reply.headers = passed(&r.headers, &entry.pass);
+                if let Some(entry) = self.bridges.get_mut(&handle) {
+                    if let Some(r) = response {
+                        reply.headers = passed(&r.headers, &entry.pass);
+                    }
+                    let own = std::mem::take(&mut entry.accept_headers);
+                    reply
+                        .headers
+                        .extend(crate::options::to_wire(&own).unwrap_or_default());
                 }
                 if let Some(sdp) = sdp.clone() {
                     reply = reply.with_body(Body::sdp(sdp));
@@ -1207,6 +1226,10 @@ impl Engine {
                         )
                     })
                     .collect();
+                let mut headers: Vec<crate::options::SignalingHeader> = headers;
+                if let Some(entry) = self.bridges.get_mut(&handle) {
+                    headers.append(&mut entry.accept_headers);
+                }
                 let options = crate::options::CallAcceptOptions {
                     headers,
                     ..crate::options::CallAcceptOptions::new()
@@ -1386,6 +1409,7 @@ impl Engine {
                 mode: BridgeMode::MediaAnchored,
                 pass: Vec::new(),
                 caller: None,
+                accept_headers: Vec::new(),
             },
         );
         for (call, leg) in [(a, B2bLeg::A), (b, B2bLeg::B)] {
