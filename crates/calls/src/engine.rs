@@ -410,6 +410,8 @@ pub struct Engine {
     joins: b2bua::Joins,
     /// The endpoint that owns the calls routing rules take (none without rules).
     route_endpoint: Option<EndpointHandle>,
+    /// Applications `webhook` routes hand calls to, by name.
+    applications: HashMap<String, EndpointHandle>,
     /// REFERs, their subscriptions, and calls that replace others.
     transfers: transfer::Transfers,
     /// Park orbits, their retrievals and their watchers (RFC 4235 subscriptions).
@@ -440,6 +442,7 @@ impl Engine {
             modify_relays: HashMap::new(),
             joins: b2bua::Joins::default(),
             route_endpoint: None,
+            applications: HashMap::new(),
             transfers: transfer::Transfers::default(),
             parking: park::Parking::default(),
             config,

@@ -304,3 +304,40 @@ fn a_trunk_target_goes_through_the_trunk_proxy_with_its_caller_id() {
         "{route:?}"
     );
 }
+
+#[test]
+fn a_webhook_rule_hands_the_call_to_the_named_application_or_answers_480() {
+    let (mut net, alice, _bob) = Net::pair();
+    let mut config = plain_config(3);
+    config.routes = RouteTable::new(vec![rule(
+        "sales",
+        "^sales$",
+        Action::Webhook {
+            application: "sales-app".into(),
+        },
+    )]);
+    net.add("127.0.0.3:5060", config);
+    // No application connected yet: 480 naming it.
+    let first = call(&mut net, alice, "sales");
+    assert_eq!(outcome(&net, first), Err(480));
+    let reason = net
+        .responses(T)
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| r.status == 480)
+        .map(|r| header_values(&r.headers, "Reason"))
+        .unwrap();
+    assert!(reason[0].contains("sales-app"), "{reason:?}");
+    // The application connects: the call is raised to its endpoint, which answers.
+    let endpoint = net
+        .engine(T)
+        .add_application_endpoint(ApplicationEndpointSettings::new("sip:bot@127.0.0.3"))
+        .unwrap();
+    net.engine(T).set_application("sales-app", endpoint);
+    net.set_app(T, accept_all(CallAcceptOptions::new()));
+    let second = call(&mut net, alice, "sales");
+    assert_eq!(outcome(&net, second), Ok(()), "{}", trace(&net));
+    let received = net.received(T);
+    assert_eq!(received.len(), 1);
+    assert!(received[0].request_uri.contains("sales@"));
+}

@@ -106,6 +106,38 @@ impl Tandem {
         answer.await.map_err(|_| Error::Stopped)
     }
 
+    /// Every event the engine raises from now on (calls, bridges, endpoints, media),
+    /// in order, as well as to their own streams: for an application that follows
+    /// everything, such as the control API. Unbounded: read it.
+    pub async fn tap(&self) -> Result<mpsc::UnboundedReceiver<Event>, Error> {
+        self.ask(|state, _, _| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            state.taps.push(tx);
+            rx
+        })
+        .await
+    }
+
+    /// Runs `f` on the driver task with the engine and the current time: the whole
+    /// engine API (bridges, transfers, park...) for applications the façade does not
+    /// cover yet. Keep `f` short; it holds up the driver.
+    pub async fn with_engine<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Engine, Instant) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        self.ask(move |_, engine, now| f(engine, now)).await
+    }
+
+    /// The façade's handle on an existing call of the engine (say, one a tap reported),
+    /// for its media ([`AudioVideoCall::flow`]) and commands.
+    pub fn call(&self, handle: CallHandle, kind: CallKind) -> Call {
+        Call {
+            tandem: self.clone(),
+            handle,
+            kind,
+        }
+    }
+
     /// An application endpoint: calls and messages to its URI's user come to it.
     pub async fn add_application_endpoint(
         &self,
@@ -659,6 +691,8 @@ pub(crate) struct AppState {
     operation_waiters:
         HashMap<(CallHandle, Operation), oneshot::Sender<Result<(), OperationFailure>>>,
     delivery_waiters: HashMap<MessageId, oneshot::Sender<DeliveryResult>>,
+    /// Every engine event, copied to each tap ([`Tandem::tap`]).
+    taps: Vec<mpsc::UnboundedSender<Event>>,
 }
 
 impl AppState {
@@ -671,6 +705,7 @@ impl AppState {
             establish_waiters: HashMap::new(),
             operation_waiters: HashMap::new(),
             delivery_waiters: HashMap::new(),
+            taps: Vec::new(),
         }
     }
 
@@ -716,6 +751,9 @@ impl AppState {
 
     /// An engine event to its application.
     pub(crate) fn route(&mut self, event: Event) {
+        if !self.taps.is_empty() {
+            self.taps.retain(|tap| tap.send(event.clone()).is_ok());
+        }
         match event {
             Event::Call { call, event } => self.route_call(call, event),
             Event::Endpoint { endpoint, event } => self.route_endpoint(endpoint, event),

@@ -111,14 +111,25 @@ impl Engine {
             // The caller is answered with Tandem's own media and parked once the ACK
             // comes (it hears music on hold); with every orbit taken, 480.
             RoutedAction::Park => self.park_on_answer(now, call),
-            // Application webhooks are not served by this engine yet: say so.
-            RoutedAction::Webhook { .. } => {
-                let mut options = CallDeclineOptions::new(501);
-                options.reason = Some(format!(
-                    "SIP;cause=501;text=\"route {}: action not available\"",
-                    rule.replace('"', "'")
-                ));
-                self.decline(now, call, options)
+            // Handed to the application registered under that name (the control API
+            // posts it to the application's webhook): the call becomes its endpoint's,
+            // raised as `CallReceived`, and waits `unanswered_timeout` for an answer.
+            // No application by that name: 480, naming it.
+            RoutedAction::Webhook { application } => {
+                match self.applications.get(&application).copied() {
+                    Some(endpoint) if self.endpoints.contains_key(&endpoint) => {
+                        self.hand_to_application(call, endpoint, received);
+                        Ok(())
+                    }
+                    _ => {
+                        let mut options = CallDeclineOptions::new(480);
+                        options.reason = Some(format!(
+                            "SIP;cause=480;text=\"application {} is not connected\"",
+                            application.replace('"', "'")
+                        ));
+                        self.decline(now, call, options)
+                    }
+                }
             }
         };
         if let Err(error) = result {
@@ -132,6 +143,38 @@ impl Engine {
                 self.finish(call, Reason::LocalTerminated, None);
             }
         }
+    }
+}
+
+impl Engine {
+    /// Calls a `webhook` route names `application` go to `endpoint` (an application
+    /// endpoint of the control API's) from now on.
+    pub fn set_application(&mut self, application: &str, endpoint: EndpointHandle) {
+        self.applications.insert(application.to_owned(), endpoint);
+    }
+
+    /// `webhook` routes naming `application` answer 480 from now on.
+    pub fn remove_application(&mut self, application: &str) {
+        self.applications.remove(application);
+    }
+
+    fn hand_to_application(
+        &mut self,
+        call: CallHandle,
+        endpoint: EndpointHandle,
+        received: &CallReceived,
+    ) {
+        let conversation = received.conversation;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.endpoint = endpoint;
+        }
+        if let Some(entry) = self.conversations.get_mut(&conversation) {
+            entry.endpoint = endpoint;
+        }
+        self.events.push_back(crate::types::Event::Endpoint {
+            endpoint,
+            event: crate::types::EndpointEvent::CallReceived(Box::new(received.clone())),
+        });
     }
 }
 

@@ -1,0 +1,3 @@
+//! `control-api`: Tandem's control API, in the style of Azure Communication Services
+//! Call Automation, served by the daemon over HTTP under `/v1`.
+#![forbid(unsafe_code)]
