@@ -46,6 +46,69 @@ pub struct Config {
     /// The settings built from `park` when the file is read (checked, with lines).
     #[serde(skip)]
     pub park_settings: ParkSettings,
+    /// `[api]`: the control API, as written.
+    #[serde(default)]
+    pub api: ApiSection,
+    /// The settings built from `api` (checked, with lines; secrets from the
+    /// environment applied).
+    #[serde(skip)]
+    pub api_settings: ApiSettings,
+}
+
+/// `[api]`: the control API (REST under /v1, webhooks, the event stream). Without
+/// `listen` it is off.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// `address:port` it listens on (HTTP).
+    pub listen: Option<Spanned<SocketAddr>>,
+    /// The bearer token clients send; `TANDEM_API_TOKEN` in the environment overrides it.
+    pub token: Option<Spanned<String>>,
+    /// The largest request body, in bytes [65536].
+    pub max_body_bytes: Option<Spanned<usize>>,
+    /// How long events are kept for clients that reconnect, in seconds [900].
+    pub event_retention_s: Option<Spanned<u64>>,
+    /// Standard Webhooks secret (`whsec_` + base64) signing every webhook;
+    /// `TANDEM_WEBHOOK_SECRET` overrides it.
+    pub webhook_secret: Option<Spanned<String>>,
+    /// The trunk phone numbers are called through.
+    pub default_trunk: Option<Spanned<String>>,
+    /// `[[api.applications]]`: the applications calls are created for and handed to.
+    #[serde(default)]
+    pub applications: Vec<ApiApplicationSection>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiApplicationSection {
+    /// Its name, as `webhook` routes and API requests give it.
+    pub name: Spanned<String>,
+    /// Where its events are POSTed (http://).
+    pub callback_uri: Option<Spanned<String>>,
+    /// Its SIP identity (calls it creates are from it).
+    pub owner_uri: Spanned<SipUriText>,
+    /// How long an incoming call waits for answer, reject or redirect, in seconds [10].
+    pub answer_timeout_s: Option<Spanned<u64>>,
+}
+
+/// `[api]`, checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiSettings {
+    pub listen: Option<SocketAddr>,
+    pub token: Option<String>,
+    pub max_body_bytes: usize,
+    pub event_retention: Duration,
+    pub webhook_secret: Option<Vec<u8>>,
+    pub default_trunk: Option<String>,
+    pub applications: Vec<ApiApplication>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiApplication {
+    pub name: String,
+    pub callback_uri: Option<String>,
+    pub owner_uri: String,
+    pub answer_timeout: Duration,
 }
 
 /// `[park]`: call park. Every key is optional (the defaults in brackets).
@@ -551,7 +614,166 @@ impl Config {
             source: source.to_owned(),
             message,
         })?;
+        config.api_settings = config
+            .api_settings(text, |name| std::env::var(name).ok())
+            .map_err(|message| ConfigError {
+                source: source.to_owned(),
+                message,
+            })?;
         Ok(config)
+    }
+
+    /// Builds and checks `[api]`; `env` reads the environment (secrets override the
+    /// file). An error names the line and the key (`api.applications[0].callback_uri`).
+    fn api_settings(
+        &self,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ApiSettings, String> {
+        let a = &self.api;
+        let section = text.find("[api]").unwrap_or_default();
+        let at = |key: &str, span: Option<std::ops::Range<usize>>, problem: &dyn fmt::Display| {
+            let (line, content) = line_of(text, span.map_or(section, |s| s.start));
+            format!("line {line}: key `api.{key}`: {problem} (in `{content}`)")
+        };
+        let mut settings = ApiSettings {
+            listen: a.listen.as_ref().map(|l| *l.get_ref()),
+            token: a.token.as_ref().map(|t| t.get_ref().clone()),
+            max_body_bytes: 64 * 1024,
+            event_retention: Duration::from_secs(900),
+            ..ApiSettings::default()
+        };
+        if let Some(token) = env("TANDEM_API_TOKEN").filter(|t| !t.is_empty()) {
+            settings.token = Some(token);
+        }
+        if let (Some(token), Some(spanned)) = (&settings.token, &a.token)
+            && (token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(at(
+                "token",
+                Some(spanned.span()),
+                &"must be at least 16 characters, with no spaces or control characters",
+            ));
+        }
+        if let Some(max) = &a.max_body_bytes {
+            if !(1024..=16 * 1024 * 1024).contains(max.get_ref()) {
+                return Err(at(
+                    "max_body_bytes",
+                    Some(max.span()),
+                    &"must be 1024 to 16777216",
+                ));
+            }
+            settings.max_body_bytes = *max.get_ref();
+        }
+        if let Some(retention) = &a.event_retention_s {
+            if *retention.get_ref() == 0 {
+                return Err(at(
+                    "event_retention_s",
+                    Some(retention.span()),
+                    &"must be at least 1",
+                ));
+            }
+            settings.event_retention = Duration::from_secs(*retention.get_ref());
+        }
+        let secret_text = env("TANDEM_WEBHOOK_SECRET")
+            .filter(|s| !s.is_empty())
+            .map(|s| (s, None))
+            .or_else(|| {
+                a.webhook_secret
+                    .as_ref()
+                    .map(|s| (s.get_ref().clone(), Some(s.span())))
+            });
+        if let Some((text_secret, span)) = secret_text {
+            use base64::Engine as _;
+            let decoded = text_secret
+                .strip_prefix("whsec_")
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .filter(|key| (24..=64).contains(&key.len()));
+            let Some(key) = decoded else {
+                return Err(at(
+                    "webhook_secret",
+                    span,
+                    &"must be `whsec_` and the base64 of 24 to 64 random bytes (Standard Webhooks)",
+                ));
+            };
+            settings.webhook_secret = Some(key);
+        }
+        if let Some(trunk) = &a.default_trunk {
+            if !self.trunks.iter().any(|t| t.name == *trunk.get_ref()) {
+                return Err(at(
+                    "default_trunk",
+                    Some(trunk.span()),
+                    &format!("no [[trunks]] is named `{}`", trunk.get_ref()),
+                ));
+            }
+            settings.default_trunk = Some(trunk.get_ref().clone());
+        }
+        for (i, app) in a.applications.iter().enumerate() {
+            let key = |k: &str| format!("applications[{i}].{k}");
+            let name = app.name.get_ref().trim();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(at(
+                    &key("name"),
+                    Some(app.name.span()),
+                    &"must be letters, digits, `-`, `_` or `.`",
+                ));
+            }
+            if settings.applications.iter().any(|other| other.name == name) {
+                return Err(at(
+                    &key("name"),
+                    Some(app.name.span()),
+                    &format!("application `{name}` appears twice"),
+                ));
+            }
+            let callback_uri = match &app.callback_uri {
+                Some(uri) if !uri.get_ref().starts_with("http://") => {
+                    return Err(at(
+                        &key("callback_uri"),
+                        Some(uri.span()),
+                        &"must be an http:// URL (webhooks are sent without TLS; put a TLS proxy in front)",
+                    ));
+                }
+                Some(uri) => Some(uri.get_ref().clone()),
+                None => None,
+            };
+            let answer_timeout = match &app.answer_timeout_s {
+                Some(t) if *t.get_ref() == 0 || *t.get_ref() > 300 => {
+                    return Err(at(
+                        &key("answer_timeout_s"),
+                        Some(t.span()),
+                        &"must be 1 to 300",
+                    ));
+                }
+                Some(t) => Duration::from_secs(*t.get_ref()),
+                None => Duration::from_secs(10),
+            };
+            settings.applications.push(ApiApplication {
+                name: name.to_owned(),
+                callback_uri,
+                owner_uri: app.owner_uri.get_ref().0.clone(),
+                answer_timeout,
+            });
+        }
+        // Every `webhook` route must name a configured application.
+        for (i, route) in self.route.iter().enumerate() {
+            if let Some(application) = &route.application
+                && !settings
+                    .applications
+                    .iter()
+                    .any(|a| a.name == *application.get_ref())
+            {
+                let (line, content) = line_of(text, application.span().start);
+                return Err(format!(
+                    "line {line}: key `route[{i}].application`: no [[api.applications]] is named `{}` (in `{content}`)",
+                    application.get_ref()
+                ));
+            }
+        }
+        Ok(settings)
     }
 
     /// Builds and checks `[park]`. An error names the line and the key (`park.last_orbit`).
@@ -1554,6 +1776,67 @@ mod tests {
     }
 
     #[test]
+    fn api_section_is_checked_with_lines_and_secrets_come_from_the_environment() {
+        let good = r#"
+[api]
+listen = "127.0.0.1:8088"
+token = "0123456789abcdef"
+webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+event_retention_s = 60
+
+[[api.applications]]
+name = "sales"
+callback_uri = "http://127.0.0.1:9000/events"
+owner_uri = "sip:sales@127.0.0.1"
+answer_timeout_s = 5
+"#;
+        let config = Config::parse(good, "t.toml").unwrap();
+        let api = &config.api_settings;
+        assert_eq!(api.listen, Some("127.0.0.1:8088".parse().unwrap()));
+        assert_eq!(api.token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(api.webhook_secret.as_ref().map(Vec::len), Some(24));
+        assert_eq!(api.event_retention, Duration::from_secs(60));
+        assert_eq!(api.applications[0].answer_timeout, Duration::from_secs(5));
+        // The environment's token wins over the file's.
+        let from_env = config
+            .api_settings(good, |name| {
+                (name == "TANDEM_API_TOKEN").then(|| "from-the-environment-1".to_owned())
+            })
+            .unwrap();
+        assert_eq!(from_env.token.as_deref(), Some("from-the-environment-1"));
+        for (text, line, key) in [
+            ("[api]\ntoken = \"short\"\n", 2, "api.token"),
+            (
+                "[api]\nwebhook_secret = \"nope\"\n",
+                2,
+                "api.webhook_secret",
+            ),
+            ("[api]\ndefault_trunk = \"none\"\n", 2, "api.default_trunk"),
+            (
+                "[[api.applications]]\nname = \"a\"\nowner_uri = \"sip:a@h\"\ncallback_uri = \"https://x\"\n",
+                4,
+                "api.applications[0].callback_uri",
+            ),
+            (
+                "[[api.applications]]\nname = \"a b\"\nowner_uri = \"sip:a@h\"\n",
+                2,
+                "api.applications[0].name",
+            ),
+            (
+                "[[route]]\nname = \"w\"\naction = \"webhook\"\napplication = \"ghost\"\n",
+                4,
+                "route[0].application",
+            ),
+        ] {
+            let error = Config::parse(text, "t.toml").unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("line {line}:")) && error.contains(&format!("`{key}`")),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn every_route_action_parses() {
         let text = r#"
 [[route]]
@@ -1579,6 +1862,10 @@ uri = "sip:${user}@127.0.0.1:5070"
 timeout_s = 15
 [[route.targets]]
 uri = "sips:${user}@[::1]:5071"
+
+[[api.applications]]
+name = "ivr"
+owner_uri = "sip:ivr@127.0.0.1"
 "#;
         let config = Config::parse(text, "t.toml").unwrap();
         let table = &config.route_table;
