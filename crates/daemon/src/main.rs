@@ -3,8 +3,10 @@
 //! ```text
 //! tandem run [--config FILE]
 //! tandem check-config FILE
+//! tandem calls list | call create ... | call hangup ID    (clients of the control API)
 //! ```
 
+mod cli;
 mod config;
 
 use config::{Behaviour, Config, LogFormat};
@@ -31,16 +33,17 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("run") => run(args.get(1..).unwrap_or_default()),
         Some("check-config") => check_config(args.get(1..).unwrap_or_default()),
+        Some("calls" | "call") => cli::run(&args),
         Some("--version" | "-V" | "version") => {
             println!("tandem {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Some("--help" | "-h" | "help") => {
-            println!("{USAGE}");
+            println!("{USAGE}\n{}", cli::USAGE);
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!("{USAGE}\n{}", cli::USAGE);
             ExitCode::from(2)
         }
     }
@@ -70,7 +73,7 @@ fn run(args: &[String]) -> ExitCode {
             (Config::load(&PathBuf::from(path)), path.as_str())
         }
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!("{USAGE}\n{}", cli::USAGE);
             return ExitCode::from(2);
         }
     };

@@ -140,3 +140,103 @@ fn the_daemon_starts_and_stops_with_routes() {
     let status = daemon.signal_and_wait("-TERM");
     assert!(status.success(), "{status:?}");
 }
+
+/// A one-request HTTP server: answers `status` with `body`, returns the request it got.
+fn one_shot_http(status: &str, body: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let status = status.to_owned();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let reply = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(reply.as_bytes()).unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    (url, handle)
+}
+
+#[test]
+fn the_api_client_sends_the_token_and_prints_the_answer_or_the_problem() {
+    let (url, server) = one_shot_http("201 Created", r#"{"callConnectionId":"c-1"}"#);
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args([
+            "call",
+            "create",
+            "--application",
+            "sales",
+            "--to",
+            "sip:bob@127.0.0.1",
+        ])
+        .env("TANDEM_API_URL", &url)
+        .env("TANDEM_API_TOKEN", "secret-token-0123")
+        .output()
+        .unwrap();
+    let request = server.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"callConnectionId\": \"c-1\""));
+    assert!(request.starts_with("POST /v1/calls HTTP/1.1"), "{request}");
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("authorization: bearer secret-token-0123"),
+        "{request}"
+    );
+    assert!(
+        request.contains(r#""sipUri":"sip:bob@127.0.0.1""#),
+        "{request}"
+    );
+
+    let (url, server) = one_shot_http(
+        "404 Not Found",
+        r#"{"type":"about:blank","title":"Not Found","status":404,"detail":"no call c-9"}"#,
+    );
+    let out = tandem(&["call", "hangup", "c-9", "--api", &url]);
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with("POST /v1/calls/c-9:hangup"),
+        "{request}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404: no call c-9"));
+
+    // Nobody listening: says so, exit 1.
+    let port = common::free_port();
+    let out = tandem(&[
+        "calls",
+        "list",
+        "--api",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the API"));
+}
