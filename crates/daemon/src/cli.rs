@@ -70,14 +70,16 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Re
             } else {
                 serde_json::json!({ "phoneNumber": to })
             };
-            let mut body = serde_json::json!({ "application": application, "targets": [target] });
+            let mut body = serde_json::Map::new();
+            body.insert("application".into(), application.into());
+            body.insert("targets".into(), serde_json::Value::Array(vec![target]));
             if let Some(caller) = option("--caller-id") {
-                body["callerId"] = serde_json::Value::String(caller);
+                body.insert("callerId".into(), caller.into());
             }
             if let Some(context) = option("--context") {
-                body["operationContext"] = serde_json::Value::String(context);
+                body.insert("operationContext".into(), context.into());
             }
-            ("POST", "/v1/calls".to_owned(), Some(body))
+            ("POST", "/v1/calls".to_owned(), Some(body.into()))
         }
         ["call", "hangup", id] => {
             known(&["--for-everyone"])?;
@@ -179,7 +181,7 @@ fn pretty(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn args(text: &str) -> Vec<String> {

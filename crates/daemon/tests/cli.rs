@@ -1,6 +1,11 @@
 //! The `tandem` command line: configuration refused with file, line and key; check-config
 //! exit codes; usage errors.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
