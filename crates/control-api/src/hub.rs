@@ -291,10 +291,20 @@ impl EventHub {
                 "EventHub created outside a tokio runtime: webhooks will not be delivered"
             );
         }
-        let webhooks = runtime.clone().map(|runtime| {
+        // Redirects are not followed: a 3xx is a failed attempt, as in Standard Webhooks
+        // senders. Proxies follow reqwest's defaults (HTTP_PROXY / NO_PROXY, as curl does).
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| {
+                tracing::error!(%error, "webhook HTTP client unavailable: webhooks will not be delivered");
+            })
+            .ok();
+        let webhooks = runtime.clone().zip(client).map(|(runtime, client)| {
             Arc::new(Webhooks {
                 runtime,
-                client: reqwest::Client::new(),
+                client,
                 destinations: Mutex::new(HashMap::new()),
                 counters: Arc::clone(&counters),
                 retry: config.retry.clone(),
@@ -378,7 +388,7 @@ impl EventHub {
                 None => {
                     Counters::add(&inner.counters.failed, 1);
                     tracing::error!(event_id = %stored.event.id, uri = callback,
-                        "webhook not delivered: the event hub has no tokio runtime");
+                        "webhook not delivered: the event hub has no tokio runtime or HTTP client");
                 }
             }
         }
@@ -701,6 +711,7 @@ async fn serve(webhooks: Arc<Webhooks>, destination: Arc<Destination>, mut rng: 
 async fn deliver(webhooks: &Webhooks, destination: &Destination, stored: &Stored, rng: &mut u64) {
     let retry = &webhooks.retry;
     let id = &stored.event.id;
+    let body = bytes::Bytes::from(stored.json.clone());
     let mut last_error = String::new();
     for attempt in 1..=retry.attempts.max(1) {
         if attempt > 1 {
@@ -722,7 +733,7 @@ async fn deliver(webhooks: &Webhooks, destination: &Destination, stored: &Stored
             let signature = webhook::sign(secret, id, timestamp, stored.json.as_bytes());
             request = request.header(webhook::WEBHOOK_SIGNATURE, signature);
         }
-        match request.body(stored.json.clone()).send().await {
+        match request.body(body.clone()).send().await {
             Ok(response) if response.status().is_success() => {
                 Counters::add(&webhooks.counters.delivered, 1);
                 tracing::debug!(event_id = %id, uri = %destination.uri, attempt, "webhook delivered");

@@ -62,33 +62,49 @@ pub fn router(hub: EventHub) -> Router {
         .with_state(hub)
 }
 
-/// A problem+json response (RFC 9457 §3).
-fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Response {
-    let body = serde_json::json!({
-        "type": kind,
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
+/// Why a stream request is refused.
+#[derive(Debug)]
+enum Refusal {
+    /// 400: a parameter is missing or malformed; the text names it.
+    Invalid(String),
+    /// 410: the resume point is not available.
+    Gone { application: String, gap: Gap },
 }
 
-fn invalid(detail: String) -> Response {
-    problem(
-        StatusCode::BAD_REQUEST,
-        PROBLEM_INVALID_PARAMETER,
-        "Invalid request parameter",
-        detail,
-    )
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, kind, title, detail) = match self {
+            Refusal::Invalid(detail) => (
+                StatusCode::BAD_REQUEST,
+                PROBLEM_INVALID_PARAMETER,
+                "Invalid request parameter",
+                detail,
+            ),
+            Refusal::Gone { application, gap } => (
+                StatusCode::GONE,
+                PROBLEM_EVENTS_GONE,
+                "Events no longer available",
+                gone_detail(&application, gap),
+            ),
+        };
+        // A problem+json document (RFC 9457 §3).
+        let body = serde_json::json!({
+            "type": kind,
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
 }
 
-fn gone(application: &str, gap: Gap) -> Response {
-    let detail = if gap.after > gap.last {
+fn gone_detail(application: &str, gap: Gap) -> String {
+    if gap.after > gap.last {
         format!(
             "application {application:?} has published up to sequence {} only, not {} (was the server restarted?); resynchronise, then resume after {}",
             gap.last, gap.after, gap.last
@@ -98,34 +114,28 @@ fn gone(application: &str, gap: Gap) -> Response {
             "the events of application {application:?} after sequence {} are no longer kept: the oldest sequence kept is {}; resynchronise, then resume after {}",
             gap.after, gap.oldest, gap.last
         )
-    };
-    problem(
-        StatusCode::GONE,
-        PROBLEM_EVENTS_GONE,
-        "Events no longer available",
-        detail,
-    )
+    }
 }
 
-fn parse_sequence(name: &str, value: &str) -> Result<u64, Response> {
+fn parse_sequence(name: &str, value: &str) -> Result<u64, Refusal> {
     value.trim().parse::<u64>().map_err(|_| {
-        invalid(format!(
+        Refusal::Invalid(format!(
             "{name} must be a sequence number (a non-negative integer), not {value:?}"
         ))
     })
 }
 
-/// The subscription a stream request asks for, or the problem response.
+/// The subscription a stream request asks for, or why not.
 fn open(
     hub: &EventHub,
     headers: &HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
-) -> Result<Subscription, Response> {
-    let Query(query) = query.map_err(|rejection| invalid(rejection.body_text()))?;
+) -> Result<Subscription, Refusal> {
+    let Query(query) = query.map_err(|rejection| Refusal::Invalid(rejection.body_text()))?;
     let application = match query.application {
         Some(application) if !application.is_empty() => application,
         _ => {
-            return Err(invalid(
+            return Err(Refusal::Invalid(
                 "the query parameter `application` is required: the application whose events to stream"
                     .to_owned(),
             ));
@@ -133,9 +143,9 @@ fn open(
     };
     let last_event_id = match headers.get(LAST_EVENT_ID) {
         Some(value) => {
-            let value = value
-                .to_str()
-                .map_err(|_| invalid("the Last-Event-ID header must be ASCII".to_owned()))?;
+            let value = value.to_str().map_err(|_| {
+                Refusal::Invalid("the Last-Event-ID header must be ASCII".to_owned())
+            })?;
             Some(parse_sequence("the Last-Event-ID header", value)?)
         }
         None => None,
@@ -148,7 +158,7 @@ fn open(
     match after {
         Some(after) => hub
             .subscribe(&application, after)
-            .map_err(|gap| gone(&application, gap)),
+            .map_err(|gap| Refusal::Gone { application, gap }),
         None => Ok(hub.subscribe_live(&application)),
     }
 }
@@ -160,7 +170,7 @@ async fn sse(
 ) -> Response {
     let subscription = match open(&hub, &headers, query) {
         Ok(subscription) => subscription,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let events = futures_util::stream::unfold(subscription, |mut subscription| async move {
         let stored = subscription.next_stored().await?;
@@ -173,9 +183,14 @@ async fn sse(
         let event = event.data(&stored.json);
         Some((Ok::<_, Infallible>(event), subscription))
     });
-    Sse::new(events)
+    let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
+        .into_response();
+    // Tells buffering reverse proxies (nginx) to pass each event on at once.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    response
 }
 
 async fn websocket(
@@ -186,7 +201,7 @@ async fn websocket(
 ) -> Response {
     let subscription = match open(&hub, &headers, query) {
         Ok(subscription) => subscription,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     match upgrade {
         Ok(upgrade) => upgrade.on_upgrade(move |socket| pump(socket, subscription)),

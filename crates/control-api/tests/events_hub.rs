@@ -109,6 +109,8 @@ async fn a_lagging_subscriber_gets_every_event_in_order() {
             }
         })
     };
+    // The reader starts late: thousands of events are waiting by then.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let mut expected = 1;
     while expected <= 10_000 {
         let event = next(&mut subscription).await;
