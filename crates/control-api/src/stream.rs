@@ -163,7 +163,23 @@ fn open(
     }
 }
 
-async fn sse(
+/// `GET /v1/events`: the application's events as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(
+        ("application" = String, Query, description = "The application whose events to stream"),
+        ("after" = Option<u64>, Query, description = "Resume after this sequence number (0: from the first event); without it (and without Last-Event-ID) the stream starts with the next event"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The last sequence number read, as an EventSource sends it when it reconnects; wins over `after`"),
+    ),
+    responses(
+        (status = 200, description = "An endless SSE stream: per event `id:` its sequence number, `event:` its type, `data:` the CloudEvent JSON (schema CloudEvent); a comment every 15 s", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A missing or malformed parameter (problem+json naming it)", content_type = "application/problem+json", body = Object),
+        (status = 410, description = "The resume point is no longer kept (or was never published): resynchronise, then resume after the last sequence (problem+json naming the oldest kept)", content_type = "application/problem+json", body = Object),
+    )
+)]
+pub async fn sse(
     State(hub): State<EventHub>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
@@ -193,7 +209,22 @@ async fn sse(
     response
 }
 
-async fn websocket(
+/// `GET /v1/events/ws`: the application's events over a WebSocket.
+#[utoipa::path(
+    get,
+    path = "/v1/events/ws",
+    tag = "events",
+    params(
+        ("application" = String, Query, description = "The application whose events to stream"),
+        ("after" = Option<u64>, Query, description = "Resume after this sequence number (0: from the first event); without it the stream starts with the next event"),
+    ),
+    responses(
+        (status = 101, description = "WebSocket (RFC 6455): one CloudEvent JSON per text message, in sequence order; a ping every 15 s; closed if the client falls behind the retention"),
+        (status = 400, description = "A missing or malformed parameter (problem+json naming it)", content_type = "application/problem+json", body = Object),
+        (status = 410, description = "The resume point is no longer kept (or was never published) (problem+json naming the oldest kept)", content_type = "application/problem+json", body = Object),
+    )
+)]
+pub async fn websocket(
     State(hub): State<EventHub>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,

@@ -342,3 +342,39 @@ async fn sse_lagging_client_gets_ten_thousand_events_in_order() {
     publisher.await.unwrap();
     assert_eq!(hub.stats().published, 10_000);
 }
+
+#[test]
+fn stream_routes_are_documented() {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(
+        paths(stream::sse, stream::websocket),
+        components(schemas(control_api::events::CloudEvent))
+    )]
+    struct Doc;
+    let doc = serde_json::to_value(<Doc as utoipa::OpenApi>::openapi()).unwrap();
+    let sse = &doc["paths"]["/v1/events"]["get"];
+    assert!(
+        sse["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{sse}"
+    );
+    assert!(
+        sse["responses"]["410"]["content"]["application/problem+json"].is_object(),
+        "{sse}"
+    );
+    let params: Vec<&str> = sse["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["application", "after", "Last-Event-ID"]);
+    assert!(doc["paths"]["/v1/events/ws"]["get"]["responses"]["101"].is_object());
+    let cloud = &doc["components"]["schemas"]["CloudEvent"];
+    assert!(
+        cloud["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"specversion".into()),
+        "{cloud}"
+    );
+}
