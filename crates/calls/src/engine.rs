@@ -7,6 +7,7 @@
 
 mod b2bua;
 mod park;
+mod rooms;
 mod routes;
 mod transfer;
 
@@ -16,6 +17,7 @@ pub use b2bua::{
     TRANSFEROR_HANGUP_TIME,
 };
 pub use park::{CallOrbit, ParkSettings};
+pub use rooms::{RoomEvent, RoomLeaveReason};
 pub use transfer::{
     CallTransferOptions, CallTransferType, REFER_ANSWER_TIME, TRANSFER_SUBSCRIPTION_TIME,
     TransferOutcome, TransferRequest, TransferState,
@@ -416,6 +418,8 @@ pub struct Engine {
     transfers: transfer::Transfers,
     /// Park orbits, their retrievals and their watchers (RFC 4235 subscriptions).
     parking: park::Parking,
+    /// Conference rooms and their members.
+    rooms: rooms::Rooms,
 }
 
 impl Engine {
@@ -445,6 +449,7 @@ impl Engine {
             applications: HashMap::new(),
             transfers: transfer::Transfers::default(),
             parking: park::Parking::default(),
+            rooms: rooms::Rooms::default(),
             config,
         };
         engine.init_park();
@@ -2153,6 +2158,7 @@ impl Engine {
         }
         self.transfers_call_ended(call);
         self.parking.call_ended(call);
+        self.room_call_ended(call);
         // `Terminated` is always the call's last event.
         if state != CallState::Terminated {
             self.transition(call, CallState::Terminated, reason.clone());

@@ -27,9 +27,9 @@ mod types;
 pub use engine::{
     B2bEvent, B2bHandle, B2bLeg, B2bState, BridgeMode, BridgeOptions, BridgeTarget, CallOrbit,
     CallTransferOptions, CallTransferType, DemoBehaviour, Engine, EngineConfig, MediaSettings,
-    ParkSettings, PortPool, PortSource, REFER_ANSWER_TIME, RingStrategy, Stats,
-    TRANSFER_SUBSCRIPTION_TIME, TRANSFEROR_HANGUP_TIME, TransferOutcome, TransferRequest,
-    TransferState,
+    ParkSettings, PortPool, PortSource, REFER_ANSWER_TIME, RingStrategy, RoomEvent,
+    RoomLeaveReason, Stats, TRANSFER_SUBSCRIPTION_TIME, TRANSFEROR_HANGUP_TIME, TransferOutcome,
+    TransferRequest, TransferState,
 };
 pub use options::{
     CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
@@ -43,6 +43,6 @@ pub use types::{
     ApplicationEndpointSettings, CallError, CallEvent, CallHandle, CallKind, CallReceived,
     ConversationHandle, ConversationSettings, DeliveryResult, EndpointEvent, EndpointHandle,
     EstablishFailure, EstablishSucceeded, Event, FlowConfiguration, Identity, MediaFlowState,
-    MediaIndication, MediaInstruction, MessageId, OperationFailure, PageMessage, Priority,
+    MediaIndication, MediaInstruction, MessageId, OperationFailure, PageMessage, Priority, RoomId,
     StreamSettings, TransferId, UserEndpointSettings,
 };

@@ -122,11 +122,13 @@ pub enum Operation {
     Transfer,
     /// Putting the call in a park orbit.
     Park,
+    /// Joining a conference room ([`Engine::join_room`](crate::Engine::join_room)).
+    JoinRoom,
 }
 
 impl Operation {
     /// Every operation, for tests and tables.
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 14] = [
         Operation::Establish,
         Operation::Accept,
         Operation::Decline,
@@ -140,6 +142,7 @@ impl Operation {
         Operation::SetComposing,
         Operation::Transfer,
         Operation::Park,
+        Operation::JoinRoom,
     ];
 }
 
@@ -159,6 +162,7 @@ impl fmt::Display for Operation {
             Operation::SetComposing => "set_composing",
             Operation::Transfer => "transfer",
             Operation::Park => "park",
+            Operation::JoinRoom => "join_room",
         };
         f.write_str(name)
     }
@@ -180,7 +184,8 @@ pub fn permits(state: CallState, operation: Operation) -> bool {
         | O::SendMessage
         | O::SetComposing
         | O::Transfer
-        | O::Park => state == S::Established,
+        | O::Park
+        | O::JoinRoom => state == S::Established,
     }
 }
 
@@ -285,6 +290,7 @@ mod tests {
                     O::SetComposing,
                     O::Transfer,
                     O::Park,
+                    O::JoinRoom,
                 ],
                 S::Terminating | S::Terminated => vec![],
             }

@@ -55,6 +55,12 @@ handle!(
     TransferId,
     "transfer"
 );
+handle!(
+    /// A conference room: calls whose media Tandem mixes
+    /// ([`Engine::new_room`](crate::Engine::new_room)).
+    RoomId,
+    "room"
+);
 
 /// The kinds of call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,6 +208,11 @@ pub enum Event {
         call: CallHandle,
         instruction: MediaInstruction,
     },
+    /// Who joins and leaves a conference room (the calls also raise their own events).
+    Room {
+        room: RoomId,
+        event: crate::RoomEvent,
+    },
 }
 
 /// What the driver does with a call's media (it owns the sockets; the engine owns the
@@ -230,6 +241,24 @@ pub enum MediaInstruction {
     /// Given before the stream starts, it plays from the start; a later `Join` stops it.
     /// A file that cannot be read is replaced by the tone.
     Play { file: Option<String>, looped: bool },
+    /// The call joins conference room `room` (it was started with Tandem's own media):
+    /// its stream leaves its own flow for the room's mixer, where it hears every other
+    /// member (not itself), each member in its own negotiated codec. The room exists in
+    /// the media layer from its first member on. A `Play` given to a member plays to
+    /// that member only, over the room; a later `Start` re-targets its stream in the
+    /// room; its `Close` removes it. A call joined to a peer (`Join`) is unjoined first.
+    JoinRoom { room: RoomId },
+    /// The call leaves `room`: its own stream resumes (silence until told to play).
+    LeaveRoom { room: RoomId },
+    /// A room-wide announcement: every member of `room` hears the WAV file `file`
+    /// (16-bit PCM), or with `None` the hold tone pattern, over the others; over and
+    /// over when `looped`. Replaces the room's announcement in progress. Sent on one
+    /// member (`Event::Media`'s `call`); it plays while the room has members.
+    PlayRoom {
+        room: RoomId,
+        file: Option<String>,
+        looped: bool,
+    },
 }
 
 /// A negotiated RTP stream, as the media layer needs it.
@@ -574,6 +603,18 @@ pub enum CallError {
     /// No call is parked in this orbit (or it is no orbit).
     #[error("no call is parked in orbit {0}")]
     NoParkedCall(u16),
+    /// The room was closed, or never made by this engine.
+    #[error("no such room: {0}")]
+    NoSuchRoom(RoomId),
+    /// The call is in no room.
+    #[error("{0} is in no room")]
+    NotInRoom(CallHandle),
+    /// The call's media does not pass through Tandem, so it cannot be mixed.
+    #[error("{call} cannot join a room: {reason}")]
+    NoOwnMedia {
+        call: CallHandle,
+        reason: &'static str,
+    },
     #[error(transparent)]
     UserAgent(Box<sip_dialog::Error>),
     #[error(transparent)]

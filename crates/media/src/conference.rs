@@ -11,6 +11,8 @@ use rtp_session::{Datagram, MediaMachine, SocketId};
 use crate::flow::{AudioFlow, FlowEvent};
 use crate::level::SAMPLE_RATE;
 use crate::mixer::Mixer;
+use crate::tone::{ToneGenerator, ToneSpec};
+use crate::wav::Player;
 
 /// The conference's packet interval.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -21,6 +23,17 @@ const MAX_CATCH_UP: u32 = 5;
 /// A participant's identifier in the conference.
 pub type ParticipantId = u32;
 
+/// Not a participant: the conference's own announcement ([`Conference::play`]) reports
+/// its [`FlowEvent::PlayCompleted`] under this id. No participant may use it.
+pub const ANNOUNCER: ParticipantId = ParticipantId::MAX;
+
+/// What the conference plays to everyone.
+#[derive(Debug)]
+enum Announcement {
+    Player(Player),
+    Tone(ToneGenerator),
+}
+
 /// The conference: a [`MediaMachine`] over every participant's sockets.
 #[derive(Debug)]
 pub struct Conference {
@@ -30,6 +43,11 @@ pub struct Conference {
     next_tick: Option<Instant>,
     received: Vec<i16>,
     events: VecDeque<(ParticipantId, FlowEvent)>,
+    announcement: Option<Announcement>,
+    /// This frame of the announcement.
+    announced: Vec<i16>,
+    /// A participant's frame with the announcement.
+    scratch: Vec<i16>,
 }
 
 impl Default for Conference {
@@ -47,7 +65,61 @@ impl Conference {
             next_tick: None,
             received: Vec::with_capacity(FRAME_LEN * 2),
             events: VecDeque::new(),
+            announcement: None,
+            announced: vec![0; FRAME_LEN],
+            scratch: vec![0; FRAME_LEN],
         }
+    }
+
+    /// Plays samples to every participant, over what they hear of each other (a
+    /// room-wide announcement), instead of what the conference played before;
+    /// [`FlowEvent::PlayCompleted`] under [`ANNOUNCER`] at its end unless it loops. It
+    /// advances with the conference's clock: not while the conference is empty.
+    pub fn play(&mut self, player: Player) {
+        self.announcement = Some(Announcement::Player(player));
+    }
+
+    /// Plays a tone to every participant, as [`Conference::play`] does.
+    pub fn play_tone(&mut self, spec: ToneSpec) {
+        self.announcement = Some(Announcement::Tone(ToneGenerator::new(spec)));
+    }
+
+    /// Stops the announcement (no `PlayCompleted`).
+    pub fn stop_playing(&mut self) {
+        self.announcement = None;
+    }
+
+    /// Whether an announcement plays.
+    pub fn is_playing(&self) -> bool {
+        self.announcement.is_some()
+    }
+
+    /// The participants' ids, in order.
+    pub fn participant_ids(&self) -> Vec<ParticipantId> {
+        self.participants.keys().copied().collect()
+    }
+
+    /// The announcement's next frame into `announced`; whether one plays.
+    fn announce(&mut self) -> bool {
+        let Some(announcement) = self.announcement.as_mut() else {
+            return false;
+        };
+        self.announced.fill(0);
+        let finished = match announcement {
+            Announcement::Player(player) => {
+                player.fill(&mut self.announced);
+                player.finished()
+            }
+            Announcement::Tone(tone) => {
+                tone.fill(&mut self.announced);
+                tone.finished()
+            }
+        };
+        if finished {
+            self.announcement = None;
+            self.events.push_back((ANNOUNCER, FlowEvent::PlayCompleted));
+        }
+        true
     }
 
     /// `flow` joins (its sockets must be given to the driver under the flow's
@@ -89,13 +161,28 @@ impl Conference {
     }
 
     fn mix(&mut self, now: Instant) {
+        let announcing = self.announce();
         let Conference {
             mixer,
             participants,
+            announced,
+            scratch,
             ..
         } = self;
         mixer.mix(|id, frame| {
-            if let Some(flow) = participants.get_mut(&id) {
+            let Some(flow) = participants.get_mut(&id) else {
+                return;
+            };
+            if announcing {
+                scratch.clear();
+                scratch.extend(
+                    frame
+                        .iter()
+                        .zip(announced.iter())
+                        .map(|(&a, &b)| a.saturating_add(b)),
+                );
+                flow.send_frame(now, scratch);
+            } else {
                 flow.send_frame(now, frame);
             }
         });

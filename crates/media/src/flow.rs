@@ -157,6 +157,8 @@ pub struct AudioFlow {
     external: bool,
     /// Conference mode: what arrived since the mixer last took it.
     inbox: Vec<i16>,
+    /// Conference mode: the mixer's frame with what the flow itself plays.
+    whisper: Vec<i16>,
     recorder: Option<Box<dyn SampleSink>>,
     next_tick: Option<Instant>,
     /// Since when the media timeout counts (the last RTP, or the start).
@@ -236,6 +238,7 @@ impl AudioFlow {
             echo_fifo: SampleFifo::new(echo_capacity),
             external: false,
             inbox: Vec::new(),
+            whisper: Vec::new(),
             recorder: None,
             next_tick: None,
             silent_since: now,
@@ -470,10 +473,34 @@ impl AudioFlow {
         out.append(&mut self.inbox);
     }
 
-    /// Conference mode: sends one frame now (or skips it when not sending).
+    /// Conference mode: sends one frame now (or skips it when not sending). What the
+    /// flow itself plays (a player, a tone) is mixed into it: this participant hears it
+    /// over the conference, the others do not; [`FlowEvent::PlayCompleted`] at its end
+    /// as on the flow's own clock.
     pub fn send_frame(&mut self, now: Instant, frame: &[i16]) {
         let samples = u32::try_from(frame.len()).unwrap_or(0);
-        self.send_interval(now, samples, |out| copy_prefix(out, frame));
+        if !self.is_playing() {
+            self.send_interval(now, samples, |out| copy_prefix(out, frame));
+            return;
+        }
+        let mut own = std::mem::take(&mut self.whisper);
+        own.clear();
+        own.resize(frame.len(), 0);
+        self.fill_frame(&mut own);
+        for (sample, &mixed) in own.iter_mut().zip(frame) {
+            *sample = sample.saturating_add(mixed);
+        }
+        self.send_interval(now, samples, |out| copy_prefix(out, &own));
+        self.whisper = own;
+    }
+
+    /// The flow's sockets are filed under other ids (it moves to a task that drives
+    /// several flows, such as a conference room's): it reads on and sends from `rtp` and
+    /// `rtcp` from now on. Nothing else changes: the stream, its latches and statistics
+    /// go on.
+    pub fn set_sockets(&mut self, rtp: SocketId, rtcp: SocketId) {
+        self.config.rtp = rtp;
+        self.config.rtcp = rtcp;
     }
 
     /// Conference mode: a frame of `samples` passes without a packet (the mixer fell

@@ -17,7 +17,7 @@ pub mod mixer;
 pub mod tone;
 pub mod wav;
 
-pub use conference::{Conference, ParticipantId};
+pub use conference::{ANNOUNCER, Conference, ParticipantId};
 pub use error::MediaError;
 pub use fifo::SampleFifo;
 pub use flow::{AudioFlow, FlowConfig, FlowEvent, FlowIdentity, FlowStats};

@@ -248,6 +248,14 @@ pub enum B2bEvent {
         status: u16,
         reason: String,
     },
+    /// The leg `call` joined conference room `room`
+    /// ([`Engine::join_room`](crate::Engine::join_room)): the bridge ends (`Terminated`
+    /// follows) without ending either leg; the other leg keeps Tandem's media (silence)
+    /// for the application to join, play to or hang up.
+    JoinedRoom {
+        call: CallHandle,
+        room: crate::RoomId,
+    },
 }
 
 #[derive(Debug)]
@@ -1351,9 +1359,9 @@ impl Engine {
     }
 
     /// `call` leaves its bridge, which ends without ending either leg: a media-anchored
-    /// relay is unjoined (the call's own stream plays on), the bridge reports
-    /// [`B2bEvent::Parked`] and `Terminated`.
-    pub(super) fn leave_bridge(&mut self, call: CallHandle, orbit: &crate::CallOrbit) {
+    /// relay is unjoined (the call's own stream plays on), the bridge reports `event`
+    /// ([`B2bEvent::Parked`], [`B2bEvent::JoinedRoom`]) and `Terminated`.
+    pub(super) fn leave_bridge(&mut self, call: CallHandle, event: B2bEvent) {
         let Some((bridge, leg)) = self.calls.get(&call).and_then(|c| c.bridge) else {
             return;
         };
@@ -1373,13 +1381,7 @@ impl Engine {
                 instruction: crate::types::MediaInstruction::Unjoin { peer: other },
             });
         }
-        self.bridge_event(
-            bridge,
-            B2bEvent::Parked {
-                call,
-                orbit: orbit.clone(),
-            },
-        );
+        self.bridge_event(bridge, event);
         self.set_bridge_state(bridge, B2bState::Terminated, leg);
         self.bridges.remove(&bridge);
     }

@@ -408,7 +408,14 @@ impl Engine {
             self.park_reoffer(now, call, session)?;
         }
         // Committed: nothing below fails.
-        self.leave_bridge(call, &orbit);
+        self.leave_bridge(
+            call,
+            crate::B2bEvent::Parked {
+                call,
+                orbit: orbit.clone(),
+            },
+        );
+        self.room_call_parked(call);
         self.parking.orbits.insert(
             number,
             Parked {

@@ -22,7 +22,7 @@ use calls::sip_core::{Flow, Transmit};
 use calls::{
     ApplicationEndpointSettings, CallAcceptOptions, CallEvent, CallHandle, CallReceived,
     EndpointEvent, EndpointHandle, Engine, EngineConfig, Event, MediaIndication, MediaInstruction,
-    StreamSettings,
+    RoomId, StreamSettings,
 };
 use sip_message::{Message, Method, Request, Response, Transport};
 use std::collections::BTreeMap;
@@ -85,8 +85,15 @@ pub struct Net {
     /// Every media instruction, per node, in order.
     pub media_log: Vec<(usize, CallHandle, MediaInstruction)>,
     /// Streams told to play (`MediaInstruction::Play`: the file, `None` for the tone),
-    /// until a `Join` or `Close` of the call stops it.
+    /// until a `Join`, `JoinRoom` or `Close` of the call stops it.
     playing: BTreeMap<(usize, CallHandle), Option<String>>,
+    /// Calls in a conference room (`MediaInstruction::JoinRoom`): (node, call) → room.
+    /// A member's stream sends the mix of what reaches the room's other members (once
+    /// their streams started), nothing of its own. See [`Net::hears_all`].
+    rooms: BTreeMap<(usize, CallHandle), RoomId>,
+    /// Room-wide announcements (`MediaInstruction::PlayRoom`): the file, `None` for the
+    /// tone.
+    room_playing: BTreeMap<(usize, RoomId), Option<String>>,
     /// SIP peers the test writes by hand (see [`RawPeer`]).
     pub raw: Vec<RawPeer>,
 }
@@ -161,6 +168,8 @@ impl Net {
             joins: BTreeMap::new(),
             media_log: Vec::new(),
             playing: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            room_playing: BTreeMap::new(),
             raw: Vec::new(),
         }
     }
@@ -327,14 +336,31 @@ impl Net {
                 self.playing.remove(&(node, call));
                 self.streams.remove(&(node, call));
                 self.receiving.remove(&(node, call));
+                self.rooms.remove(&(node, call));
                 if let Some(peer) = self.joins.remove(&(node, call)) {
                     self.joins.remove(&(node, peer));
                 }
             }
+            MediaInstruction::JoinRoom { room } => {
+                // The room replaces what was playing and any relay.
+                self.playing.remove(&(node, call));
+                if let Some(peer) = self.joins.remove(&(node, call)) {
+                    self.joins.remove(&(node, peer));
+                }
+                self.rooms.insert((node, call), *room);
+            }
+            MediaInstruction::LeaveRoom { room } if self.rooms.get(&(node, call)) == Some(room) => {
+                self.rooms.remove(&(node, call));
+            }
+            MediaInstruction::PlayRoom { room, file, .. } => {
+                self.room_playing.insert((node, *room), file.clone());
+            }
             MediaInstruction::Join { peer } => {
-                // The relay replaces what was playing.
+                // The relay replaces what was playing, and takes the calls out of rooms.
                 self.playing.remove(&(node, call));
                 self.playing.remove(&(node, *peer));
+                self.rooms.remove(&(node, call));
+                self.rooms.remove(&(node, *peer));
                 for c in [call, *peer] {
                     if let Some(old) = self.joins.remove(&(node, c)) {
                         self.joins.remove(&(node, old));
@@ -360,11 +386,45 @@ impl Net {
             .filter(|peer| self.streams.contains_key(&(node, *peer)))
     }
 
+    /// The room `call` on `node` is in (its stream started), if any.
+    pub fn in_room(&self, node: usize, call: CallHandle) -> Option<RoomId> {
+        self.rooms
+            .get(&(node, call))
+            .copied()
+            .filter(|_| self.streams.contains_key(&(node, call)))
+    }
+
+    /// The members of `room` on `node` whose streams started, in handle order.
+    pub fn room_streams(&self, node: usize, room: RoomId) -> Vec<CallHandle> {
+        self.rooms
+            .iter()
+            .filter(|((n, c), r)| *n == node && **r == room && self.streams.contains_key(&(*n, *c)))
+            .map(|((_, c), _)| *c)
+            .collect()
+    }
+
+    /// What room `room` on `node` was told to announce to everyone (`PlayRoom`: the
+    /// file, `None` for the tone).
+    pub fn room_playing(&self, node: usize, room: RoomId) -> Option<Option<String>> {
+        self.room_playing.get(&(node, room)).cloned()
+    }
+
     /// Whose RTP reaches the stream of `call` on `node` now: the stream it comes from,
     /// followed back through joined pairs to where it originates (a joined stream sends
-    /// what arrives at its peer, nothing of its own). None: nothing arrives.
+    /// what arrives at its peer, nothing of its own). None: nothing arrives. Through a
+    /// conference room several streams reach it: the first of [`Net::hears_all`].
     pub fn hears(&self, node: usize, call: CallHandle) -> Option<(usize, CallHandle)> {
-        self.hears_within(node, call, 8)
+        self.hears_all(node, call).into_iter().next()
+    }
+
+    /// Every stream whose RTP reaches the stream of `call` on `node` now, where it
+    /// originates: followed back through joined pairs, and through conference rooms (a
+    /// member's stream sends the mix of what reaches every other member, not what
+    /// reaches itself). Empty: nothing arrives.
+    pub fn hears_all(&self, node: usize, call: CallHandle) -> Vec<(usize, CallHandle)> {
+        let mut origins = Vec::new();
+        self.hears_within(node, call, 8, &mut origins);
+        origins
     }
 
     fn hears_within(
@@ -372,8 +432,11 @@ impl Net {
         node: usize,
         call: CallHandle,
         hops: u32,
-    ) -> Option<(usize, CallHandle)> {
-        let t = self.streams.get(&(node, call))?;
+        origins: &mut Vec<(usize, CallHandle)>,
+    ) {
+        let Some(t) = self.streams.get(&(node, call)) else {
+            return;
+        };
         let ip = self.nodes[node].addr.ip();
         for (&(i, c), s) in &self.streams {
             let Some(to) = s.remote.filter(|_| s.send) else {
@@ -382,17 +445,22 @@ impl Net {
             if to.ip() != ip || to.port() != t.local_port {
                 continue;
             }
-            match self.joined(i, c) {
-                None => return Some((i, c)),
-                Some(peer) if hops > 0 => {
-                    if let Some(origin) = self.hears_within(i, peer, hops - 1) {
-                        return Some(origin);
+            if let Some(peer) = self.joined(i, c) {
+                if hops > 0 {
+                    self.hears_within(i, peer, hops - 1, origins);
+                }
+            } else if let Some(room) = self.in_room(i, c) {
+                if hops > 0 {
+                    for member in self.room_streams(i, room) {
+                        if member != c {
+                            self.hears_within(i, member, hops - 1, origins);
+                        }
                     }
                 }
-                Some(_) => {}
+            } else if !origins.contains(&(i, c)) {
+                origins.push((i, c));
             }
         }
-        None
     }
 
     /// RTP "flows" to every stream something reaches ([`Net::hears`]): the receiver is
