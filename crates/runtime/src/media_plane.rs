@@ -43,6 +43,15 @@
 //! order the engine's instructions came: a quick unjoin after a join, or a close right
 //! after an unjoin, finds the sockets where the previous step left them.
 //!
+//! # Conference rooms
+//!
+//! [`MediaInstruction::JoinRoom`] moves a call's flow and sockets into its room's task,
+//! a [`media::Conference`] that sends each member the sum of the others in its own
+//! codec; [`MediaInstruction::LeaveRoom`], the call's `Close` or a `Join` give them back.
+//! A `Play` or any flow command to a member runs on its flow in the room: that member
+//! alone hears it, over the room. [`MediaInstruction::PlayRoom`] plays to every member.
+//! See the `rooms` module.
+//!
 //! # Music on hold
 //!
 //! [`MediaInstruction::Play`] (a parked call) plays a WAV file on the call's flow, or
@@ -58,7 +67,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use calls::{CallHandle, Engine, MediaIndication, MediaInstruction, PortSource, StreamSettings};
+use calls::{
+    CallHandle, Engine, MediaIndication, MediaInstruction, PortSource, RoomId, StreamSettings,
+};
 use media::flow::{AudioFlow, FlowConfig, FlowEvent, FlowIdentity, rtcp_of};
 use media::g711::G711;
 use media::{Player, ToneSpec};
@@ -66,6 +77,8 @@ use media_transport::{MediaController, MediaHandle, PortPool, PortRange, SocketP
 use rtp_session::{Leg, PayloadMap, Relay, RelayConfig, RelayEvent, RelayLeg, SocketId};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
+
+mod rooms;
 
 const RTP: SocketId = SocketId(0);
 const RTCP: SocketId = SocketId(1);
@@ -150,6 +163,10 @@ struct CallMedia {
     /// The latest negotiation.
     settings: Option<StreamSettings>,
     link: Option<Link>,
+    /// The call's conference room.
+    room: Option<rooms::RoomLink>,
+    /// The call's flow has been in a room: its commands go through the job queue.
+    roomed: bool,
 }
 
 /// A relay joining two calls, filed under its leg A.
@@ -176,6 +193,7 @@ pub struct MediaPlane {
     bound: Arc<Mutex<HashMap<u16, SocketPair>>>,
     calls: HashMap<CallHandle, CallMedia>,
     relays: HashMap<CallHandle, Joined>,
+    rooms: HashMap<RoomId, rooms::Room>,
     events: mpsc::UnboundedSender<(CallHandle, FlowEvent)>,
     jobs: mpsc::UnboundedSender<Job>,
     cname: String,
@@ -222,6 +240,7 @@ impl MediaPlane {
             bound: bound.clone(),
             calls: HashMap::new(),
             relays: HashMap::new(),
+            rooms: HashMap::new(),
             events,
             jobs,
             cname: format!("tandem-{:x}@{ip}", seed & 0xffff_ffff),
@@ -248,6 +267,15 @@ impl MediaPlane {
             MediaInstruction::Join { peer } => self.join(now, call, peer),
             MediaInstruction::Unjoin { peer } => self.unjoin(call, peer),
             MediaInstruction::Play { file, looped } => self.play(call, file.as_deref(), looped),
+            MediaInstruction::JoinRoom { room } => self.join_room(call, room),
+            MediaInstruction::LeaveRoom { room } => {
+                if self.room_of(call) == Some(room) {
+                    self.leave_room(call);
+                }
+            }
+            MediaInstruction::PlayRoom { room, file, looped } => {
+                self.play_room(room, file.as_deref(), looped);
+            }
             _ => {}
         }
     }
@@ -307,11 +335,26 @@ impl MediaPlane {
             return;
         };
         let entry = self.calls.entry(call).or_default();
-        if let Some(flow) = &entry.flow {
-            let _ = flow
-                .controller
-                .command(move |flow, now| flow.reconfigure(now, config));
+        if entry.flow.is_some() {
             let previous = entry.settings.replace(s.clone());
+            // Wherever the flow is (its own task, a room), its sockets keep their ids.
+            let _ = self.run_on_flow(
+                call,
+                Box::new(move |flow, now| {
+                    let (rtp, rtcp) = (flow.config().rtp, flow.config().rtcp);
+                    flow.reconfigure(
+                        now,
+                        FlowConfig {
+                            rtp,
+                            rtcp,
+                            ..config
+                        },
+                    );
+                }),
+            );
+            let Some(entry) = self.calls.get(&call) else {
+                return;
+            };
             let link = entry.link;
             if let Some(Link::Joined { peer, leg }) = link {
                 self.retarget(call, peer, leg, previous.as_ref(), &s);
@@ -381,6 +424,10 @@ impl MediaPlane {
         {
             self.join_now(now, call, peer);
         }
+        // A room joined before this call started.
+        if let Some(rooms::RoomLink::Wanted(room)) = self.calls.get(&call).and_then(|e| e.room) {
+            self.join_room_now(call, room);
+        }
     }
 
     fn started(&self, call: CallHandle) -> bool {
@@ -403,6 +450,9 @@ impl MediaPlane {
         if matches!(self.link(call), Some(Link::Joined { peer: p, .. }) if p == peer) {
             return;
         }
+        // A relay replaces a room.
+        self.leave_room(call);
+        self.leave_room(peer);
         self.unlink(call);
         self.unlink(peer);
         if self.started(call) && self.started(peer) {
@@ -471,8 +521,8 @@ impl MediaPlane {
         }
         // Silence once unjoined, unless told otherwise from now on: stopped here, in
         // order with the application's commands (the suspension waits for the job).
-        for flow in [&flow_a, &flow_b] {
-            let _ = flow.command(|flow, _| flow.stop_playing());
+        for call in [a, b] {
+            let _ = self.run_on_flow(call, Box::new(|flow, _| flow.stop_playing()));
         }
         let handle = media_transport::spawn(relay, Vec::new());
         let controller = handle.controller();
@@ -592,6 +642,8 @@ impl MediaPlane {
 
     fn close(&mut self, call: CallHandle, port: u16) {
         self.unlink(call);
+        // Out of its room first: the BYE goes from the flow's own task.
+        self.leave_room(call);
         if let Some(flow) = self.calls.remove(&call).and_then(|e| e.flow) {
             // After the hand-over back from a relay, if any: the BYE needs the socket.
             self.job(async move {
@@ -627,10 +679,7 @@ impl MediaPlane {
         }
         let entry = self.calls.get_mut(&call).ok_or(FlowError::NoFlow)?;
         match &entry.flow {
-            Some(flow) => flow
-                .controller
-                .command(move |flow, now| command(flow, now))
-                .map_err(|_| FlowError::NoFlow),
+            Some(_) => self.run_on_flow(call, command),
             None => {
                 entry.pending.push(FlowCommandDebug(command));
                 Ok(())
