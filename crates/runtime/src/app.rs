@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
+mod rooms;
+
 /// Work for the driver: runs with the engine and the routes, at `now`.
 type Job = Box<dyn FnOnce(&mut AppState, &mut Engine, Instant) + Send>;
 

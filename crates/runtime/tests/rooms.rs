@@ -7,6 +7,10 @@
 //! it alone, a `PlayRoom` by all; DTMF and media timeouts are reported as the member
 //! call's; a `Close` removes the member; a new negotiation re-targets it in the room.
 //!
+//! And through the whole driver: a conference host answers three calls from another
+//! Tandem whose application plays a tone on each and records what it hears; the host's
+//! application joins them in a room with the façade.
+//!
 //! Media ports 23400–23499 (each test its own slice), so these never meet another test's.
 #![allow(
     clippy::unwrap_used,
@@ -20,13 +24,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtp_session::{RtpHeader, build_rtp, looks_like_rtcp, parse_rtp};
+use runtime::app::{AudioVideoCall, CallEvents, EndpointNotice};
 use runtime::calls::{
-    ApplicationEndpointSettings, CallHandle, CallKind, ConversationHandle, ConversationSettings,
-    Engine, EngineConfig, MediaInstruction, PortSource, RoomId, StreamSettings,
+    ApplicationEndpointSettings, CallAcceptOptions, CallEstablishOptions, CallEvent, CallHandle,
+    CallKind, CallState, CallTerminateOptions, ConversationHandle, ConversationSettings, Engine,
+    EngineConfig, Event, MediaInstruction, MediaSettings, PortSource, RoomEvent, RoomId,
+    StreamSettings,
 };
 use runtime::media::flow::FlowEvent;
 use runtime::media::{G711, ToneGenerator, ToneSpec, level_dbm0, tone_level_dbm0};
 use runtime::media_plane::{BoundPorts, FlowEvents, MediaPlane};
+use runtime::sip_transport::TransportConfig;
+use runtime::{Running, RuntimeConfig};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -56,7 +65,7 @@ impl Rig {
     fn new(first_port: u16) -> Rig {
         let (plane, ports, events) = MediaPlane::new(
             "127.0.0.1".parse().unwrap(),
-            (first_port, first_port + 19),
+            (first_port, first_port + 9),
             13,
         )
         .unwrap();
@@ -382,7 +391,7 @@ async fn each_member_hears_the_other_two_and_not_itself_pcma_with_pcmu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_leaves_gets_its_own_flow_back_silence_then_a_play() {
-    let mut rig = Rig::new(23420);
+    let mut rig = Rig::new(23410);
     let (room, a, b, c) = three_in_a_room(&mut rig).await;
     let (_, in_room) = a.phone.listen(ms(500)).await;
     let room_ssrc = in_room.last().expect("packets in the room").ssrc;
@@ -410,7 +419,7 @@ async fn a_member_that_leaves_gets_its_own_flow_back_silence_then_a_play() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_play_to_a_member_is_heard_by_it_alone_and_a_room_play_by_all() {
-    let mut rig = Rig::new(23440);
+    let mut rig = Rig::new(23420);
     let (room, a, b, c) = three_in_a_room(&mut rig).await;
     let whisper = write_wav("whisper", 1100.0);
     let announcement = write_wav("announcement", 1300.0);
@@ -449,7 +458,7 @@ async fn a_play_to_a_member_is_heard_by_it_alone_and_a_room_play_by_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_report_dtmf_and_timeouts_and_a_close_removes_one() {
-    let mut rig = Rig::new(23460);
+    let mut rig = Rig::new(23430);
     let room = rig.engine.new_room();
     let a = rig.member(FA, G711::Pcmu).await;
     let b = rig.member(FB, G711::Pcmu).await;
@@ -497,7 +506,7 @@ async fn members_report_dtmf_and_timeouts_and_a_close_removes_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_negotiation_retargets_a_member_in_the_room() {
-    let mut rig = Rig::new(23480);
+    let mut rig = Rig::new(23440);
     let (_room, a, b, c) = three_in_a_room(&mut rig).await;
     let heard = a.phone.hear().await;
     assert_hears("A", &heard, &[FB, FC], &[FA]);
@@ -512,4 +521,180 @@ async fn a_new_negotiation_retargets_a_member_in_the_room() {
     assert_hears("A, moved", &heard_moved, &[FB, FC], &[FA]);
     assert_hears("B", &heard_b, &[FA, FC], &[FB]);
     drop(c);
+}
+
+/// A Tandem on `ip` with no demo users, its RTP ports in `first..=last`.
+async fn start(ip: &str, first: u16, last: u16) -> Running {
+    let mut engine = EngineConfig {
+        media: MediaSettings {
+            first_port: first,
+            last_port: last,
+            ..MediaSettings::default()
+        },
+        ..EngineConfig::default()
+    };
+    engine.demo_users.clear();
+    let config = RuntimeConfig {
+        transport: TransportConfig::new(vec![format!("{ip}:0").parse().unwrap()], vec![]),
+        engine,
+        dns_servers: Vec::new(),
+        media_address: Some(ip.parse().unwrap()),
+    };
+    runtime::start(config).await.unwrap()
+}
+
+/// A call's events until `done` says so (or 10 s pass).
+async fn wait_for(events: &mut CallEvents, mut done: impl FnMut(&CallEvent) -> bool) {
+    let found = timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.next().await {
+            if done(&event) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "event not seen");
+}
+
+fn established(event: &CallEvent) -> bool {
+    matches!(
+        event,
+        CallEvent::StateChanged {
+            state: CallState::Established,
+            ..
+        }
+    )
+}
+
+fn terminated(event: &CallEvent) -> bool {
+    matches!(
+        event,
+        CallEvent::StateChanged {
+            state: CallState::Terminated,
+            ..
+        }
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_driver_an_application_joins_three_calls_in_a_room() {
+    let host = start("127.0.0.1", 23450, 23469).await;
+    let phones = start("127.0.0.2", 23470, 23489).await;
+    let sip_port = host.local_addrs[0].1.port();
+    let mut conf = host
+        .tandem
+        .add_application_endpoint(ApplicationEndpointSettings::new("sip:conf@127.0.0.1"))
+        .await
+        .unwrap();
+    let phone_endpoint = phones
+        .tandem
+        .add_application_endpoint(ApplicationEndpointSettings::new("sip:phones@127.0.0.2"))
+        .await
+        .unwrap();
+    let mut tap = host.tandem.tap().await.unwrap();
+    let room = host.tandem.new_room().await.unwrap();
+    assert!(host.tandem.room_members(room).await.unwrap().is_empty());
+    // Nobody to hear an announcement yet.
+    assert!(host.tandem.play_to_room(room, None, false).await.is_err());
+
+    // The host's application: answers each call with its own media and, once it is
+    // established, puts it in the room.
+    let host_app = {
+        let tandem = host.tandem.clone();
+        tokio::spawn(async move {
+            let mut calls = Vec::new();
+            for _ in 0..3 {
+                let Some(EndpointNotice::CallReceived(incoming)) = conf.next_event().await else {
+                    panic!("no call");
+                };
+                let mut events = incoming.events;
+                let call = incoming.call;
+                call.accept(CallAcceptOptions::new()).await.unwrap();
+                wait_for(&mut events, established).await;
+                tandem.join_room(call.handle(), room).await.unwrap();
+                calls.push((call.handle(), events));
+            }
+            calls
+        })
+    };
+
+    // The phones: three calls, each playing its tone and recording what it hears.
+    let dir = std::env::temp_dir().join(format!("tandem-rooms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sip:conf@127.0.0.1:{sip_port}");
+    let mut calls = Vec::new();
+    for (i, frequency) in [FA, FB, FC].into_iter().enumerate() {
+        let conversation = phone_endpoint
+            .new_conversation(ConversationSettings::default())
+            .await
+            .unwrap();
+        let (call, events) = AudioVideoCall::new(&conversation).await.unwrap();
+        call.flow()
+            .play_tone(ToneSpec::single(frequency, -10.0, None))
+            .await
+            .unwrap();
+        let wav = dir.join(format!("phone-{i}.wav"));
+        call.flow().record_to(&wav).await.unwrap();
+        call.establish(&target, CallEstablishOptions::new())
+            .await
+            .unwrap();
+        calls.push((call, events, wav, frequency));
+    }
+    let members = timeout(Duration::from_secs(10), host_app)
+        .await
+        .unwrap()
+        .unwrap();
+    let handles: Vec<CallHandle> = members.iter().map(|(h, _)| *h).collect();
+    assert_eq!(host.tandem.room_members(room).await.unwrap(), handles);
+    // The room reported each join, on the tap.
+    let mut joined = Vec::new();
+    while joined.len() < 3 {
+        let event = timeout(Duration::from_secs(5), tap.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Event::Room { room: r, event } = event {
+            assert_eq!(r, room);
+            if let RoomEvent::Joined { call } = event {
+                joined.push(call);
+            }
+        }
+    }
+    assert_eq!(joined, handles);
+
+    // Everyone talks for a while, then hangs up; the recordings tell who heard whom.
+    tokio::time::sleep(ms(1500)).await;
+    for (call, events, _, _) in &mut calls {
+        call.terminate(CallTerminateOptions::new()).await.unwrap();
+        wait_for(events, terminated).await;
+    }
+    for (_, mut events) in members {
+        wait_for(&mut events, terminated).await;
+    }
+    // The calls that ended left the room, which stays until closed.
+    assert!(host.tandem.room_members(room).await.unwrap().is_empty());
+    assert!(host.tandem.close_room(room).await.unwrap().is_empty());
+    for (i, (_, _, wav, frequency)) in calls.iter().enumerate() {
+        let mut samples = Vec::new();
+        for _ in 0..50 {
+            tokio::time::sleep(ms(50)).await;
+            if let Ok(s) = runtime::media::load_wav_file(wav)
+                && s.len() > 8000
+            {
+                samples = s;
+                break;
+            }
+        }
+        assert!(samples.len() > 8000, "{} samples recorded", samples.len());
+        // Half a second well inside the time all three were in the room.
+        let window = &samples[samples.len() - 6000..samples.len() - 2000];
+        let others: Vec<f64> = [FA, FB, FC]
+            .into_iter()
+            .filter(|f| f != frequency)
+            .collect();
+        assert_hears(&format!("phone {i}"), window, &others, &[*frequency]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    host.stop().await.unwrap();
+    phones.stop().await.unwrap();
 }
