@@ -268,10 +268,8 @@ impl MediaPlane {
             MediaInstruction::Unjoin { peer } => self.unjoin(call, peer),
             MediaInstruction::Play { file, looped } => self.play(call, file.as_deref(), looped),
             MediaInstruction::JoinRoom { room } => self.join_room(call, room),
-            MediaInstruction::LeaveRoom { room } => {
-                if self.room_of(call) == Some(room) {
-                    self.leave_room(call);
-                }
+            MediaInstruction::LeaveRoom { room } if self.room_of(call) == Some(room) => {
+                self.leave_room(call);
             }
             MediaInstruction::PlayRoom { room, file, looped } => {
                 self.play_room(room, file.as_deref(), looped);
