@@ -115,6 +115,9 @@ impl MediaPlane {
         else {
             return;
         };
+        // The room replaces what was playing, in order with the application's commands
+        // (and with the moves before: a flow back from a room may be on its way).
+        let _ = self.run_on_flow(call, Box::new(|flow, _| flow.stop_playing()));
         let identity = FlowIdentity {
             cname: self.cname.clone(),
             seed: self.next_seed(),
@@ -135,8 +138,6 @@ impl MediaPlane {
             entry.roomed = true;
         }
         debug!(%call, %room, participant = id, "call joins room");
-        // The room replaces what was playing, in order with the application's commands.
-        let _ = flow.command(|flow, _| flow.stop_playing());
         self.job(async move {
             // The sockets first: what arrives meanwhile waits in them for the room.
             let rtp = flow.take_socket(RTP).await.ok().flatten();
