@@ -415,7 +415,7 @@ impl Engine {
                 orbit: orbit.clone(),
             },
         );
-        self.room_call_parked(call);
+        self.leave_room_for(call, super::RoomLeaveReason::Parked);
         self.parking.orbits.insert(
             number,
             Parked {

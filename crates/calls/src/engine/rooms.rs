@@ -38,6 +38,8 @@ pub enum RoomLeaveReason {
     Parked,
     /// [`Engine::close_room`].
     RoomClosed,
+    /// The call's media was joined to another call's instead (a relay).
+    MediaJoined,
 }
 
 /// What happens to a conference room.
@@ -260,10 +262,12 @@ impl Engine {
         }
     }
 
-    /// The call is being parked: it leaves its room before the music plays.
-    pub(super) fn room_call_parked(&mut self, call: CallHandle) {
+    /// The call's media goes elsewhere (it is parked, its stream is joined to another
+    /// call's): it leaves its room first, if it is in one (`LeaveRoom` before what the
+    /// caller instructs next).
+    pub(super) fn leave_room_for(&mut self, call: CallHandle, reason: RoomLeaveReason) {
         if let Some(room) = self.room_of(call) {
-            self.remove_from_room(call, room, RoomLeaveReason::Parked, true);
+            self.remove_from_room(call, room, reason, true);
         }
     }
 }
