@@ -1,3 +1,30 @@
 //! `control-api`: Tandem's control API, in the style of Azure Communication Services
 //! Call Automation, served by the daemon over HTTP under `/v1`.
+//!
+//! [`start`] gives each configured application an endpoint (calls to its user, and
+//! calls a `webhook` route names it for, come to it as `IncomingCall` events), follows
+//! every call of the runtime, and returns a [`ControlApi`] whose
+//! [`router`](ControlApi::router) serves the actions: create, answer, reject, redirect,
+//! hang up, transfer, add / cancel / remove participants, park and retrieve, play and
+//! DTMF. Outcomes come as events through an [`EventSink`]. Errors are RFC 9457 problem
+//! details; the OpenAPI document is at `GET /v1/openapi.json`.
 #![forbid(unsafe_code)]
+
+mod auth;
+mod calls;
+mod error;
+mod follow;
+mod json;
+mod model;
+mod server;
+mod state;
+mod validate;
+
+pub use auth::{RequireToken, RequireTokenService, require_token};
+pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use model::*;
+pub use server::{
+    ApiConfig, ApplicationConfig, ControlApi, EventSink, ROUTES, openapi, start,
+    with_problem_fallbacks,
+};
+pub use validate::{MAX_CALLBACK_URI, MAX_OPERATION_CONTEXT, MAX_TONES};
