@@ -69,3 +69,61 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::EngineConfig;
+    use crate::types::{ApplicationEndpointSettings, ConversationSettings};
+
+    #[test]
+    fn only_established_calls_of_our_own_media_are_joined() {
+        let mut engine = Engine::new(EngineConfig::default());
+        let endpoint = engine
+            .add_application_endpoint(ApplicationEndpointSettings::new("sip:app@127.0.0.1"))
+            .unwrap();
+        let conversation = engine
+            .new_conversation(endpoint, ConversationSettings::default())
+            .unwrap();
+        let a = engine.new_call(conversation, CallKind::AudioVideo).unwrap();
+        let b = engine.new_call(conversation, CallKind::AudioVideo).unwrap();
+        let im = engine
+            .new_call(conversation, CallKind::InstantMessaging)
+            .unwrap();
+        let refused = |r: Result<(), CallError>| match r {
+            Err(CallError::InvalidArgument { what, problem }) => {
+                assert_eq!(what, "calls to join");
+                problem
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(engine.join_media(a, a)).contains("itself"));
+        assert!(refused(engine.join_media(a, b)).contains("not established"));
+        assert!(refused(engine.join_media(im, a)).contains("audio/video"));
+        let gone = CallHandle(9999);
+        assert!(matches!(
+            engine.join_media(gone, a),
+            Err(CallError::NoSuchCall(c)) if c == gone
+        ));
+        assert!(matches!(
+            engine.unjoin_media(gone, a),
+            Err(CallError::NoSuchCall(_))
+        ));
+        // Nothing was asked of the media layer.
+        while let Some(event) = engine.poll_event() {
+            assert!(!matches!(event, Event::Media { .. }), "{event:?}");
+        }
+        engine.unjoin_media(a, b).unwrap();
+        assert!(std::iter::from_fn(|| engine.poll_event()).any(|e| e
+            == Event::Media {
+                call: a,
+                instruction: MediaInstruction::Unjoin { peer: b },
+            }));
+    }
+}
