@@ -49,6 +49,15 @@ fn call_not_found(id: &str) -> Problem {
     )
 }
 
+/// 405 with the methods the path takes (RFC 9110 §15.5.6).
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = Problem::method_not_allowed().into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
 /// Splits `abc:verb` into the id and the verb.
 fn split_action(segment: &str) -> Option<(&str, &str)> {
     let (id, verb) = segment.rsplit_once(':')?;
@@ -64,7 +73,8 @@ pub(crate) async fn call_action(
     request: Request,
 ) -> Response {
     let Some((id, verb)) = split_action(&segment) else {
-        return Problem::method_not_allowed().into_response();
+        // `POST /v1/calls/{id}`: the path is a call's, which takes GET only.
+        return method_not_allowed("GET,HEAD");
     };
     let id = id.to_owned();
     let result = match verb {
@@ -109,7 +119,7 @@ pub(crate) async fn participants_action(
 ) -> Response {
     let verb = match segment.strip_prefix("participants:") {
         Some(verb) => verb,
-        None if segment == "participants" => return Problem::method_not_allowed().into_response(),
+        None if segment == "participants" => return method_not_allowed("GET,HEAD"),
         None => {
             return Problem::not_found("no-such-route", "no such path").into_response();
         }
@@ -478,6 +488,7 @@ fn pending_incoming(book: &crate::state::Book, token: &str) -> ApiResult<crate::
         (status = 409, description = "Already answered, rejected, redirected, timed out or ended", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Semantically invalid (the field is named)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn answer(
@@ -533,6 +544,8 @@ pub(crate) async fn answer(
         (status = 404, description = "No incoming call has this context", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already answered, rejected, redirected, timed out or ended", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A status outside 400-699, or both a reason and a status", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn reject(
@@ -588,6 +601,8 @@ pub(crate) async fn reject(
         (status = 404, description = "No incoming call has this context", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already answered, rejected, redirected, timed out or ended", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad target", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn redirect(
@@ -628,6 +643,9 @@ pub(crate) async fn redirect(
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already hanging up", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Semantically invalid (the field is named)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn hangup(
@@ -702,6 +720,8 @@ pub(crate) async fn hangup(
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A transfer is in progress, or the participant is not connected", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad target, or no such transferee", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn transfer(
@@ -789,6 +809,8 @@ pub(crate) async fn transfer(
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The call is not connected", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad participant, or a fourth party (needs the media mixer)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn add_participant(
@@ -911,6 +933,9 @@ pub(crate) async fn add_participant(
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call connection or invitation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A cancel of this invitation is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Semantically invalid (the field is named)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn cancel_add_participant(
@@ -997,6 +1022,8 @@ pub(crate) async fn cancel_add_participant(
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The participant is already being removed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No participant has this identifier", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn remove_participant(
@@ -1061,6 +1088,8 @@ pub(crate) async fn remove_participant(
         (status = 409, description = "The participant is not connected", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No such participant", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Every park orbit is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn park(
@@ -1123,6 +1152,8 @@ pub(crate) async fn park(
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No call is parked in this orbit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad target (retrieval dials a SIP URI)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn retrieve(
@@ -1242,6 +1273,8 @@ fn media_targets(
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No participant is connected, or their media is joined", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The file cannot be read as a WAV file, or is outside the media directory", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn play(
@@ -1334,6 +1367,8 @@ fn flow_of(shared: &Shared, call: CallHandle) -> Option<runtime::app::AudioVideo
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The participant's media has not started, a sendDtmf is in progress, or the participants' media is joined", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not DTMF tones, no such participant, or the peer did not negotiate telephone-event", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn send_dtmf(

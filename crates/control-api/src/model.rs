@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// Whom to call or transfer to: exactly one of `sipUri` and `phoneNumber`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Identifier {
     /// A `sip:` or `sips:` URI whose host is an IP address (`sip:alice@192.0.2.10:5060`).
@@ -18,6 +18,77 @@ pub struct Identifier {
     /// digits): placed through the configured default trunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_number: Option<String>,
+}
+
+/// The schema says what the checks enforce: one of two shapes.
+impl utoipa::PartialSchema for Identifier {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let one = |name: &str, pattern: &str, description: &str| {
+            ObjectBuilder::new()
+                .property(
+                    name,
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(pattern))
+                        .description(Some(description)),
+                )
+                .required(name)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        OneOfBuilder::new()
+            .item(one(
+                "sipUri",
+                "^sips?:([!-~]+@)?[A-Za-z0-9.:\\[\\]-]+([;?][!-~]*)?$",
+                "A sip: or sips: URI whose host is an IP address (sip:alice@192.0.2.10:5060)",
+            ))
+            .item(one(
+                "phoneNumber",
+                "^\\+?[0-9]{1,20}$",
+                "An E.164 number, placed through the configured default trunk",
+            ))
+            .description(Some(
+                "Whom to call or transfer to: exactly one of `sipUri` and `phoneNumber`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Identifier {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Identifier")
+    }
+}
+
+/// Whole numbers, also when written `30.0` (JSON Schema's integers include them).
+pub(crate) mod whole {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    fn of<E: Error, T: TryFrom<u64>>(n: &serde_json::Number) -> Result<T, E> {
+        n.as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
+                    .map(|f| f as u64)
+            })
+            .and_then(|v| T::try_from(v).ok())
+            .ok_or_else(|| E::custom(format!("expected a whole number in range, not {n}")))
+    }
+
+    pub(crate) fn required<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        of(&serde_json::Number::deserialize(d)?)
+    }
+
+    pub(crate) fn optional<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| of(&n))
+            .transpose()
+    }
 }
 
 /// SIP headers and User-to-User data carried with a call, a transfer or an invitation.
@@ -43,25 +114,31 @@ pub struct CustomContext {
 pub struct CreateCallRequest {
     /// The configured application placing the call (its endpoint is the caller, its
     /// callback gets the events).
+    #[schema(min_length = 1)]
     pub application: String,
     /// Whom to call: one target (a group call needs the media mixer: 422).
+    #[schema(min_items = 1, max_items = 1)]
     pub targets: Vec<Identifier>,
     /// The caller ID: a SIP URI (From and P-Asserted-Identity) or a phone number (the
     /// trunk's own caller ID wins when it has one).
     #[serde(default)]
     pub caller_id: Option<Identifier>,
-    /// The caller's display name.
+    /// The caller's display name (at most 128 bytes, no control characters).
     #[serde(default)]
+    #[schema(max_length = 128)]
     pub caller_display_name: Option<String>,
     #[serde(default)]
     pub custom_context: Option<CustomContext>,
     /// Give up after this many seconds without an answer (1-600; default: the
     /// engine's establish timeout).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 1, maximum = 600)]
     pub invitation_timeout_in_seconds: Option<u32>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -117,10 +194,13 @@ pub struct ParticipantList {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnswerCallRequest {
     /// From the `IncomingCall` event.
+    #[schema(min_length = 1)]
     pub incoming_call_context: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -140,13 +220,16 @@ pub enum CallRejectReason {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RejectCallRequest {
+    #[schema(min_length = 1)]
     pub incoming_call_context: String,
     #[serde(default)]
     pub call_reject_reason: Option<CallRejectReason>,
     /// Any final status 400-699.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 400, maximum = 699)]
     pub sip_status: Option<u16>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
 }
 
@@ -154,9 +237,11 @@ pub struct RejectCallRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedirectCallRequest {
+    #[schema(min_length = 1)]
     pub incoming_call_context: String,
     pub target: Identifier,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
 }
 
@@ -170,8 +255,10 @@ pub struct HangupRequest {
     #[serde(default)]
     pub for_everyone: bool,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -189,8 +276,10 @@ pub struct TransferToParticipantRequest {
     #[serde(default)]
     pub custom_context: Option<CustomContext>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -208,18 +297,22 @@ pub struct OperationAccepted {
 pub struct AddParticipantRequest {
     pub participant_to_add: Identifier,
     /// How long the new participant may ring (1-180 s; default 60).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 1, maximum = 180)]
     pub invitation_timeout_in_seconds: Option<u32>,
     /// The caller ID the new participant sees (a phone number).
     #[serde(default)]
     pub source_caller_id_number: Option<Identifier>,
     #[serde(default)]
+    #[schema(max_length = 128)]
     pub source_display_name: Option<String>,
     #[serde(default)]
     pub custom_context: Option<CustomContext>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -238,10 +331,13 @@ pub struct AddParticipantResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelAddParticipantRequest {
+    #[schema(min_length = 1)]
     pub invitation_id: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -260,8 +356,10 @@ pub struct CancelAddParticipantResponse {
 pub struct RemoveParticipantRequest {
     pub participant_to_remove: Identifier,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -274,8 +372,10 @@ pub struct ParkRequest {
     #[serde(default)]
     pub participant: Option<Identifier>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -296,12 +396,17 @@ pub struct ParkResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetrieveRequest {
+    /// The orbit number (701-720 by default).
+    #[serde(deserialize_with = "whole::required")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub orbit: u16,
     pub target: Identifier,
     /// Seconds the target may ring (1-600).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 1, maximum = 600)]
     pub invitation_timeout_in_seconds: Option<u32>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
 }
 
@@ -323,14 +428,17 @@ pub struct RetrieveResponse {
 pub struct PlayRequest {
     /// A path on the Tandem host; relative to the configured media directory when
     /// there is one (then without `..`).
+    #[schema(min_length = 1)]
     pub file: String,
     #[serde(default, rename = "loop")]
     pub looped: bool,
     #[serde(default)]
     pub play_to: Option<Vec<Identifier>>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -339,13 +447,16 @@ pub struct PlayRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendDtmfRequest {
     /// `0-9`, `*`, `#`, `A-D`; 1-32 tones.
+    #[schema(pattern = "^[0-9*#A-Da-d]{1,32}$")]
     pub tones: String,
     /// Which participant (needed when the call has two).
     #[serde(default)]
     pub target_participant: Option<Identifier>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 

@@ -238,7 +238,9 @@ impl ControlApi {
             ))
             .route_layer(require_token(self.shared.config.token.clone()))
             .with_state(self.shared.clone());
-        let open = Router::new().route("/v1/openapi.json", get(openapi_json));
+        let open = Router::new()
+            .route("/v1/openapi.json", get(openapi_json))
+            .with_state(self.shared.clone());
         guarded.merge(open)
     }
 
@@ -249,13 +251,15 @@ impl ControlApi {
     }
 }
 
-/// Answers unknown paths (404) and methods (405) with problem+json.
+/// Answers unknown paths (404) and methods (405, with `Allow` as documented) with
+/// problem+json.
 pub fn with_problem_fallbacks(router: Router) -> Router {
     router
         .fallback(|| async {
             Problem::not_found("no-such-route", "no such path under /v1").into_response()
         })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed().into_response() })
+        .layer(axum::middleware::from_fn(allow_by_path))
 }
 
 /// tower-http refuses an oversize body with a bare 413: give it the API's shape.
@@ -281,11 +285,57 @@ async fn problem_for_limit(
     security(()),
     responses((status = 200, description = "This document (no token needed)", content_type = "application/json"))
 )]
-pub(crate) async fn openapi_json() -> Response {
-    match ApiDoc::openapi().to_json() {
+pub(crate) async fn openapi_json(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> Response {
+    let mut names: Vec<&str> = shared.applications.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    match served(&names).to_json() {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(error) => Problem::internal(error.to_string()).into_response(),
     }
+}
+
+/// The document as served: `application` lists the configured applications.
+fn served(applications: &[&str]) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let mut doc = ApiDoc::openapi();
+    let schema = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("CreateCallRequest"));
+    if let Some(RefOr::T(Schema::Object(request))) = schema
+        && let Some(RefOr::T(Schema::Object(application))) =
+            request.properties.get_mut("application")
+    {
+        application.enum_values = Some(
+            applications
+                .iter()
+                .map(|name| serde_json::Value::from(*name))
+                .collect(),
+        );
+    }
+    doc
+}
+
+/// The `{id}:verb` paths share axum routes with the reads: a 405 names the methods of
+/// the path as documented (RFC 9110 §10.2.1), not of the route behind it.
+async fn allow_by_path(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let under_call = request.uri().path().strip_prefix("/v1/calls/").is_some();
+    let action = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
+    let mut response = next.run(request).await;
+    if under_call && response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = if action { "POST" } else { "GET,HEAD" };
+        response
+            .headers_mut()
+            .insert(header::ALLOW, axum::http::HeaderValue::from_static(allow));
+    }
+    response
 }
 
 /// The OpenAPI document of the API, generated from the code.

@@ -388,6 +388,21 @@ async fn bad_input_gets_problem_details_and_changes_nothing() {
         None,
     )
     .await;
+    for (path, allow) in [
+        (format!("/v1/calls/{id}"), "GET,HEAD"),
+        (format!("/v1/calls/{id}:hangup"), "POST"),
+        (format!("/v1/calls/{id}/participants:add"), "POST"),
+    ] {
+        let response = rig
+            .client
+            .put(rig.url(&path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers().get("allow").unwrap(), allow, "{path}");
+        problem(response, 405, None).await;
+    }
     problem(
         post_raw(
             &format!("/v1/calls/{id}:explode"),

@@ -65,6 +65,11 @@ async fn the_document_lists_every_route_served() {
             "{name} is referred to but not defined"
         );
     }
+    // The served document names the configured applications.
+    assert_eq!(
+        doc["components"]["schemas"]["CreateCallRequest"]["properties"]["application"]["enum"],
+        serde_json::json!(["app", "slow"])
+    );
     // Request bodies refuse unknown fields.
     assert_eq!(
         doc["components"]["schemas"]["CreateCallRequest"]["additionalProperties"],
