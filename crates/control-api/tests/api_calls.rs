@@ -772,3 +772,64 @@ async fn play_and_dtmf_both_ways() {
     assert_eq!(tone.data["tone"], "7");
     assert_eq!(tone.data["participant"]["identifier"]["sipUri"], rig.bob());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_leaves_a_three_party_call() {
+    let mut rig = Rig::start("the_application_leaves_a_three_party_call").await;
+    let id = rig.connected_call(&rig.bob(), "to-bob").await;
+    let mut bob = rig.bob_calls.recv().await.unwrap();
+    let (status, _) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:add"),
+            json!({ "participantToAdd": { "sipUri": rig.demo_b("echo") } }),
+        )
+        .await;
+    assert_eq!(status, 202);
+    rig.events
+        .wait("AddParticipantSucceeded", |d| {
+            d["callConnectionId"] == json!(id)
+        })
+        .await;
+    // Without forEveryone the application leaves; bob and echo stay together.
+    let (status, _) = rig
+        .post(
+            &format!("/v1/calls/{id}:hangup"),
+            json!({ "forEveryone": false, "operationContext": "leave" }),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let left = rig
+        .events
+        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
+        .await;
+    assert_eq!(left.data["operationContext"], "leave");
+    assert!(rig.call_ids().await.is_empty());
+    assert_eq!(rig.get(&format!("/v1/calls/{id}")).await.0, 404);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let alive = rig
+        .a
+        .tandem
+        .with_engine(|engine, _| engine.stats().calls)
+        .await
+        .unwrap();
+    assert_eq!(alive, 2, "bob's and echo's calls go on");
+    // Bob hangs up: echo's call is ended too, and no further event comes.
+    let events_before = rig.events.all().len();
+    bob.call.terminate(Default::default()).await.unwrap();
+    bob_waits(&mut bob, is_terminated).await;
+    let mut left_over = usize::MAX;
+    for _ in 0..50 {
+        left_over = rig
+            .a
+            .tandem
+            .with_engine(|engine, _| engine.stats().calls)
+            .await
+            .unwrap();
+        if left_over == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left_over, 0, "the last participant was hung up");
+    assert_eq!(rig.events.all().len(), events_before);
+}
