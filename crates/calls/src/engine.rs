@@ -6,6 +6,7 @@
 //! application's commands (`establish`, `accept`, `decline`, ...), each taking `now`.
 
 mod b2bua;
+mod media_join;
 mod park;
 mod rooms;
 mod routes;

@@ -1,0 +1,445 @@
+//! The rig of the API tests: runtime A (127.0.0.1) runs the control API over real
+//! loopback sockets, served by axum on 127.0.0.1:0; runtime B (127.0.0.2) is the far
+//! end: `bob` answers every call (and accepts transfers), `carol` places calls to the
+//! API's applications, and the demo users `echo`, `ring` and `busy` of B are targets.
+//! A recording [`EventSink`] keeps every event the API publishes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    dead_code
+)]
+
+use control_api::{ApiConfig, ApplicationConfig, ControlApi, EventSink};
+use runtime::app::{ApplicationEndpoint, AudioVideoCall, EndpointNotice};
+use runtime::calls::routing::{Action, Match, RouteTable, Rule, regex};
+use runtime::calls::{
+    ApplicationEndpointSettings, CallAcceptOptions, CallEstablishOptions, CallEvent,
+    ConversationSettings, EngineConfig, MediaSettings, SignalingHeader,
+};
+use runtime::sip_transport::TransportConfig;
+use runtime::{Running, RuntimeConfig};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// One published event.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub application: String,
+    pub callback: Option<String>,
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub data: Value,
+}
+
+/// An [`EventSink`] that keeps everything.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    events: Mutex<Vec<Published>>,
+    changed: Notify,
+}
+
+impl EventSink for Recorder {
+    fn publish(
+        &self,
+        application: &str,
+        callback: Option<&str>,
+        event_type: &str,
+        subject: Option<String>,
+        data: Value,
+    ) -> u64 {
+        let mut events = self.events.lock().unwrap();
+        events.push(Published {
+            application: application.to_owned(),
+            callback: callback.map(str::to_owned),
+            event_type: event_type.to_owned(),
+            subject,
+            data,
+        });
+        self.changed.notify_waiters();
+        events.len() as u64
+    }
+}
+
+impl Recorder {
+    pub fn all(&self) -> Vec<Published> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn types(&self) -> Vec<String> {
+        self.all().into_iter().map(|e| e.event_type).collect()
+    }
+
+    /// The first event of `event_type` that `matches` (waits up to 10 s).
+    pub async fn wait(&self, event_type: &str, matches: impl Fn(&Value) -> bool) -> Published {
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(event) = self
+                    .all()
+                    .into_iter()
+                    .find(|e| e.event_type == event_type && matches(&e.data))
+                {
+                    return event;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        match found {
+            Ok(event) => event,
+            Err(_) => panic!(
+                "no {event_type} event within 10 s; events: {:#?}",
+                self.all()
+            ),
+        }
+    }
+
+    /// The events of one call connection, in order.
+    pub fn of_call(&self, id: &str) -> Vec<Published> {
+        self.all()
+            .into_iter()
+            .filter(|e| e.data["callConnectionId"] == json!(id))
+            .collect()
+    }
+}
+
+/// A runtime on `ip` with its own RTP range.
+async fn runtime_on(ip: &str, first_port: u16, routes: RouteTable) -> Running {
+    let engine = EngineConfig {
+        media: MediaSettings {
+            first_port,
+            last_port: first_port + 199,
+            ..MediaSettings::default()
+        },
+        routes,
+        ..EngineConfig::default()
+    };
+    let config = RuntimeConfig {
+        transport: TransportConfig::new(vec![format!("{ip}:0").parse().unwrap()], vec![]),
+        engine,
+        dns_servers: Vec::new(),
+        media_address: Some(ip.parse().unwrap()),
+    };
+    runtime::start(config).await.unwrap()
+}
+
+/// What bob's side saw of a call.
+#[derive(Debug)]
+pub struct BobCall {
+    pub call: AudioVideoCall,
+    pub headers: Vec<SignalingHeader>,
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
+}
+
+pub struct Rig {
+    pub a: Running,
+    pub b: Running,
+    pub api: ControlApi,
+    pub events: Arc<Recorder>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub a_addr: std::net::SocketAddr,
+    pub b_addr: std::net::SocketAddr,
+    /// Every call bob answered.
+    pub bob_calls: mpsc::UnboundedReceiver<BobCall>,
+    /// Carol places calls from B.
+    pub carol: ApplicationEndpoint,
+}
+
+/// A port range per test name, so parallel tests rarely meet (and the media plane
+/// skips ports another holds).
+fn ports_for(name: &str) -> u16 {
+    let h = name
+        .bytes()
+        .fold(17u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    20000 + (h % 90) as u16 * 400
+}
+
+impl Rig {
+    /// Applications: `app` (owner `sip:app@A`, 10 s to answer) and `slow` (owner
+    /// `sip:slow@A`, 700 ms to answer); a `webhook` route hands calls to user `support`
+    /// to `app`.
+    pub async fn start(name: &str) -> Rig {
+        Rig::with(name, |_| {}).await
+    }
+
+    pub async fn with(name: &str, configure: impl FnOnce(&mut ApiConfig)) -> Rig {
+        let base_port = ports_for(name);
+        let route = Rule::new(
+            "support",
+            Match {
+                user: Some(regex("^support$").unwrap()),
+                ..Match::default()
+            },
+            Action::Webhook {
+                application: "app".into(),
+            },
+        )
+        .unwrap();
+        let a = runtime_on("127.0.0.1", base_port, RouteTable::new(vec![route])).await;
+        let b = runtime_on("127.0.0.2", base_port + 200, RouteTable::default()).await;
+        let a_addr = a.local_addrs[0].1;
+        let b_addr = b.local_addrs[0].1;
+
+        let mut app = ApplicationConfig::new("app", format!("sip:app@{a_addr}"));
+        app.callback_uri = Some("http://127.0.0.1:9/app-hook".into());
+        app.answer_timeout = Duration::from_secs(10);
+        let mut slow = ApplicationConfig::new("slow", format!("sip:slow@{a_addr}"));
+        slow.answer_timeout = Duration::from_millis(700);
+        let mut config = ApiConfig {
+            token: Some(TOKEN.into()),
+            applications: vec![app, slow],
+            ..ApiConfig::default()
+        };
+        configure(&mut config);
+        let events = Arc::new(Recorder::default());
+        let api = control_api::start(a.tandem.clone(), config, events.clone())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = api.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let bob = b
+            .tandem
+            .add_application_endpoint(ApplicationEndpointSettings::new(format!(
+                "sip:bob@{b_addr}"
+            )))
+            .await
+            .unwrap();
+        let (bob_tx, bob_calls) = mpsc::unbounded_channel();
+        tokio::spawn(answer_everything(b.tandem.clone(), bob, bob_tx));
+        let carol = b
+            .tandem
+            .add_application_endpoint(ApplicationEndpointSettings::new(format!(
+                "sip:carol@{b_addr}"
+            )))
+            .await
+            .unwrap();
+        Rig {
+            a,
+            b,
+            api,
+            events,
+            base,
+            client: reqwest::Client::new(),
+            a_addr,
+            b_addr,
+            bob_calls,
+            carol,
+        }
+    }
+
+    pub fn bob(&self) -> String {
+        format!("sip:bob@{}", self.b_addr)
+    }
+
+    /// A demo user of B (`echo`, `ring`, `busy`).
+    pub fn demo_b(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.b_addr)
+    }
+
+    pub fn demo_a(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.a_addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST `body` as JSON with the token; the status and the JSON answer (`Null`
+    /// when empty).
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    /// Creates a call from `app` to `target` and waits for `CallConnected`.
+    pub async fn connected_call(&self, target: &str, context: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/calls",
+                json!({
+                    "application": "app",
+                    "targets": [{ "sipUri": target }],
+                    "operationContext": context,
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["callConnectionId"].as_str().unwrap().to_owned();
+        self.events
+            .wait("CallConnected", |d| d["callConnectionId"] == json!(id))
+            .await;
+        id
+    }
+
+    /// Carol calls `user` at A; the call's result when it ends being set up.
+    pub async fn carol_calls(
+        &self,
+        user: &str,
+        headers: &[(&str, &str)],
+    ) -> tokio::task::JoinHandle<(
+        Result<runtime::calls::EstablishSucceeded, runtime::app::Error>,
+        AudioVideoCall,
+        runtime::app::CallEvents,
+    )> {
+        let conversation = self
+            .carol
+            .new_conversation(ConversationSettings::default())
+            .await
+            .unwrap();
+        let target = format!("sip:{user}@{}", self.a_addr);
+        let mut options = CallEstablishOptions::new();
+        for (n, v) in headers {
+            options = options.header(*n, *v);
+        }
+        tokio::spawn(async move {
+            let (call, events) = AudioVideoCall::new(&conversation).await.unwrap();
+            let result = call.establish(&target, options).await;
+            (result, call, events)
+        })
+    }
+
+    /// The call list's ids.
+    pub async fn call_ids(&self) -> Vec<String> {
+        let (status, body) = self.get("/v1/calls").await;
+        assert_eq!(status, 200, "{body}");
+        body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["callConnectionId"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, value)
+}
+
+/// Bob: answers every call, accepts every transfer (placing the new call himself),
+/// and hands the test each call with its INVITE's headers and its events.
+async fn answer_everything(
+    tandem: runtime::Tandem,
+    mut bob: ApplicationEndpoint,
+    calls: mpsc::UnboundedSender<BobCall>,
+) {
+    while let Some(notice) = bob.next_event().await {
+        let EndpointNotice::CallReceived(incoming) = notice else {
+            continue;
+        };
+        let headers = incoming.info.headers.clone();
+        let mut call_events = incoming.events;
+        let Some(call) = AudioVideoCall::from_incoming(incoming.call) else {
+            continue;
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tandem = tandem.clone();
+        let handle = call.handle();
+        tokio::spawn(async move {
+            while let Some(event) = call_events.next().await {
+                if let CallEvent::TransferReceived { transfer, .. } = &event {
+                    let transfer = *transfer;
+                    let accepted = tandem
+                        .with_engine(move |engine, now| {
+                            engine.accept_transfer(
+                                now,
+                                handle,
+                                transfer,
+                                CallEstablishOptions::new(),
+                            )
+                        })
+                        .await;
+                    assert!(matches!(accepted, Ok(Ok(_))), "{accepted:?}");
+                }
+                let _ = tx.send(event);
+            }
+        });
+        call.accept(CallAcceptOptions::new()).await.unwrap();
+        let _ = calls.send(BobCall {
+            call,
+            headers,
+            events: rx,
+        });
+    }
+}
+
+/// Waits for a call event of bob's call.
+pub async fn bob_waits(call: &mut BobCall, done: impl Fn(&CallEvent) -> bool) -> CallEvent {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = call.events.recv().await {
+            if done(&event) {
+                return Some(event);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(event)) => event,
+        _ => panic!("bob's call: no such event within 10 s"),
+    }
+}
+
+/// A WAV file (8 kHz mono 16-bit) of `seconds` of 1 kHz.
+pub fn write_wav(name: &str, seconds: f64) -> std::path::PathBuf {
+    let count = (8000.0 * seconds) as u32;
+    let mut data = Vec::with_capacity(count as usize * 2);
+    for n in 0..count {
+        let x = (2.0 * std::f64::consts::PI * 1000.0 * f64::from(n) / 8000.0).sin();
+        data.extend_from_slice(&((x * 8000.0) as i16).to_le_bytes());
+    }
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    let path = std::env::temp_dir().join(format!("tandem-api-{}-{name}.wav", std::process::id()));
+    std::fs::write(&path, wav).unwrap();
+    path
+}
