@@ -247,7 +247,7 @@ fn seed() -> u64 {
     hasher.finish()
 }
 
-async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), runtime::RuntimeError> {
+async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     let (control_tx, control_rx) = mpsc::channel(8);
     let mut usr1 = signal(SignalKind::user_defined1()).ok();
@@ -275,9 +275,63 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), runtime::Ru
             () = term => info!("SIGTERM: stopping"),
         }
     };
-    runtime::run(
+    // The control API, when `[api] listen` is set: bound before anything starts (a
+    // taken port refuses the start), served beside the driver.
+    let (tandem, api_rx) = runtime::app::channel();
+    let api = &config.api_settings;
+    if let Some(listen) = api.listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot bind the control API on {listen}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        if api.token.is_none() {
+            tracing::warn!(%bound, "the control API has no token: anyone who reaches it controls calls");
+        }
+        let hub = control_api::hub::EventHub::new(control_api::hub::HubConfig {
+            retention: api.event_retention,
+            webhook_secret: api.webhook_secret.clone(),
+            source: format!("/tandem/{bound}"),
+            ..control_api::hub::HubConfig::default()
+        });
+        let api_config = control_api::ApiConfig {
+            token: api.token.clone(),
+            max_body_bytes: api.max_body_bytes,
+            default_trunk: api.default_trunk.clone(),
+            applications: api
+                .applications
+                .iter()
+                .map(|a| {
+                    let mut app = control_api::ApplicationConfig::new(&a.name, &a.owner_uri);
+                    app.callback_uri = a.callback_uri.clone();
+                    app.answer_timeout = a.answer_timeout;
+                    app
+                })
+                .collect(),
+            ..control_api::ApiConfig::default()
+        };
+        let token = api.token.clone();
+        let tandem = tandem.clone();
+        tokio::spawn(async move {
+            let api = match control_api::start(tandem, api_config, std::sync::Arc::new(hub.clone()))
+                .await
+            {
+                Ok(api) => api,
+                Err(e) => {
+                    error!(error = %e, "the control API did not start");
+                    return;
+                }
+            };
+            info!(api = %bound, "control API serving");
+            let router = control_api::router(&api, hub, token);
+            if let Err(e) = axum::serve(listener, router).await {
+                error!(error = %e, "the control API stopped");
+            }
+        });
+    }
+    runtime::run_with_api(
         runtime_config(&config, tls),
         control_rx,
+        api_rx,
         shutdown,
         |addrs| {
             let listening: Vec<String> = addrs
@@ -288,4 +342,5 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), runtime::Ru
         },
     )
     .await
+    .map_err(|e| e.to_string())
 }
