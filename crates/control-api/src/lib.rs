@@ -15,6 +15,8 @@ mod calls;
 mod error;
 mod follow;
 mod json;
+mod messaging;
+mod messaging_model;
 mod model;
 mod server;
 mod state;
@@ -22,6 +24,8 @@ mod validate;
 
 pub use auth::{RequireToken, RequireTokenService, require_token};
 pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use messaging::THREAD_ID_HEADER;
+pub use messaging_model::*;
 pub use model::*;
 pub use server::{
     ApiConfig, ApplicationConfig, ControlApi, EventSink, ROUTES, openapi, start,
