@@ -1146,7 +1146,8 @@ pub(crate) async fn conversation_get(Path((_, segment)): Path<(String, String)>)
     problem_response(Problem::not_found("no-such-route", "no such path"))
 }
 
-/// A JSON body that may be absent (no body and no Content-Type): the default.
+/// A JSON body that may be absent (no body and no Content-Type, or `null`): the
+/// default.
 async fn optional_body<T: serde::de::DeserializeOwned + Default>(
     request: Request,
     shared: &Arc<Shared>,
@@ -1165,9 +1166,10 @@ async fn optional_body<T: serde::de::DeserializeOwned + Default>(
         }
         return Err(Problem::unsupported_media_type(None));
     }
-    ApiJson::<T>::from_request(request, shared)
+    // `null` is the absent body too.
+    ApiJson::<Option<T>>::from_request(request, shared)
         .await
-        .map(|ApiJson(b)| b)
+        .map(|ApiJson(b)| b.unwrap_or_default())
 }
 
 /// The conversation `id` in the books, connected (else 404 / 409).
@@ -1361,3 +1363,84 @@ pub(crate) async fn stop_messaging(
     )
 )]
 pub(crate) struct MessagingDoc;
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_characters_and_name_the_field() {
+        assert!(check_content("x", "content").is_ok());
+        assert!(check_content(&"é".repeat(MAX_MESSAGE_CHARS), "content").is_ok());
+        let p = check_content(&"x".repeat(MAX_MESSAGE_CHARS + 1), "message.content").unwrap_err();
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (400, Some("message.content"))
+        );
+        assert_eq!(check_content("", "content").unwrap_err().status, 400);
+
+        assert!(check_subject(None).is_ok());
+        assert!(check_subject(Some(&"ü".repeat(MAX_SUBJECT_CHARS))).is_ok());
+        for bad in ["a\r\nVia: x", "tab\there", "del\u{7f}"] {
+            let p = check_subject(Some(&bad.to_owned())).unwrap_err();
+            assert_eq!(p.field.as_deref(), Some("subject"), "{bad:?}");
+        }
+        assert!(check_subject(Some(&"s".repeat(MAX_SUBJECT_CHARS + 1))).is_err());
+
+        assert!(check_thread_id(Some(&"AbC+/=_-1".to_owned())).is_ok());
+        for bad in ["", "a b", "ü", &"t".repeat(MAX_THREAD_ID_CHARS + 1)] {
+            let p = check_thread_id(Some(&bad.to_owned())).unwrap_err();
+            assert_eq!(p.field.as_deref(), Some("threadId"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn importance_and_priority() {
+        for importance in [Importance::Normal, Importance::High, Importance::Low] {
+            assert_eq!(importance_of(priority_of(importance)), importance);
+        }
+        assert_eq!(priority_of(Importance::High), Priority::Urgent);
+        assert_eq!(priority_of(Importance::Low), Priority::NonUrgent);
+        assert_eq!(importance_of(Priority::Emergency), Importance::High);
+    }
+
+    #[test]
+    fn reasons_and_content_types() {
+        assert_eq!(code_of(486), "busy");
+        assert_eq!(code_of(408), "timeout");
+        assert_eq!(code_of(603), "declined");
+        assert_eq!(code_of(487), "cancelled");
+        assert_eq!(code_of(500), "failed");
+        assert_eq!(essence("Text/HTML; charset=UTF-8"), "text/html");
+        assert_eq!(essence("text/plain"), "text/plain");
+        assert_eq!(
+            MessageContentType::TextHtml.wire(),
+            "text/html;charset=UTF-8"
+        );
+    }
+
+    #[test]
+    fn invitations_settle_once() {
+        let mut book = Book::default();
+        let p = book.pending("nope").unwrap_err();
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (404, Some("invitationContext"))
+        );
+        book.settle("t".into(), Settled::Declined);
+        let p = book.pending("t").unwrap_err();
+        assert_eq!(p.status, 409);
+        assert!(p.detail.contains("declined"), "{}", p.detail);
+        for n in 0..SETTLED_KEPT + 10 {
+            book.settle(format!("x{n}"), Settled::Ended);
+        }
+        assert_eq!(book.settled.len(), SETTLED_KEPT);
+        assert_eq!(book.pending("t").unwrap_err().status, 404, "forgotten");
+    }
+}

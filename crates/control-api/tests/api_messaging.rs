@@ -921,6 +921,25 @@ async fn bad_input_changes_nothing() {
         .unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET,HEAD");
+    // Larger than the body limit: 413.
+    let huge = format!(
+        "{{\"contentType\":\"text/plain\",\"content\":\"{}\"}}",
+        "y".repeat(70 * 1024)
+    );
+    let response = rig
+        .client
+        .post(rig.url(&send))
+        .bearer_auth(api_support::TOKEN)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        control_api::PROBLEM_JSON
+    );
     // No token: 401.
     let response = rig
         .client
@@ -964,10 +983,11 @@ async fn bad_input_changes_nothing() {
             d["conversationId"] == json!(ringing) && d["type"] == "deleted"
         })
         .await;
+    // `null` is an absent body.
     let (status, again) = rig
         .post(
             &format!("/v1/conversations/{connected}/messaging:stopMessaging"),
-            json!({}),
+            Value::Null,
         )
         .await;
     assert_eq!(status, 204, "{again}");
@@ -978,4 +998,55 @@ async fn bad_input_changes_nothing() {
         )
         .await;
     assert!(status == 409 || status == 404, "{status} {twice}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_describes_messaging() {
+    let rig = Rig::start("the_document_describes_messaging").await;
+    let (status, doc) = rig.get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    std::fs::write(
+        std::env::temp_dir().join("tandem-api-messaging-openapi.json"),
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["StartMessagingRequest"]["properties"]["application"]["enum"],
+        json!(["app", "slow"])
+    );
+    assert_eq!(
+        schemas["StartMessagingRequest"]["additionalProperties"],
+        Value::Bool(false)
+    );
+    assert_eq!(
+        schemas["MessageContentType"]["enum"],
+        json!(["text/plain", "text/html"])
+    );
+    assert_eq!(
+        schemas["SendMessageRequest"]["properties"]["content"]["maxLength"],
+        4096
+    );
+    let tag = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "messaging")
+        .unwrap();
+    let described = tag["description"].as_str().unwrap();
+    for event in [
+        "messagingInvitation",
+        "messageCompleted",
+        "messageFailed",
+        "typing",
+        "participant",
+    ] {
+        assert!(described.contains(event), "{event} is not described");
+    }
+    assert_eq!(
+        doc["paths"]["/v1/conversations/{conversationId}/messaging:sendMessage"]["post"]["security"],
+        Value::Null,
+        "the document-wide bearer requirement applies"
+    );
+    assert_eq!(doc["security"], json!([{ "bearer": [] }]));
 }
