@@ -479,7 +479,9 @@ pub(crate) fn follow(shared: &Arc<Shared>, event: Event) -> Option<Event> {
             endpoint,
             event: EndpointEvent::CallReceived(info),
         } if info.kind == CallKind::InstantMessaging => {
-            let app = shared.application_of(*endpoint)?.clone();
+            let Some(app) = shared.application_of(*endpoint).cloned() else {
+                return Some(event);
+            };
             let token = {
                 let mut book = shared.messaging.book();
                 let mut outbox = Outbox::default();

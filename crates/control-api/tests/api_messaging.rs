@@ -829,6 +829,18 @@ async fn bad_input_changes_nothing() {
             Some("isTyping"),
         ),
         (
+            send.clone(),
+            json!(["text/plain", "fields in order"]),
+            400,
+            None,
+        ),
+        (
+            format!("/v1/conversations/{connected}/messaging:stopMessaging"),
+            json!([null, null]),
+            400,
+            None,
+        ),
+        (
             "/v1/conversations/no-such-id/messaging:sendMessage".into(),
             json!({ "contentType": "text/plain", "content": "x" }),
             404,
