@@ -8,6 +8,11 @@
 //! hang up, transfer, add / cancel / remove participants, park and retrieve, play and
 //! DTMF. Outcomes come as events through an [`EventSink`]. Errors are RFC 9457 problem
 //! details; the OpenAPI document is at `GET /v1/openapi.json`.
+//!
+//! Messaging, in the style of UCWA, lives under `/v1/conversations`: an IM call per
+//! conversation (start, accept or decline an invitation, send messages, typing, stop),
+//! with UCWA's resource events (`conversation`, `messaging`, `participant`,
+//! `messagingInvitation`, `message`, `typing`, `messageCompleted` / `messageFailed`).
 #![forbid(unsafe_code)]
 
 mod auth;
