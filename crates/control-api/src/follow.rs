@@ -31,6 +31,10 @@ enum Then {
 /// Follows the engine until the runtime stops.
 pub(crate) async fn follow(shared: Arc<Shared>, mut tap: mpsc::UnboundedReceiver<Event>) {
     while let Some(event) = tap.recv().await {
+        // IM calls of the applications are messaging's (UCWA style).
+        let Some(event) = crate::messaging::follow(&shared, event) else {
+            continue;
+        };
         let mut outbox = Outbox::default();
         let mut then = Vec::new();
         {
@@ -167,7 +171,7 @@ fn handle(
 }
 
 /// The URI of a From or To header value, as an identifier (`tel:` as a number).
-fn identifier_of(header: &str) -> (Identifier, Option<String>) {
+pub(crate) fn identifier_of(header: &str) -> (Identifier, Option<String>) {
     let parsed = sip_message::NameAddr::parse(&bytes::Bytes::copy_from_slice(header.as_bytes()));
     match parsed {
         Some(name_addr) => {
@@ -259,7 +263,7 @@ fn incoming(
 }
 
 /// What a failed establish says, as a SIP status and a message.
-fn failure_status(failure: &EstablishFailure) -> (u16, String) {
+pub(crate) fn failure_status(failure: &EstablishFailure) -> (u16, String) {
     match failure {
         EstablishFailure::Refused {
             status,
@@ -286,7 +290,7 @@ fn failure_status(failure: &EstablishFailure) -> (u16, String) {
 }
 
 /// Why a call ended, in words, with the SIP status closest to it.
-fn end_status(reason: &CallStateTransitionReason) -> (u16, String) {
+pub(crate) fn end_status(reason: &CallStateTransitionReason) -> (u16, String) {
     use CallStateTransitionReason as R;
     let status = match reason {
         R::RemoteDeclined { status, .. } | R::LocalDeclined { status } => *status,

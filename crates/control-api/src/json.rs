@@ -67,6 +67,14 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// Parses `bytes` as `T`; the error names the position or the field.
 pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // serde reads a struct from an array of its fields in order too: every body is an
+    // object (or `null` where the body is optional).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(Problem::bad_request(
+            "malformed-json",
+            "the body must be a JSON object, not an array",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -170,6 +178,10 @@ mod tests {
 
         let (status, field, _) = field_of(r#"{"application": "a", "targets": []} trailing"#);
         assert_eq!((status, field), (400, None));
+
+        let (status, field, detail) = field_of(r#" ["a", []]"#);
+        assert_eq!((status, field), (400, None));
+        assert!(detail.contains("object"), "{detail}");
     }
 
     #[test]

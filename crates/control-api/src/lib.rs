@@ -8,6 +8,11 @@
 //! hang up, transfer, add / cancel / remove participants, park and retrieve, play and
 //! DTMF. Outcomes come as events through an [`EventSink`]. Errors are RFC 9457 problem
 //! details; the OpenAPI document is at `GET /v1/openapi.json`.
+//!
+//! Messaging, in the style of UCWA, lives under `/v1/conversations`: an IM call per
+//! conversation (start, accept or decline an invitation, send messages, typing, stop),
+//! with UCWA's resource events (`conversation`, `messaging`, `participant`,
+//! `messagingInvitation`, `message`, `typing`, `messageCompleted` / `messageFailed`).
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -15,6 +20,8 @@ mod calls;
 mod error;
 mod follow;
 mod json;
+mod messaging;
+mod messaging_model;
 mod model;
 mod server;
 mod state;
@@ -22,6 +29,8 @@ mod validate;
 
 pub use auth::{RequireToken, RequireTokenService, require_token};
 pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use messaging::THREAD_ID_HEADER;
+pub use messaging_model::*;
 pub use model::*;
 pub use server::{
     ApiConfig, ApplicationConfig, ControlApi, EventSink, ROUTES, openapi, start,

@@ -35,6 +35,9 @@ pub struct ApiConfig {
     /// Files `play` names are relative to this directory (no `..`); `None`: any path
     /// the daemon can read.
     pub media_dir: Option<PathBuf>,
+    /// A messaging invitation (`conversations:startMessaging`) unanswered this long is
+    /// cancelled and fails with reason `timeout` (30 s by default).
+    pub messaging_invitation_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +51,7 @@ impl Default for ApiConfig {
             max_header_value: 256,
             max_uui_bytes: 128,
             media_dir: None,
+            messaging_invitation_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -157,6 +161,12 @@ fn check(config: &ApiConfig) -> Result<(), ApiError> {
     if config.max_body_bytes == 0 {
         return Err(bad("max_body_bytes".into(), "must be more than 0"));
     }
+    if config.messaging_invitation_timeout.is_zero() {
+        return Err(bad(
+            "messaging_invitation_timeout".into(),
+            "must be more than 0",
+        ));
+    }
     let mut seen = std::collections::HashSet::new();
     for app in &config.applications {
         let what = format!("application `{}`", app.name);
@@ -205,6 +215,23 @@ pub const ROUTES: &[(&str, &str)] = &[
         "get",
         "/v1/calls/{callConnectionId}/participants/{participantId}",
     ),
+    ("post", "/v1/conversations:startMessaging"),
+    ("post", "/v1/conversations:acceptMessaging"),
+    ("post", "/v1/conversations:declineMessaging"),
+    ("get", "/v1/conversations"),
+    ("get", "/v1/conversations/{conversationId}"),
+    (
+        "post",
+        "/v1/conversations/{conversationId}/messaging:sendMessage",
+    ),
+    (
+        "post",
+        "/v1/conversations/{conversationId}/messaging:setIsTyping",
+    ),
+    (
+        "post",
+        "/v1/conversations/{conversationId}/messaging:stopMessaging",
+    ),
 ];
 
 impl ControlApi {
@@ -231,6 +258,7 @@ impl ControlApi {
                 "/v1/calls/{call}/participants/{participant}",
                 get(calls::get_participant),
             )
+            .merge(crate::messaging::routes())
             .route_layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
             .route_layer(axum::middleware::map_response_with_state(
                 limit,
@@ -299,21 +327,23 @@ pub(crate) async fn openapi_json(
 /// The document as served: `application` lists the configured applications.
 fn served(applications: &[&str]) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::{RefOr, schema::Schema};
-    let mut doc = ApiDoc::openapi();
-    let schema = doc
-        .components
-        .as_mut()
-        .and_then(|c| c.schemas.get_mut("CreateCallRequest"));
-    if let Some(RefOr::T(Schema::Object(request))) = schema
-        && let Some(RefOr::T(Schema::Object(application))) =
-            request.properties.get_mut("application")
-    {
-        application.enum_values = Some(
-            applications
-                .iter()
-                .map(|name| serde_json::Value::from(*name))
-                .collect(),
-        );
+    let mut doc = openapi();
+    for name in ["CreateCallRequest", "StartMessagingRequest"] {
+        let schema = doc
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut(name));
+        if let Some(RefOr::T(Schema::Object(request))) = schema
+            && let Some(RefOr::T(Schema::Object(application))) =
+                request.properties.get_mut("application")
+        {
+            application.enum_values = Some(
+                applications
+                    .iter()
+                    .map(|name| serde_json::Value::from(*name))
+                    .collect(),
+            );
+        }
     }
     doc
 }
@@ -321,7 +351,8 @@ fn served(applications: &[&str]) -> utoipa::openapi::OpenApi {
 /// The `{id}:verb` paths share axum routes with the reads: a 405 names the methods of
 /// the path as documented (RFC 9110 §10.2.1), not of the route behind it.
 async fn allow_by_path(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let under_call = request.uri().path().strip_prefix("/v1/calls/").is_some();
+    let path = request.uri().path();
+    let under_call = path.starts_with("/v1/calls/") || path.starts_with("/v1/conversations/");
     let action = request
         .uri()
         .path()
@@ -340,7 +371,7 @@ async fn allow_by_path(request: axum::extract::Request, next: axum::middleware::
 
 /// The OpenAPI document of the API, generated from the code.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    ApiDoc::openapi().merge_from(crate::messaging::MessagingDoc::openapi())
 }
 
 struct BearerAuth;

@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     /// Configured applications by name.
     pub(crate) applications: HashMap<String, Application>,
     book: Mutex<Book>,
+    /// The messaging books (their own lock).
+    pub(crate) messaging: crate::messaging::Messaging,
 }
 
 impl std::fmt::Debug for Shared {
@@ -55,6 +57,7 @@ impl Shared {
             sink,
             applications,
             book: Mutex::new(Book::default()),
+            messaging: crate::messaging::Messaging::default(),
         }
     }
 
