@@ -498,6 +498,20 @@ impl Engine {
             c.clear(Timer::TransferGuard(id));
         }
         tracing::info!(%call, %id, final_status, ?outcome, "transfer completed");
+        let transferring = self.calls.get(&call).map(|c| c.state) == Some(CallState::Transferring);
+        let hang_up = outcome == TransferOutcome::Accepted && !transfer.keep_call;
+        // A call that goes on is `Established` again before `TransferCompleted` is
+        // raised, so whoever reacts to the outcome sees the call as it now is.
+        if transferring && !hang_up {
+            let reason = if outcome == TransferOutcome::Accepted {
+                Reason::Transferred
+            } else {
+                Reason::TransferFailed {
+                    status: final_status,
+                }
+            };
+            self.transition(call, CallState::Established, reason);
+        }
         self.emit(
             call,
             CallEvent::TransferCompleted {
@@ -506,28 +520,13 @@ impl Engine {
                 reason: outcome,
             },
         );
-        if self.calls.get(&call).map(|c| c.state) != Some(CallState::Transferring) {
-            return;
-        }
-        match outcome {
-            TransferOutcome::Accepted if transfer.keep_call => {
-                self.transition(call, CallState::Established, Reason::Transferred);
+        if transferring && hang_up {
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.ending = Some(Reason::Transferred);
             }
-            TransferOutcome::Accepted => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.ending = Some(Reason::Transferred);
-                }
-                if let Err(error) = self.terminate(now, call, CallTerminateOptions::new()) {
-                    tracing::debug!(%error, %call, "BYE after the transfer not sent");
-                }
+            if let Err(error) = self.terminate(now, call, CallTerminateOptions::new()) {
+                tracing::debug!(%error, %call, "BYE after the transfer not sent");
             }
-            _ => self.transition(
-                call,
-                CallState::Established,
-                Reason::TransferFailed {
-                    status: final_status,
-                },
-            ),
         }
     }
 
