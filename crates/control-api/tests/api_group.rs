@@ -107,7 +107,7 @@ async fn until_terminated(events: &mut CallEvents) {
 }
 
 /// A finished recording (the file is complete once the call's flow is closed).
-async fn recording(path: &PathBuf) -> Vec<i16> {
+async fn recording(path: &std::path::Path) -> Vec<i16> {
     let mut last = 0;
     for _ in 0..60 {
         tokio::time::sleep(ms(50)).await;
