@@ -454,6 +454,14 @@ fn participant_event(
             if connection.state == ConnectionState::Transferring {
                 connection.state = ConnectionState::Connected;
             }
+            // A failed transfer leaves the transferee where it was (the engine's own
+            // state change may come after this event).
+            if reason != TransferOutcome::Accepted
+                && let Some(p) = connection.participant_mut(&pending.participant)
+                && p.state == ParticipantState::Transferring
+            {
+                p.state = ParticipantState::Connected;
+            }
             let transferee = connection
                 .participant(&pending.participant)
                 .map(Participant::view);

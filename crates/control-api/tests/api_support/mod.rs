@@ -329,7 +329,8 @@ impl Rig {
         answer(response).await
     }
 
-    /// Creates a call from `app` to `target` and waits for `CallConnected`.
+    /// Creates a call from `app` to `target` and waits for `CallConnected` (and its
+    /// `ParticipantsUpdated`).
     pub async fn connected_call(&self, target: &str, context: &str) -> String {
         let (status, body) = self
             .post(
@@ -345,6 +346,11 @@ impl Rig {
         let id = body["callConnectionId"].as_str().unwrap().to_owned();
         self.events
             .wait("CallConnected", |d| d["callConnectionId"] == json!(id))
+            .await;
+        // And the ParticipantsUpdated published with it, so that a test counting events
+        // from here sees none of the connect's.
+        self.events
+            .wait("ParticipantsUpdated", |d| d["callConnectionId"] == json!(id))
             .await;
         id
     }
