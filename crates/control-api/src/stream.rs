@@ -117,12 +117,20 @@ fn gone_detail(application: &str, gap: Gap) -> String {
     }
 }
 
+/// A sequence number as the document declares it: an integer in `0..=i64::MAX` (OpenAPI
+/// `int64`, minimum 0; no hub gets near the top).
 fn parse_sequence(name: &str, value: &str) -> Result<u64, Refusal> {
-    value.trim().parse::<u64>().map_err(|_| {
-        Refusal::Invalid(format!(
-            "{name} must be a sequence number (a non-negative integer), not {value:?}"
-        ))
-    })
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            Refusal::Invalid(format!(
+                "{name} must be a sequence number (an integer from 0 to {}), not {value:?}",
+                i64::MAX
+            ))
+        })
 }
 
 /// The subscription a stream request asks for, or why not.

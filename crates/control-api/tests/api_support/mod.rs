@@ -350,7 +350,9 @@ impl Rig {
         // And the ParticipantsUpdated published with it, so that a test counting events
         // from here sees none of the connect's.
         self.events
-            .wait("ParticipantsUpdated", |d| d["callConnectionId"] == json!(id))
+            .wait("ParticipantsUpdated", |d| {
+                d["callConnectionId"] == json!(id)
+            })
             .await;
         id
     }
