@@ -160,8 +160,12 @@ parameters = {{ "path.callConnectionId" = {{ dictionary = "doomed", probability 
     );
     std::fs::write(&config, toml).unwrap();
 
+    // Its working directory (where it keeps a cache of crashes) outside the repository.
+    let workdir = std::env::temp_dir().join(format!("tandem-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).unwrap();
     let mut command = Command::new(&program);
     command
+        .current_dir(&workdir)
         .arg("--config-file")
         .arg(&config)
         .arg("run")
@@ -191,6 +195,7 @@ parameters = {{ "path.callConnectionId" = {{ dictionary = "doomed", probability 
         .await
         .unwrap();
     std::fs::remove_file(&config).ok();
+    std::fs::remove_dir_all(&workdir).ok();
     let Some(status) = status else {
         panic!("schemathesis ran past {:?}:\n{text}", bound());
     };
