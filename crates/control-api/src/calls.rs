@@ -1521,10 +1521,14 @@ fn adopt(
 
 /// A participant for a call `connect` takes over.
 fn adopted(engine: &Engine, call: CallHandle) -> Participant {
+    // The peer as its INVITE named it; an anonymous URI (RFC 3261 §8.1.1.3) if unknown.
     let identifier = engine
         .remote_party(call)
         .map(|party| crate::follow::identifier_of(&party).0)
-        .unwrap_or_default();
+        .unwrap_or_else(|| Identifier {
+            sip_uri: Some("sip:anonymous@anonymous.invalid".to_owned()),
+            phone_number: None,
+        });
     let mut participant = Participant::new(call, identifier, Role::Adopted);
     participant.sip_call_id = engine.sip_call_id(call);
     if engine.call_state(call) == Some(calls::CallState::Established) {
