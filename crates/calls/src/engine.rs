@@ -726,6 +726,33 @@ impl Engine {
             .filter(|id| !id.is_empty())
     }
 
+    /// The live call (not `Terminating` or `Terminated`) whose dialog has the SIP
+    /// Call-ID `sip_call_id` (RFC 3261 §8.1.1.4); the oldest when several share it. What
+    /// the control API's `connect` finds an existing call by.
+    pub fn call_by_sip_call_id(&self, sip_call_id: &str) -> Option<CallHandle> {
+        self.calls
+            .iter()
+            .filter(|(_, c)| {
+                c.sip_call_id == sip_call_id
+                    && !matches!(c.state, CallState::Terminating | CallState::Terminated)
+            })
+            .map(|(handle, _)| *handle)
+            .min()
+    }
+
+    /// The peer of a call as its INVITE names it: the From of an incoming call, the To
+    /// of one placed here (a name-addr, RFC 3261 §20.20, §20.39).
+    pub fn remote_party(&self, call: CallHandle) -> Option<String> {
+        let c = self.calls.get(&call)?;
+        let invite = self.core.user_agent_ref().invite_request(c.session?)?;
+        let name = match c.direction {
+            Direction2::Incoming => HeaderName::From,
+            Direction2::Outgoing => HeaderName::To,
+        };
+        let value = invite.headers.get(&name)?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    }
+
     /// The settings of a call's conversation.
     pub fn conversation_of(&self, call: CallHandle) -> Option<ConversationHandle> {
         self.calls.get(&call).map(|c| c.conversation)

@@ -9,8 +9,8 @@ use crate::error::{ApiResult, Problem};
 use crate::json::ApiJson;
 use crate::model::*;
 use crate::state::{
-    CallDirection, Connection, ConnectionState, Op, Outbox, Participant, ParticipantState, Role,
-    Settled, Shared, Tracked, TransferOp, failed, new_id,
+    CallDirection, Connection, ConnectionState, HoldOp, Op, Outbox, Participant, ParticipantState,
+    Role, Settled, Shared, Tracked, TransferOp, failed, new_id,
 };
 use crate::validate;
 use axum::Json;
@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use calls::{
     BridgeTarget, CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
     CallHandle, CallKind, CallTerminateOptions, CallTransferOptions, ConversationSettings, Engine,
-    Identity,
+    HoldType, Identity,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +29,10 @@ use std::time::Instant;
 const MAX_DISPLAY_NAME: usize = 128;
 /// How long an added participant rings by default.
 const DEFAULT_INVITATION_TIMEOUT: u32 = 60;
+/// The most targets of a group call (`POST /v1/calls`).
+const MAX_GROUP_TARGETS: usize = 8;
+/// The most participants of a call connection (ringing ones included).
+const MAX_PARTICIPANTS: usize = 16;
 
 /// Runs `f` on the engine's driver; a stopped runtime is a 503.
 async fn on_engine<T: Send + 'static>(
@@ -143,6 +147,14 @@ pub(crate) async fn participants_action(
                 .map(IntoResponse::into_response),
             Err(p) => Err(p),
         },
+        "hold" => match body(request, &shared).await {
+            Ok(b) => hold(shared, id, b).await.map(IntoResponse::into_response),
+            Err(p) => Err(p),
+        },
+        "unhold" => match body(request, &shared).await {
+            Ok(b) => unhold(shared, id, b).await.map(IntoResponse::into_response),
+            Err(p) => Err(p),
+        },
         _ => Err(Problem::not_found(
             "no-such-action",
             format!("`{verb}` is not an action on participants"),
@@ -254,7 +266,7 @@ fn establish(
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An unknown application, a bad target, several targets (a group call needs the media mixer)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown application, a bad target (the field names which), more than 8 targets", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_call(
@@ -271,22 +283,26 @@ pub(crate) async fn create_call(
             format!("no application is configured as `{}`", body.application),
         ));
     };
-    let target = match body.targets.as_slice() {
-        [one] => one.clone(),
-        [] => {
-            return Err(Problem::unprocessable(
-                Some("targets"),
-                "one target is needed",
-            ));
-        }
-        _ => {
-            return Err(Problem::unprocessable(
-                Some("targets"),
-                "group calls need the mixer: call one target, then add participants",
-            ));
-        }
-    };
-    let dial = validate::dial(&target, "targets[0]", &shared.config)?;
+    if body.targets.is_empty() {
+        return Err(Problem::unprocessable(
+            Some("targets"),
+            "one target is needed",
+        ));
+    }
+    if body.targets.len() > MAX_GROUP_TARGETS {
+        return Err(Problem::unprocessable(
+            Some("targets"),
+            format!("a group call has at most {MAX_GROUP_TARGETS} targets"),
+        ));
+    }
+    let mut dials = Vec::with_capacity(body.targets.len());
+    for (i, target) in body.targets.iter().enumerate() {
+        dials.push(validate::dial(
+            target,
+            &format!("targets[{i}]"),
+            &shared.config,
+        )?);
+    }
     let headers = validate::custom_context(
         body.custom_context.as_ref(),
         "customContext",
@@ -309,33 +325,69 @@ pub(crate) async fn create_call(
     options.headers = headers;
     options.max_establish_time = timeout;
     let op = Op::new(body.operation_context, body.operation_callback_uri);
+    let targets = body.targets;
     let books = shared.clone();
     let view = on_engine(&shared, move |engine, now| {
-        let settings = ConversationSettings {
-            impersonation,
-            ..ConversationSettings::default()
-        };
-        let conversation = engine
-            .new_conversation(app.endpoint, settings)
-            .map_err(|e| Problem::from_call_error(&e, None))?;
-        let call = engine
-            .new_call(conversation, CallKind::AudioVideo)
-            .map_err(|e| Problem::from_call_error(&e, None))?;
-        // On the books before the INVITE goes: its events follow this job.
+        let group = targets.len() > 1;
+        // On the books before the INVITEs go: their events follow this job.
         let mut book = books.book();
-        establish(engine, now, call, &dial, options, "targets[0]")?;
-        let mut connection = Connection::new(new_id(), app.name, CallDirection::Outbound, op);
-        let mut participant = Participant::new(call, target, Role::Initial);
-        participant.sip_call_id = engine.sip_call_id(call);
-        connection.correlation_id = participant.sip_call_id.clone();
-        book.by_call.insert(
-            call,
-            Tracked::Participant {
-                connection: connection.id.clone(),
-                participant: participant.id.clone(),
-            },
-        );
-        connection.participants.push(participant);
+        let mut connection =
+            Connection::new(new_id(), app.name.clone(), CallDirection::Outbound, op);
+        connection.group = group;
+        let role = if group { Role::Target } else { Role::Initial };
+        for (i, (target, dial)) in targets.into_iter().zip(&dials).enumerate() {
+            let placed = (|| {
+                let settings = ConversationSettings {
+                    impersonation: impersonation.clone(),
+                    ..ConversationSettings::default()
+                };
+                let conversation = engine
+                    .new_conversation(app.endpoint, settings)
+                    .map_err(|e| Problem::from_call_error(&e, None))?;
+                let call = engine
+                    .new_call(conversation, CallKind::AudioVideo)
+                    .map_err(|e| Problem::from_call_error(&e, None))?;
+                establish(
+                    engine,
+                    now,
+                    call,
+                    dial,
+                    options.clone(),
+                    &format!("targets[{i}]"),
+                )?;
+                Ok(call)
+            })();
+            let call = match placed {
+                Ok(call) => call,
+                Err(problem) => {
+                    // All or nothing: the targets already called are hung up, unseen.
+                    for p in &connection.participants {
+                        book.by_call.remove(&p.call);
+                        if let Err(e) = engine.terminate(now, p.call, CallTerminateOptions::new()) {
+                            tracing::debug!(error = %e, "unplaced call not cleaned up");
+                        }
+                    }
+                    return Err(problem);
+                }
+            };
+            let mut participant = Participant::new(call, target, role.clone());
+            participant.sip_call_id = engine.sip_call_id(call);
+            if connection.correlation_id.is_none() {
+                connection.correlation_id = participant.sip_call_id.clone();
+            }
+            book.by_call.insert(
+                call,
+                Tracked::Participant {
+                    connection: connection.id.clone(),
+                    participant: participant.id.clone(),
+                },
+            );
+            connection.participants.push(participant);
+        }
+        if group {
+            // The room is there from the start: each target joins it as it answers.
+            connection.room = Some(engine.new_room());
+        }
         let view = connection.view();
         book.connections.insert(connection.id.clone(), connection);
         Ok(view)
@@ -803,12 +855,12 @@ pub(crate) async fn transfer(
     params(("callConnectionId" = String, Path, description = "The call connection")),
     request_body = AddParticipantRequest,
     responses(
-        (status = 202, description = "The new participant is being called; once it answers its media is joined with the participant's (a three-party call with the application): `AddParticipantSucceeded` or `AddParticipantFailed`, then `ParticipantsUpdated`", body = AddParticipantResponse),
+        (status = 202, description = "The new participant is being called; once it answers it joins the call's conference room with the others (the room is made when the call had one participant): `AddParticipantSucceeded` or `AddParticipantFailed`, then `ParticipantsUpdated`", body = AddParticipantResponse),
         (status = 400, description = "Malformed JSON, an unknown field, a wrong type, a custom context limit", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The call is not connected", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad participant, or a fourth party (needs the media mixer)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad participant, or more than 16 participants", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
@@ -868,10 +920,10 @@ pub(crate) async fn add_participant(
                 "participants can be added to a connected call only",
             ));
         }
-        if connection.participants.len() >= 2 {
+        if connection.participants.len() >= MAX_PARTICIPANTS {
             return Err(Problem::unprocessable(
                 Some("participantToAdd"),
-                "a call of more than two participants (and the application) needs the mixer",
+                format!("a call has at most {MAX_PARTICIPANTS} participants"),
             ));
         }
         if !connection
@@ -1057,6 +1109,12 @@ pub(crate) async fn remove_participant(
                 "the participant is already being removed",
             ));
         }
+        // Out of the room at once: the others stop hearing it before its BYE is done.
+        if engine.room_of(p.call).is_some()
+            && let Err(error) = engine.leave_room(now, p.call)
+        {
+            tracing::debug!(%error, "the removed participant did not leave the room");
+        }
         engine
             .terminate(now, p.call, CallTerminateOptions::new())
             .map_err(|e| Problem::from_call_error(&e, None))?;
@@ -1071,6 +1129,413 @@ pub(crate) async fn remove_participant(
             operation_context: body.operation_context,
         }),
     ))
+}
+
+/// Hold a participant.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{callConnectionId}/participants:hold",
+    tag = "participants",
+    params(("callConnectionId" = String, Path, description = "The call connection")),
+    request_body = HoldRequest,
+    responses(
+        (status = 202, description = "The participant left the call's room and a re-INVITE with a=sendonly is out: `HoldSucceeded` (then `ParticipantsUpdated`, `isOnHold`) or `HoldFailed` (the participant is back in the room)", body = OperationAccepted),
+        (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The participant is not connected, already held, or a hold, unhold or other re-INVITE is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such participant, or a file that cannot be read as WAV", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn hold(
+    shared: Arc<Shared>,
+    id: String,
+    body: HoldRequest,
+) -> ApiResult<(StatusCode, Json<OperationAccepted>)> {
+    validate::operation(
+        body.operation_context.as_ref(),
+        body.operation_callback_uri.as_ref(),
+    )?;
+    validate::identifier(&body.target_participant, "targetParticipant")?;
+    let music: Option<Arc<[i16]>> = match &body.file {
+        None => None,
+        Some(file) => {
+            let path = validate::media_file(file, &shared.config)?;
+            let samples = tokio::task::spawn_blocking(move || runtime::media::load_wav_file(&path))
+                .await
+                .map_err(|_| Problem::internal("the file could not be read"))?
+                .map_err(|e| Problem::unprocessable(Some("file"), e.to_string()))?;
+            Some(samples.into())
+        }
+    };
+    let op = Op::new(body.operation_context.clone(), body.operation_callback_uri);
+    let who = body.target_participant;
+    let books = shared.clone();
+    let call = on_engine(&shared, move |engine, now| {
+        let mut book = books.book();
+        let connection = book.visible_mut(&id).ok_or_else(|| call_not_found(&id))?;
+        let p = connection
+            .choose(Some(&who))
+            .map_err(|problem| Problem::unprocessable(Some("targetParticipant"), problem))?;
+        if p.state != ParticipantState::Connected {
+            return Err(Problem::conflict("the participant is not connected"));
+        }
+        if p.held || p.hold_op.is_some() {
+            return Err(Problem::conflict(
+                "the participant is on hold, or a hold or unhold of it is in progress",
+            ));
+        }
+        let (call, pid) = (p.call, p.id.clone());
+        engine
+            .hold(now, call, HoldType::SendOnly)
+            .map_err(|e| Problem::from_call_error(&e, Some("targetParticipant")))?;
+        if engine.room_of(call).is_some()
+            && let Err(error) = engine.leave_room(now, call)
+        {
+            tracing::debug!(%error, %call, "the held participant did not leave the room");
+        }
+        if let Some(p) = connection.participant_mut(&pid) {
+            p.held = true;
+            p.hold_op = Some(HoldOp { op, hold: true });
+        }
+        Ok(call)
+    })
+    .await?;
+    if let Some(samples) = music {
+        let played = match flow_of(&shared, call) {
+            Some(flow) => flow.play(samples, true).await,
+            None => Err(runtime::app::Error::NoFlow),
+        };
+        if let Err(error) = played {
+            tracing::info!(%error, %call, "no music on hold");
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(OperationAccepted {
+            operation_context: body.operation_context,
+        }),
+    ))
+}
+
+/// Take a participant off hold.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{callConnectionId}/participants:unhold",
+    tag = "participants",
+    params(("callConnectionId" = String, Path, description = "The call connection")),
+    request_body = UnholdRequest,
+    responses(
+        (status = 202, description = "A re-INVITE with a=sendrecv is out: `UnholdSucceeded` (the participant is back in the call's room; `ParticipantsUpdated`) or `UnholdFailed` (it stays held)", body = OperationAccepted),
+        (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The participant is not held by the application, or a hold or unhold is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such participant", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn unhold(
+    shared: Arc<Shared>,
+    id: String,
+    body: UnholdRequest,
+) -> ApiResult<(StatusCode, Json<OperationAccepted>)> {
+    validate::operation(
+        body.operation_context.as_ref(),
+        body.operation_callback_uri.as_ref(),
+    )?;
+    validate::identifier(&body.target_participant, "targetParticipant")?;
+    let op = Op::new(body.operation_context.clone(), body.operation_callback_uri);
+    let who = body.target_participant;
+    let books = shared.clone();
+    on_engine(&shared, move |engine, now| {
+        let mut book = books.book();
+        let connection = book.visible_mut(&id).ok_or_else(|| call_not_found(&id))?;
+        let p = connection
+            .choose(Some(&who))
+            .map_err(|problem| Problem::unprocessable(Some("targetParticipant"), problem))?;
+        if !p.held || p.hold_op.is_some() {
+            return Err(Problem::conflict(
+                "the participant is not held by the application, or a hold or unhold of it is in progress",
+            ));
+        }
+        let (call, pid) = (p.call, p.id.clone());
+        engine
+            .retrieve(now, call)
+            .map_err(|e| Problem::from_call_error(&e, Some("targetParticipant")))?;
+        if let Some(p) = connection.participant_mut(&pid) {
+            p.hold_op = Some(HoldOp { op, hold: false });
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(OperationAccepted {
+            operation_context: body.operation_context,
+        }),
+    ))
+}
+
+/// Connect to an existing call.
+#[utoipa::path(
+    post,
+    path = "/v1/calls:connect",
+    tag = "calls",
+    request_body = ConnectRequest,
+    responses(
+        (status = 200, description = "The application has the call: its events go to it from now on (`CallConnected` at once when the call is connected, else when it connects; `ConnectFailed` if it never does). An application that had the call gets `CallDisconnected` (the call goes on)", body = CallConnectionProperties),
+        (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call (`ConnectFailed` is raised too)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call is an incoming call waiting for an answer, or it is being hung up", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown application, or not exactly one of callConnectionId and serverCallId", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn connect(
+    State(shared): State<Arc<Shared>>,
+    ApiJson(body): ApiJson<ConnectRequest>,
+) -> ApiResult<Json<CallConnectionProperties>> {
+    validate::operation(
+        body.operation_context.as_ref(),
+        body.operation_callback_uri.as_ref(),
+    )?;
+    let Some(app) = shared.applications.get(&body.application).cloned() else {
+        return Err(Problem::unprocessable(
+            Some("application"),
+            format!("no application is configured as `{}`", body.application),
+        ));
+    };
+    let key = match (body.call_connection_id, body.server_call_id) {
+        (Some(id), None) => ConnectKey::Connection(id),
+        (None, Some(call_id)) => ConnectKey::Server(call_id),
+        _ => {
+            return Err(Problem::unprocessable(
+                Some("callConnectionId"),
+                "give exactly one of callConnectionId and serverCallId",
+            ));
+        }
+    };
+    let op = Op::new(body.operation_context, body.operation_callback_uri);
+    let books = shared.clone();
+    let failed_key = key.clone();
+    let failed_op = op.clone();
+    let result = on_engine(&shared, move |engine, _| {
+        let mut book = books.book();
+        adopt(engine, &mut book, &app.name, &key, op)
+    })
+    .await;
+    match result {
+        Ok((view, outbox)) => {
+            shared.publish(outbox);
+            Ok(Json(view))
+        }
+        Err(problem) => {
+            if problem.status() == StatusCode::NOT_FOUND {
+                let (subject, data) = match &failed_key {
+                    ConnectKey::Connection(id) => (
+                        Some(format!("calling/callConnections/{id}")),
+                        serde_json::json!({ "callConnectionId": id, "correlationId": null }),
+                    ),
+                    ConnectKey::Server(call_id) => (
+                        None,
+                        serde_json::json!({ "callConnectionId": null, "correlationId": call_id }),
+                    ),
+                };
+                let mut data = data;
+                if let Some(map) = data.as_object_mut() {
+                    map.insert(
+                        "operationContext".into(),
+                        serde_json::json!(failed_op.context),
+                    );
+                    map.insert(
+                        "resultInformation".into(),
+                        serde_json::json!(failed(404, "no such call")),
+                    );
+                }
+                let mut outbox = Outbox::default();
+                outbox.events.push(crate::state::Outgoing {
+                    application: body.application,
+                    callback: failed_op.callback,
+                    event_type: "ConnectFailed",
+                    subject,
+                    data,
+                });
+                shared.publish(outbox);
+            }
+            Err(problem)
+        }
+    }
+}
+
+/// How `connect` names the call.
+#[derive(Debug, Clone)]
+enum ConnectKey {
+    Connection(String),
+    Server(String),
+}
+
+/// `connect`'s work on the engine: the call connection `key` names (or that holds the
+/// call it names) goes to `application`; a call of Tandem's the API did not know (with
+/// both legs of its bridge) becomes a new call connection of it.
+fn adopt(
+    engine: &Engine,
+    book: &mut crate::state::Book,
+    application: &str,
+    key: &ConnectKey,
+    op: Op,
+) -> ApiResult<(CallConnectionProperties, Outbox)> {
+    let not_found = || {
+        Problem::not_found("call-not-found", "no call has this id").with_field(match key {
+            ConnectKey::Connection(_) => "callConnectionId",
+            ConnectKey::Server(_) => "serverCallId",
+        })
+    };
+    let mut outbox = Outbox::default();
+    // The engine's call(s), when the key is a SIP Call-ID.
+    let mut legs = Vec::new();
+    let existing = match key {
+        ConnectKey::Connection(id) => {
+            Some(id.clone()).filter(|id| book.connections.contains_key(id))
+        }
+        ConnectKey::Server(call_id) => {
+            let call = engine.call_by_sip_call_id(call_id).ok_or_else(not_found)?;
+            legs.push(call);
+            // A bridge is one call of two legs.
+            if let Some((bridge, _)) = engine.bridge_of(call)
+                && let Some((a, b)) = engine.bridge_legs(bridge)
+            {
+                legs = vec![a, b];
+            }
+            let mut owner = None;
+            for leg in &legs {
+                match book.by_call.get(leg) {
+                    Some(Tracked::Incoming(_)) => {
+                        return Err(Problem::conflict(
+                            "the call is an incoming call waiting for an application: answer it",
+                        ));
+                    }
+                    Some(Tracked::Participant { connection, .. }) => {
+                        owner = Some(connection.clone());
+                    }
+                    None => {}
+                }
+            }
+            owner
+        }
+    };
+    if let Some(id) = existing {
+        let connection = book.connections.get_mut(&id).ok_or_else(not_found)?;
+        if connection.state == ConnectionState::Disconnecting {
+            return Err(Problem::conflict("the call is being hung up"));
+        }
+        if connection.application != application && !connection.detached {
+            outbox.call_event(
+                connection,
+                &Op::default(),
+                "CallDisconnected",
+                crate::state::ok(&format!(
+                    "the call was connected to application `{application}`"
+                )),
+                serde_json::json!({}),
+            );
+        }
+        application.clone_into(&mut connection.application);
+        connection.detached = false;
+        connection.start_op = op.clone();
+        // Legs of the call the connection did not have yet join it.
+        let tracked: Vec<CallHandle> = legs
+            .into_iter()
+            .filter(|leg| !book.by_call.contains_key(leg))
+            .collect();
+        let Some(connection) = book.connections.get_mut(&id) else {
+            return Err(not_found());
+        };
+        for leg in tracked {
+            let participant = adopted(engine, leg);
+            book.by_call.insert(
+                leg,
+                Tracked::Participant {
+                    connection: id.clone(),
+                    participant: participant.id.clone(),
+                },
+            );
+            connection.participants.push(participant);
+        }
+        if connection.connected {
+            outbox.call_event(
+                connection,
+                &op,
+                "CallConnected",
+                crate::state::ok("connected"),
+                serde_json::json!({}),
+            );
+            outbox.participants_updated(connection);
+        }
+        return Ok((connection.view(), outbox));
+    }
+    if legs.is_empty() {
+        return Err(not_found());
+    }
+    let mut connection = Connection::new(
+        new_id(),
+        application.to_owned(),
+        CallDirection::Inbound,
+        op.clone(),
+    );
+    if let ConnectKey::Server(call_id) = key {
+        connection.correlation_id = Some(call_id.clone());
+    }
+    for leg in legs {
+        let participant = adopted(engine, leg);
+        book.by_call.insert(
+            leg,
+            Tracked::Participant {
+                connection: connection.id.clone(),
+                participant: participant.id.clone(),
+            },
+        );
+        connection.participants.push(participant);
+    }
+    if connection.participants.iter().any(|p| p.ever_connected) {
+        connection.connected = true;
+        connection.state = ConnectionState::Connected;
+        outbox.call_event(
+            &connection,
+            &op,
+            "CallConnected",
+            crate::state::ok("connected"),
+            serde_json::json!({}),
+        );
+        outbox.participants_updated(&mut connection);
+    }
+    let view = connection.view();
+    book.connections.insert(connection.id.clone(), connection);
+    Ok((view, outbox))
+}
+
+/// A participant for a call `connect` takes over.
+fn adopted(engine: &Engine, call: CallHandle) -> Participant {
+    // The peer as its INVITE named it; an anonymous URI (RFC 3261 §8.1.1.3) if unknown.
+    let identifier = engine
+        .remote_party(call)
+        .map(|party| crate::follow::identifier_of(&party).0)
+        .unwrap_or_else(|| Identifier {
+            sip_uri: Some("sip:anonymous@anonymous.invalid".to_owned()),
+            phone_number: None,
+        });
+    let mut participant = Participant::new(call, identifier, Role::Adopted);
+    participant.sip_call_id = engine.sip_call_id(call);
+    if engine.call_state(call) == Some(calls::CallState::Established) {
+        participant.state = ParticipantState::Connected;
+        participant.ever_connected = true;
+    }
+    participant
 }
 
 /// Park a participant.
@@ -1118,12 +1583,7 @@ pub(crate) async fn park(
             return Err(Problem::conflict("the participant is not connected"));
         }
         let (call, pid) = (participant.call, participant.id.clone());
-        let joined = connection.joined.filter(|(a, b)| *a == call || *b == call);
-        if let Some((a, b)) = joined
-            && engine.unjoin_media(a, b).is_ok()
-        {
-            connection.joined = None;
-        }
+        // A member of the call's room leaves it as it is parked.
         let orbit = engine
             .park(now, call)
             .map_err(|e| Problem::from_call_error(&e, Some("participant")))?;
@@ -1216,18 +1676,13 @@ pub(crate) async fn retrieve(
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
-/// The participants an action on media names (all connected ones by default); a call
-/// whose participants' media is joined cannot be played to without the mixer.
+/// The participants an action on media names (all connected ones by default). One in
+/// the call's room hears what plays to it alone over the room.
 fn media_targets(
     connection: &Connection,
     who: Option<&[Identifier]>,
     field: &str,
 ) -> ApiResult<Vec<CallHandle>> {
-    if connection.joined.is_some() {
-        return Err(Problem::conflict(
-            "the participants' media is joined: playing to them needs the mixer",
-        ));
-    }
     let calls: Vec<CallHandle> = match who {
         None => connection
             .participants
@@ -1267,11 +1722,11 @@ fn media_targets(
     params(("callConnectionId" = String, Path, description = "The call connection")),
     request_body = PlayRequest,
     responses(
-        (status = 202, description = "Playing: `PlayCompleted` at the end (never for a loop), `PlayCanceled` when a later play replaces it, `PlayFailed` when the call ends first", body = OperationAccepted),
+        (status = 202, description = "Playing: to everyone in the call's conference room (a group call) unless `playTo` names participants, who hear it alone (over the room). `PlayCompleted` at the end (never for a loop), `PlayCanceled` when a later play replaces it (or the participant joins the room), `PlayFailed` when the call ends first", body = OperationAccepted),
         (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No participant is connected, or their media is joined", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No participant is connected (or in the call's room)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The file cannot be read as a WAV file, or is outside the media directory", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
@@ -1287,17 +1742,34 @@ pub(crate) async fn play(
         body.operation_callback_uri.as_ref(),
     )?;
     let path = validate::media_file(&body.file, &shared.config)?;
-    {
+    let to_room = {
         let book = shared.book();
         let connection = book.visible(&id).ok_or_else(|| call_not_found(&id))?;
-        media_targets(connection, body.play_to.as_deref(), "playTo")?;
-    }
+        match (connection.room, &body.play_to) {
+            (Some(_), None) => true,
+            _ => {
+                media_targets(connection, body.play_to.as_deref(), "playTo")?;
+                false
+            }
+        }
+    };
+    let file = path.clone();
     let samples: Arc<[i16]> =
-        tokio::task::spawn_blocking(move || runtime::media::load_wav_file(&path))
+        tokio::task::spawn_blocking(move || runtime::media::load_wav_file(&file))
             .await
             .map_err(|_| Problem::internal("the file could not be read"))?
             .map_err(|e| Problem::unprocessable(Some("file"), e.to_string()))?
             .into();
+    if to_room {
+        let op = Op::new(body.operation_context.clone(), body.operation_callback_uri);
+        play_to_room(shared, id, &path, samples.len(), body.looped, op).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(OperationAccepted {
+                operation_context: body.operation_context,
+            }),
+        ));
+    }
     let op = Op::new(body.operation_context.clone(), body.operation_callback_uri);
     // Registered before the first command, so no PlayCompleted can come first.
     let (targets, outbox) = {
@@ -1347,8 +1819,78 @@ pub(crate) async fn play(
     ))
 }
 
+/// A play to everyone in the call's room (the application speaks in the conference):
+/// [`Engine::play_to_room`]. The media layer reports no end of a room's announcement, so
+/// `PlayCompleted` comes when the file's length has passed (8 kHz samples), unless a
+/// later play replaced it (`PlayCanceled`) or the call ended (`PlayFailed`).
+async fn play_to_room(
+    shared: Arc<Shared>,
+    id: String,
+    path: &std::path::Path,
+    samples: usize,
+    looped: bool,
+    op: Op,
+) -> ApiResult<()> {
+    let Some(file) = path.to_str().map(str::to_owned) else {
+        return Err(Problem::unprocessable(
+            Some("file"),
+            "the path is not valid UTF-8",
+        ));
+    };
+    let books = shared.clone();
+    let connection_id = id.clone();
+    let (number, outbox) = on_engine(&shared, move |engine, _| {
+        let mut book = books.book();
+        let number = book.next_play;
+        book.next_play += 1;
+        let connection = book.visible_mut(&id).ok_or_else(|| call_not_found(&id))?;
+        let Some(room) = connection.room else {
+            return Err(Problem::conflict("the call has no conference room"));
+        };
+        engine
+            .play_to_room(room, Some(file), looped)
+            .map_err(|_| Problem::conflict("no participant is in the call's room"))?;
+        let mut outbox = Outbox::default();
+        if let Some((_, earlier)) = connection.room_play.replace((number, op)) {
+            outbox.call_event(
+                connection,
+                &earlier,
+                "PlayCanceled",
+                failed(487, "replaced by a later play"),
+                serde_json::json!({}),
+            );
+        }
+        Ok((number, outbox))
+    })
+    .await?;
+    shared.publish(outbox);
+    if !looped {
+        let length = std::time::Duration::from_millis((samples as u64).saturating_mul(1000) / 8000);
+        tokio::spawn(async move {
+            tokio::time::sleep(length).await;
+            let mut outbox = Outbox::default();
+            {
+                let mut book = shared.book();
+                if let Some(connection) = book.connections.get_mut(&connection_id)
+                    && let Some((_, op)) = connection.room_play.take_if(|(n, _)| *n == number)
+                {
+                    outbox.call_event(
+                        connection,
+                        &op,
+                        "PlayCompleted",
+                        crate::state::ok("played to the end"),
+                        serde_json::json!({}),
+                    );
+                }
+            }
+            shared.publish(outbox);
+        });
+    }
+    Ok(())
+}
+
 /// The media flow of a participant's call (every participant is an audio/video call).
-fn flow_of(shared: &Shared, call: CallHandle) -> Option<runtime::app::AudioVideoFlow> {
+pub(crate) fn flow_of(shared: &Shared, call: CallHandle) -> Option<runtime::app::AudioVideoFlow> {
     runtime::app::AudioVideoCall::from_incoming(shared.tandem.call(call, CallKind::AudioVideo))
         .map(|av| av.flow())
 }
@@ -1365,7 +1907,7 @@ fn flow_of(shared: &Shared, call: CallHandle) -> Option<runtime::app::AudioVideo
         (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The participant's media has not started, a sendDtmf is in progress, or the participants' media is joined", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The participant's media has not started, or a sendDtmf is in progress", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not DTMF tones, no such participant, or the peer did not negotiate telephone-event", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),

@@ -188,6 +188,10 @@ impl Problem {
                 error.to_string(),
             ),
             CallError::Leg { source, .. } => Problem::from_call_error(source, field),
+            CallError::NoSuchRoom(_) | CallError::NotInRoom(_) => {
+                Problem::conflict(error.to_string())
+            }
+            CallError::NoOwnMedia { .. } => Problem::unprocessable(field, error.to_string()),
             CallError::InvalidArgument { .. }
             | CallError::Unroutable { .. }
             | CallError::WrongCallType { .. }

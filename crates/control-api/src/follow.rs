@@ -4,24 +4,32 @@
 //! applications to them (`IncomingCall`, then 480 when nobody answers in time).
 
 use crate::model::Identifier;
+use crate::model::ResultInformation;
 use crate::state::{
     Book, CallDirection, Connection, ConnectionState, Incoming, Op, Outbox, Participant,
     ParticipantState, Role, Settled, Shared, Tracked, failed, new_token, ok,
 };
 use calls::{
     CallDeclineOptions, CallEvent, CallHandle, CallReceived, CallState, CallStateTransitionReason,
-    CallTerminateOptions, Direction, EndpointEvent, EstablishFailure, Event, TransferOutcome,
+    CallTerminateOptions, Direction, EndpointEvent, Engine, EstablishFailure, Event, Operation,
+    OperationFailure, RoomId, TransferOutcome,
 };
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Work for after the lock: engine commands the events call for.
 #[derive(Debug)]
 enum Then {
-    /// Join the media of two participants (an added participant answered).
-    Join(CallHandle, CallHandle),
+    /// Put the connection's connected participants in its room (made when there is
+    /// none and two are connected): a participant answered, or came off hold.
+    SyncRoom(String),
+    /// The connection is over: close its room.
+    CloseRoom(RoomId),
+    /// A participant came off hold outside a room: stop its music.
+    StopPlaying(CallHandle),
     /// Hang up the last participant of a call the application left.
     Hangup(CallHandle),
     /// Decline an incoming call with 480 unless it is settled by then.
@@ -51,19 +59,38 @@ pub(crate) async fn follow(shared: Arc<Shared>, mut tap: mpsc::UnboundedReceiver
 
 async fn run(shared: &Arc<Shared>, work: Then) {
     match work {
-        Then::Join(a, b) => {
-            let joined = shared
+        Then::SyncRoom(connection) => {
+            let books = shared.clone();
+            let synced = shared
                 .tandem
-                .with_engine(move |engine, _| engine.join_media(a, b))
-                .await;
-            if !matches!(joined, Ok(Ok(()))) {
-                tracing::warn!(%a, %b, ?joined, "the participants' media could not be joined");
-                let mut book = shared.book();
-                for connection in book.connections.values_mut() {
-                    if connection.joined == Some((a, b)) {
-                        connection.joined = None;
+                .with_engine(move |engine, now| {
+                    let mut book = books.book();
+                    let mut outbox = Outbox::default();
+                    if let Some(connection) = book.connections.get_mut(&connection) {
+                        sync_room(engine, now, connection, &mut outbox);
                     }
-                }
+                    outbox
+                })
+                .await;
+            match synced {
+                Ok(outbox) => shared.publish(outbox),
+                Err(_) => tracing::debug!("the runtime stopped: no room to join"),
+            }
+        }
+        Then::CloseRoom(room) => {
+            let closed = shared
+                .tandem
+                .with_engine(move |engine, now| engine.close_room(now, room))
+                .await;
+            if !matches!(closed, Ok(Ok(_))) {
+                tracing::debug!(%room, ?closed, "the room was not closed");
+            }
+        }
+        Then::StopPlaying(call) => {
+            if let Some(flow) = crate::calls::flow_of(shared, call)
+                && let Err(error) = flow.stop_playing().await
+            {
+                tracing::debug!(%error, %call, "nothing stopped");
             }
         }
         Then::Hangup(call) => {
@@ -160,8 +187,10 @@ fn handle(
                 if done {
                     book.by_call.remove(&call);
                 }
-                if empty {
-                    book.connections.remove(&connection);
+                if empty
+                    && let Some(room) = book.connections.remove(&connection).and_then(|c| c.room)
+                {
+                    then.push(Then::CloseRoom(room));
                 }
             }
             None => {}
@@ -336,7 +365,7 @@ fn participant_event(
 ) -> bool {
     match event {
         CallEvent::StateChanged { state, reason, .. } => match state {
-            CallState::Established => established(connection, pid, call, outbox, then),
+            CallState::Established => established(connection, pid, outbox, then),
             CallState::Transferring => set_state(connection, pid, ParticipantState::Transferring),
             CallState::Parking => set_state(connection, pid, ParticipantState::Parked),
             CallState::Terminating => set_state(connection, pid, ParticipantState::Disconnecting),
@@ -395,6 +424,18 @@ fn participant_event(
                 }
             }
         }
+        CallEvent::OperationCompleted {
+            operation: operation @ (Operation::Hold | Operation::Retrieve),
+            result,
+        } => hold_completed(
+            connection,
+            pid,
+            call,
+            operation == Operation::Hold,
+            &result,
+            outbox,
+            then,
+        ),
         CallEvent::DtmfSent => {
             if let Some(op) = connection.participant_mut(pid).and_then(|p| p.dtmf.take()) {
                 outbox.call_event(
@@ -416,6 +457,14 @@ fn participant_event(
             };
             if connection.state == ConnectionState::Transferring {
                 connection.state = ConnectionState::Connected;
+            }
+            // A failed transfer leaves the transferee where it was (the engine's own
+            // state change may come after this event).
+            if reason != TransferOutcome::Accepted
+                && let Some(p) = connection.participant_mut(&pending.participant)
+                && p.state == ParticipantState::Transferring
+            {
+                p.state = ParticipantState::Connected;
             }
             let transferee = connection
                 .participant(&pending.participant)
@@ -481,13 +530,7 @@ fn set_state(connection: &mut Connection, pid: &str, state: ParticipantState) {
     }
 }
 
-fn established(
-    connection: &mut Connection,
-    pid: &str,
-    call: CallHandle,
-    outbox: &mut Outbox,
-    then: &mut Vec<Then>,
-) {
+fn established(connection: &mut Connection, pid: &str, outbox: &mut Outbox, then: &mut Vec<Then>) {
     let Some(p) = connection.participant_mut(pid) else {
         return;
     };
@@ -525,16 +568,22 @@ fn established(
                 json!({ "participant": view, "invitationId": invitation }),
             );
             outbox.participants_updated(connection);
-            let other = connection
-                .participants
-                .iter()
-                .find(|o| o.call != call && o.state == ParticipantState::Connected)
-                .map(|o| o.call);
-            if let Some(other) = other
-                && connection.joined.is_none()
-            {
-                connection.joined = Some((other, call));
-                then.push(Then::Join(other, call));
+            then.push(Then::SyncRoom(connection.id.clone()));
+        }
+        Role::Target | Role::Adopted => {
+            if !connection.connected {
+                connection.connected = true;
+                if connection.state == ConnectionState::Connecting {
+                    connection.state = ConnectionState::Connected;
+                }
+                let op = connection.start_op.clone();
+                outbox.call_event(connection, &op, "CallConnected", ok("connected"), json!({}));
+            }
+            if !connection.detached {
+                outbox.participants_updated(connection);
+            }
+            if role == Role::Target {
+                then.push(Then::SyncRoom(connection.id.clone()));
             }
         }
         Role::Retriever => {
@@ -594,7 +643,37 @@ fn establish_failed(
         Role::Retriever => {
             tracing::info!(code, %message, "the retrieving call failed: the call stays parked");
         }
+        Role::Target => target_failed(connection, &view, code, message, outbox),
+        Role::Adopted => {
+            let op = connection.start_op.clone();
+            outbox.call_event(
+                connection,
+                &op,
+                "ConnectFailed",
+                failed(code, message),
+                json!({ "participant": view }),
+            );
+        }
     }
+}
+
+/// A group call's target did not answer: `AddParticipantFailed` for it (the
+/// connection's `CreateCallFailed` comes when the last one is gone and none answered).
+fn target_failed(
+    connection: &Connection,
+    view: &crate::model::CallParticipant,
+    code: u16,
+    message: String,
+    outbox: &mut Outbox,
+) {
+    let op = connection.start_op.clone();
+    outbox.call_event(
+        connection,
+        &op,
+        "AddParticipantFailed",
+        failed(code, message),
+        json!({ "participant": view }),
+    );
 }
 
 fn terminated(
@@ -652,6 +731,17 @@ fn terminated(
                 json!({ "participant": view, "invitationId": invitation }),
             ),
             Role::Retriever => {}
+            Role::Target => target_failed(connection, &view, code, message.clone(), outbox),
+            Role::Adopted => {
+                let op = connection.start_op.clone();
+                outbox.call_event(
+                    connection,
+                    &op,
+                    "ConnectFailed",
+                    failed(if code == 200 { 487 } else { code }, message.clone()),
+                    json!({ "participant": view }),
+                );
+            }
         }
     } else if let Role::Invited {
         invitation,
@@ -690,26 +780,13 @@ fn terminated(
             json!({}),
         );
     }
-    let mut ended_plays = Vec::new();
-    for (n, (_, calls)) in connection.plays.iter_mut() {
-        let before = calls.len();
-        calls.retain(|c| *c != call);
-        if calls.is_empty() && before > 0 {
-            ended_plays.push(*n);
-        }
-    }
-    ended_plays.sort_unstable();
-    for n in ended_plays {
-        if let Some((op, _)) = connection.plays.remove(&n) {
-            outbox.call_event(
-                connection,
-                &op,
-                "PlayFailed",
-                failed(487, "the participant's call ended"),
-                json!({}),
-            );
-        }
-    }
+    end_plays(
+        connection,
+        &[call],
+        "PlayFailed",
+        &failed(487, "the participant's call ended"),
+        outbox,
+    );
     if let Some(pending) = connection.transfer.take_if(|t| t.participant == p.id) {
         // The transfer's own result normally comes first; this is its end regardless.
         outbox.call_event(
@@ -720,14 +797,27 @@ fn terminated(
             json!({ "sipStatus": 487, "transferTarget": pending.target, "transferee": view }),
         );
     }
-    if connection
-        .joined
-        .is_some_and(|(a, b)| a == call || b == call)
-    {
-        connection.joined = None;
-    }
     let remaining = connection.participants.len();
     if remaining == 0 {
+        if let Some((_, op)) = connection.room_play.take() {
+            outbox.call_event(
+                connection,
+                &op,
+                "PlayFailed",
+                failed(487, "the call ended"),
+                json!({}),
+            );
+        }
+        if connection.group && !connection.connected {
+            let op = connection.start_op.clone();
+            outbox.call_event(
+                connection,
+                &op,
+                "CreateCallFailed",
+                failed(if code == 200 { 487 } else { code }, "no target answered"),
+                json!({}),
+            );
+        }
         if connection.connected && !connection.detached {
             let op = connection.hangup.clone().unwrap_or_default();
             outbox.call_event(
@@ -750,5 +840,142 @@ fn terminated(
         }
     } else if connection.connected && p.ever_connected {
         outbox.participants_updated(connection);
+    }
+}
+
+/// Ends the plays of `calls` (the calls no longer play them): each play none of whose
+/// calls plays any more raises `event_type` (`PlayFailed`, `PlayCanceled`).
+pub(crate) fn end_plays(
+    connection: &mut Connection,
+    calls: &[CallHandle],
+    event_type: &'static str,
+    result: &ResultInformation,
+    outbox: &mut Outbox,
+) {
+    let mut ended = Vec::new();
+    for (n, (_, playing)) in connection.plays.iter_mut() {
+        let before = playing.len();
+        playing.retain(|c| !calls.contains(c));
+        if playing.is_empty() && before > 0 {
+            ended.push(*n);
+        }
+    }
+    ended.sort_unstable();
+    for n in ended {
+        if let Some((op, _)) = connection.plays.remove(&n) {
+            outbox.call_event(connection, &op, event_type, result.clone(), json!({}));
+        }
+    }
+}
+
+/// Puts the connection's connected participants that are not held in its conference
+/// room, making the room when there is none and two are ready (a call of one
+/// participant needs none). A participant that joins stops hearing what played to it
+/// alone: those plays are cancelled.
+pub(crate) fn sync_room(
+    engine: &mut Engine,
+    now: Instant,
+    connection: &mut Connection,
+    outbox: &mut Outbox,
+) {
+    let ready: Vec<CallHandle> = connection
+        .participants
+        .iter()
+        .filter(|p| {
+            p.state == ParticipantState::Connected
+                && !p.held
+                && p.hold_op.is_none()
+                && engine.call_state(p.call) == Some(CallState::Established)
+        })
+        .map(|p| p.call)
+        .collect();
+    let room = match connection.room {
+        Some(room) => room,
+        None if ready.len() >= 2 => {
+            let room = engine.new_room();
+            connection.room = Some(room);
+            room
+        }
+        None => return,
+    };
+    let mut joined = Vec::new();
+    for call in ready {
+        if engine.room_of(call) == Some(room) {
+            continue;
+        }
+        match engine.join_room(now, call, room) {
+            Ok(()) => joined.push(call),
+            Err(error) => {
+                tracing::warn!(%call, %room, %error, "a participant could not join the call's room");
+            }
+        }
+    }
+    end_plays(
+        connection,
+        &joined,
+        "PlayCanceled",
+        &failed(487, "the participant joined the call's room"),
+        outbox,
+    );
+}
+
+/// How a `participants:hold` or `participants:unhold` ended (its re-INVITE answered).
+fn hold_completed(
+    connection: &mut Connection,
+    pid: &str,
+    call: CallHandle,
+    hold: bool,
+    result: &Result<(), OperationFailure>,
+    outbox: &mut Outbox,
+    then: &mut Vec<Then>,
+) {
+    let Some(p) = connection.participant_mut(pid) else {
+        return;
+    };
+    let Some(pending) = p.hold_op.take_if(|h| h.hold == hold) else {
+        return;
+    };
+    match result {
+        Ok(()) => p.held = hold,
+        // A hold refused leaves the participant as it was: back in the room.
+        Err(_) if hold => p.held = false,
+        Err(_) => {}
+    }
+    let view = p.view();
+    let back = !p.held;
+    let (name, outcome) = match (hold, result) {
+        (true, Ok(())) => ("HoldSucceeded", ok("the participant is on hold")),
+        (false, Ok(())) => ("UnholdSucceeded", ok("the participant is off hold")),
+        (true, Err(failure)) => ("HoldFailed", hold_failure(failure)),
+        (false, Err(failure)) => ("UnholdFailed", hold_failure(failure)),
+    };
+    outbox.call_event(
+        connection,
+        &pending.op,
+        name,
+        outcome,
+        json!({ "participant": view }),
+    );
+    if result.is_ok() && connection.connected && !connection.detached {
+        outbox.participants_updated(connection);
+    }
+    if back {
+        if connection.room.is_some() {
+            then.push(Then::SyncRoom(connection.id.clone()));
+        } else {
+            then.push(Then::StopPlaying(call));
+        }
+    }
+}
+
+fn hold_failure(failure: &OperationFailure) -> ResultInformation {
+    match failure {
+        OperationFailure::Refused { status } => failed(
+            *status,
+            format!("the participant refused the re-INVITE with {status}"),
+        ),
+        OperationFailure::Media { reason } => failed(488, format!("unusable answer: {reason}")),
+        OperationFailure::CallEnded => failed(487, "the participant's call ended first"),
+        other => failed(500, format!("{other:?}")),
     }
 }

@@ -4,9 +4,10 @@
 //! [`start`] gives each configured application an endpoint (calls to its user, and
 //! calls a `webhook` route names it for, come to it as `IncomingCall` events), follows
 //! every call of the runtime, and returns a [`ControlApi`] whose
-//! [`router`](ControlApi::router) serves the actions: create, answer, reject, redirect,
-//! hang up, transfer, add / cancel / remove participants, park and retrieve, play and
-//! DTMF. Outcomes come as events through an [`EventSink`]. Errors are RFC 9457 problem
+//! [`router`](ControlApi::router) serves the actions: create (one target, or a group
+//! call whose participants talk in a conference room Tandem mixes), answer, reject,
+//! redirect, connect to an existing call, hang up, transfer, add / cancel / remove / hold /
+//! unhold participants, park and retrieve, play and DTMF. Outcomes come as events through an [`EventSink`]. Errors are RFC 9457 problem
 //! details; the OpenAPI document is at `GET /v1/openapi.json`.
 //!
 //! Messaging, in the style of UCWA, lives under `/v1/conversations`: an IM call per

@@ -116,8 +116,11 @@ pub struct CreateCallRequest {
     /// callback gets the events).
     #[schema(min_length = 1)]
     pub application: String,
-    /// Whom to call: one target (a group call needs the media mixer: 422).
-    #[schema(min_items = 1, max_items = 1)]
+    /// Whom to call. Several targets (at most 8) make a group call: each is called,
+    /// and each that answers joins the call's conference room, where Tandem mixes
+    /// everyone's audio (and the application's plays); one that fails gets
+    /// `AddParticipantFailed`, and `CreateCallFailed` comes only when none answered.
+    #[schema(min_items = 1, max_items = 8)]
     pub targets: Vec<Identifier>,
     /// The caller ID: a SIP URI (From and P-Asserted-Identity) or a phone number (the
     /// trunk's own caller ID wins when it has one).
@@ -151,8 +154,10 @@ pub struct CallParticipant {
     pub identifier: Identifier,
     /// `connecting`, `connected`, `transferring`, `parked` or `disconnecting`.
     pub state: String,
+    /// Always `false`: muting a participant in the room is not offered (the mixer has
+    /// no per-member mute).
     pub is_muted: bool,
-    /// The participant put us on hold.
+    /// On hold: the application held it (`participants:hold`), or it holds us.
     pub is_on_hold: bool,
     /// The SIP Call-ID of this participant's dialog.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -460,12 +465,66 @@ pub struct SendDtmfRequest {
     pub operation_callback_uri: Option<String>,
 }
 
-/// `resultInformation` of every event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResultInformation {
-    /// 200 on success; otherwise the SIP status that ended the operation.
-    pub code: u16,
-    pub sub_code: u16,
-    pub message: String,
+/// `resultInformation` of every event: one type for the events the API raises and the
+/// event model of the hub.
+pub use crate::events::ResultInformation;
+
+/// `POST /v1/calls:connect`: the application takes over an existing call of Tandem's
+/// and receives its events from now on. Name the call by exactly one of
+/// `callConnectionId` (a call connection of any application) and `serverCallId` (the
+/// SIP Call-ID of any live call of Tandem's: one a route bridged, one a user endpoint
+/// answered...; a bridge is taken over with both its legs).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// The configured application that takes the call over.
+    #[schema(min_length = 1)]
+    pub application: String,
+    #[serde(default)]
+    #[schema(min_length = 1)]
+    pub call_connection_id: Option<String>,
+    /// The SIP Call-ID of one of the call's dialogs.
+    #[serde(default)]
+    #[schema(min_length = 1)]
+    pub server_call_id: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub operation_context: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    pub operation_callback_uri: Option<String>,
+}
+
+/// `POST /v1/calls/{callConnectionId}/participants:hold`: the participant leaves the
+/// call's room (the others no longer hear it, it no longer hears them) and gets a
+/// re-INVITE with `a=sendonly` (RFC 3264 §8.4); `file`, when given, plays to it in a
+/// loop while it is held.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HoldRequest {
+    pub target_participant: Identifier,
+    /// Music on hold: a WAV file, as `play` takes it.
+    #[serde(default)]
+    #[schema(min_length = 1)]
+    pub file: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub operation_context: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    pub operation_callback_uri: Option<String>,
+}
+
+/// `POST /v1/calls/{callConnectionId}/participants:unhold`: a re-INVITE with
+/// `a=sendrecv`; once answered the participant is back in the call's room.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnholdRequest {
+    pub target_participant: Identifier,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub operation_context: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    pub operation_callback_uri: Option<String>,
 }

@@ -198,6 +198,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/calls:reject"),
     ("post", "/v1/calls:redirect"),
     ("post", "/v1/calls:retrieve"),
+    ("post", "/v1/calls:connect"),
     ("get", "/v1/calls/{callConnectionId}"),
     ("post", "/v1/calls/{callConnectionId}:hangup"),
     ("post", "/v1/calls/{callConnectionId}:transferToParticipant"),
@@ -211,6 +212,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         "post",
         "/v1/calls/{callConnectionId}/participants:cancelAddParticipant",
     ),
+    ("post", "/v1/calls/{callConnectionId}/participants:hold"),
+    ("post", "/v1/calls/{callConnectionId}/participants:unhold"),
     (
         "get",
         "/v1/calls/{callConnectionId}/participants/{participantId}",
@@ -232,6 +235,9 @@ pub const ROUTES: &[(&str, &str)] = &[
         "post",
         "/v1/conversations/{conversationId}/messaging:stopMessaging",
     ),
+    // Served by `control_api::router` (the event stream), not by `ControlApi::routes`.
+    ("get", "/v1/events"),
+    ("get", "/v1/events/ws"),
 ];
 
 impl ControlApi {
@@ -246,6 +252,7 @@ impl ControlApi {
             .route("/v1/calls:reject", post(calls::reject))
             .route("/v1/calls:redirect", post(calls::redirect))
             .route("/v1/calls:retrieve", post(calls::retrieve))
+            .route("/v1/calls:connect", post(calls::connect))
             .route(
                 "/v1/calls/{call}",
                 get(calls::get_call).post(calls::call_action),
@@ -391,7 +398,7 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(
         title = "Tandem control API",
-        description = "Call Automation-style control of Tandem's calls. Every action accepts `operationContext` (at most 1024 bytes, echoed in the events it raises) and `operationCallbackUri` (where those events go instead of the application's callback). Errors are RFC 9457 problem details (`application/problem+json`); 400s and 422s name the field. Every route but this document needs `Authorization: Bearer <token>` when a token is configured. Request bodies are limited to the configured size (64 KiB by default; 413 beyond).\n\nEvents carry `callConnectionId`, `correlationId` (the SIP Call-ID), `operationContext` and `resultInformation { code, subCode, message }` (code 200 on success, else the SIP status): IncomingCall, CallConnected, CallDisconnected, CreateCallFailed, AnswerFailed, ParticipantsUpdated (sequenceNumber), AddParticipantSucceeded/Failed, CancelAddParticipantSucceeded/Failed, RemoveParticipantSucceeded, CallTransferAccepted/Failed (sipStatus), CallParked, PlayCompleted/Failed/Canceled, SendDtmfTonesCompleted/Failed, ToneReceived.",
+        description = "Call Automation-style control of Tandem's calls. Every action accepts `operationContext` (at most 1024 bytes, echoed in the events it raises) and `operationCallbackUri` (where those events go instead of the application's callback). Errors are RFC 9457 problem details (`application/problem+json`); 400s and 422s name the field. Every route but this document needs `Authorization: Bearer <token>` when a token is configured. Request bodies are limited to the configured size (64 KiB by default; 413 beyond).\n\nEvents carry `callConnectionId`, `correlationId` (the SIP Call-ID), `operationContext` and `resultInformation { code, subCode, message }` (code 200 on success, else the SIP status): IncomingCall, CallConnected, CallDisconnected, CreateCallFailed, AnswerFailed, ConnectFailed, ParticipantsUpdated (sequenceNumber), AddParticipantSucceeded/Failed, CancelAddParticipantSucceeded/Failed, RemoveParticipantSucceeded, HoldSucceeded/Failed, UnholdSucceeded/Failed, CallTransferAccepted/Failed (sipStatus), CallParked, PlayCompleted/Failed/Canceled, SendDtmfTonesCompleted/Failed, ToneReceived.\n\nA call created with several targets is a group call: the participants talk in a conference room that Tandem mixes, and a play without `playTo` is heard by everyone in it. Muting a participant is not offered.",
         version = "1"
     ),
     paths(
@@ -402,6 +409,7 @@ impl utoipa::Modify for BearerAuth {
         calls::reject,
         calls::redirect,
         calls::retrieve,
+        calls::connect,
         calls::get_call,
         calls::hangup,
         calls::transfer,
@@ -412,7 +420,11 @@ impl utoipa::Modify for BearerAuth {
         calls::add_participant,
         calls::remove_participant,
         calls::cancel_add_participant,
+        calls::hold,
+        calls::unhold,
         calls::get_participant,
+        crate::stream::sse,
+        crate::stream::websocket,
     ),
     components(schemas(
         crate::error::Problem,
@@ -441,16 +453,22 @@ impl utoipa::Modify for BearerAuth {
         crate::model::RetrieveResponse,
         crate::model::PlayRequest,
         crate::model::SendDtmfRequest,
-        crate::model::ResultInformation,
+        crate::model::ConnectRequest,
+        crate::model::HoldRequest,
+        crate::model::UnholdRequest,
+        crate::events::ResultInformation,
+        crate::events::CallEventData,
+        crate::events::CloudEvent,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
         (name = "calls", description = "Create, read, hang up and transfer calls"),
         (name = "incoming calls", description = "Answer, reject or redirect a call an `IncomingCall` event announced"),
-        (name = "participants", description = "Add (a three-party call), cancel, remove and read participants"),
+        (name = "participants", description = "Add (the participants talk in the call's conference room), cancel, remove, hold, unhold and read participants"),
         (name = "park", description = "Park a participant in an orbit and retrieve it"),
         (name = "media", description = "Play a file, send DTMF"),
+        (name = "events", description = "The application's events (CloudEvent JSON, schema CloudEvent; `data` as CallEventData) over Server-Sent Events or a WebSocket, resumable by sequence number"),
         (name = "meta", description = "This document"),
     )
 )]

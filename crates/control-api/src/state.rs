@@ -6,7 +6,7 @@
 
 use crate::model::{CallConnectionProperties, CallParticipant, Identifier, ResultInformation};
 use crate::server::{ApiConfig, EventSink};
-use calls::{CallHandle, EndpointHandle, TransferId};
+use calls::{CallHandle, EndpointHandle, RoomId, TransferId};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -331,8 +331,15 @@ pub(crate) struct Connection {
     pub(crate) detached: bool,
     /// A transfer in progress.
     pub(crate) transfer: Option<TransferOp>,
-    /// Two participants whose media is joined (`join_media`).
-    pub(crate) joined: Option<(CallHandle, CallHandle)>,
+    /// Created with several targets (a group call): a target that fails gets
+    /// `AddParticipantFailed`, and `CreateCallFailed` comes when none answered.
+    pub(crate) group: bool,
+    /// The conference room the participants talk in (Tandem mixes; the application is
+    /// in the media): made at a group call's creation, or when a second participant
+    /// connects. A call of one participant has none.
+    pub(crate) room: Option<RoomId>,
+    /// A play to the whole room in progress: its number and operation.
+    pub(crate) room_play: Option<(u64, Op)>,
     /// Plays in progress: number → (operation, calls still playing).
     pub(crate) plays: HashMap<u64, (Op, Vec<CallHandle>)>,
     /// Invitations that are over (a cancel then gets `CancelAddParticipantFailed`).
@@ -360,7 +367,9 @@ impl Connection {
             hangup: None,
             detached: false,
             transfer: None,
-            joined: None,
+            group: false,
+            room: None,
+            room_play: None,
             plays: HashMap::new(),
             finished_invitations: Vec::new(),
         }
@@ -427,6 +436,10 @@ pub(crate) enum Role {
     },
     /// `calls:retrieve`: the call that takes a parked participant back.
     Retriever,
+    /// One of the targets of a group call (`POST /v1/calls` with several).
+    Target,
+    /// A call the application took over with `calls:connect`.
+    Adopted,
 }
 
 /// Where a participant is.
@@ -470,6 +483,17 @@ pub(crate) struct Participant {
     pub(crate) dtmf: Option<Op>,
     /// `park` in progress.
     pub(crate) park: Option<Op>,
+    /// The application holds it (`participants:hold`): it is out of the room.
+    pub(crate) held: bool,
+    /// A hold or unhold waiting for its re-INVITE's answer.
+    pub(crate) hold_op: Option<HoldOp>,
+}
+
+/// A `participants:hold` (`hold`) or `participants:unhold` in progress.
+#[derive(Debug, Clone)]
+pub(crate) struct HoldOp {
+    pub(crate) op: Op,
+    pub(crate) hold: bool,
 }
 
 impl Participant {
@@ -487,6 +511,8 @@ impl Participant {
             removing: None,
             dtmf: None,
             park: None,
+            held: false,
+            hold_op: None,
         }
     }
 
@@ -496,7 +522,7 @@ impl Participant {
             identifier: self.identifier.clone(),
             state: self.state.as_str().to_owned(),
             is_muted: false,
-            is_on_hold: self.on_hold,
+            is_on_hold: self.on_hold || self.held,
             sip_call_id: self.sip_call_id.clone(),
         }
     }

@@ -117,12 +117,20 @@ fn gone_detail(application: &str, gap: Gap) -> String {
     }
 }
 
+/// A sequence number as the document declares it: an integer in `0..=i64::MAX` (OpenAPI
+/// `int64`, minimum 0; no hub gets near the top).
 fn parse_sequence(name: &str, value: &str) -> Result<u64, Refusal> {
-    value.trim().parse::<u64>().map_err(|_| {
-        Refusal::Invalid(format!(
-            "{name} must be a sequence number (a non-negative integer), not {value:?}"
-        ))
-    })
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            Refusal::Invalid(format!(
+                "{name} must be a sequence number (an integer from 0 to {}), not {value:?}",
+                i64::MAX
+            ))
+        })
 }
 
 /// The subscription a stream request asks for, or why not.
@@ -176,6 +184,7 @@ fn open(
     responses(
         (status = 200, description = "An endless SSE stream: per event `id:` its sequence number, `event:` its type, `data:` the CloudEvent JSON (schema CloudEvent); a comment every 15 s", content_type = "text/event-stream", body = String),
         (status = 400, description = "A missing or malformed parameter (problem+json naming it)", content_type = "application/problem+json", body = Object),
+        (status = 401, description = "No or a wrong bearer token", content_type = "application/problem+json", body = Object),
         (status = 410, description = "The resume point is no longer kept (or was never published): resynchronise, then resume after the last sequence (problem+json naming the oldest kept)", content_type = "application/problem+json", body = Object),
     )
 )]
@@ -220,8 +229,10 @@ pub async fn sse(
     ),
     responses(
         (status = 101, description = "WebSocket (RFC 6455): one CloudEvent JSON per text message, in sequence order; a ping every 15 s; closed if the client falls behind the retention"),
-        (status = 400, description = "A missing or malformed parameter (problem+json naming it)", content_type = "application/problem+json", body = Object),
+        (status = 400, description = "A missing or malformed parameter (problem+json naming it), or not a WebSocket handshake (RFC 6455 §4.2.1)", content_type = "application/problem+json", body = Object),
+        (status = 401, description = "No or a wrong bearer token", content_type = "application/problem+json", body = Object),
         (status = 410, description = "The resume point is no longer kept (or was never published) (problem+json naming the oldest kept)", content_type = "application/problem+json", body = Object),
+        (status = 426, description = "The connection cannot be upgraded (problem+json)", content_type = "application/problem+json", body = Object),
     )
 )]
 pub async fn websocket(
@@ -236,7 +247,22 @@ pub async fn websocket(
     };
     match upgrade {
         Ok(upgrade) => upgrade.on_upgrade(move |socket| pump(socket, subscription)),
-        Err(rejection) => rejection.into_response(),
+        // Not a handshake: problem+json like every other refusal (RFC 9457).
+        Err(rejection) => {
+            let status = rejection.status();
+            let body = serde_json::json!({
+                "type": PROBLEM_INVALID_PARAMETER,
+                "title": "Not a WebSocket handshake",
+                "status": status.as_u16(),
+                "detail": rejection.body_text(),
+            });
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/problem+json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -199,8 +199,12 @@ async fn bad_input_gets_problem_details_and_changes_nothing() {
             "application",
         ),
         (
-            json!({ "application": "app", "targets": [{ "sipUri": rig.bob() }, { "sipUri": rig.bob() }] }),
+            json!({ "application": "app", "targets": vec![json!({ "sipUri": rig.bob() }); 9] }),
             "targets",
+        ),
+        (
+            json!({ "application": "app", "targets": [{ "sipUri": rig.bob() }, { "sipUri": "mailto:bob@example.com" }] }),
+            "targets[1].sipUri",
         ),
         (
             json!({ "application": "app", "targets": [{ "phoneNumber": "+4930123456" }] }),

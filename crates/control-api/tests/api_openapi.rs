@@ -1,5 +1,7 @@
 //! The OpenAPI document: served without a token, valid JSON of OpenAPI 3, and it lists
-//! exactly the routes the API serves, each of which the router really routes.
+//! exactly the routes the API serves (`ROUTES`), each of which the router the daemon
+//! serves (`control_api::router`: the actions and the event stream) really routes; the
+//! event stream's routes and the event schemas are in it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -65,6 +67,31 @@ async fn the_document_lists_every_route_served() {
             "{name} is referred to but not defined"
         );
     }
+    // The event stream and its events are documented.
+    for name in ["CloudEvent", "CallEventData", "ResultInformation"] {
+        assert!(schemas.contains_key(name), "{name} is not in the document");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["ResultInformation"]["required"],
+        serde_json::json!(["code", "subCode", "message"])
+    );
+    let sse = &doc["paths"]["/v1/events"]["get"];
+    assert_eq!(sse["tags"], serde_json::json!(["events"]));
+    assert!(
+        sse["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{sse}"
+    );
+    assert!(doc["paths"]["/v1/events/ws"]["get"]["responses"]["101"].is_object());
+    for route in [
+        ("get", "/v1/events"),
+        ("get", "/v1/events/ws"),
+        ("post", "/v1/calls:connect"),
+        ("post", "/v1/calls/{callConnectionId}/participants:hold"),
+        ("post", "/v1/calls/{callConnectionId}/participants:unhold"),
+    ] {
+        assert!(control_api::ROUTES.contains(&route), "{route:?}");
+    }
+
     // The served document names the configured applications.
     assert_eq!(
         doc["components"]["schemas"]["CreateCallRequest"]["properties"]["application"]["enum"],
@@ -107,5 +134,29 @@ async fn the_document_lists_every_route_served() {
             "{method} {path} is not routed: {body}"
         );
         assert!(status < 500, "{method} {path}: {body}");
+        // And each is behind the token (but the document).
+        if *path != "/v1/openapi.json" {
+            let request = match *method {
+                "get" => rig.client.get(rig.url(path)),
+                _ => rig.client.post(rig.url(path)).json(&serde_json::json!({})),
+            };
+            let (status, body) = answer(request.send().await.unwrap()).await;
+            assert_eq!(status, 401, "{method} {path} without the token: {body}");
+        }
     }
+    // The actions' router alone does not serve the stream.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let alone = format!("http://{}", listener.local_addr().unwrap());
+    let router = rig.api.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (status, _) = answer(
+        rig.client
+            .get(format!("{alone}/v1/events?application=app"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
 }

@@ -162,6 +162,8 @@ async fn bad_requests_are_problems_naming_the_field() {
         ("application=", None, "application"),
         ("application=app&after=x", None, "after"),
         ("application=app&after=-1", None, "after"),
+        // Past the documented int64.
+        ("application=app&after=9999999999999999999", None, "after"),
         ("application=app", Some("seven"), "Last-Event-ID"),
         ("application=app&bogus=1", None, "bogus"),
     ] {
@@ -183,6 +185,15 @@ async fn bad_requests_are_problems_naming_the_field() {
     assert_eq!(response.status(), 400);
     let problem: serde_json::Value = response.json().await.unwrap();
     assert!(problem["detail"].as_str().unwrap().contains("application"));
+    // A plain GET (no WebSocket handshake) is refused with a problem too.
+    let response = reqwest::get(format!("http://{addr}/v1/events/ws?application=app"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;

@@ -2,7 +2,9 @@
 //! loopback sockets, served by axum on 127.0.0.1:0; runtime B (127.0.0.2) is the far
 //! end: `bob` answers every call (and accepts transfers), `carol` places calls to the
 //! API's applications, and the demo users `echo`, `ring` and `busy` of B are targets.
-//! A recording [`EventSink`] keeps every event the API publishes.
+//! A recording [`EventSink`] keeps every event the API publishes, and hands each to an
+//! event hub too: the rig serves what the daemon serves, `control_api::router` (the
+//! actions and the event stream, behind the token).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,10 +15,10 @@
 
 use control_api::{ApiConfig, ApplicationConfig, ControlApi, EventSink};
 use runtime::app::{ApplicationEndpoint, AudioVideoCall, EndpointNotice};
-use runtime::calls::routing::{Action, Match, RouteTable, Rule, regex};
+use runtime::calls::routing::{Action, Match, RouteTable, Rule, Target, regex};
 use runtime::calls::{
-    ApplicationEndpointSettings, CallAcceptOptions, CallEstablishOptions, CallEvent,
-    ConversationSettings, EngineConfig, MediaSettings, SignalingHeader,
+    ApplicationEndpointSettings, BridgeMode, CallAcceptOptions, CallEstablishOptions, CallEvent,
+    ConversationSettings, EngineConfig, MediaSettings, RingStrategy, SignalingHeader,
 };
 use runtime::sip_transport::TransportConfig;
 use runtime::{Running, RuntimeConfig};
@@ -63,6 +65,28 @@ impl EventSink for Recorder {
         });
         self.changed.notify_waiters();
         events.len() as u64
+    }
+}
+
+/// The recorder and the hub (whose stream the router serves; no webhooks are sent).
+struct Tee {
+    recorder: Arc<Recorder>,
+    hub: control_api::hub::EventHub,
+}
+
+impl EventSink for Tee {
+    fn publish(
+        &self,
+        application: &str,
+        callback: Option<&str>,
+        event_type: &str,
+        subject: Option<String>,
+        data: Value,
+    ) -> u64 {
+        let event = control_api::events::ApiEvent::new(event_type, subject.clone(), data.clone());
+        self.hub.publish(application, None, event);
+        self.recorder
+            .publish(application, callback, event_type, subject, data)
     }
 }
 
@@ -144,6 +168,7 @@ pub struct Rig {
     pub b: Running,
     pub api: ControlApi,
     pub events: Arc<Recorder>,
+    pub hub: control_api::hub::EventHub,
     pub base: String,
     pub client: reqwest::Client,
     pub a_addr: std::net::SocketAddr,
@@ -166,7 +191,7 @@ fn ports_for(name: &str) -> u16 {
 impl Rig {
     /// Applications: `app` (owner `sip:app@A`, 10 s to answer) and `slow` (owner
     /// `sip:slow@A`, 700 ms to answer); a `webhook` route hands calls to user `support`
-    /// to `app`.
+    /// to `app`; a `bridge` route bridges calls to user `relay` to bob.
     pub async fn start(name: &str) -> Rig {
         Rig::with(name, |_| {}).await
     }
@@ -184,10 +209,26 @@ impl Rig {
             },
         )
         .unwrap();
-        let a = runtime_on("127.0.0.1", base_port, RouteTable::new(vec![route])).await;
         let b = runtime_on("127.0.0.2", base_port + 200, RouteTable::default()).await;
-        let a_addr = a.local_addrs[0].1;
         let b_addr = b.local_addrs[0].1;
+        // Calls to `relay` are bridged to bob by a route, media-anchored: calls of
+        // Tandem's that no application has (for `connect`).
+        let relay = Rule::new(
+            "relay",
+            Match {
+                user: Some(regex("^relay$").unwrap()),
+                ..Match::default()
+            },
+            Action::Bridge {
+                targets: vec![Target::new(format!("sip:bob@{b_addr}"))],
+                ring: RingStrategy::Sequential,
+                mode: BridgeMode::MediaAnchored,
+                pass_headers: Vec::new(),
+            },
+        )
+        .unwrap();
+        let a = runtime_on("127.0.0.1", base_port, RouteTable::new(vec![route, relay])).await;
+        let a_addr = a.local_addrs[0].1;
 
         let mut app = ApplicationConfig::new("app", format!("sip:app@{a_addr}"));
         app.callback_uri = Some("http://127.0.0.1:9/app-hook".into());
@@ -201,12 +242,18 @@ impl Rig {
         };
         configure(&mut config);
         let events = Arc::new(Recorder::default());
-        let api = control_api::start(a.tandem.clone(), config, events.clone())
+        let hub = control_api::hub::EventHub::new(control_api::hub::HubConfig::default());
+        let token = config.token.clone();
+        let tee = Arc::new(Tee {
+            recorder: events.clone(),
+            hub: hub.clone(),
+        });
+        let api = control_api::start(a.tandem.clone(), config, tee)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = api.router();
+        let router = control_api::router(&api, hub.clone(), token);
         tokio::spawn(async move { axum::serve(listener, router).await });
 
         let bob = b
@@ -230,6 +277,7 @@ impl Rig {
             b,
             api,
             events,
+            hub,
             base,
             client: reqwest::Client::new(),
             a_addr,
@@ -281,7 +329,8 @@ impl Rig {
         answer(response).await
     }
 
-    /// Creates a call from `app` to `target` and waits for `CallConnected`.
+    /// Creates a call from `app` to `target` and waits for `CallConnected` (and its
+    /// `ParticipantsUpdated`).
     pub async fn connected_call(&self, target: &str, context: &str) -> String {
         let (status, body) = self
             .post(
@@ -297,6 +346,13 @@ impl Rig {
         let id = body["callConnectionId"].as_str().unwrap().to_owned();
         self.events
             .wait("CallConnected", |d| d["callConnectionId"] == json!(id))
+            .await;
+        // And the ParticipantsUpdated published with it, so that a test counting events
+        // from here sees none of the connect's.
+        self.events
+            .wait("ParticipantsUpdated", |d| {
+                d["callConnectionId"] == json!(id)
+            })
             .await;
         id
     }
