@@ -124,11 +124,14 @@ pub enum Operation {
     Park,
     /// Joining a conference room ([`Engine::join_room`](crate::Engine::join_room)).
     JoinRoom,
+    /// Muting or unmuting the call in conference rooms
+    /// ([`Engine::set_muted`](crate::Engine::set_muted)).
+    Mute,
 }
 
 impl Operation {
     /// Every operation, for tests and tables.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::Establish,
         Operation::Accept,
         Operation::Decline,
@@ -143,6 +146,7 @@ impl Operation {
         Operation::Transfer,
         Operation::Park,
         Operation::JoinRoom,
+        Operation::Mute,
     ];
 }
 
@@ -163,6 +167,7 @@ impl fmt::Display for Operation {
             Operation::Transfer => "transfer",
             Operation::Park => "park",
             Operation::JoinRoom => "join_room",
+            Operation::Mute => "mute",
         };
         f.write_str(name)
     }
@@ -185,7 +190,8 @@ pub fn permits(state: CallState, operation: Operation) -> bool {
         | O::SetComposing
         | O::Transfer
         | O::Park
-        | O::JoinRoom => state == S::Established,
+        | O::JoinRoom
+        | O::Mute => state == S::Established,
     }
 }
 
@@ -291,6 +297,7 @@ mod tests {
                     O::Transfer,
                     O::Park,
                     O::JoinRoom,
+                    O::Mute,
                 ],
                 S::Terminating | S::Terminated => vec![],
             }

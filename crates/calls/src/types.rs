@@ -248,6 +248,10 @@ pub enum MediaInstruction {
     /// that member only, over the room; a later `Start` re-targets its stream in the
     /// room; its `Close` removes it. A call joined to a peer (`Join`) is unjoined first.
     JoinRoom { room: RoomId },
+    /// Mute (or unmute) the call in conference rooms: while muted, what it sends is not
+    /// mixed for the other members of the room it is in, or joins later; it still hears
+    /// them. It lasts until unmuted or the call ends.
+    Mute { muted: bool },
     /// The call leaves `room`: its own stream resumes (silence until told to play).
     LeaveRoom { room: RoomId },
     /// A room-wide announcement: every member of `room` hears the WAV file `file`
@@ -610,7 +614,7 @@ pub enum CallError {
     #[error("{0} is in no room")]
     NotInRoom(CallHandle),
     /// The call's media does not pass through Tandem, so it cannot be mixed.
-    #[error("{call} cannot join a room: {reason}")]
+    #[error("{call} cannot be mixed in a room: {reason}")]
     NoOwnMedia {
         call: CallHandle,
         reason: &'static str,

@@ -435,7 +435,7 @@ fn a_signalling_only_bridge_leg_cannot_join_a_room() {
         );
         let text = error.to_string();
         assert!(
-            text.contains("cannot join a room") && text.contains("signalling-only"),
+            text.contains("cannot be mixed in a room") && text.contains("signalling-only"),
             "{text}"
         );
     }
@@ -561,4 +561,70 @@ fn a_call_not_yet_established_cannot_join() {
         error.to_string(),
         "join_room is not allowed in state Incoming"
     );
+}
+
+#[test]
+fn a_muted_member_hears_the_others_and_is_not_heard_until_unmuted() {
+    let (mut net, [a, b, c]) = three_calls();
+    let room = join_all(&mut net, &[a, b, c]);
+    net.engine(T).set_muted(b.t, true).unwrap();
+    assert!(net.engine(T).is_muted(b.t));
+    net.run_for(Duration::from_millis(100));
+    assert!(
+        net.media_log
+            .iter()
+            .any(|(n, call, i)| *n == T && *call == b.t && *i == MediaInstruction::Mute { muted: true }),
+        "{:?}",
+        net.media_log
+    );
+    assert_eq!(heard(&net, &a), origins(&[&c]));
+    assert_eq!(heard(&net, &c), origins(&[&a]));
+    assert_eq!(heard(&net, &b), origins(&[&a, &c]), "the muted one hears");
+    // Muting again changes nothing and tells the media layer nothing.
+    let log = net.media_log.len();
+    net.engine(T).set_muted(b.t, true).unwrap();
+    assert_eq!(net.media_log.len(), log);
+
+    // The mute outlasts leaving and joining again.
+    let now = net.now;
+    net.engine(T).leave_room(now, b.t).unwrap();
+    net.engine(T).join_room(now, b.t, room).unwrap();
+    net.run_for(Duration::from_millis(100));
+    assert!(net.engine(T).is_muted(b.t));
+    assert_eq!(heard(&net, &a), origins(&[&c]));
+
+    net.engine(T).set_muted(b.t, false).unwrap();
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(heard(&net, &a), origins(&[&b, &c]));
+    assert_eq!(room_events(&net, room).len(), 5, "mute is no room event");
+
+    // A call that ends is forgotten; one that is not established is refused.
+    net.engine(T).set_muted(c.t, true).unwrap();
+    let now = net.now;
+    net.engine(C)
+        .terminate(now, c.phone, CallTerminateOptions::new())
+        .unwrap();
+    net.run_for(secs(1));
+    assert!(!net.engine(T).is_muted(c.t));
+    assert!(matches!(
+        net.engine(T).set_muted(c.t, false),
+        Err(CallError::InvalidState {
+            operation: Operation::Mute,
+            ..
+        }) | Err(CallError::NoSuchCall(_))
+    ));
+}
+
+#[test]
+fn a_signalling_only_leg_cannot_be_muted() {
+    let (mut net, [alice, _bob, _carol]) = setup(bridging(BridgeMode::SignalingOnly));
+    dial(&mut net, A, alice, T_URI);
+    net.run_for(secs(2));
+    let leg = t_call_from(&net, A);
+    assert!(net.engine(T).bridge_of(leg).is_some());
+    assert!(matches!(
+        net.engine(T).set_muted(leg, true),
+        Err(CallError::NoOwnMedia { .. })
+    ));
+    assert!(!net.engine(T).is_muted(leg));
 }

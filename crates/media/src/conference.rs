@@ -2,7 +2,7 @@
 //! the sum of the others (not itself) every 20 ms. One machine, one packet clock: every
 //! participant's packet of an interval is mixed from the same instant.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,8 @@ pub struct Conference {
     mixer: Mixer,
     participants: BTreeMap<ParticipantId, AudioFlow>,
     by_socket: HashMap<SocketId, ParticipantId>,
+    /// Participants whose audio is not mixed (they still hear the others).
+    muted: HashSet<ParticipantId>,
     next_tick: Option<Instant>,
     received: Vec<i16>,
     events: VecDeque<(ParticipantId, FlowEvent)>,
@@ -62,6 +64,7 @@ impl Conference {
             mixer: Mixer::new(FRAME_LEN),
             participants: BTreeMap::new(),
             by_socket: HashMap::new(),
+            muted: HashSet::new(),
             next_tick: None,
             received: Vec::with_capacity(FRAME_LEN * 2),
             events: VecDeque::new(),
@@ -140,12 +143,34 @@ impl Conference {
     pub fn leave(&mut self, id: ParticipantId) -> Option<AudioFlow> {
         let mut flow = self.participants.remove(&id)?;
         self.by_socket.retain(|_, p| *p != id);
+        self.muted.remove(&id);
         self.mixer.leave(id);
         flow.set_external_clock(false);
         if self.participants.is_empty() {
             self.next_tick = None;
         }
         Some(flow)
+    }
+
+    /// Mutes or unmutes `id`: a muted participant still hears the others (and its own
+    /// player), but what it sends is not mixed for them (what it said before fades out
+    /// with the frame in progress). Its DTMF, statistics and timeouts are reported as
+    /// before. Whether `id` is a participant; a participant that leaves is unmuted.
+    pub fn set_muted(&mut self, id: ParticipantId, muted: bool) -> bool {
+        if !self.participants.contains_key(&id) {
+            return false;
+        }
+        if muted {
+            self.muted.insert(id);
+        } else {
+            self.muted.remove(&id);
+        }
+        true
+    }
+
+    /// Whether `id` is muted.
+    pub fn is_muted(&self, id: ParticipantId) -> bool {
+        self.muted.contains(&id)
     }
 
     pub fn participant(&mut self, id: ParticipantId) -> Option<&mut AudioFlow> {
@@ -202,7 +227,7 @@ impl MediaMachine for Conference {
         flow.handle_datagram(now, socket, from, data);
         self.received.clear();
         flow.take_received(&mut self.received);
-        if !self.received.is_empty() {
+        if !self.received.is_empty() && !self.muted.contains(&id) {
             self.mixer.push(id, &self.received);
         }
     }

@@ -231,3 +231,37 @@ fn a_participant_that_leaves_is_heard_no_more_and_gets_its_flow_back() {
         "no frame for the one that left"
     );
 }
+
+#[test]
+fn a_muted_participant_hears_the_others_and_is_not_heard_until_unmuted() {
+    let mut rig = Rig::new();
+    rig.run(ms(300));
+    assert!(!rig.conference.set_muted(7, true), "no such participant");
+    assert!(rig.conference.set_muted(1, true));
+    assert!(rig.conference.is_muted(1));
+    rig.clear();
+    rig.run(ms(800));
+    for i in [0, 2] {
+        let heard = rig.last(i);
+        assert!(level(heard, 700.0) < -45.0, "{i} hears the muted one");
+        let other = if i == 0 { 900.0 } else { 500.0 };
+        assert!((level(heard, other) - -10.0).abs() < 1.5, "{i}");
+    }
+    // The muted one still hears both others.
+    let own = rig.last(1);
+    assert!((level(own, 500.0) - -10.0).abs() < 1.5);
+    assert!((level(own, 900.0) - -10.0).abs() < 1.5);
+
+    assert!(rig.conference.set_muted(1, false));
+    rig.clear();
+    rig.run(ms(800));
+    assert!((level(rig.last(0), 700.0) - -10.0).abs() < 1.5, "unmuted");
+    // Leaving clears it: a flow that comes back in is heard.
+    rig.conference.set_muted(2, true);
+    let flow = rig.conference.leave(2).unwrap();
+    assert!(!rig.conference.is_muted(2));
+    rig.conference.join(rig.now, 2, flow);
+    rig.clear();
+    rig.run(ms(800));
+    assert!((level(rig.last(0), 900.0) - -10.0).abs() < 1.5, "rejoined, heard");
+}

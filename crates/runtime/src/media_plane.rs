@@ -167,6 +167,8 @@ struct CallMedia {
     room: Option<rooms::RoomLink>,
     /// The call's flow has been in a room: its commands go through the job queue.
     roomed: bool,
+    /// Muted in rooms (`MediaInstruction::Mute`): applied in every room it joins.
+    muted: bool,
 }
 
 /// A relay joining two calls, filed under its leg A.
@@ -274,6 +276,7 @@ impl MediaPlane {
             MediaInstruction::PlayRoom { room, file, looped } => {
                 self.play_room(room, file.as_deref(), looped);
             }
+            MediaInstruction::Mute { muted } => self.mute(call, muted),
             _ => {}
         }
     }

@@ -418,6 +418,26 @@ async fn a_member_that_leaves_gets_its_own_flow_back_silence_then_a_play() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_member_is_not_heard_and_stays_muted_when_it_joins_again() {
+    let mut rig = Rig::new(23490);
+    let (room, a, b, c) = three_in_a_room(&mut rig).await;
+    rig.instruct(b.call, MediaInstruction::Mute { muted: true });
+    let (heard_a, heard_b, heard_c) = tokio::join!(a.phone.hear(), b.phone.hear(), c.phone.hear());
+    assert_hears("A", &heard_a, &[FC], &[FA, FB]);
+    assert_hears("B (muted)", &heard_b, &[FA, FC], &[FB]);
+    assert_hears("C", &heard_c, &[FA], &[FB, FC]);
+    // Out of the room and back: still muted.
+    rig.instruct(b.call, MediaInstruction::LeaveRoom { room });
+    rig.instruct(b.call, MediaInstruction::JoinRoom { room });
+    let heard_a = a.phone.hear().await;
+    assert_hears("A", &heard_a, &[FC], &[FA, FB]);
+    rig.instruct(b.call, MediaInstruction::Mute { muted: false });
+    let (heard_a, heard_c) = tokio::join!(a.phone.hear(), c.phone.hear());
+    assert_hears("A", &heard_a, &[FB, FC], &[FA]);
+    assert_hears("C", &heard_c, &[FA, FB], &[FC]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_play_to_a_member_is_heard_by_it_alone_and_a_room_play_by_all() {
     let mut rig = Rig::new(23420);
     let (room, a, b, c) = three_in_a_room(&mut rig).await;

@@ -18,12 +18,15 @@
 //! - A `Play` to a member (the application's player on the call's flow) plays to that
 //!   member only, over the room. [`Engine::play_to_room`] plays to every member
 //!   ([`MediaInstruction::PlayRoom`]).
+//! - [`Engine::set_muted`] mutes a call in rooms ([`MediaInstruction::Mute`]): the
+//!   others stop hearing it, it still hears them; the mute lasts across leaving and
+//!   joining rooms (a hold and its retrieve) until unmuted or the call ends.
 //! - Every change raises [`Event::Room`] with a [`RoomEvent`].
 
 use super::Engine;
 use crate::state::Operation;
 use crate::types::{CallError, CallHandle, CallKind, Event, MediaInstruction, RoomId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 /// Why a call left its room.
@@ -63,6 +66,8 @@ pub(super) struct Rooms {
     /// Each room's members, in the order they joined.
     rooms: BTreeMap<RoomId, Vec<CallHandle>>,
     by_call: HashMap<CallHandle, RoomId>,
+    /// Calls muted in rooms ([`Engine::set_muted`]).
+    muted: HashSet<CallHandle>,
 }
 
 impl Engine {
@@ -255,8 +260,54 @@ impl Engine {
         });
     }
 
+    /// Mutes (`true`) or unmutes `call` in conference rooms: while muted, the other
+    /// members of the room it is in (or joins later) do not hear it; it still hears them,
+    /// and its DTMF is still reported. The mute lasts across leaving and joining rooms
+    /// until it is undone or the call ends. A call need not be in a room to be muted.
+    /// Setting what is already set changes nothing.
+    ///
+    /// Refused, with nothing changed: a call not `Established`
+    /// ([`CallError::InvalidState`]), an IM call ([`CallError::WrongCallType`]), a
+    /// signalling-only bridge leg, whose RTP Tandem does not see
+    /// ([`CallError::NoOwnMedia`]).
+    pub fn set_muted(&mut self, call: CallHandle, muted: bool) -> Result<(), CallError> {
+        let c = self.check(call, Operation::Mute)?;
+        if c.kind != CallKind::AudioVideo {
+            return Err(CallError::WrongCallType {
+                operation: Operation::Mute,
+                kind: c.kind,
+            });
+        }
+        if c.passthrough {
+            return Err(CallError::NoOwnMedia {
+                call,
+                reason: "it is a signalling-only bridge leg: its RTP passes between the \
+                         phones, not through Tandem",
+            });
+        }
+        let changed = if muted {
+            self.rooms.muted.insert(call)
+        } else {
+            self.rooms.muted.remove(&call)
+        };
+        if changed {
+            tracing::info!(%call, muted, "call mute changed");
+            self.events.push_back(Event::Media {
+                call,
+                instruction: MediaInstruction::Mute { muted },
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `call` is muted in rooms ([`Engine::set_muted`]).
+    pub fn is_muted(&self, call: CallHandle) -> bool {
+        self.rooms.muted.contains(&call)
+    }
+
     /// The call ended (from `finish`): it leaves its room.
     pub(super) fn room_call_ended(&mut self, call: CallHandle) {
+        self.rooms.muted.remove(&call);
         if let Some(room) = self.room_of(call) {
             self.remove_from_room(call, room, RoomLeaveReason::CallEnded, false);
         }

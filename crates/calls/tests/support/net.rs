@@ -94,6 +94,8 @@ pub struct Net {
     /// Room-wide announcements (`MediaInstruction::PlayRoom`): the file, `None` for the
     /// tone.
     room_playing: BTreeMap<(usize, RoomId), Option<String>>,
+    /// Calls muted in rooms (`MediaInstruction::Mute`): the room does not mix them.
+    muted: std::collections::BTreeSet<(usize, CallHandle)>,
     /// SIP peers the test writes by hand (see [`RawPeer`]).
     pub raw: Vec<RawPeer>,
 }
@@ -170,6 +172,7 @@ impl Net {
             playing: BTreeMap::new(),
             rooms: BTreeMap::new(),
             room_playing: BTreeMap::new(),
+            muted: std::collections::BTreeSet::new(),
             raw: Vec::new(),
         }
     }
@@ -337,8 +340,16 @@ impl Net {
                 self.streams.remove(&(node, call));
                 self.receiving.remove(&(node, call));
                 self.rooms.remove(&(node, call));
+                self.muted.remove(&(node, call));
                 if let Some(peer) = self.joins.remove(&(node, call)) {
                     self.joins.remove(&(node, peer));
+                }
+            }
+            MediaInstruction::Mute { muted } => {
+                if *muted {
+                    self.muted.insert((node, call));
+                } else {
+                    self.muted.remove(&(node, call));
                 }
             }
             MediaInstruction::JoinRoom { room } => {
@@ -452,7 +463,7 @@ impl Net {
             } else if let Some(room) = self.in_room(i, c) {
                 if hops > 0 {
                     for member in self.room_streams(i, room) {
-                        if member != c {
+                        if member != c && !self.muted.contains(&(i, member)) {
                             self.hears_within(i, member, hops - 1, origins);
                         }
                     }

@@ -17,6 +17,9 @@
 //! ([`AudioFlow::send_frame`]). Once a call has been in a room, its flow commands go
 //! through the plane's job queue, so each finds the flow where the moves before it left
 //! it. A room's task starts with its first member and stops when its last one leaves.
+//!
+//! [`MediaInstruction::Mute`] is kept on the call and applied in whatever room it is in
+//! or joins ([`Conference::set_muted`]): the others stop hearing it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -133,9 +136,11 @@ impl MediaPlane {
             members.insert(id, call);
         }
         let conference = r.controller.clone();
+        let mut muted = false;
         if let Some(entry) = self.calls.get_mut(&call) {
             entry.room = Some(RoomLink::In { room, id });
             entry.roomed = true;
+            muted = entry.muted;
         }
         debug!(%call, %room, participant = id, "call joins room");
         self.job(async move {
@@ -155,7 +160,10 @@ impl MediaPlane {
             };
             let (rtp_id, rtcp_id) = member_sockets(id);
             moved.set_sockets(rtp_id, rtcp_id);
-            let _ = conference.command(move |conference, now| conference.join(now, id, moved));
+            let _ = conference.command(move |conference, now| {
+                conference.join(now, id, moved);
+                conference.set_muted(id, muted);
+            });
             for (socket_id, socket) in [(rtp_id, rtp), (rtcp_id, rtcp)] {
                 if let Some(socket) = socket
                     && conference.add_socket(socket_id, socket).is_err()
@@ -223,6 +231,25 @@ impl MediaPlane {
                     debug!(%call, "flow gone: socket closed");
                 }
             }
+        });
+    }
+
+    /// `MediaInstruction::Mute`: kept for the call, and applied in its room now (after
+    /// the moves before it).
+    pub(super) fn mute(&mut self, call: CallHandle, muted: bool) {
+        let entry = self.calls.entry(call).or_default();
+        entry.muted = muted;
+        let Some(RoomLink::In { room, id }) = entry.room else {
+            return;
+        };
+        let Some(conference) = self.rooms.get(&room).map(|r| r.controller.clone()) else {
+            return;
+        };
+        debug!(%call, %room, participant = id, muted, "room mute");
+        self.job(async move {
+            let _ = conference.command(move |conference, _| {
+                conference.set_muted(id, muted);
+            });
         });
     }
 
