@@ -571,9 +571,9 @@ fn a_muted_member_hears_the_others_and_is_not_heard_until_unmuted() {
     assert!(net.engine(T).is_muted(b.t));
     net.run_for(Duration::from_millis(100));
     assert!(
-        net.media_log
-            .iter()
-            .any(|(n, call, i)| *n == T && *call == b.t && *i == MediaInstruction::Mute { muted: true }),
+        net.media_log.iter().any(|(n, call, i)| *n == T
+            && *call == b.t
+            && *i == MediaInstruction::Mute { muted: true }),
         "{:?}",
         net.media_log
     );

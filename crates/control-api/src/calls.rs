@@ -155,6 +155,18 @@ pub(crate) async fn participants_action(
             Ok(b) => unhold(shared, id, b).await.map(IntoResponse::into_response),
             Err(p) => Err(p),
         },
+        "mute" => match body(request, &shared).await {
+            Ok(b) => mute_participants(shared, id, b)
+                .await
+                .map(IntoResponse::into_response),
+            Err(p) => Err(p),
+        },
+        "unmute" => match body(request, &shared).await {
+            Ok(b) => unmute_participants(shared, id, b)
+                .await
+                .map(IntoResponse::into_response),
+            Err(p) => Err(p),
+        },
         _ => Err(Problem::not_found(
             "no-such-action",
             format!("`{verb}` is not an action on participants"),
@@ -1278,6 +1290,131 @@ pub(crate) async fn unhold(
             operation_context: body.operation_context,
         }),
     ))
+}
+
+/// Mute participants.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{callConnectionId}/participants:mute",
+    tag = "participants",
+    params(("callConnectionId" = String, Path, description = "The call connection")),
+    request_body = MuteParticipantsRequest,
+    responses(
+        (status = 200, description = "Muted: the others in the call's room no longer hear them (they still hear the others); `ParticipantsUpdated` with `isMuted` follows when anything changed. Muting a muted participant changes nothing", body = MuteParticipantsResponse),
+        (status = 400, description = "Malformed JSON, an unknown field, a wrong type, no target or more than 16", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call has no conference room (one participant, never added to), or a participant is not connected; nobody's mute changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such participant, or one named twice; nobody's mute changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn mute_participants(
+    shared: Arc<Shared>,
+    id: String,
+    body: MuteParticipantsRequest,
+) -> ApiResult<Json<MuteParticipantsResponse>> {
+    mute(shared, id, body, true).await
+}
+
+/// Unmute participants.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{callConnectionId}/participants:unmute",
+    tag = "participants",
+    params(("callConnectionId" = String, Path, description = "The call connection")),
+    request_body = MuteParticipantsRequest,
+    responses(
+        (status = 200, description = "Unmuted: the others hear them again; `ParticipantsUpdated` with `isMuted` follows when anything changed", body = MuteParticipantsResponse),
+        (status = 400, description = "Malformed JSON, an unknown field, a wrong type, no target or more than 16", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The call has no conference room, or a participant is not connected; nobody's mute changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such participant, or one named twice; nobody's mute changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn unmute_participants(
+    shared: Arc<Shared>,
+    id: String,
+    body: MuteParticipantsRequest,
+) -> ApiResult<Json<MuteParticipantsResponse>> {
+    mute(shared, id, body, false).await
+}
+
+/// `participants:mute` (`muted`) and `participants:unmute`: all the targets or none.
+async fn mute(
+    shared: Arc<Shared>,
+    id: String,
+    body: MuteParticipantsRequest,
+    muted: bool,
+) -> ApiResult<Json<MuteParticipantsResponse>> {
+    validate::operation(body.operation_context.as_ref(), None)?;
+    if body.target_participants.is_empty() || body.target_participants.len() > 16 {
+        return Err(Problem::invalid_field(
+            "targetParticipants",
+            "name one to 16 participants",
+        ));
+    }
+    for (i, who) in body.target_participants.iter().enumerate() {
+        validate::identifier(who, &format!("targetParticipants[{i}]"))?;
+    }
+    let targets = body.target_participants;
+    let books = shared.clone();
+    let outbox = on_engine(&shared, move |engine, _| {
+        let mut book = books.book();
+        let connection = book.visible_mut(&id).ok_or_else(|| call_not_found(&id))?;
+        if connection.room.is_none() {
+            return Err(Problem::conflict(
+                "the call has no conference room to mute in: mute applies to group calls and \
+                 calls a participant was added to",
+            ));
+        }
+        // Every target is checked before anything changes.
+        let mut chosen: Vec<(String, CallHandle)> = Vec::with_capacity(targets.len());
+        for (i, who) in targets.iter().enumerate() {
+            let field = format!("targetParticipants[{i}]");
+            let p = connection
+                .choose(Some(who))
+                .map_err(|problem| Problem::unprocessable(Some(&field), problem))?;
+            if chosen.iter().any(|(pid, _)| *pid == p.id) {
+                return Err(Problem::unprocessable(
+                    Some(&field),
+                    "the participant is named twice",
+                ));
+            }
+            if p.state != ParticipantState::Connected {
+                return Err(Problem::conflict(format!(
+                    "the participant {field} names is not connected"
+                )));
+            }
+            chosen.push((p.id.clone(), p.call));
+        }
+        let mut changed = false;
+        for (pid, call) in chosen {
+            engine
+                .set_muted(call, muted)
+                .map_err(|e| Problem::from_call_error(&e, Some("targetParticipants")))?;
+            if let Some(p) = connection.participant_mut(&pid)
+                && p.muted != muted
+            {
+                p.muted = muted;
+                changed = true;
+            }
+        }
+        let mut outbox = Outbox::default();
+        if changed {
+            outbox.participants_updated(connection);
+        }
+        Ok(outbox)
+    })
+    .await?;
+    shared.publish(outbox);
+    Ok(Json(MuteParticipantsResponse {
+        operation_context: body.operation_context,
+    }))
 }
 
 /// Connect to an existing call.

@@ -515,6 +515,31 @@ pub struct HoldRequest {
     pub operation_callback_uri: Option<String>,
 }
 
+/// `POST /v1/calls/{callConnectionId}/participants:mute` and `participants:unmute`:
+/// mutes (or unmutes) participants of a call whose participants talk in Tandem's
+/// conference room (a group call, or one that had a participant added). A muted
+/// participant still hears the others; they stop hearing it. The mute lasts through a
+/// hold until it is undone.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MuteParticipantsRequest {
+    /// One to 16 participants of the call, each named once.
+    #[schema(min_items = 1, max_items = 16)]
+    pub target_participants: Vec<Identifier>,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub operation_context: Option<String>,
+}
+
+/// The answer to `participants:mute` and `participants:unmute`: done (a
+/// `ParticipantsUpdated` with `isMuted` follows when anything changed).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MuteParticipantsResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_context: Option<String>,
+}
+
 /// `POST /v1/calls/{callConnectionId}/participants:unhold`: a re-INVITE with
 /// `a=sendrecv`; once answered the participant is back in the call's room.
 #[derive(Debug, Clone, Deserialize, ToSchema)]

@@ -214,6 +214,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("post", "/v1/calls/{callConnectionId}/participants:hold"),
     ("post", "/v1/calls/{callConnectionId}/participants:unhold"),
+    ("post", "/v1/calls/{callConnectionId}/participants:mute"),
+    ("post", "/v1/calls/{callConnectionId}/participants:unmute"),
     (
         "get",
         "/v1/calls/{callConnectionId}/participants/{participantId}",
@@ -398,7 +400,7 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(
         title = "Tandem control API",
-        description = "Call Automation-style control of Tandem's calls. Every action accepts `operationContext` (at most 1024 bytes, echoed in the events it raises) and `operationCallbackUri` (where those events go instead of the application's callback). Errors are RFC 9457 problem details (`application/problem+json`); 400s and 422s name the field. Every route but this document needs `Authorization: Bearer <token>` when a token is configured. Request bodies are limited to the configured size (64 KiB by default; 413 beyond).\n\nEvents carry `callConnectionId`, `correlationId` (the SIP Call-ID), `operationContext` and `resultInformation { code, subCode, message }` (code 200 on success, else the SIP status): IncomingCall, CallConnected, CallDisconnected, CreateCallFailed, AnswerFailed, ConnectFailed, ParticipantsUpdated (sequenceNumber), AddParticipantSucceeded/Failed, CancelAddParticipantSucceeded/Failed, RemoveParticipantSucceeded, HoldSucceeded/Failed, UnholdSucceeded/Failed, CallTransferAccepted/Failed (sipStatus), CallParked, PlayCompleted/Failed/Canceled, SendDtmfTonesCompleted/Failed, ToneReceived.\n\nA call created with several targets is a group call: the participants talk in a conference room that Tandem mixes, and a play without `playTo` is heard by everyone in it. Muting a participant is not offered.",
+        description = "Call Automation-style control of Tandem's calls. Every action accepts `operationContext` (at most 1024 bytes, echoed in the events it raises) and `operationCallbackUri` (where those events go instead of the application's callback). Errors are RFC 9457 problem details (`application/problem+json`); 400s and 422s name the field. Every route but this document needs `Authorization: Bearer <token>` when a token is configured. Request bodies are limited to the configured size (64 KiB by default; 413 beyond).\n\nEvents carry `callConnectionId`, `correlationId` (the SIP Call-ID), `operationContext` and `resultInformation { code, subCode, message }` (code 200 on success, else the SIP status): IncomingCall, CallConnected, CallDisconnected, CreateCallFailed, AnswerFailed, ConnectFailed, ParticipantsUpdated (sequenceNumber), AddParticipantSucceeded/Failed, CancelAddParticipantSucceeded/Failed, RemoveParticipantSucceeded, HoldSucceeded/Failed, UnholdSucceeded/Failed, CallTransferAccepted/Failed (sipStatus), CallParked, PlayCompleted/Failed/Canceled, SendDtmfTonesCompleted/Failed, ToneReceived.\n\nA call created with several targets is a group call: the participants talk in a conference room that Tandem mixes, and a play without `playTo` is heard by everyone in it. `participants:mute` mutes participants in the room: they still hear the others, the others stop hearing them (`isMuted`).",
         version = "1"
     ),
     paths(
@@ -422,6 +424,8 @@ impl utoipa::Modify for BearerAuth {
         calls::cancel_add_participant,
         calls::hold,
         calls::unhold,
+        calls::mute_participants,
+        calls::unmute_participants,
         calls::get_participant,
         crate::stream::sse,
         crate::stream::websocket,
@@ -456,6 +460,8 @@ impl utoipa::Modify for BearerAuth {
         crate::model::ConnectRequest,
         crate::model::HoldRequest,
         crate::model::UnholdRequest,
+        crate::model::MuteParticipantsRequest,
+        crate::model::MuteParticipantsResponse,
         crate::events::ResultInformation,
         crate::events::CallEventData,
         crate::events::CloudEvent,

@@ -487,6 +487,8 @@ pub(crate) struct Participant {
     pub(crate) held: bool,
     /// A hold or unhold waiting for its re-INVITE's answer.
     pub(crate) hold_op: Option<HoldOp>,
+    /// Muted in the call's room (`participants:mute`).
+    pub(crate) muted: bool,
 }
 
 /// A `participants:hold` (`hold`) or `participants:unhold` in progress.
@@ -513,6 +515,7 @@ impl Participant {
             park: None,
             held: false,
             hold_op: None,
+            muted: false,
         }
     }
 
@@ -521,7 +524,7 @@ impl Participant {
             participant_id: self.id.clone(),
             identifier: self.identifier.clone(),
             state: self.state.as_str().to_owned(),
-            is_muted: false,
+            is_muted: self.muted,
             is_on_hold: self.on_hold || self.held,
             sip_call_id: self.sip_call_id.clone(),
         }

@@ -203,8 +203,81 @@ async fn a_group_call_of_three_in_a_room() {
     }
     let t_all = Instant::now();
 
-    // Everyone talks; then the application plays to the call: all hear it.
+    // Everyone talks; p3 is muted for a while (it hears the others, they not it).
     tokio::time::sleep(ms(1000)).await;
+    let t_mute = Instant::now();
+    let (status, body) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:mute"),
+            json!({ "targetParticipants": [{ "sipUri": peers[2].uri }], "operationContext": "mute-p3" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["operationContext"], "mute-p3");
+    let muted = rig
+        .events
+        .wait("ParticipantsUpdated", |d| {
+            d["callConnectionId"] == json!(id) && d["sequenceNumber"] == 4
+        })
+        .await;
+    let is_muted = |data: &Value, uri: &str| {
+        data["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["identifier"]["sipUri"] == uri)
+            .map(|p| p["isMuted"] == true)
+            .unwrap()
+    };
+    assert!(is_muted(&muted.data, &peers[2].uri), "{}", muted.data);
+    assert!(!is_muted(&muted.data, &peers[0].uri), "{}", muted.data);
+    let (_, listed) = rig.get(&format!("/v1/calls/{id}/participants")).await;
+    assert!(listed.to_string().contains("\"isMuted\":true"), "{listed}");
+    // Muting again changes nothing: no event. A stranger, or a participant named
+    // twice, is refused and nobody's mute changes.
+    let (status, _) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:mute"),
+            json!({ "targetParticipants": [{ "sipUri": peers[2].uri }] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, problem) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:mute"),
+            json!({ "targetParticipants": [{ "sipUri": peers[0].uri }, { "sipUri": "sip:nobody@127.0.0.1" }] }),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "targetParticipants[1]", "{problem}");
+    let (status, problem) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:mute"),
+            json!({ "targetParticipants": [] }),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["field"], "targetParticipants", "{problem}");
+    tokio::time::sleep(ms(1200)).await;
+    let t_unmute = Instant::now();
+    let (status, body) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:unmute"),
+            json!({ "targetParticipants": [{ "sipUri": peers[2].uri }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let unmuted = rig
+        .events
+        .wait("ParticipantsUpdated", |d| {
+            d["callConnectionId"] == json!(id) && d["sequenceNumber"] == 5
+        })
+        .await;
+    assert!(!is_muted(&unmuted.data, &peers[2].uri), "{}", unmuted.data);
+    assert!(!is_muted(&unmuted.data, &peers[0].uri), "{}", unmuted.data);
+    tokio::time::sleep(ms(700)).await;
+
+    // Then the application plays to the call: all hear it.
     let wav = write_wav("to-the-group", 1.5);
     let t_play = Instant::now();
     let (status, body) = rig
@@ -237,7 +310,7 @@ async fn a_group_call_of_three_in_a_room() {
     let two = rig
         .events
         .wait("ParticipantsUpdated", |d| {
-            d["callConnectionId"] == json!(id) && d["sequenceNumber"] == 4
+            d["callConnectionId"] == json!(id) && d["sequenceNumber"] == 6
         })
         .await;
     assert_eq!(connected(&two.data), 2, "{}", two.data);
@@ -346,8 +419,30 @@ async fn a_group_call_of_three_in_a_room() {
         &[a, b, PLAYED],
         &[c],
     );
-    let before_play = window(&p3, t3_end, t_all + ms(300), t_play);
+    let before_play = window(&p3, t3_end, t_all + ms(300), t_mute);
     assert_hears("p3, before the play", before_play, &[a, b], &[c, PLAYED]);
+    // p3 muted: it hears both others; they hear only each other.
+    let during_mute = |s, end| window(s, end, t_mute + ms(400), t_unmute - ms(100));
+    assert_hears(
+        "p1, p3 muted",
+        during_mute(&p1, t1_end),
+        &[b],
+        &[a, c, PLAYED],
+    );
+    assert_hears(
+        "p2, p3 muted",
+        during_mute(&p2, t2_end),
+        &[a],
+        &[b, c, PLAYED],
+    );
+    assert_hears("p3, muted", during_mute(&p3, t3_end), &[a, b], &[c, PLAYED]);
+    let unmuted = |s, end| window(s, end, t_unmute + ms(400), t_play);
+    assert_hears(
+        "p1, p3 unmuted",
+        unmuted(&p1, t1_end),
+        &[b, c],
+        &[a, PLAYED],
+    );
     let after_removal = |s, end| window(s, end, t3_end + ms(400), t_hold - ms(100));
     assert_hears(
         "p1, with p2",
@@ -608,6 +703,21 @@ async fn hold_and_unhold_a_participant() {
     let id = rig.connected_call(&rig.bob(), "to-bob").await;
     let mut bob = rig.bob_calls.recv().await.unwrap();
     let flow = bob.call.flow();
+    // A call of one participant has no room to mute in.
+    let (status, problem) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:mute"),
+            json!({ "targetParticipants": [{ "sipUri": rig.bob() }] }),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no conference room"),
+        "{problem}"
+    );
     let recorded =
         std::env::temp_dir().join(format!("tandem-api-{}-held-hears.wav", std::process::id()));
     let music = write_wav("music", 2.0);

@@ -68,6 +68,8 @@ pub struct ApiSection {
     pub max_body_bytes: Option<Spanned<usize>>,
     /// How long events are kept for clients that reconnect, in seconds [900].
     pub event_retention_s: Option<Spanned<u64>>,
+    /// How long a messaging invitation waits for the other side, in seconds [30].
+    pub messaging_invitation_timeout_s: Option<Spanned<u64>>,
     /// Standard Webhooks secret (`whsec_` + base64) signing every webhook;
     /// `TANDEM_WEBHOOK_SECRET` overrides it.
     pub webhook_secret: Option<Spanned<String>>,
@@ -98,6 +100,7 @@ pub struct ApiSettings {
     pub token: Option<String>,
     pub max_body_bytes: usize,
     pub event_retention: Duration,
+    pub messaging_invitation_timeout: Duration,
     pub webhook_secret: Option<Vec<u8>>,
     pub default_trunk: Option<String>,
     pub applications: Vec<ApiApplication>,
@@ -641,6 +644,7 @@ impl Config {
             token: a.token.as_ref().map(|t| t.get_ref().clone()),
             max_body_bytes: 64 * 1024,
             event_retention: Duration::from_secs(900),
+            messaging_invitation_timeout: Duration::from_secs(30),
             ..ApiSettings::default()
         };
         if let Some(token) = env("TANDEM_API_TOKEN").filter(|t| !t.is_empty()) {
@@ -674,6 +678,16 @@ impl Config {
                 ));
             }
             settings.event_retention = Duration::from_secs(*retention.get_ref());
+        }
+        if let Some(timeout) = &a.messaging_invitation_timeout_s {
+            if !(1..=600).contains(timeout.get_ref()) {
+                return Err(at(
+                    "messaging_invitation_timeout_s",
+                    Some(timeout.span()),
+                    &"must be 1 to 600",
+                ));
+            }
+            settings.messaging_invitation_timeout = Duration::from_secs(*timeout.get_ref());
         }
         let secret_text = env("TANDEM_WEBHOOK_SECRET")
             .filter(|s| !s.is_empty())
@@ -1783,6 +1797,7 @@ listen = "127.0.0.1:8088"
 token = "0123456789abcdef"
 webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 event_retention_s = 60
+messaging_invitation_timeout_s = 12
 
 [[api.applications]]
 name = "sales"
@@ -1796,7 +1811,23 @@ answer_timeout_s = 5
         assert_eq!(api.token.as_deref(), Some("0123456789abcdef"));
         assert_eq!(api.webhook_secret.as_ref().map(Vec::len), Some(24));
         assert_eq!(api.event_retention, Duration::from_secs(60));
+        assert_eq!(api.messaging_invitation_timeout, Duration::from_secs(12));
         assert_eq!(api.applications[0].answer_timeout, Duration::from_secs(5));
+        let defaults = Config::parse("[api]\nlisten = \"127.0.0.1:8088\"\n", "t.toml").unwrap();
+        assert_eq!(
+            defaults.api_settings.messaging_invitation_timeout,
+            Duration::from_secs(30)
+        );
+        let error = Config::parse(
+            "[api]\nlisten = \"127.0.0.1:8088\"\nmessaging_invitation_timeout_s = 0\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("line 3") && error.contains("api.messaging_invitation_timeout_s"),
+            "{error}"
+        );
         // The environment's token wins over the file's.
         let from_env = config
             .api_settings(good, |name| {

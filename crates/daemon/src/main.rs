@@ -297,6 +297,7 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
             token: api.token.clone(),
             max_body_bytes: api.max_body_bytes,
             default_trunk: api.default_trunk.clone(),
+            messaging_invitation_timeout: api.messaging_invitation_timeout,
             applications: api
                 .applications
                 .iter()

@@ -263,5 +263,8 @@ fn a_muted_participant_hears_the_others_and_is_not_heard_until_unmuted() {
     rig.conference.join(rig.now, 2, flow);
     rig.clear();
     rig.run(ms(800));
-    assert!((level(rig.last(0), 900.0) - -10.0).abs() < 1.5, "rejoined, heard");
+    assert!(
+        (level(rig.last(0), 900.0) - -10.0).abs() < 1.5,
+        "rejoined, heard"
+    );
 }
