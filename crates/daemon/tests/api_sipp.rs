@@ -314,7 +314,7 @@ fn create_then_transfer_reports_the_targets_status() {
     assert_eq!(data["operationContext"], "xfer", "{data}");
     assert_eq!(data["sipStatus"], 200, "{data}");
     assert_eq!(data["resultInformation"]["code"], 200, "{data}");
-    assert_eq!(data["correlationId"].is_string(), true, "{data}");
+    assert!(data["correlationId"].is_string(), "{data}");
     rig.received
         .wait("CallDisconnected", |d| d["callConnectionId"] == id);
     let bob = bob.finish();
