@@ -708,6 +708,11 @@ impl Engine {
         self.calls.get(&call).map(|c| c.state)
     }
 
+    /// The type of a call (audio/video or instant messaging); `None` once it is gone.
+    pub fn call_kind(&self, call: CallHandle) -> Option<CallKind> {
+        self.calls.get(&call).map(|c| c.kind)
+    }
+
     /// The state of a call's media flow, once it has one.
     pub fn flow_state(&self, call: CallHandle) -> Option<MediaFlowState> {
         self.calls.get(&call).and_then(|c| c.flow)

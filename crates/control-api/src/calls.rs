@@ -723,7 +723,7 @@ pub(crate) async fn hangup(
     )?;
     let op = Op::new(body.operation_context, body.operation_callback_uri);
     let books = shared.clone();
-    let outbox = on_engine(&shared, move |engine, now| {
+    on_engine(&shared, move |engine, now| {
         let mut book = books.book();
         let connection = book.visible_mut(&id).ok_or_else(|| call_not_found(&id))?;
         if connection.state == ConnectionState::Disconnecting {
@@ -763,10 +763,11 @@ pub(crate) async fn hangup(
                 tracing::info!(%error, %call, "hang-up refused");
             }
         }
-        Ok(outbox)
+        // Published under the book's lock: in order with the follower's events.
+        books.publish(outbox);
+        Ok(())
     })
     .await?;
-    shared.publish(outbox);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1014,7 +1015,7 @@ pub(crate) async fn cancel_add_participant(
     let op = Op::new(body.operation_context.clone(), body.operation_callback_uri);
     let invitation = body.invitation_id.clone();
     let books = shared.clone();
-    let outbox = on_engine(&shared, move |engine, now| {
+    on_engine(&shared, move |engine, now| {
         let mut book = books.book();
         let connection = book.visible_mut(&id).ok_or_else(|| call_not_found(&id))?;
         let mut outbox = Outbox::default();
@@ -1059,10 +1060,11 @@ pub(crate) async fn cancel_add_participant(
                 .with_field("invitationId"));
             }
         }
-        Ok(outbox)
+        // Published under the book's lock: in order with the follower's events.
+        books.publish(outbox);
+        Ok(())
     })
     .await?;
-    shared.publish(outbox);
     Ok((
         StatusCode::ACCEPTED,
         Json(CancelAddParticipantResponse {
@@ -1175,11 +1177,7 @@ pub(crate) async fn hold(
         None => None,
         Some(file) => {
             let path = validate::media_file(file, &shared.config)?;
-            let samples = tokio::task::spawn_blocking(move || runtime::media::load_wav_file(&path))
-                .await
-                .map_err(|_| Problem::internal("the file could not be read"))?
-                .map_err(|e| Problem::unprocessable(Some("file"), e.to_string()))?;
-            Some(samples.into())
+            Some(load_media(path).await?)
         }
     };
     let op = Op::new(body.operation_context.clone(), body.operation_callback_uri);
@@ -1363,7 +1361,7 @@ async fn mute(
     }
     let targets = body.target_participants;
     let books = shared.clone();
-    let outbox = on_engine(&shared, move |engine, _| {
+    on_engine(&shared, move |engine, _| {
         let mut book = books.book();
         let connection = book.visible_mut(&id).ok_or_else(|| call_not_found(&id))?;
         if connection.room.is_none() {
@@ -1408,10 +1406,11 @@ async fn mute(
         if changed {
             outbox.participants_updated(connection);
         }
-        Ok(outbox)
+        // Published under the book's lock: in order with the follower's events.
+        books.publish(outbox);
+        Ok(())
     })
     .await?;
-    shared.publish(outbox);
     Ok(Json(MuteParticipantsResponse {
         operation_context: body.operation_context,
     }))
@@ -1429,7 +1428,7 @@ async fn mute(
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call (`ConnectFailed` is raised too)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The call is an incoming call waiting for an answer, or it is being hung up", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An unknown application, or not exactly one of callConnectionId and serverCallId", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown application, not exactly one of callConnectionId and serverCallId, or an instant messaging call (the conversations API has those)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
@@ -1464,14 +1463,13 @@ pub(crate) async fn connect(
     let failed_op = op.clone();
     let result = on_engine(&shared, move |engine, _| {
         let mut book = books.book();
-        adopt(engine, &mut book, &app.name, &key, op)
+        let (view, outbox) = adopt(engine, &mut book, &app.name, &key, op)?;
+        books.publish(outbox);
+        Ok(view)
     })
     .await;
     match result {
-        Ok((view, outbox)) => {
-            shared.publish(outbox);
-            Ok(Json(view))
-        }
+        Ok(view) => Ok(Json(view)),
         Err(problem) => {
             if problem.status() == StatusCode::NOT_FOUND {
                 let (subject, data) = match &failed_key {
@@ -1542,6 +1540,13 @@ fn adopt(
         }
         ConnectKey::Server(call_id) => {
             let call = engine.call_by_sip_call_id(call_id).ok_or_else(not_found)?;
+            if engine.call_kind(call) != Some(CallKind::AudioVideo) {
+                return Err(Problem::unprocessable(
+                    Some("serverCallId"),
+                    "the call is an instant messaging conversation: the conversations API \
+                     handles it",
+                ));
+            }
             legs.push(call);
             // A bridge is one call of two legs.
             if let Some((bridge, _)) = engine.bridge_of(call)
@@ -1863,8 +1868,8 @@ fn media_targets(
         (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No participant is connected (or in the call's room)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The file cannot be read as a WAV file, or is outside the media directory", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No participant is connected (or in the call's room), or no target's media is running", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The file cannot be read as a WAV file, is not a regular file, is larger than 32 MiB, or is outside the media directory", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
@@ -1890,13 +1895,7 @@ pub(crate) async fn play(
             }
         }
     };
-    let file = path.clone();
-    let samples: Arc<[i16]> =
-        tokio::task::spawn_blocking(move || runtime::media::load_wav_file(&file))
-            .await
-            .map_err(|_| Problem::internal("the file could not be read"))?
-            .map_err(|e| Problem::unprocessable(Some("file"), e.to_string()))?
-            .into();
+    let samples = load_media(path.clone()).await?;
     if to_room {
         let op = Op::new(body.operation_context.clone(), body.operation_callback_uri);
         play_to_room(shared, id, &path, samples.len(), body.looped, op).await?;
@@ -1908,8 +1907,9 @@ pub(crate) async fn play(
         ));
     }
     let op = Op::new(body.operation_context.clone(), body.operation_callback_uri);
+    let connection_id = id.clone();
     // Registered before the first command, so no PlayCompleted can come first.
-    let (targets, outbox) = {
+    let (number, targets) = {
         let mut book = shared.book();
         let number = book.next_play;
         book.next_play += 1;
@@ -1936,16 +1936,35 @@ pub(crate) async fn play(
             }
         }
         connection.plays.insert(number, (op, targets.clone()));
-        (targets, outbox)
+        shared.publish(outbox);
+        (number, targets)
     };
-    shared.publish(outbox);
-    for call in targets {
+    let mut refused = Vec::new();
+    for &call in &targets {
         let played = match flow_of(&shared, call) {
             Some(flow) => flow.play(samples.clone(), body.looped).await,
             None => Err(runtime::app::Error::NoFlow),
         };
         if let Err(error) = played {
             tracing::info!(%error, %call, "play refused");
+            refused.push(call);
+        }
+    }
+    if !refused.is_empty() {
+        // A target whose media refused the play will never complete it: the play goes
+        // on for the others; refused by all, it is no play (409, no event).
+        let mut book = shared.book();
+        if let Some(connection) = book.connections.get_mut(&connection_id)
+            && let Some((_, calls)) = connection.plays.get_mut(&number)
+        {
+            calls.retain(|c| !refused.contains(c));
+            if calls.is_empty() {
+                connection.plays.remove(&number);
+                return Err(Problem::conflict(
+                    "the media of the call is not running (not yet answered, or on hold \
+                     elsewhere): nothing was played",
+                ));
+            }
         }
     }
     Ok((
@@ -1954,6 +1973,33 @@ pub(crate) async fn play(
             operation_context: body.operation_context,
         }),
     ))
+}
+
+/// The largest media file `play` and `hold` read (32 MiB: over half an hour of 8 kHz
+/// 16-bit audio).
+const MAX_MEDIA_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Reads a WAV file for `play` or `hold`, off the async threads: a regular file (not a
+/// FIFO or device, which could block or never end) of at most [`MAX_MEDIA_FILE_BYTES`].
+async fn load_media(path: std::path::PathBuf) -> ApiResult<Arc<[i16]>> {
+    tokio::task::spawn_blocking(move || {
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| Problem::unprocessable(Some("file"), format!("cannot be read: {e}")))?;
+        if !meta.is_file() {
+            return Err(Problem::unprocessable(Some("file"), "not a regular file"));
+        }
+        if meta.len() > MAX_MEDIA_FILE_BYTES {
+            return Err(Problem::unprocessable(
+                Some("file"),
+                format!("larger than {MAX_MEDIA_FILE_BYTES} bytes"),
+            ));
+        }
+        runtime::media::load_wav_file(&path)
+            .map(Arc::from)
+            .map_err(|e| Problem::unprocessable(Some("file"), e.to_string()))
+    })
+    .await
+    .map_err(|_| Problem::internal("the file could not be read"))?
 }
 
 /// A play to everyone in the call's room (the application speaks in the conference):
@@ -1976,7 +2022,7 @@ async fn play_to_room(
     };
     let books = shared.clone();
     let connection_id = id.clone();
-    let (number, outbox) = on_engine(&shared, move |engine, _| {
+    let number = on_engine(&shared, move |engine, _| {
         let mut book = books.book();
         let number = book.next_play;
         book.next_play += 1;
@@ -1997,10 +2043,10 @@ async fn play_to_room(
                 serde_json::json!({}),
             );
         }
-        Ok((number, outbox))
+        books.publish(outbox);
+        Ok(number)
     })
     .await?;
-    shared.publish(outbox);
     if !looped {
         let length = std::time::Duration::from_millis((samples as u64).saturating_mul(1000) / 8000);
         tokio::spawn(async move {
@@ -2019,8 +2065,8 @@ async fn play_to_room(
                         serde_json::json!({}),
                     );
                 }
+                shared.publish(outbox);
             }
-            shared.publish(outbox);
         });
     }
     Ok(())

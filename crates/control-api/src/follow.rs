@@ -48,8 +48,9 @@ pub(crate) async fn follow(shared: Arc<Shared>, mut tap: mpsc::UnboundedReceiver
         {
             let mut book = shared.book();
             handle(&shared, &mut book, event, &mut outbox, &mut then);
+            // Under the book's lock: in order with the actions' events.
+            shared.publish(outbox);
         }
-        shared.publish(outbox);
         for work in then {
             run(&shared, work).await;
         }
@@ -69,12 +70,11 @@ async fn run(shared: &Arc<Shared>, work: Then) {
                     if let Some(connection) = book.connections.get_mut(&connection) {
                         sync_room(engine, now, connection, &mut outbox);
                     }
-                    outbox
+                    books.publish(outbox);
                 })
                 .await;
-            match synced {
-                Ok(outbox) => shared.publish(outbox),
-                Err(_) => tracing::debug!("the runtime stopped: no room to join"),
+            if synced.is_err() {
+                tracing::debug!("the runtime stopped: no room to join");
             }
         }
         Then::CloseRoom(room) => {

@@ -30,6 +30,9 @@ use crate::webhook;
 pub const DESTINATION_QUEUE_LIMIT: usize = 10_000;
 
 /// How long a destination's delivery task waits for more work before it ends.
+/// Callback URIs served at once (each with its queue and task).
+pub const MAX_DESTINATIONS: usize = 1024;
+
 const DESTINATION_IDLE: Duration = Duration::from_secs(60);
 
 /// How many events a [`Subscription`] copies out of the log under one lock.
@@ -49,6 +52,13 @@ pub struct HubConfig {
     pub retry: RetryPolicy,
     /// The CloudEvents `source` of every event, e.g. `/tandem/<host>`.
     pub source: String,
+    /// Sequence numbers of this hub start after this (`after=0` means from it).
+    /// `None` (the default): the hub's start in Unix milliseconds × 1024, so every run's
+    /// numbers are above the last run's (unless it published over a million events a
+    /// second): a client that resumes with a number of an earlier run (the daemon
+    /// restarted, the events it missed are gone) gets 410 and resyncs, rather than
+    /// silently skipping the start of the new run.
+    pub sequence_base: Option<u64>,
 }
 
 impl Default for HubConfig {
@@ -59,6 +69,7 @@ impl Default for HubConfig {
             webhook_secret: None,
             retry: RetryPolicy::default(),
             source: "/tandem".to_owned(),
+            sequence_base: None,
         }
     }
 }
@@ -178,6 +189,8 @@ struct Kept {
 /// One application's log: contiguous sequence numbers `last − events.len() + 1 ..= last`.
 #[derive(Debug)]
 struct AppLog {
+    /// The number before this run's first event (`after=0` resumes from here).
+    base: u64,
     last: u64,
     events: VecDeque<Kept>,
     /// The last sequence number, to wake the subscriptions.
@@ -185,11 +198,13 @@ struct AppLog {
 }
 
 impl AppLog {
-    fn new() -> AppLog {
+    /// An empty log whose first event will be `base + 1`.
+    fn new(base: u64) -> AppLog {
         AppLog {
-            last: 0,
+            base,
+            last: base,
             events: VecDeque::new(),
-            notify: watch::Sender::new(0),
+            notify: watch::Sender::new(base),
         }
     }
 
@@ -229,6 +244,10 @@ impl AppLog {
 
 struct Inner {
     config: HubConfig,
+    /// The number before the first event of every application's log.
+    base: u64,
+    /// The applications streams may be opened for (`None`: any).
+    known: std::sync::RwLock<Option<std::collections::HashSet<String>>>,
     /// Distinguishes this hub's event ids from those of an earlier run.
     boot: u64,
     ids: AtomicU64,
@@ -312,8 +331,17 @@ impl EventHub {
                 seed: AtomicU64::new(splitmix64(&mut seed)),
             })
         });
+        let base = config.sequence_base.unwrap_or_else(|| {
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            u64::try_from(millis).unwrap_or(0).saturating_mul(1024)
+        });
         let inner = Arc::new(Inner {
             config,
+            base,
+            known: std::sync::RwLock::new(None),
             boot,
             ids: AtomicU64::new(0),
             apps: Mutex::new(HashMap::new()),
@@ -348,7 +376,7 @@ impl EventHub {
                 Some(log) => log,
                 None => apps
                     .entry(application.to_owned())
-                    .or_insert_with(AppLog::new),
+                    .or_insert_with(|| AppLog::new(inner.base)),
             };
             log.last = log.last.saturating_add(1);
             let sequence = log.last;
@@ -378,21 +406,22 @@ impl EventHub {
             let dropped = log.prune(now, inner.config.retention, inner.config.max_events);
             Counters::add(&inner.counters.dropped_by_retention, dropped);
             log.notify.send_replace(sequence);
+            // Queued under the log's lock: two publishers at once cannot put a later
+            // sequence number in a destination's queue before an earlier one.
+            if let Some(callback) = callback {
+                match &inner.webhooks {
+                    Some(webhooks) => webhooks.enqueue(callback, Arc::clone(&stored)),
+                    None => {
+                        Counters::add(&inner.counters.failed, 1);
+                        tracing::error!(event_id = %stored.event.id, uri = callback,
+                            "webhook not delivered: the event hub has no tokio runtime or HTTP client");
+                    }
+                }
+            }
             stored
         };
         Counters::add(&inner.counters.published, 1);
-        let sequence = stored.sequence;
-        if let Some(callback) = callback {
-            match &inner.webhooks {
-                Some(webhooks) => webhooks.enqueue(callback, stored),
-                None => {
-                    Counters::add(&inner.counters.failed, 1);
-                    tracing::error!(event_id = %stored.event.id, uri = callback,
-                        "webhook not delivered: the event hub has no tokio runtime or HTTP client");
-                }
-            }
-        }
-        sequence
+        stored.sequence
     }
 
     /// Events of `application` after `after` still kept, then live ones.
@@ -414,20 +443,44 @@ impl EventHub {
         })
     }
 
+    /// Streams may be opened only for these applications from now on (the configured
+    /// ones): a request for another gets 404 instead of a log of its own, so request
+    /// parameters cannot grow the hub's map.
+    pub fn restrict_to(&self, applications: impl IntoIterator<Item = String>) {
+        let set = applications.into_iter().collect();
+        if let Ok(mut known) = self.inner.known.write() {
+            *known = Some(set);
+        }
+    }
+
+    /// Whether a stream may be opened for `application` (see [`EventHub::restrict_to`]).
+    pub fn knows(&self, application: &str) -> bool {
+        self.inner
+            .known
+            .read()
+            .map(|known| known.as_ref().is_none_or(|set| set.contains(application)))
+            .unwrap_or(false)
+    }
+
     fn open(&self, application: &str, after: Option<u64>) -> Result<Subscription, Gap> {
         let inner = &*self.inner;
         let (after, rx) = {
             let mut apps = lock(&inner.apps);
             let log = apps
                 .entry(application.to_owned())
-                .or_insert_with(AppLog::new);
+                .or_insert_with(|| AppLog::new(inner.base));
             let dropped = log.prune(
                 Instant::now(),
                 inner.config.retention,
                 inner.config.max_events,
             );
             Counters::add(&inner.counters.dropped_by_retention, dropped);
-            let after = after.unwrap_or(log.last);
+            // 0: from this run's first event.
+            let after = match after {
+                Some(0) => log.base,
+                Some(after) => after,
+                None => log.last,
+            };
             let oldest = log.oldest();
             if after > log.last || after.saturating_add(1) < oldest {
                 return Err(Gap {
@@ -621,6 +674,10 @@ struct Destination {
 }
 
 impl Webhooks {
+    /// Queues `stored` for `uri`: a destination of its own (a task delivering in order)
+    /// the first time, at most [`MAX_DESTINATIONS`] at once (an idle one ends after a
+    /// while), so request bodies naming ever new callback URIs cannot make tasks and
+    /// connections without bound.
     fn enqueue(self: &Arc<Self>, uri: &str, stored: Arc<Stored>) {
         let mut destinations = lock(&self.destinations);
         let destination = match destinations.get(uri) {
@@ -643,6 +700,13 @@ impl Webhooks {
                         return;
                     }
                 };
+                if destinations.len() >= MAX_DESTINATIONS {
+                    drop(destinations);
+                    Counters::add(&self.counters.failed, 1);
+                    tracing::error!(event_id = %stored.event.id, uri,
+                        "webhook not delivered: {MAX_DESTINATIONS} callback URIs are already being served");
+                    return;
+                }
                 let destination = Arc::new(Destination {
                     uri: uri.to_owned(),
                     url,
@@ -784,7 +848,7 @@ mod tests {
 
     #[test]
     fn log_range_and_prune() {
-        let mut log = AppLog::new();
+        let mut log = AppLog::new(0);
         let now = Instant::now();
         for sequence in 1..=10 {
             log.last = sequence;

@@ -67,6 +67,8 @@ impl EventSink for hub::EventHub {
 /// Everything the daemon serves: the actions and the event stream (both behind the
 /// bearer token), with problem+json for unknown paths and methods.
 pub fn router(api: &ControlApi, hub: hub::EventHub, token: Option<String>) -> axum::Router {
+    // Streams of the configured applications only.
+    hub.restrict_to(api.application_names());
     let stream = stream::router(hub).route_layer(require_token(token));
     with_problem_fallbacks(api.routes().merge(stream))
 }

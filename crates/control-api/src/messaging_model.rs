@@ -104,7 +104,7 @@ pub struct StartMessagingRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -120,7 +120,7 @@ pub struct SendMessageRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -151,7 +151,7 @@ pub struct StopMessagingRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -166,7 +166,7 @@ pub struct AcceptMessagingRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 

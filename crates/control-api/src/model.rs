@@ -141,7 +141,7 @@ pub struct CreateCallRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -205,7 +205,7 @@ pub struct AnswerCallRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -263,7 +263,7 @@ pub struct HangupRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -284,7 +284,7 @@ pub struct TransferToParticipantRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -317,7 +317,7 @@ pub struct AddParticipantRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -342,7 +342,7 @@ pub struct CancelAddParticipantRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -364,7 +364,7 @@ pub struct RemoveParticipantRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -380,7 +380,7 @@ pub struct ParkRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -443,7 +443,7 @@ pub struct PlayRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -461,7 +461,7 @@ pub struct SendDtmfRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -491,7 +491,7 @@ pub struct ConnectRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -511,7 +511,7 @@ pub struct HoldRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }
 
@@ -550,6 +550,6 @@ pub struct UnholdRequest {
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 2048, pattern = "^https?://[!-\"$-.0->@-~][!-~]*$")]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
     pub operation_callback_uri: Option<String>,
 }

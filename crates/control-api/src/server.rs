@@ -180,7 +180,7 @@ fn check(config: &ApiConfig) -> Result<(), ApiError> {
             return Err(bad(what, "owner_uri must be a sip: URI with a user part"));
         }
         if crate::validate::callback_uri(app.callback_uri.as_ref()).is_err() {
-            return Err(bad(what, "callback_uri must be an http or https URL"));
+            return Err(bad(what, "callback_uri must be an http:// URL"));
         }
         if app.answer_timeout.is_zero() {
             return Err(bad(what, "answer_timeout must be more than 0"));
@@ -243,6 +243,11 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 impl ControlApi {
+    /// The configured applications' names.
+    pub fn application_names(&self) -> Vec<String> {
+        self.shared.applications.keys().cloned().collect()
+    }
+
     /// The API's routes with authentication and body limits, without fallbacks, to
     /// merge with other routers (the event stream's); give the merged router
     /// [`with_problem_fallbacks`]. `GET /v1/openapi.json` needs no token.

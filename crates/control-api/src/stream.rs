@@ -42,6 +42,8 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 pub const PROBLEM_EVENTS_GONE: &str = "/problems/events-gone";
 /// The problem type of a missing or malformed query parameter or header (400).
 pub const PROBLEM_INVALID_PARAMETER: &str = "/problems/invalid-parameter";
+/// `type` of the 404 for a stream of an application that is not configured.
+pub const PROBLEM_UNKNOWN_APPLICATION: &str = "/problems/unknown-application";
 
 /// The query of both stream routes.
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,8 @@ enum Refusal {
     Invalid(String),
     /// 410: the resume point is not available.
     Gone { application: String, gap: Gap },
+    /// 404: no such application.
+    Unknown(String),
 }
 
 impl IntoResponse for Refusal {
@@ -86,14 +90,23 @@ impl IntoResponse for Refusal {
                 "Events no longer available",
                 gone_detail(&application, gap),
             ),
+            Refusal::Unknown(application) => (
+                StatusCode::NOT_FOUND,
+                PROBLEM_UNKNOWN_APPLICATION,
+                "No such application",
+                format!("no application is named {application:?}"),
+            ),
         };
         // A problem+json document (RFC 9457 §3).
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": kind,
             "title": title,
             "status": status.as_u16(),
             "detail": detail,
         });
+        if status == StatusCode::NOT_FOUND {
+            body["field"] = "application".into();
+        }
         (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
@@ -111,7 +124,7 @@ fn gone_detail(application: &str, gap: Gap) -> String {
         )
     } else {
         format!(
-            "the events of application {application:?} after sequence {} are no longer kept: the oldest sequence kept is {}; resynchronise, then resume after {}",
+            "the events of application {application:?} after sequence {} are no longer kept (past the retention, or of an earlier run of the server): the oldest sequence kept is {}; resynchronise, then resume after {}",
             gap.after, gap.oldest, gap.last
         )
     }
@@ -149,6 +162,9 @@ fn open(
             ));
         }
     };
+    if !hub.knows(&application) {
+        return Err(Refusal::Unknown(application));
+    }
     let last_event_id = match headers.get(LAST_EVENT_ID) {
         Some(value) => {
             let value = value.to_str().map_err(|_| {
@@ -185,6 +201,7 @@ fn open(
         (status = 200, description = "An endless SSE stream: per event `id:` its sequence number, `event:` its type, `data:` the CloudEvent JSON (schema CloudEvent); a comment every 15 s", content_type = "text/event-stream", body = String),
         (status = 400, description = "A missing or malformed parameter (problem+json naming it)", content_type = "application/problem+json", body = Object),
         (status = 401, description = "No or a wrong bearer token", content_type = "application/problem+json", body = Object),
+        (status = 404, description = "No application of this name is configured (problem+json naming `application`)", content_type = "application/problem+json", body = Object),
         (status = 410, description = "The resume point is no longer kept (or was never published): resynchronise, then resume after the last sequence (problem+json naming the oldest kept)", content_type = "application/problem+json", body = Object),
     )
 )]
@@ -225,12 +242,13 @@ pub async fn sse(
     tag = "events",
     params(
         ("application" = String, Query, description = "The application whose events to stream"),
-        ("after" = Option<u64>, Query, description = "Resume after this sequence number (0: from the first event); without it the stream starts with the next event"),
+        ("after" = Option<u64>, Query, description = "Resume after this sequence number (0: from this run's first event; numbers of an earlier run of the server get 410); without it the stream starts with the next event"),
     ),
     responses(
         (status = 101, description = "WebSocket (RFC 6455): one CloudEvent JSON per text message, in sequence order; a ping every 15 s; closed if the client falls behind the retention"),
         (status = 400, description = "A missing or malformed parameter (problem+json naming it), or not a WebSocket handshake (RFC 6455 §4.2.1)", content_type = "application/problem+json", body = Object),
         (status = 401, description = "No or a wrong bearer token", content_type = "application/problem+json", body = Object),
+        (status = 404, description = "No application of this name is configured (problem+json naming `application`)", content_type = "application/problem+json", body = Object),
         (status = 410, description = "The resume point is no longer kept (or was never published) (problem+json naming the oldest kept)", content_type = "application/problem+json", body = Object),
         (status = 426, description = "The connection cannot be upgraded (problem+json)", content_type = "application/problem+json", body = Object),
     )
@@ -246,7 +264,11 @@ pub async fn websocket(
         Err(refusal) => return refusal.into_response(),
     };
     match upgrade {
-        Ok(upgrade) => upgrade.on_upgrade(move |socket| pump(socket, subscription)),
+        // The client sends nothing the stream needs: small frames only.
+        Ok(upgrade) => upgrade
+            .max_message_size(WS_MAX_INCOMING)
+            .max_frame_size(WS_MAX_INCOMING)
+            .on_upgrade(move |socket| pump(socket, subscription)),
         // Not a handshake: problem+json like every other refusal (RFC 9457).
         Err(rejection) => {
             let status = rejection.status();
@@ -266,6 +288,21 @@ pub async fn websocket(
     }
 }
 
+/// The largest message or frame a stream client may send (it needs to send nothing).
+const WS_MAX_INCOMING: usize = 4096;
+
+/// How long one message may take to go out: a client that stops reading (a zero TCP
+/// window) is dropped after this, not kept forever.
+const WS_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends `message`, within [`WS_SEND_TIMEOUT`]; whether it went.
+async fn send(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WS_SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Sends the subscription's events until either side ends.
 async fn pump(mut socket: WebSocket, mut subscription: Subscription) {
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
@@ -274,7 +311,7 @@ async fn pump(mut socket: WebSocket, mut subscription: Subscription) {
         tokio::select! {
             stored = subscription.next_stored() => {
                 let Some(stored) = stored else { break };
-                if socket.send(Message::Text(stored.json.as_str().into())).await.is_err() {
+                if !send(&mut socket, Message::Text(stored.json.as_str().into())).await {
                     return;
                 }
             }
@@ -284,12 +321,12 @@ async fn pump(mut socket: WebSocket, mut subscription: Subscription) {
                 Some(Ok(_)) => {}
             },
             _ = keep_alive.tick() => {
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if !send(&mut socket, Message::Ping(Default::default())).await {
                     return;
                 }
             }
         }
     }
     // The hub is gone or the client fell behind the retention: say so and close.
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = send(&mut socket, Message::Close(None)).await;
 }

@@ -185,7 +185,8 @@ pub(crate) fn operation_context(context: Option<&String>) -> ApiResult<()> {
     }
 }
 
-/// `operationCallbackUri`: an absolute http or https URL.
+/// `operationCallbackUri`: an absolute http URL (the hub has no TLS client: an https
+/// receiver goes behind a local TLS proxy, as the daemon's `callback_uri` does).
 pub(crate) fn callback_uri(uri: Option<&String>) -> ApiResult<()> {
     let Some(uri) = uri else {
         return Ok(());
@@ -197,16 +198,21 @@ pub(crate) fn callback_uri(uri: Option<&String>) -> ApiResult<()> {
             format!("at most {MAX_CALLBACK_URI} bytes"),
         ));
     }
-    let rest = uri
-        .strip_prefix("http://")
-        .or_else(|| uri.strip_prefix("https://"));
+    if uri.starts_with("https://") {
+        return Err(Problem::unprocessable(
+            Some(FIELD),
+            "https callback URIs are not supported (no TLS client is built in): use an http:// \
+             URL, a local TLS proxy in front of a remote receiver",
+        ));
+    }
+    let rest = uri.strip_prefix("http://");
     let host = rest.and_then(|r| r.split(['/', '?', '#']).next());
     let printable = uri.bytes().all(|b| b.is_ascii_graphic());
     match host {
         Some(host) if !host.is_empty() && printable => Ok(()),
         _ => Err(Problem::unprocessable(
             Some(FIELD),
-            format!("`{uri}` is not an absolute http or https URL"),
+            format!("`{uri}` is not an absolute http URL"),
         )),
     }
 }
@@ -388,7 +394,7 @@ mod tests {
 
     #[test]
     fn callbacks_tones_and_files() {
-        assert!(callback_uri(Some(&"https://example.com/hook".to_owned())).is_ok());
+        assert!(callback_uri(Some(&"https://example.com/hook".to_owned())).is_err());
         assert!(callback_uri(Some(&"ftp://example.com".to_owned())).is_err());
         assert!(callback_uri(Some(&"http://".to_owned())).is_err());
         assert!(callback_uri(Some(&"http://a b".to_owned())).is_err());

@@ -389,3 +389,44 @@ fn stream_routes_are_documented() {
         "{cloud}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_point_of_an_earlier_run_is_gone_and_unknown_applications_are_404() {
+    // An earlier run published up to 40 of its numbers; the daemon restarted.
+    let (earlier, _) = start(HubConfig {
+        sequence_base: None,
+        ..config()
+    })
+    .await;
+    let first = earlier.publish("app", None, events_support::call_event(1));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (hub, addr) = start(HubConfig {
+        sequence_base: None,
+        ..config()
+    })
+    .await;
+    hub.restrict_to(["app".to_owned()]);
+    // The new run has published more events than the client had seen.
+    for n in 1..=50 {
+        hub.publish("app", None, events_support::call_event(n));
+    }
+    let resumed = SseClient::request(addr, "application=app", Some(&first.to_string())).await;
+    assert_eq!(resumed.status(), 410, "{first}");
+    let problem: serde_json::Value = resumed.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("earlier run"),
+        "{problem}"
+    );
+    // `after=0` is this run's first event.
+    let mut client = SseClient::connect(addr, "application=app&after=0", None).await;
+    let event = client.next().await;
+    assert_eq!(event.json()["data"]["n"], 1);
+    assert!(event.sequence() > first, "{} > {first}", event.sequence());
+
+    // A stream of an application that is not configured: 404 naming it, no log made.
+    let unknown = SseClient::request(addr, "application=nobody&after=0", None).await;
+    assert_eq!(unknown.status(), 404);
+    let problem: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(problem["field"], "application");
+    assert!(!hub.knows("nobody"));
+}

@@ -65,16 +65,12 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Re
             known(&["--application", "--to", "--caller-id", "--context"])?;
             let application = option("--application").ok_or("call create needs --application")?;
             let to = option("--to").ok_or("call create needs --to")?;
-            let target = if to.starts_with("sip:") || to.starts_with("sips:") {
-                serde_json::json!({ "sipUri": to })
-            } else {
-                serde_json::json!({ "phoneNumber": to })
-            };
+            let target = identifier(&to);
             let mut body = serde_json::Map::new();
             body.insert("application".into(), application.into());
             body.insert("targets".into(), serde_json::Value::Array(vec![target]));
             if let Some(caller) = option("--caller-id") {
-                body.insert("callerId".into(), caller.into());
+                body.insert("callerId".into(), identifier(&caller));
             }
             if let Some(context) = option("--context") {
                 body.insert("operationContext".into(), context.into());
@@ -179,6 +175,15 @@ fn pretty(text: &str) -> String {
         .unwrap_or_else(|| text.to_owned())
 }
 
+/// An API `Identifier`: a SIP URI as `sipUri`, anything else as `phoneNumber`.
+fn identifier(text: &str) -> serde_json::Value {
+    if text.starts_with("sip:") || text.starts_with("sips:") {
+        serde_json::json!({ "sipUri": text })
+    } else {
+        serde_json::json!({ "phoneNumber": text })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -202,7 +207,7 @@ mod tests {
         assert_eq!(create.api, "http://10.0.0.1:9");
         let body = create.body.unwrap();
         assert_eq!(body["targets"][0]["phoneNumber"], "+15551234567");
-        assert_eq!(body["callerId"], "+15550000000");
+        assert_eq!(body["callerId"]["phoneNumber"], "+15550000000");
         let sip = parse(&args("call create --application a --to sip:bob@h"), none).unwrap();
         assert_eq!(sip.body.unwrap()["targets"][0]["sipUri"], "sip:bob@h");
         let hangup = parse(&args("call hangup c-42 --for-everyone"), none).unwrap();

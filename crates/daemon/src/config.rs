@@ -70,6 +70,9 @@ pub struct ApiSection {
     pub event_retention_s: Option<Spanned<u64>>,
     /// How long a messaging invitation waits for the other side, in seconds [30].
     pub messaging_invitation_timeout_s: Option<Spanned<u64>>,
+    /// The directory `play` and `hold` files are taken from (relative paths only);
+    /// relative to the configuration file's directory.
+    pub media_dir: Option<Spanned<PathBuf>>,
     /// Standard Webhooks secret (`whsec_` + base64) signing every webhook;
     /// `TANDEM_WEBHOOK_SECRET` overrides it.
     pub webhook_secret: Option<Spanned<String>>,
@@ -101,6 +104,7 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     pub event_retention: Duration,
     pub messaging_invitation_timeout: Duration,
+    pub media_dir: Option<PathBuf>,
     pub webhook_secret: Option<Vec<u8>>,
     pub default_trunk: Option<String>,
     pub applications: Vec<ApiApplication>,
@@ -647,17 +651,21 @@ impl Config {
             messaging_invitation_timeout: Duration::from_secs(30),
             ..ApiSettings::default()
         };
+        let weak = |token: &str| {
+            token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        const STRONG: &str = "must be at least 16 characters, with no spaces or control characters";
         if let Some(token) = env("TANDEM_API_TOKEN").filter(|t| !t.is_empty()) {
+            if weak(&token) {
+                return Err(format!(
+                    "the environment's TANDEM_API_TOKEN (for key `api.token`): {STRONG}"
+                ));
+            }
             settings.token = Some(token);
-        }
-        if let (Some(token), Some(spanned)) = (&settings.token, &a.token)
-            && (token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()))
+        } else if let Some(spanned) = &a.token
+            && weak(spanned.get_ref())
         {
-            return Err(at(
-                "token",
-                Some(spanned.span()),
-                &"must be at least 16 characters, with no spaces or control characters",
-            ));
+            return Err(at("token", Some(spanned.span()), &STRONG));
         }
         if let Some(max) = &a.max_body_bytes {
             if !(1024..=16 * 1024 * 1024).contains(max.get_ref()) {
@@ -1201,6 +1209,24 @@ impl Config {
             }
             config.park_settings.music = Some(file.display().to_string());
         }
+        if let (Some(media), Some(dir)) = (config.api.media_dir.as_ref(), path.parent()) {
+            let media_dir = if media.get_ref().is_relative() {
+                dir.join(media.get_ref())
+            } else {
+                media.get_ref().clone()
+            };
+            if !media_dir.is_dir() {
+                let (line, content) = line_of(&text, media.span().start);
+                return Err(ConfigError {
+                    source: path.display().to_string(),
+                    message: format!(
+                        "line {line}: key `api.media_dir`: no such directory {} (in `{content}`)",
+                        media_dir.display()
+                    ),
+                });
+            }
+            config.api_settings.media_dir = Some(media_dir);
+        }
         if let (Some(tls), Some(dir)) = (config.sip.tls.as_mut(), path.parent()) {
             for file in [&mut tls.certificate, &mut tls.private_key]
                 .into_iter()
@@ -1584,6 +1610,27 @@ mod tests {
     }
 
     #[test]
+    fn api_media_dir_is_found_beside_the_file() {
+        let dir = std::env::temp_dir().join(format!("tandem-media-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tandem.toml");
+        std::fs::write(
+            &path,
+            "[api]\nlisten = \"127.0.0.1:0\"\nmedia_dir = \"prompts\"\n",
+        )
+        .unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3: key `api.media_dir`: no such directory"),
+            "{err}"
+        );
+        std::fs::create_dir_all(dir.join("prompts")).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.api_settings.media_dir, Some(dir.join("prompts")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let text = "[sip]\nuser_agent = \"x\"\nlisten_on = []\n";
         let err = Config::parse(text, "t.toml").unwrap_err().to_string();
@@ -1835,6 +1882,16 @@ answer_timeout_s = 5
             })
             .unwrap();
         assert_eq!(from_env.token.as_deref(), Some("from-the-environment-1"));
+        // A weak token from the environment is refused too, naming the variable.
+        let error = config
+            .api_settings(good, |name| {
+                (name == "TANDEM_API_TOKEN").then(|| "short token ".to_owned())
+            })
+            .unwrap_err();
+        assert!(
+            error.contains("TANDEM_API_TOKEN") && error.contains("api.token"),
+            "{error}"
+        );
         for (text, line, key) in [
             ("[api]\ntoken = \"short\"\n", 2, "api.token"),
             (

@@ -298,6 +298,7 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
             max_body_bytes: api.max_body_bytes,
             default_trunk: api.default_trunk.clone(),
             messaging_invitation_timeout: api.messaging_invitation_timeout,
+            media_dir: api.media_dir.clone(),
             applications: api
                 .applications
                 .iter()
@@ -318,8 +319,9 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
             {
                 Ok(api) => api,
                 Err(e) => {
-                    error!(error = %e, "the control API did not start");
-                    return;
+                    // A daemon that says it serves the API must: refuse to run without it.
+                    error!(error = %e, "the control API did not start: stopping");
+                    std::process::exit(1);
                 }
             };
             info!(api = %bound, "control API serving");

@@ -30,6 +30,8 @@ pub fn config() -> HubConfig {
             timeout: Duration::from_secs(1),
         },
         source: "/tandem/test".to_owned(),
+        // Numbered from 1, as the tests count.
+        sequence_base: Some(0),
     }
 }
 
