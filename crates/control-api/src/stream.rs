@@ -104,8 +104,10 @@ impl IntoResponse for Refusal {
             "status": status.as_u16(),
             "detail": detail,
         });
-        if status == StatusCode::NOT_FOUND {
-            body["field"] = "application".into();
+        if status == StatusCode::NOT_FOUND
+            && let Some(body) = body.as_object_mut()
+        {
+            body.insert("field".into(), "application".into());
         }
         (
             status,
