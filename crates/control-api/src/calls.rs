@@ -1024,7 +1024,8 @@ pub(crate) async fn cancel_add_participant(
             .iter_mut()
             .find(|p| matches!(&p.role, Role::Invited { invitation: i, .. } if *i == invitation));
         match ringing {
-            Some(p) if !p.ever_connected => {
+            // Its failure already reported (the call is ending): nothing left to cancel.
+            Some(p) if !p.ever_connected && !p.failure_reported => {
                 let call = p.call;
                 if let Role::Invited { cancel, .. } = &mut p.role {
                     if cancel.is_some() {
@@ -1032,12 +1033,30 @@ pub(crate) async fn cancel_add_participant(
                             "this invitation is already being cancelled",
                         ));
                     }
-                    *cancel = Some(op);
+                    *cancel = Some(op.clone());
                 }
                 if let Err(error) = engine.terminate(now, call, CallTerminateOptions::new()) {
+                    // Already ending on its own: it will not end by this cancel.
                     tracing::info!(%error, %call, "cancel refused");
+                    if let Role::Invited { cancel, .. } = &mut p.role {
+                        *cancel = None;
+                    }
+                    outbox.call_event(
+                        connection,
+                        &op,
+                        "CancelAddParticipantFailed",
+                        failed(409, "the invitation is already over"),
+                        serde_json::json!({ "invitationId": invitation }),
+                    );
                 }
             }
+            Some(p) if !p.ever_connected => outbox.call_event(
+                connection,
+                &op,
+                "CancelAddParticipantFailed",
+                failed(409, "the invitation is already over"),
+                serde_json::json!({ "invitationId": invitation }),
+            ),
             Some(_) => outbox.call_event(
                 connection,
                 &op,
@@ -1213,13 +1232,20 @@ pub(crate) async fn hold(
         Ok(call)
     })
     .await?;
-    if let Some(samples) = music {
-        let played = match flow_of(&shared, call) {
-            Some(flow) => flow.play(samples, true).await,
-            None => Err(runtime::app::Error::NoFlow),
-        };
-        if let Err(error) = played {
+    if let Some(samples) = music
+        && let Some(flow) = flow_of(&shared, call)
+    {
+        if let Err(error) = flow.play(samples, true).await {
             tracing::info!(%error, %call, "no music on hold");
+        }
+        // The hold may have failed meanwhile (the follower stopped the music before it
+        // started): no music for a participant that is not held.
+        let still_held = shared
+            .book()
+            .participant_by_call(call)
+            .is_some_and(|p| p.held);
+        if !still_held {
+            let _ = flow.stop_playing().await;
         }
     }
     Ok((

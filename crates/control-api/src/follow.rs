@@ -818,7 +818,9 @@ fn terminated(
                 json!({}),
             );
         }
-        if connection.connected && !connection.detached {
+        // A hang-up always gets its CallDisconnected (after the CreateCallFailed or
+        // AnswerFailed of a call that never connected).
+        if (connection.connected || connection.hangup.is_some()) && !connection.detached {
             let op = connection.hangup.clone().unwrap_or_default();
             outbox.call_event(
                 connection,

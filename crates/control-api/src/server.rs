@@ -302,6 +302,27 @@ pub fn with_problem_fallbacks(router: Router) -> Router {
         })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed().into_response() })
         .layer(axum::middleware::from_fn(allow_by_path))
+        .layer(axum::middleware::map_response(problem_for_plain_errors))
+}
+
+/// An extractor's own refusal (a path segment that is not UTF-8, `/v1/calls/%FF`; a
+/// query that does not parse) is axum's plain-text 400: give it the API's shape, its
+/// text as the detail (RFC 9457).
+async fn problem_for_plain_errors(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    let status = response.status();
+    if !(plain && status.is_client_error()) {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let detail = String::from_utf8_lossy(&body).into_owned();
+    let title = status.canonical_reason().unwrap_or("Client error");
+    Problem::new(status, "invalid-request", title, detail).into_response()
 }
 
 /// tower-http refuses an oversize body with a bare 413: give it the API's shape.

@@ -235,6 +235,22 @@ impl Book {
     pub(crate) fn visible_mut(&mut self, id: &str) -> Option<&mut Connection> {
         self.connections.get_mut(id).filter(|c| !c.detached)
     }
+
+    /// The participant an engine call is.
+    pub(crate) fn participant_by_call(&self, call: CallHandle) -> Option<&Participant> {
+        match self.by_call.get(&call)? {
+            Tracked::Participant {
+                connection,
+                participant,
+            } => self
+                .connections
+                .get(connection)?
+                .participants
+                .iter()
+                .find(|p| p.id == *participant),
+            Tracked::Incoming(_) => None,
+        }
+    }
 }
 
 /// Whose an engine call is.

@@ -158,6 +158,43 @@ async fn create_connect_read_and_hang_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_a_call_still_ringing_gets_its_call_disconnected() {
+    let rig = Rig::start("hanging_up_a_call_still_ringing").await;
+    let (status, created) = rig
+        .post(
+            "/v1/calls",
+            json!({
+                "application": "app",
+                "targets": [{ "sipUri": rig.demo_b("ring") }],
+                "operationContext": "ringing"
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["callConnectionId"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, body) = rig
+        .post(
+            &format!("/v1/calls/{id}:hangup"),
+            json!({ "forEveryone": true, "operationContext": "give-up" }),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let gone = rig
+        .events
+        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
+        .await;
+    assert_eq!(gone.data["operationContext"], "give-up");
+    let types: Vec<String> = rig
+        .events
+        .of_call(&id)
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(types, ["CreateCallFailed", "CallDisconnected"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_create_raises_create_call_failed_with_the_status() {
     let rig = Rig::start("a_refused_create_raises_create_call_failed").await;
     let (status, created) = rig

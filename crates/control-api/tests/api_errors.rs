@@ -225,6 +225,12 @@ async fn bad_input_gets_problem_details_and_changes_nothing() {
         .await;
     }
 
+    // A path the router cannot decode (not UTF-8): problem+json too, not axum's text.
+    let (status, body) = rig.get("/v1/calls/%FF").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], "urn:tandem:problem:invalid-request", "{body}");
+    assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
+
     // An unknown call id: 404, for reads and actions.
     let (status, body) = rig.get("/v1/calls/no-such-call").await;
     assert_eq!(

@@ -260,8 +260,11 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
             }
         }
     });
-    let shutdown = async {
-        let mut term = signal(SignalKind::terminate()).ok();
+    // Registered now, before any socket is bound and "ready" is said: a SIGTERM right
+    // after that must find the handler (not the default action, which kills).
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let shutdown = async move {
         let term = async {
             match term.as_mut() {
                 Some(term) => {
@@ -270,8 +273,16 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
                 None => std::future::pending().await,
             }
         };
+        let interrupt = async {
+            match interrupt.as_mut() {
+                Some(interrupt) => {
+                    interrupt.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+            () = interrupt => info!("SIGINT: stopping"),
             () = term => info!("SIGTERM: stopping"),
         }
     };
