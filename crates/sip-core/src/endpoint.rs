@@ -763,7 +763,7 @@ impl Endpoint {
                     .unwrap_or_default();
                 tracing::warn!(
                     target: guard::SECURITY_TARGET,
-                    "security: auth-failed src={} user=\"{}\" method={}",
+                    "security: auth-failed src={} user={} method={}",
                     source.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
                     guard::sanitize(&user),
                     request.method

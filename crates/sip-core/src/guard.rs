@@ -35,8 +35,8 @@
 //!
 //! ```text
 //! security: ban src=203.0.113.7 reason=rate-limit requests=61 window_s=2 ban_s=300
-//! security: scanner src=203.0.113.7 ua="friendly-scanner"
-//! security: auth-failed src=203.0.113.7 user="alice" method=REGISTER
+//! security: scanner src=203.0.113.7 ua=friendly-scanner method=OPTIONS
+//! security: auth-failed src=203.0.113.7 user=alice method=REGISTER
 //! security: over-capacity src=203.0.113.7 reason=max-calls calls=5
 //! ```
 
@@ -53,7 +53,8 @@ use std::time::{Duration, Instant};
 pub const SECURITY_TARGET: &str = "tandem::security";
 
 /// User-Agent substrings of well-known SIP scanners (matched case-insensitively).
-/// `Ozeki` is a real softphone SDK and deliberately absent.
+/// `Ozeki` is a real softphone SDK and deliberately absent, as is `sipsak`, which
+/// operators use for monitoring.
 pub const DEFAULT_SCANNERS: &[&str] = &[
     "friendly-scanner",
     "sipvicious",
@@ -63,10 +64,8 @@ pub const DEFAULT_SCANNERS: &[&str] = &[
     "iwar",
     "pplsip",
     "sip-scan",
-    "sipsak",
     "smap",
     "siparmyknife",
-    "gulp",
 ];
 
 /// Requests per source and sampling window (Kamailio pike's `reqs_density_per_unit`
@@ -286,7 +285,7 @@ impl Guard {
             self.stats.scanner_dropped += 1;
             tracing::warn!(
                 target: SECURITY_TARGET,
-                "security: scanner src={ip} ua=\"{}\" method={}",
+                "security: scanner src={ip} ua={} method={}",
                 sanitize(&ua),
                 request.method
             );
@@ -479,22 +478,26 @@ fn is_initial(request: &Request, ua: &UserAgent) -> bool {
         .map_or(true, |key| ua.transaction_flow(&key).is_none())
 }
 
-/// A header value fit for a log line: printable ASCII without quotes or backslashes
-/// (others become `?`), at most 64 characters. A peer cannot forge a second `src=` or
-/// a new line into what fail2ban reads.
+/// A header value fit for a log line: one word of printable ASCII without quotes,
+/// backslashes or `=` (others become `_`), at most 64 characters, `-` when empty. A peer
+/// cannot forge a second `src=`, a field or a new line into what fail2ban reads.
 pub(crate) fn sanitize(value: &str) -> String {
-    value
+    let word: String = value
         .chars()
         .take(64)
         .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+            if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '=' | '\'') {
                 c
             } else {
-                '?'
+                '_'
             }
         })
-        .collect::<String>()
-        .replace("src=", "src?")
+        .collect();
+    if word.is_empty() {
+        "-".to_owned()
+    } else {
+        word
+    }
 }
 
 /// SplitMix64: spreads the tag counter.
