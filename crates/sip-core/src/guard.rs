@@ -37,7 +37,7 @@
 //! security: ban src=203.0.113.7 reason=rate-limit requests=61 window_s=2 ban_s=300
 //! security: scanner src=203.0.113.7 ua=friendly-scanner method=OPTIONS
 //! security: auth-failed src=203.0.113.7 user=alice method=REGISTER
-//! security: over-capacity src=203.0.113.7 reason=max-calls calls=5
+//! security: over-capacity src=203.0.113.7 reason=max-calls calls=5 unlogged=0
 //! ```
 
 use crate::trunk::Cidr;
@@ -186,6 +186,10 @@ pub struct Guard {
     calls: HashSet<SessionId>,
     tag_seed: u64,
     tags: u64,
+    /// When the last over-capacity line was logged, and how many 503s since went
+    /// unlogged.
+    over_logged: Option<Instant>,
+    over_unlogged: u64,
     stats: GuardStats,
 }
 
@@ -203,6 +207,8 @@ impl Guard {
             calls: HashSet::new(),
             tag_seed: seed ^ 0x9e37_79b9_7f4a_7c15,
             tags: 0,
+            over_logged: None,
+            over_unlogged: 0,
             stats: GuardStats::default(),
         };
         guard.set_config(config);
@@ -271,40 +277,45 @@ impl Guard {
         if !trusted && !self.allowed(ip) && !self.count_source(now, ip) {
             return Screen::Drop;
         }
-        let scanning = self.config.drop_scanners && !self.scanners.is_empty();
+        // The User-Agent is found in the raw header section, so a request is parsed
+        // here only when it is an INVITE the call limits must look at.
+        if self.config.drop_scanners
+            && let Some(ua) = raw_header(data, b"user-agent")
+            && self.is_scanner(ua)
+        {
+            self.stats.scanner_dropped += 1;
+            let method = data
+                .split(|b| *b == b' ')
+                .next()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            tracing::warn!(
+                target: SECURITY_TARGET,
+                "security: scanner src={ip} ua={} method={}",
+                sanitize(&String::from_utf8_lossy(ua)),
+                sanitize(&method)
+            );
+            return Screen::Drop;
+        }
         let limiting =
             self.config.max_calls.is_some() || self.config.max_calls_per_second.is_some();
-        if !scanning && !limiting {
+        if !limiting || !data.starts_with(b"INVITE ") {
             return Screen::Pass;
         }
         let Ok(Message::Request(request)) = Message::parse(data.clone()) else {
             // The user agent answers (400) or drops what does not parse.
             return Screen::Pass;
         };
-        if scanning && let Some(ua) = self.scanner(&request) {
-            self.stats.scanner_dropped += 1;
-            tracing::warn!(
-                target: SECURITY_TARGET,
-                "security: scanner src={ip} ua={} method={}",
-                sanitize(&ua),
-                request.method
-            );
-            return Screen::Drop;
-        }
-        if limiting && request.method == Method::Invite && is_initial(&request, ua) {
+        if request.method == Method::Invite && is_initial(&request, ua) {
             return self.admit_call(now, &request, flow, ua);
         }
         Screen::Pass
     }
 
-    /// The User-Agent of a scanner, if `request` has one.
-    fn scanner(&self, request: &Request) -> Option<String> {
-        let value = request.headers.get(&HeaderName::UserAgent)?;
+    /// Whether a User-Agent value names a scanner (case-insensitive substring).
+    fn is_scanner(&self, value: &[u8]) -> bool {
         let lower = String::from_utf8_lossy(value).to_ascii_lowercase();
-        self.scanners
-            .iter()
-            .any(|s| lower.contains(s.as_str()))
-            .then(|| String::from_utf8_lossy(value).into_owned())
+        self.scanners.iter().any(|s| lower.contains(s.as_str()))
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
@@ -411,7 +422,7 @@ impl Guard {
             let replaces = request.headers.get(&HeaderName::Replaces).is_some();
             let live = self.calls.len();
             if !replaces && live >= max as usize {
-                return self.over_capacity(request, flow, "max-calls", live);
+                return self.over_capacity(now, request, flow, "max-calls", live);
             }
         }
         if let Some(rate) = self.config.max_calls_per_second {
@@ -425,7 +436,7 @@ impl Guard {
             bucket.last = Some(now);
             if bucket.nanotokens < NANO {
                 let live = self.calls.len();
-                return self.over_capacity(request, flow, "calls-per-second", live);
+                return self.over_capacity(now, request, flow, "calls-per-second", live);
             }
             bucket.nanotokens -= NANO;
         }
@@ -434,17 +445,29 @@ impl Guard {
 
     fn over_capacity(
         &mut self,
+        now: Instant,
         request: &Request,
         flow: Flow,
         reason: &str,
         calls: usize,
     ) -> Screen {
         self.stats.over_capacity += 1;
-        tracing::info!(
-            target: SECURITY_TARGET,
-            "security: over-capacity src={} reason={reason} calls={calls}",
-            flow.remote.ip()
-        );
+        // At most one line per second: overload is when a log flood hurts most.
+        if self
+            .over_logged
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1))
+        {
+            tracing::info!(
+                target: SECURITY_TARGET,
+                "security: over-capacity src={} reason={reason} calls={calls} unlogged={}",
+                flow.remote.ip(),
+                self.over_unlogged
+            );
+            self.over_logged = Some(now);
+            self.over_unlogged = 0;
+        } else {
+            self.over_unlogged += 1;
+        }
         self.tags += 1;
         let tag = format!("{:016x}", mix(self.tag_seed ^ self.tags));
         let mut response = Response::from_request(request, 503, Some(&tag));
@@ -461,6 +484,25 @@ impl Guard {
             payload: response.to_bytes(),
         })
     }
+}
+
+/// The value of the first header `name` (lower case, no compact form) in the raw
+/// header section of a message, trimmed; without parsing the message.
+fn raw_header<'a>(data: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(data.len());
+    let head = data.get(..end)?;
+    head.split(|b| *b == b'\n').skip(1).find_map(|line| {
+        let rest = line.get(name.len()..)?;
+        if !line.get(..name.len())?.eq_ignore_ascii_case(name) {
+            return None;
+        }
+        let rest = rest.trim_ascii_start();
+        let value = rest.strip_prefix(b":")?;
+        Some(value.trim_ascii())
+    })
 }
 
 /// An INVITE outside a dialog that no live transaction has seen yet.

@@ -590,3 +590,35 @@ fn set_guard_config_replaces_the_limits_at_run_time() {
     let invite = rig.invite("echo", "");
     assert!(!finals(&rig.send(CALLER, &invite)).contains(&503));
 }
+
+#[test]
+fn the_user_agent_is_found_in_any_spelling_and_only_in_the_headers() {
+    let mut rig = Rig::new(GuardConfig::default());
+    for header in [
+        "user-agent:friendly-scanner\r\n",
+        "USER-AGENT :  SIPVicious\r\n",
+        "User-Agent:\tsipcli/v1.8\r\n",
+    ] {
+        let options = rig.options("", header);
+        assert!(
+            rig.send(CALLER, &options).is_empty(),
+            "{header:?} is answered"
+        );
+    }
+    // Not a User-Agent header, or a scanner's name elsewhere: answered.
+    for header in [
+        "User-Agent-X: friendly-scanner\r\n",
+        "Subject: friendly-scanner\r\n",
+        "X-User-Agent: sipvicious\r\n",
+    ] {
+        let options = rig.options("", header);
+        assert_eq!(finals(&rig.send(CALLER, &options)), [200], "{header:?}");
+    }
+    let n = rig.next();
+    let message = request("MESSAGE", "echo", n, "Content-Type: text/plain\r\n").replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Length: 28\r\n\r\nUser-Agent: friendly-scanner",
+    );
+    assert_eq!(finals(&rig.send(CALLER, &message)), [200]);
+    assert_eq!(rig.ep.stats().scanner_dropped, 3);
+}
