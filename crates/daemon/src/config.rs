@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod guard;
+pub use guard::{LimitsSection, SecuritySection};
+
 /// The embedded default: what `tandem run` uses without `--config`.
 pub const DEFAULT: &str = include_str!("../../../config/tandem.toml");
 
@@ -53,6 +56,14 @@ pub struct Config {
     /// environment applied).
     #[serde(skip)]
     pub api_settings: ApiSettings,
+    /// `[limits]` and `[security]`: overload and abuse protection, as written.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub security: SecuritySection,
+    /// The guard's settings built from them (checked, with lines).
+    #[serde(skip)]
+    pub guard_settings: sip_core::GuardConfig,
 }
 
 /// `[api]`: the control API (REST under /v1, webhooks, the event stream). Without
@@ -623,6 +634,11 @@ impl Config {
         })?;
         config.api_settings = config
             .api_settings(text, |name| std::env::var(name).ok())
+            .map_err(|message| ConfigError {
+                source: source.to_owned(),
+                message,
+            })?;
+        config.guard_settings = guard::guard_settings(&config.limits, &config.security, text)
             .map_err(|message| ConfigError {
                 source: source.to_owned(),
                 message,

@@ -176,6 +176,7 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
             nonce_ttl: Duration::from_secs(config.inbound.nonce_ttl_s),
             algorithms: config.inbound.algorithms.iter().map(|a| a.0).collect(),
         },
+        guard: config.guard_settings.clone(),
     };
     let engine = EngineConfig {
         endpoint,

@@ -5,6 +5,7 @@
 //! itself, runs the trunks, and hands every session event up to the call layer
 //! ([`EndpointEvent::Session`]).
 
+use crate::guard::{self, Guard, GuardConfig, GuardStats, Screen};
 use crate::inspect::{self, ACCEPT, Rejection, Target};
 use crate::sdp::{self, LocalMedia};
 use crate::trunk::{self, RegistrationState, Trunk, TrunkConfig, TrunkEvent, TrunkTarget};
@@ -39,6 +40,8 @@ pub struct EndpointConfig {
     pub trunks: Vec<TrunkConfig>,
     /// Who may send us requests outside a dialog.
     pub inbound: InboundConfig,
+    /// Overload and abuse protection ([`crate::guard`]).
+    pub guard: GuardConfig,
 }
 
 /// Who may send requests outside a dialog.
@@ -79,6 +82,7 @@ impl Default for EndpointConfig {
             session_timer: SessionTimerConfig::default(),
             trunks: Vec::new(),
             inbound: InboundConfig::default(),
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -126,6 +130,16 @@ pub struct Stats {
     pub rejected_invalid: u64,
     /// Messages dropped: unparseable, invalid responses, stray responses.
     pub dropped: u64,
+    /// Requests dropped by the per-source rate limit (over it, or banned).
+    pub rate_limited: u64,
+    /// Sources banned since start.
+    pub banned_sources: u64,
+    /// Requests dropped for a scanner User-Agent.
+    pub scanner_dropped: u64,
+    /// Initial INVITEs answered 503 by the call limits.
+    pub over_capacity: u64,
+    /// Requests refused for wrong credentials (403), known user or not.
+    pub auth_failed: u64,
 }
 
 /// The sans-IO endpoint: the user agent, the trunks and the door to the call layer.
@@ -146,6 +160,13 @@ pub struct Endpoint {
     digest: Option<DigestServer>,
     /// Calls we placed through a trunk, for failover and events.
     outbound: HashMap<SessionId, Outbound>,
+    /// Overload and abuse protection, before any transaction is made.
+    guard: Guard,
+    /// The guard's stateless answers (503), sent before the user agent's.
+    guard_transmits: VecDeque<Transmit>,
+    auth_failed: u64,
+    /// The password an unknown user is checked against: random, never configured.
+    unknown_password: String,
 }
 
 /// A call placed through a trunk.
@@ -194,6 +215,10 @@ impl Endpoint {
             trunks.push(Trunk::new(trunk.clone(), &mut ua));
         }
         Endpoint {
+            guard: Guard::new(config.guard.clone(), &config.user_agent, config.seed),
+            guard_transmits: VecDeque::new(),
+            auth_failed: 0,
+            unknown_password: format!("{:016x}{:016x}", ua.ids().next_u64(), ua.ids().next_u64()),
             trunks,
             local_addrs: Vec::new(),
             digest: None,
@@ -430,8 +455,25 @@ impl Endpoint {
 
     /// A datagram, or one message framed from a stream, arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, data: Bytes, flow: Flow) {
-        self.ua.handle_message(now, data, flow);
+        let trusted = self.trunks.iter().any(|t| t.accepts_from(flow.remote.ip()));
+        match self.guard.screen(now, &data, flow, trusted, &self.ua) {
+            Screen::Pass => self.ua.handle_message(now, data, flow),
+            Screen::Drop => {}
+            Screen::Answer(transmit) => self.guard_transmits.push_back(transmit),
+        }
         self.drain(now);
+    }
+
+    /// Replaces the overload and abuse settings (`[limits]`, `[security]`) at run time;
+    /// live calls, bans and counters are kept.
+    pub fn set_guard_config(&mut self, config: GuardConfig) {
+        self.guard.set_config(config.clone());
+        self.config.guard = config;
+    }
+
+    /// The guard's counters and gauges.
+    pub fn guard_stats(&self) -> GuardStats {
+        self.guard.stats()
     }
 
     /// The time asked for by [`poll_timeout`](Self::poll_timeout) has come.
@@ -455,7 +497,9 @@ impl Endpoint {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.ua.poll_transmit()
+        self.guard_transmits
+            .pop_front()
+            .or_else(|| self.ua.poll_transmit())
     }
 
     pub fn poll_event(&mut self) -> Option<EndpointEvent> {
@@ -473,6 +517,7 @@ impl Endpoint {
 
     pub fn stats(&self) -> Stats {
         let s = self.ua.stats();
+        let g = self.guard.stats();
         Stats {
             transactions: s.transactions,
             client_invite: s.client_invite,
@@ -485,6 +530,11 @@ impl Endpoint {
             invites_new: self.invites_new,
             rejected_invalid: s.rejected_invalid,
             dropped: s.dropped,
+            rate_limited: g.rate_limited,
+            banned_sources: g.banned_sources,
+            scanner_dropped: g.scanner_dropped,
+            over_capacity: g.over_capacity,
+            auth_failed: self.auth_failed,
         }
     }
 
@@ -529,8 +579,13 @@ impl Endpoint {
                     .events
                     .push_back(EndpointEvent::Dropped { remote, reason });
             }
-            Event::IncomingCall { tx, request, .. } => {
+            Event::IncomingCall {
+                tx,
+                request,
+                session,
+            } => {
                 self.invites_new += 1;
+                self.guard.call_started(*session);
                 if !self.admit_and_inspect(now, tx, request) {
                     return;
                 }
@@ -554,6 +609,9 @@ impl Endpoint {
                     out.answered = true;
                 }
             }
+            Event::Terminated { session, .. } if !self.outbound.contains_key(session) => {
+                self.guard.call_ended(*session);
+            }
             Event::Terminated {
                 session,
                 termination,
@@ -575,7 +633,9 @@ impl Endpoint {
             self.respond(now, tx, reply);
             return false;
         }
-        let any = self.accept_any_user;
+        // OPTIONS is answered by the endpoint for every user alike (uniform answers: a
+        // scanner's OPTIONS cannot tell which users exist).
+        let any = self.accept_any_user || request.method == Method::Options;
         match inspect::inspect(request, |user| any || self.users.contains(user)) {
             Ok(Target::User { .. }) => true,
             Ok(Target::Server) if request.method == Method::Options => true,
@@ -666,11 +726,16 @@ impl Endpoint {
             DigestServer::new(config, now)
         });
         let users = &inbound.users;
+        // An unknown user is checked against a password nobody knows, so the answer
+        // (403) and the work done are those of a wrong password (uniform answers).
+        let unknown = &self.unknown_password;
         let password = |user: &str| {
-            users
-                .iter()
-                .find(|(name, _)| name == user)
-                .map(|(_, p)| p.clone())
+            Some(
+                users
+                    .iter()
+                    .find(|(name, _)| name == user)
+                    .map_or_else(|| unknown.clone(), |(_, p)| p.clone()),
+            )
         };
         let verdict = request
             .headers
@@ -686,6 +751,25 @@ impl Endpoint {
             });
         match verdict {
             Some(Verdict::Authorized { .. }) => Ok(()),
+            // Wrong credentials, whether the user exists or not: 403 (RFC 3261 §22.4
+            // lets a server refuse instead of challenging again), logged for fail2ban.
+            Some(Verdict::BadResponse | Verdict::UnknownUser) => {
+                self.auth_failed += 1;
+                let user = request
+                    .headers
+                    .get(&HeaderName::Authorization)
+                    .and_then(|v| sip_auth::Authorization::parse(v).ok())
+                    .map(|a| a.username)
+                    .unwrap_or_default();
+                tracing::warn!(
+                    target: guard::SECURITY_TARGET,
+                    "security: auth-failed src={} user={} method={}",
+                    source.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+                    guard::sanitize(&user),
+                    request.method
+                );
+                Err(Reply::new(403))
+            }
             other => {
                 let stale = other == Some(Verdict::Stale);
                 let mut reply = Reply::new(401);

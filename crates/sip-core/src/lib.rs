@@ -17,12 +17,14 @@ pub mod inspect;
 pub mod sdp;
 
 mod endpoint;
+pub mod guard;
 pub mod trunk;
 
 pub use endpoint::{
     CallError, Endpoint, EndpointConfig, EndpointEvent, InboundConfig, SessionTimerConfig, Stats,
     TrunkRoute,
 };
+pub use guard::{GuardConfig, GuardStats, RateLimit};
 pub use inspect::{Rejection, Target};
 pub use sip_dialog::{self, ids};
 pub use sip_transaction::{ConnectionId, Flow, TimerConfig, Transmit};
