@@ -59,6 +59,10 @@ pub enum DemoBehaviour {
     Ring,
     /// Declines with 486 Busy Here.
     Busy,
+    /// Answers audio/video calls at once (200, no 180) with no media: no RTP port is
+    /// taken and no stream started; the SDP answer names the discard port, 9 (RFC 863).
+    /// The signalling of a call and nothing else, for load tests (`bench/run`).
+    Answer,
 }
 
 /// What the engine needs.
@@ -309,6 +313,8 @@ struct Call {
     /// A signalling-only B2BUA leg: SDP is relayed byte for byte, never negotiated
     /// here, and no RTP port is taken.
     passthrough: bool,
+    /// Answered with no media (the demo `Answer`): no RTP port is taken.
+    no_media: bool,
     /// The last SDP received from the peer (its INVITE's offer, then answers and
     /// re-offers), as received: a signalling-only bridge relays it and tells a session
     /// refresh (the same SDP again) from a change.
@@ -355,6 +361,7 @@ impl Call {
             media_port: None,
             rtp_receiving: false,
             passthrough: false,
+            no_media: false,
             remote_offer: None,
             relay_local: None,
             bridge: None,
@@ -2369,6 +2376,12 @@ impl Engine {
                     DemoBehaviour::Echo => self
                         .send_provisional(now, call, CallProvisionalResponseOptions::new(180))
                         .and_then(|()| self.accept(now, call, CallAcceptOptions::new())),
+                    DemoBehaviour::Answer => {
+                        if let Some(c) = self.calls.get_mut(&call) {
+                            c.no_media = true;
+                        }
+                        self.accept(now, call, CallAcceptOptions::new())
+                    }
                 }
             }
             Event::Endpoint {
@@ -2509,7 +2522,7 @@ impl Engine {
     /// it goes out. `None` for an IM call.
     fn open_media(&mut self, call: CallHandle) -> Result<Option<u16>, CallError> {
         let c = self.calls.get(&call).ok_or(CallError::NoSuchCall(call))?;
-        if c.kind != CallKind::AudioVideo {
+        if c.kind != CallKind::AudioVideo || c.no_media {
             return Ok(None);
         }
         if let Some(port) = c.media_port {

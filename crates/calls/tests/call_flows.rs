@@ -56,6 +56,40 @@ fn echo_answers_and_bye_ends_the_call() {
 }
 
 #[test]
+fn answer_accepts_at_once_with_no_media() {
+    let mut config = calls::EngineConfig::default();
+    config
+        .demo_users
+        .push(("bench".to_owned(), calls::DemoBehaviour::Answer));
+    let mut h = Harness::with_config(config);
+    let out = h.send(&invite("bench", "z9hG4bKn1", "call-n", true));
+    // 200 at once (no 180), with an SDP answer on the discard port (RFC 863).
+    assert_eq!(statuses(&out), [100, 200]);
+    let ok = response(&out[1]);
+    let answer = String::from_utf8_lossy(&ok.body).into_owned();
+    assert!(answer.contains("m=audio 9 RTP/AVP 0 8"), "{answer}");
+    // No RTP port taken, no stream started.
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, calls::Event::Media { .. })),
+        "{:?}",
+        h.events
+    );
+    let tag = to_tag(&ok);
+    assert!(
+        h.send(&in_dialog("ACK", "bench", "z9hG4bKn2", "call-n", &tag, 1))
+            .is_empty()
+    );
+    let out = h.send(&in_dialog("BYE", "bench", "z9hG4bKn3", "call-n", &tag, 2));
+    assert_eq!(statuses(&out), [200]);
+    h.advance(64 * T1);
+    let stats = h.stats();
+    assert_eq!((stats.transactions, stats.dialogs), (0, 0), "{stats:?}");
+    assert_eq!(stats.calls_answered, 1);
+}
+
+#[test]
 fn unacknowledged_2xx_is_retransmitted_then_bye_at_64_t1() {
     let mut h = Harness::new();
     let out = h.send(&invite("echo", "z9hG4bKb1", "call-2", true));

@@ -543,6 +543,7 @@ pub enum Behaviour {
     Echo,
     Ring,
     Busy,
+    Answer,
 }
 
 /// A listening socket, written "transport:ip:port" ("udp:127.0.0.1:5060", "tcp:[::1]:5060",

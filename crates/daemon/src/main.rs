@@ -188,6 +188,7 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
                     Behaviour::Echo => DemoBehaviour::Echo,
                     Behaviour::Ring => DemoBehaviour::Ring,
                     Behaviour::Busy => DemoBehaviour::Busy,
+                    Behaviour::Answer => DemoBehaviour::Answer,
                 };
                 (u.name.clone(), behaviour)
             })
