@@ -53,6 +53,28 @@ pub struct Config {
     /// environment applied).
     #[serde(skip)]
     pub api_settings: ApiSettings,
+    /// `[daemon]`: the process's lifecycle (drain on SIGTERM).
+    #[serde(default)]
+    pub daemon: DaemonSection,
+}
+
+/// `[daemon]`: how the daemon stops. SIGTERM drains: new calls get 503 with
+/// `Retry-After: retry_after_s`, calls in progress go on for up to `drain_grace_s`, then
+/// get BYE.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSection {
+    pub drain_grace_s: u64,
+    pub retry_after_s: u32,
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        DaemonSection {
+            drain_grace_s: 30,
+            retry_after_s: 60,
+        }
+    }
 }
 
 /// `[api]`: the control API (REST under /v1, webhooks, the event stream). Without
@@ -268,6 +290,9 @@ pub struct TrunkSection {
     pub domain: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The password is read from this environment variable instead (it wins over
+    /// `password`), so the file need not hold the secret.
+    pub password_env: Option<Spanned<String>>,
     pub realm: Option<String>,
     #[serde(default)]
     pub register: bool,
@@ -342,7 +367,10 @@ pub enum Accept {
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     pub name: String,
+    #[serde(default)]
     pub password: String,
+    /// The password is read from this environment variable instead.
+    pub password_env: Option<Spanned<String>>,
 }
 
 /// `[dns]`: where RFC 3263 lookups go.
@@ -620,7 +648,57 @@ impl Config {
                 source: source.to_owned(),
                 message,
             })?;
+        config
+            .passwords_from_env(text, |name| std::env::var(name).ok())
+            .map_err(|message| ConfigError {
+                source: source.to_owned(),
+                message,
+            })?;
         Ok(config)
+    }
+
+    /// `password_env` of `[[trunks]]` and `[[inbound.users]]`: the variable's value
+    /// replaces `password`. A variable that is unset or empty refuses the file, naming
+    /// the line and the key; so does an account with no password at all.
+    fn passwords_from_env(
+        &mut self,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
+        let read = |key: &str, var: &Spanned<String>| {
+            env(var.get_ref()).filter(|v| !v.is_empty()).ok_or_else(|| {
+                let (line, content) = line_of(text, var.span().start);
+                format!(
+                    "line {line}: key `{key}`: environment variable {} is not set (in `{content}`)",
+                    var.get_ref()
+                )
+            })
+        };
+        for (i, trunk) in self.trunks.iter_mut().enumerate() {
+            if let Some(var) = &trunk.password_env {
+                trunk.password = Some(read(&format!("trunks[{i}].password_env"), var)?);
+            }
+        }
+        for (i, account) in self.inbound.users.iter_mut().enumerate() {
+            if let Some(var) = &account.password_env {
+                account.password = read(&format!("inbound.users[{i}].password_env"), var)?;
+            }
+            if account.password.is_empty() {
+                return Err(format!(
+                    "key `inbound.users[{i}].password`: account `{}` has no password \
+                     (set `password` or `password_env`)",
+                    account.name
+                ));
+            }
+        }
+        if self.daemon.retry_after_s == 0 {
+            let at = text.find("retry_after_s").unwrap_or_default();
+            let (line, content) = line_of(text, at);
+            return Err(format!(
+                "line {line}: key `daemon.retry_after_s`: must be at least 1 (in `{content}`)"
+            ));
+        }
+        Ok(())
     }
 
     /// Builds and checks `[api]`; `env` reads the environment (secrets override the

@@ -146,6 +146,9 @@ pub struct Endpoint {
     digest: Option<DigestServer>,
     /// Calls we placed through a trunk, for failover and events.
     outbound: HashMap<SessionId, Outbound>,
+    /// Draining (graceful shutdown): new requests outside a dialog get 503 with this
+    /// Retry-After (seconds); see [`Endpoint::set_draining`].
+    draining: Option<u32>,
 }
 
 /// A call placed through a trunk.
@@ -198,6 +201,7 @@ impl Endpoint {
             local_addrs: Vec::new(),
             digest: None,
             outbound: HashMap::new(),
+            draining: None,
             users: HashSet::new(),
             accept_any_user: false,
             ua,
@@ -531,6 +535,9 @@ impl Endpoint {
             }
             Event::IncomingCall { tx, request, .. } => {
                 self.invites_new += 1;
+                if self.refuse_while_draining(now, tx) {
+                    return;
+                }
                 if !self.admit_and_inspect(now, tx, request) {
                     return;
                 }
@@ -540,6 +547,9 @@ impl Endpoint {
                 tx,
                 request,
             } => {
+                if self.refuse_while_draining(now, tx) {
+                    return;
+                }
                 if !self.admit_and_inspect(now, tx, request) {
                     return;
                 }
@@ -752,3 +762,6 @@ fn loose_route(proxy: &str) -> String {
         format!("<{proxy};lr>")
     }
 }
+
+mod reload;
+pub use reload::TrunkChanges;

@@ -21,7 +21,7 @@ pub mod trunk;
 
 pub use endpoint::{
     CallError, Endpoint, EndpointConfig, EndpointEvent, InboundConfig, SessionTimerConfig, Stats,
-    TrunkRoute,
+    TrunkChanges, TrunkRoute,
 };
 pub use inspect::{Rejection, Target};
 pub use sip_dialog::{self, ids};
