@@ -60,9 +60,10 @@ fn harness(trunks: Vec<TrunkConfig>) -> Harness {
 fn ok(h: &mut Harness, r: &Request) {
     let mut response = sip_message::Response::from_request(r, 200, Some("reg1"));
     let contact = String::from_utf8_lossy(r.headers.get(&HeaderName::Contact).unwrap());
-    response
-        .headers
-        .push(HeaderName::Contact, format!("{contact};expires={}", expires(r)));
+    response.headers.push(
+        HeaderName::Contact,
+        format!("{contact};expires={}", expires(r)),
+    );
     h.send_bytes(Transport::Udp, response.to_bytes());
 }
 
@@ -75,7 +76,14 @@ fn call_up(h: &mut Harness, id: &str) -> String {
         .find(|r| r.status == 200)
         .expect("200 to the INVITE");
     let tag = to_tag(&answer);
-    h.send(&in_dialog("ACK", "echo", &format!("z9hG4bK-{id}-ack"), id, &tag, 1));
+    h.send(&in_dialog(
+        "ACK",
+        "echo",
+        &format!("z9hG4bK-{id}-ack"),
+        id,
+        &tag,
+        1,
+    ));
     tag
 }
 
@@ -107,16 +115,28 @@ fn trunks_added_changed_and_removed_while_a_call_is_up() {
         String::from_utf8_lossy(r.headers.get(&HeaderName::From).unwrap()).contains(user)
     };
     // b: un-REGISTER (Expires: 0).
-    let b = sent.iter().find(|r| from(r, "b-user")).expect("b un-REGISTERs");
+    let b = sent
+        .iter()
+        .find(|r| from(r, "b-user"))
+        .expect("b un-REGISTERs");
     assert_eq!(expires(b), "0");
     // a: registers again at once with the new expiry, same Call-ID, CSeq rising.
-    let a = sent.iter().find(|r| from(r, "a-user")).expect("a registers again");
+    let a = sent
+        .iter()
+        .find(|r| from(r, "a-user"))
+        .expect("a registers again");
     assert_eq!(expires(a), "300");
     let a_first = first.iter().find(|r| from(r, "a-user")).unwrap();
-    assert_eq!(a.headers.call_id().unwrap(), a_first.headers.call_id().unwrap());
+    assert_eq!(
+        a.headers.call_id().unwrap(),
+        a_first.headers.call_id().unwrap()
+    );
     assert!(a.headers.cseq().unwrap().seq > a_first.headers.cseq().unwrap().seq);
     // c: a new registration.
-    let c = sent.iter().find(|r| from(r, "c-user")).expect("c registers");
+    let c = sent
+        .iter()
+        .find(|r| from(r, "c-user"))
+        .expect("c registers");
     assert_eq!(expires(c), "600");
     // The same list again changes nothing.
     let again = h
@@ -135,7 +155,14 @@ fn trunks_added_changed_and_removed_while_a_call_is_up() {
     assert!(h.endpoint.core_ref().trunk_route("b", "bob").is_err());
 
     // The call was never touched: its BYE is answered 200.
-    let out = h.send(&in_dialog("BYE", "echo", "z9hG4bK-bye", "live-call", &tag, 2));
+    let out = h.send(&in_dialog(
+        "BYE",
+        "echo",
+        "z9hG4bK-bye",
+        "live-call",
+        &tag,
+        2,
+    ));
     assert_eq!(statuses(&out), vec![200]);
     assert_eq!(h.endpoint.call_count(), 0);
 }
@@ -148,7 +175,11 @@ fn draining_refuses_new_requests_with_503_and_serves_live_dialogs() {
     assert!(h.endpoint.core_ref().draining());
     // A new INVITE: 503 with Retry-After.
     let out = h.send(&invite("echo", "z9hG4bK-new", "new-call", true));
-    let refused: Vec<_> = out.iter().map(response).filter(|r| r.status >= 200).collect();
+    let refused: Vec<_> = out
+        .iter()
+        .map(response)
+        .filter(|r| r.status >= 200)
+        .collect();
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].status, 503);
     assert_eq!(header(&refused[0], HeaderName::RetryAfter), "42");
@@ -162,12 +193,23 @@ fn draining_refuses_new_requests_with_503_and_serves_live_dialogs() {
     assert_eq!(statuses(&out), vec![503]);
     // The live call's in-dialog requests still work.
     assert_eq!(h.endpoint.call_count(), 1);
-    let out = h.send(&in_dialog("BYE", "echo", "z9hG4bK-kept-bye", "kept", &tag, 2));
+    let out = h.send(&in_dialog(
+        "BYE",
+        "echo",
+        "z9hG4bK-kept-bye",
+        "kept",
+        &tag,
+        2,
+    ));
     assert_eq!(statuses(&out), vec![200]);
     assert_eq!(h.endpoint.call_count(), 0);
     // Draining ends: answered again.
     h.endpoint.core().set_draining(None);
-    let out = h.send(&options.replace("opt-1", "opt-2").replace("bK-opt", "bK-opt2"));
+    let out = h.send(
+        &options
+            .replace("opt-1", "opt-2")
+            .replace("bK-opt", "bK-opt2"),
+    );
     assert_eq!(statuses(&out), vec![200]);
 }
 

@@ -60,17 +60,17 @@ impl Lifecycle {
     pub async fn reload(&self) -> Result<ReloadSummary, String> {
         let _one = self.reloading.lock().await;
         let Some(path) = &self.path else {
-            return Err("running on the embedded default: there is no file to reload \
+            return Err(
+                "running on the embedded default: there is no file to reload \
                  (start with --config FILE)"
-                .into());
+                    .into(),
+            );
         };
         let source = path.display().to_string();
         let new = Config::load(path).map_err(|e| e.to_string())?;
         let tls = new.load_tls(&source).map_err(|e| e.to_string())?;
-        self.notifier.notify(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}",
-            monotonic_usec()
-        ));
+        self.notifier
+            .notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let old = self
             .current
             .lock()
@@ -185,11 +185,7 @@ fn plan(old: &Config, new: Config) -> (Config, ReloadSummary) {
 }
 
 /// The parts of the driver's configuration that changed.
-fn build(
-    old: &Config,
-    new: &Config,
-    tls: Option<sip_transport::TlsConfig>,
-) -> Reload {
+fn build(old: &Config, new: &Config, tls: Option<sip_transport::TlsConfig>) -> Reload {
     let mut reload = Reload::default();
     if new.route_table != old.route_table {
         reload.routes = Some(new.route_table.clone());

@@ -33,9 +33,7 @@ const USERS: &str = "[[users]]\nname = \"echo\"\nbehaviour = \"echo\"\n";
 
 /// A config listening on UDP and TCP port 0 with the echo user; `rest` after it.
 fn config_text(rest: &str) -> String {
-    format!(
-        "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n\n{USERS}\n{rest}\n"
-    )
+    format!("[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n\n{USERS}\n{rest}\n")
 }
 
 impl Proc {
@@ -319,9 +317,7 @@ fn sd_notify_ready_watchdog_status_reloading_stopping() {
     let pings = messages.iter().filter(|m| m.contains("WATCHDOG=1")).count();
     assert!(pings >= 4, "{pings} watchdog pings in 1.5 s: {messages:?}");
     assert!(
-        messages
-            .iter()
-            .any(|m| m.contains("STATUS=0 active calls")),
+        messages.iter().any(|m| m.contains("STATUS=0 active calls")),
         "{messages:?}"
     );
     // A status with a call in progress counts it.
@@ -388,13 +384,23 @@ fn registrar() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 fn reload_under_20_live_sipp_calls_drops_none() {
     let (registrar, registers) = registrar();
     let env = [("TANDEM_TEST_TRUNK_PASSWORD", "s3cret")];
-    let before = config_text(&format!("[log]\nlevel = \"info\"\n\n{}", trunk(3600, registrar)));
+    let before = config_text(&format!(
+        "[log]\nlevel = \"info\"\n\n{}",
+        trunk(3600, registrar)
+    ));
     let mut proc = Proc::start("reload", &before, &env);
     // The route is not there yet: `closed` is unknown (404), the 486 scenario fails.
     let run = sipp(
         "reload-before",
         &proc,
-        &["-sf", &scenario("uac_route_486.xml"), "-s", "closed", "-m", "1"],
+        &[
+            "-sf",
+            &scenario("uac_route_486.xml"),
+            "-s",
+            "closed",
+            "-m",
+            "1",
+        ],
     );
     assert_eq!(run.successful, 0, "{}", run.stdout);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -464,13 +470,24 @@ fn reload_under_20_live_sipp_calls_drops_none() {
     let run = sipp(
         "reload-route",
         &proc,
-        &["-sf", &scenario("uac_route_486.xml"), "-s", "closed", "-m", "1"],
+        &[
+            "-sf",
+            &scenario("uac_route_486.xml"),
+            "-s",
+            "closed",
+            "-m",
+            "1",
+        ],
     );
     assert_eq!((run.successful, run.failed), (1, 0), "{}", run.stdout);
 
     // A bad file is refused with its line and key; the old configuration serves on.
     let bad = format!("{after}\n[daemon]\ndrain_grace_s = 5\nbogus_key = 1\n");
-    let bad_line = bad.lines().position(|l| l.starts_with("bogus_key")).unwrap() + 1;
+    let bad_line = bad
+        .lines()
+        .position(|l| l.starts_with("bogus_key"))
+        .unwrap()
+        + 1;
     proc.rewrite(&bad);
     let from = proc.lines().len();
     proc.signal("-HUP");
@@ -483,10 +500,21 @@ fn reload_under_20_live_sipp_calls_drops_none() {
     let run = sipp(
         "reload-after-bad",
         &proc,
-        &["-sf", &scenario("uac_route_486.xml"), "-s", "closed", "-m", "1"],
+        &[
+            "-sf",
+            &scenario("uac_route_486.xml"),
+            "-s",
+            "closed",
+            "-m",
+            "1",
+        ],
     );
     assert_eq!((run.successful, run.failed), (1, 0), "{}", run.stdout);
-    let run = sipp("reload-echo", &proc, &["-sn", "uac", "-s", "echo", "-m", "3"]);
+    let run = sipp(
+        "reload-echo",
+        &proc,
+        &["-sn", "uac", "-s", "echo", "-m", "3"],
+    );
     assert_eq!((run.successful, run.failed), (3, 0), "{}", run.stdout);
     eprintln!("reload: 20/20 calls completed across the SIGHUP; applied in {reload_took:?}");
     proc.signal("-TERM");
@@ -523,7 +551,14 @@ fn drain_lets_10_calls_finish_refuses_new_ones_and_exits_0() {
     let run = sipp(
         "drain-new",
         &proc,
-        &["-sf", &scenario("uac_drain_503.xml"), "-s", "echo", "-m", "1"],
+        &[
+            "-sf",
+            &scenario("uac_drain_503.xml"),
+            "-s",
+            "echo",
+            "-m",
+            "1",
+        ],
     );
     assert_eq!((run.successful, run.failed), (1, 0), "{}", run.stdout);
     let options = udp_request(proc.udp, "OPTIONS", "echo");
@@ -576,7 +611,14 @@ fn drain_ends_a_call_longer_than_the_grace_with_bye() {
         sipp_at(
             "drain-grace-call",
             udp,
-            &["-sf", &scenario("uac_wait_bye.xml"), "-s", "echo", "-m", "1"],
+            &[
+                "-sf",
+                &scenario("uac_wait_bye.xml"),
+                "-s",
+                "echo",
+                "-m",
+                "1",
+            ],
         )
     });
     // The call is up.
@@ -610,7 +652,14 @@ fn sigint_ends_calls_with_bye_and_stops_at_once() {
         sipp_at(
             "sigint-call",
             udp,
-            &["-sf", &scenario("uac_wait_bye.xml"), "-s", "echo", "-m", "1"],
+            &[
+                "-sf",
+                &scenario("uac_wait_bye.xml"),
+                "-s",
+                "echo",
+                "-m",
+                "1",
+            ],
         )
     });
     std::thread::sleep(Duration::from_millis(1000));
@@ -628,7 +677,11 @@ fn sigint_ends_calls_with_bye_and_stops_at_once() {
 fn check_config_names_file_line_and_key() {
     let dir = scratch_dir("check");
     let path = dir.join("bad.toml");
-    std::fs::write(&path, "[daemon]\ndrain_grace_s = 5\nretry_after_s = \"soon\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[daemon]\ndrain_grace_s = 5\nretry_after_s = \"soon\"\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .arg("check-config")
         .arg(&path)
@@ -637,7 +690,9 @@ fn check_config_names_file_line_and_key() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("bad.toml") && stderr.contains("line 3") && stderr.contains("retry_after_s"),
+        stderr.contains("bad.toml")
+            && stderr.contains("line 3")
+            && stderr.contains("retry_after_s"),
         "{stderr}"
     );
     // password_env naming an unset variable.
@@ -664,5 +719,10 @@ fn check_config_names_file_line_and_key() {
         .env("TANDEM_TEST_UNSET_VARIABLE", "pw")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

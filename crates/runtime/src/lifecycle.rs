@@ -101,8 +101,18 @@ pub(crate) fn apply(
     if let Some(trunks) = reload.trunks {
         let changes = engine.core().reconfigure_trunks(now, trunks);
         applied.extend(changes.added.iter().map(|t| format!("trunk added: {t}")));
-        applied.extend(changes.removed.iter().map(|t| format!("trunk removed: {t}")));
-        applied.extend(changes.changed.iter().map(|t| format!("trunk changed: {t}")));
+        applied.extend(
+            changes
+                .removed
+                .iter()
+                .map(|t| format!("trunk removed: {t}")),
+        );
+        applied.extend(
+            changes
+                .changed
+                .iter()
+                .map(|t| format!("trunk changed: {t}")),
+        );
     }
     if let Some(inbound) = reload.inbound {
         engine.core().set_inbound(inbound);

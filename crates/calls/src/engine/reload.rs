@@ -3,7 +3,7 @@
 //! progress keep the routes, demo behaviour and park settings they started with.
 
 use super::{
-    CallHandle, CallTerminateOptions, DemoBehaviour, Engine, EndpointEntry, EndpointHandle,
+    CallHandle, CallTerminateOptions, DemoBehaviour, EndpointEntry, EndpointHandle, Engine,
     Identity, ParkSettings,
 };
 use crate::routing::RouteTable;
@@ -42,7 +42,10 @@ impl Engine {
                 continue;
             }
             if let Some(handle) = self.by_user.get(user).copied()
-                && self.endpoints.get(&handle).is_some_and(|e| e.demo.is_some())
+                && self
+                    .endpoints
+                    .get(&handle)
+                    .is_some_and(|e| e.demo.is_some())
             {
                 self.remove_endpoint(handle);
             }
