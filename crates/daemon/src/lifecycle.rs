@@ -28,12 +28,8 @@ pub struct LogLevel {
     pub from_env: bool,
 }
 
-/// What a reload did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadSummary {
-    pub applied: Vec<String>,
-    pub needs_restart: Vec<String>,
-}
+/// What a reload did (the body of `POST /v1/daemon:reload`'s 200).
+pub use control_api::ReloadSummary;
 
 /// The state reloads work on, shared by the signal task and the control API.
 pub struct Lifecycle {

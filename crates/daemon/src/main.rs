@@ -197,6 +197,17 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
     }
 }
 
+/// `POST /v1/daemon:reload`: what SIGHUP does, answered with its summary.
+fn reload_hook(lifecycle: std::sync::Arc<lifecycle::Lifecycle>) -> control_api::ReloadHook {
+    control_api::ReloadHook(std::sync::Arc::new(move || {
+        let lifecycle = lifecycle.clone();
+        Box::pin(async move {
+            info!("reload asked through the control API");
+            lifecycle.reload_logged().await
+        })
+    }))
+}
+
 fn inbound_config(config: &Config) -> sip_core::InboundConfig {
     sip_core::InboundConfig {
         accept_any: config.inbound.accept == config::Accept::Any,
@@ -325,6 +336,7 @@ async fn serve(
                     app
                 })
                 .collect(),
+            reload: Some(reload_hook(lifecycle.clone())),
             ..control_api::ApiConfig::default()
         };
         let token = api.token.clone();

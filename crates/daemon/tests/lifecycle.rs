@@ -726,3 +726,78 @@ fn check_config_names_file_line_and_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---- reload through the control API
+
+/// One HTTP/1.1 request; the status and the body.
+fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn reload_through_the_control_api() {
+    let api = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let token = "reload-test-token-0123456789";
+    let api_section = format!("[api]\nlisten = \"{api}\"\ntoken = \"{token}\"\n");
+    let proc = Proc::start("api-reload", &config_text(&api_section), &[]);
+    proc.wait_for(0, "control API serving", Duration::from_secs(10));
+    let (status, _) = http(api, "POST", "/v1/daemon:reload", None);
+    assert_eq!(status, 401);
+    // Unchanged file: 200, nothing applied.
+    let (status, body) = http(api, "POST", "/v1/daemon:reload", Some(token));
+    assert_eq!(status, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(summary["applied"], serde_json::json!([]), "{body}");
+    // A route added and the RTP range changed: the route applied, media needs a restart.
+    proc.rewrite(&config_text(&format!(
+        "{api_section}\n[media]\nrtp_port_first = 20000\nrtp_port_last = 20100\n\n{ROUTE_486}"
+    )));
+    let (status, body) = http(api, "POST", "/v1/daemon:reload", Some(token));
+    assert_eq!(status, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(summary["applied"], serde_json::json!(["routes"]), "{body}");
+    assert_eq!(summary["needsRestart"], serde_json::json!(["media"]), "{body}");
+    let run = sipp(
+        "api-reload-route",
+        &proc,
+        &["-sf", &scenario("uac_route_486.xml"), "-s", "closed", "-m", "1"],
+    );
+    assert_eq!((run.successful, run.failed), (1, 0), "{}", run.stdout);
+    // A bad file: 422 naming the file, the line and the key.
+    let bad = config_text(&format!("{api_section}\n[park]\ntimeout_s = \"long\"\n"));
+    let line = bad.lines().position(|l| l.starts_with("timeout_s")).unwrap() + 1;
+    proc.rewrite(&bad);
+    let (status, body) = http(api, "POST", "/v1/daemon:reload", Some(token));
+    assert_eq!(status, 422, "{body}");
+    let problem: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("tandem.toml") && detail.contains(&format!("line {line}")),
+        "{detail}"
+    );
+    assert!(detail.contains("timeout_s"), "{detail}");
+}
