@@ -1,13 +1,12 @@
 //! `POST /v1/daemon:reload`: the daemon re-reads its configuration file, as on SIGHUP.
 //! The API only carries the request: the daemon gives the work as a [`ReloadHook`] in
 //! [`ApiConfig::reload`](crate::ApiConfig); without one (an embedding application) the
-//! route answers 501.
+//! route answers 404 (`no-daemon`).
 
 use crate::error::Problem;
 use crate::state::Shared;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::fmt;
@@ -50,15 +49,13 @@ impl fmt::Debug for ReloadHook {
         (status = 200, description = "The file was good: what changed is applied (calls in progress go on); `needsRestart` lists what changed but needs a restart (left as it was)", body = ReloadSummary),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The file was refused (`detail` names the file, the line and the key); the configuration in force stays", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "No daemon behind this API (an embedding application): nothing to reload", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No daemon behind this API (an embedding application): no configuration file to reload", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn reload(State(shared): State<Arc<Shared>>) -> Response {
     let Some(hook) = shared.config.reload.clone() else {
-        return Problem::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not-implemented",
-            "Not implemented",
+        return Problem::not_found(
+            "no-daemon",
             "no daemon behind this API: there is no configuration file to reload",
         )
         .into_response();

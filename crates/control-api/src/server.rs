@@ -38,7 +38,7 @@ pub struct ApiConfig {
     /// A messaging invitation (`conversations:startMessaging`) unanswered this long is
     /// cancelled and fails with reason `timeout` (30 s by default).
     pub messaging_invitation_timeout: Duration,
-    /// The daemon's reload, behind `POST /v1/daemon:reload`; `None`: 501.
+    /// The daemon's reload, behind `POST /v1/daemon:reload`; `None`: 404 `no-daemon`.
     pub reload: Option<crate::daemon::ReloadHook>,
 }
 
