@@ -1561,6 +1561,47 @@ mod tests {
     }
 
     #[test]
+    fn password_env_fills_trunk_and_account_passwords() {
+        let text = "[[trunks]]\nname = \"t\"\nproxy = \"sip:192.0.2.1\"\n\
+                    password_env = \"T_PW\"\n\
+                    [[inbound.users]]\nname = \"alice\"\npassword_env = \"A_PW\"\n";
+        let mut config: Config = toml::from_str(text).unwrap();
+        config
+            .passwords_from_env(text, |name| match name {
+                "T_PW" => Some("trunk-secret".into()),
+                "A_PW" => Some("alice-secret".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.trunks[0].password.as_deref(), Some("trunk-secret"));
+        assert_eq!(config.inbound.users[0].password, "alice-secret");
+        let err = config.passwords_from_env(text, |_| None).unwrap_err();
+        assert!(
+            err.contains("line 4")
+                && err.contains("trunks[0].password_env")
+                && err.contains("T_PW"),
+            "{err}"
+        );
+        // An account with neither is refused.
+        let text = "[[inbound.users]]\nname = \"bob\"\n";
+        let mut config: Config = toml::from_str(text).unwrap();
+        let err = config.passwords_from_env(text, |_| None).unwrap_err();
+        assert!(err.contains("inbound.users[0].password"), "{err}");
+    }
+
+    #[test]
+    fn daemon_section_defaults_and_checks() {
+        let config = Config::parse("", "t").unwrap();
+        assert_eq!(config.daemon.drain_grace_s, 30);
+        assert_eq!(config.daemon.retry_after_s, 60);
+        let err = Config::parse("[daemon]\nretry_after_s = 0\n", "t").unwrap_err();
+        assert!(
+            err.message.contains("line 2") && err.message.contains("daemon.retry_after_s"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn example_trunk_section_parses_once_uncommented() {
         let text = include_str!("../../../config/tandem.example.toml");
         let section: Vec<&str> = text

@@ -780,16 +780,31 @@ fn reload_through_the_control_api() {
     assert_eq!(status, 200, "{body}");
     let summary: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(summary["applied"], serde_json::json!(["routes"]), "{body}");
-    assert_eq!(summary["needsRestart"], serde_json::json!(["media"]), "{body}");
+    assert_eq!(
+        summary["needsRestart"],
+        serde_json::json!(["media"]),
+        "{body}"
+    );
     let run = sipp(
         "api-reload-route",
         &proc,
-        &["-sf", &scenario("uac_route_486.xml"), "-s", "closed", "-m", "1"],
+        &[
+            "-sf",
+            &scenario("uac_route_486.xml"),
+            "-s",
+            "closed",
+            "-m",
+            "1",
+        ],
     );
     assert_eq!((run.successful, run.failed), (1, 0), "{}", run.stdout);
     // A bad file: 422 naming the file, the line and the key.
     let bad = config_text(&format!("{api_section}\n[park]\ntimeout_s = \"long\"\n"));
-    let line = bad.lines().position(|l| l.starts_with("timeout_s")).unwrap() + 1;
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("timeout_s"))
+        .unwrap()
+        + 1;
     proc.rewrite(&bad);
     let (status, body) = http(api, "POST", "/v1/daemon:reload", Some(token));
     assert_eq!(status, 422, "{body}");
@@ -800,4 +815,118 @@ fn reload_through_the_control_api() {
         "{detail}"
     );
     assert!(detail.contains("timeout_s"), "{detail}");
+}
+
+// ---- TLS certificate reload
+
+/// A TLS handshake with `server` trusting `ca` only; the stream when it succeeds.
+async fn tls_handshake(
+    ca: &Path,
+    server: SocketAddr,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
+    use runtime::sip_transport::rustls::RootCertStore;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = runtime::sip_transport::client_config(roots).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server).await?;
+    let name = rustls_pki_types::ServerName::try_from("sip.test").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::other("handshake timed out"))?
+}
+
+/// An OPTIONS over an open TLS connection; the status line of the answer.
+async fn options_over(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    server: SocketAddr,
+    n: u32,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "OPTIONS sip:echo@{server};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS client.invalid;branch=z9hG4bK-tls-{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:test@client.invalid>;tag=t{n}\r\n\
+         To: <sip:echo@{server}>\r\nCall-ID: tls-{n}@test\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn reload_swaps_the_tls_certificate_for_new_handshakes_only() {
+    let first = common::TestPki::new("reload-tls-1");
+    let second = common::TestPki::new("reload-tls-2");
+    let dir = scratch_dir("reload-tls-files");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::copy(&first.certificate, &cert).unwrap();
+    std::fs::copy(&first.private_key, &key).unwrap();
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tls:127.0.0.1:0\"]\n\
+         [sip.tls]\ncertificate = {cert:?}\nprivate_key = {key:?}\n\n{USERS}"
+    );
+    let proc = Proc::start("reload-tls", &config, &[]);
+    let ready = proc.wait_for(0, "ready", Duration::from_secs(1));
+    let tls: SocketAddr = ready
+        .split_whitespace()
+        .find_map(|w| w.trim_start_matches("listen=").strip_prefix("tls:"))
+        .and_then(|a| a.parse().ok())
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut open = tls_handshake(&first.ca, tls)
+            .await
+            .expect("the first certificate");
+        assert!(
+            options_over(&mut open, tls, 1)
+                .await
+                .starts_with("SIP/2.0 200")
+        );
+        assert!(
+            tls_handshake(&second.ca, tls).await.is_err(),
+            "not the second yet"
+        );
+        // Renewed files, then SIGHUP.
+        std::fs::copy(&second.certificate, &cert).unwrap();
+        std::fs::copy(&second.private_key, &key).unwrap();
+        let from = proc.lines().len();
+        proc.signal("-HUP");
+        let reloaded = proc.wait_for(from, "configuration reloaded", Duration::from_secs(5));
+        assert!(reloaded.contains("tls certificate"), "{reloaded}");
+        // New handshakes present the new certificate; the open connection goes on.
+        let mut renewed = tls_handshake(&second.ca, tls)
+            .await
+            .expect("the new certificate");
+        assert!(
+            options_over(&mut renewed, tls, 2)
+                .await
+                .starts_with("SIP/2.0 200")
+        );
+        assert!(
+            tls_handshake(&first.ca, tls).await.is_err(),
+            "the old one is gone"
+        );
+        assert!(
+            options_over(&mut open, tls, 3)
+                .await
+                .starts_with("SIP/2.0 200")
+        );
+    });
 }
