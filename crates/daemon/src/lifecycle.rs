@@ -299,3 +299,58 @@ pub async fn watchdog(
         tokio::time::sleep(interval).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// The watchdog pings only while the driver's loop answers: a loop that stops
+    /// answering (stuck) stops the pings, and systemd would restart the service.
+    #[tokio::test]
+    async fn a_loop_that_stops_answering_stops_the_watchdog() {
+        let dir = std::env::temp_dir().join(format!("tandem-wd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let notifier = Arc::new(Notifier::to(path.to_str().unwrap()).unwrap());
+        let (control, mut requests) = mpsc::channel(8);
+        let answering = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = answering.clone();
+        // The "driver loop": answers status requests while `answering`, then holds them
+        // unanswered (a stuck loop keeps its channel but never replies).
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(request) = requests.recv().await {
+                match request {
+                    Control::Status(reply) if flag.load(std::sync::atomic::Ordering::SeqCst) => {
+                        let _ = reply.send(Status::default());
+                    }
+                    other => held.push(other),
+                }
+            }
+        });
+        let pinger = tokio::spawn(watchdog(notifier, control, Some(Duration::from_millis(50))));
+        let count = |listener: &std::os::unix::net::UnixDatagram| {
+            let mut buf = [0u8; 512];
+            let mut pings = 0;
+            while let Ok(n) = listener.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                    pings += 1;
+                }
+            }
+            pings
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let live = count(&listener);
+        assert!(live >= 4, "{live} pings while the loop answers");
+        answering.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        count(&listener);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(count(&listener), 0, "pings while the loop is stuck");
+        pinger.abort();
+    }
+}

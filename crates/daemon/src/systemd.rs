@@ -36,6 +36,14 @@ impl Notifier {
         Notifier { target }
     }
 
+    /// Notifications to the socket at `path` (as `$NOTIFY_SOCKET` would name it).
+    #[cfg(test)]
+    pub fn to(path: &str) -> io::Result<Notifier> {
+        Ok(Notifier {
+            target: Some(open(path)?),
+        })
+    }
+
     /// Whether notifications go anywhere.
     pub fn enabled(&self) -> bool {
         self.target.is_some()
