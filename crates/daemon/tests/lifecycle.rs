@@ -380,6 +380,46 @@ fn registrar() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     (addr, got)
 }
 
+/// A registrar that answers every REGISTER 200 (granting what was asked); the
+/// REGISTERs it received, as text.
+fn answering_registrar() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("REGISTER ") {
+                continue;
+            }
+            let header = |name: &str| {
+                text.lines()
+                    .filter(|l| {
+                        l.split_once(':')
+                            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                    })
+                    .map(|l| format!("{l}\r\n"))
+                    .collect::<String>()
+            };
+            let to = header("To").trim_end().to_owned();
+            let response = format!(
+                "SIP/2.0 200 OK\r\n{}{}{to};tag=reg\r\n{}{}{}{}Content-Length: 0\r\n\r\n",
+                header("Via"),
+                header("From"),
+                header("Call-ID"),
+                header("CSeq"),
+                header("Contact"),
+                header("Expires"),
+            );
+            let _ = socket.send_to(response.as_bytes(), from);
+            sink.lock().unwrap().push(text);
+        }
+    });
+    (addr, got)
+}
+
 #[test]
 fn reload_under_20_live_sipp_calls_drops_none() {
     let (registrar, registers) = registrar();
@@ -526,11 +566,16 @@ fn reload_under_20_live_sipp_calls_drops_none() {
 
 #[test]
 fn drain_lets_10_calls_finish_refuses_new_ones_and_exits_0() {
+    let (registrar, registers) = answering_registrar();
     let mut proc = Proc::start(
         "drain",
-        &config_text("[daemon]\ndrain_grace_s = 20\nretry_after_s = 7\n"),
-        &[],
+        &config_text(&format!(
+            "[daemon]\ndrain_grace_s = 20\nretry_after_s = 7\n\n{}",
+            trunk(600, registrar)
+        )),
+        &[("TANDEM_TEST_TRUNK_PASSWORD", "s3cret")],
     );
+    proc.wait_for(0, "registered", Duration::from_secs(5));
     let udp = proc.udp;
     let started = Instant::now();
     let calls = std::thread::spawn(move || {
@@ -581,6 +626,19 @@ fn drain_lets_10_calls_finish_refuses_new_ones_and_exits_0() {
     );
     assert!(
         !log.iter().any(|l| l.contains("grace period over")),
+        "{}",
+        log.join("\n")
+    );
+    // Then the trunk un-REGISTERed (Expires: 0), answered before the exit.
+    let unregisters = registers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("Expires: 0"))
+        .count();
+    assert_eq!(unregisters, 1, "{:?}", registers.lock().unwrap());
+    assert!(
+        log.iter().any(|l| l.contains("Unregistered")),
         "{}",
         log.join("\n")
     );

@@ -201,16 +201,19 @@ pub async fn run_with_api(
                 Some(Control::Reload(reload)) => {
                     let (applied, reply) =
                         lifecycle::apply(&mut endpoint, &transports, now(), *reload);
+                    let trunks_changed = applied.iter().any(|a| a.starts_with("trunk"));
                     if let Some(reply) = reply {
                         let _ = reply.send(applied);
                     }
-                    // New trunks named by a domain are looked up again.
-                    resolver.abort();
-                    resolver = tokio::spawn(resolve_trunks(
-                        endpoint.core().trunk_proxies(),
-                        dns_servers.clone(),
-                        resolved_tx.clone(),
-                    ));
+                    if trunks_changed {
+                        // Trunks named by a domain are looked up again.
+                        resolver.abort();
+                        resolver = tokio::spawn(resolve_trunks(
+                            endpoint.core().trunk_proxies(),
+                            dns_servers.clone(),
+                            resolved_tx.clone(),
+                        ));
+                    }
                 }
                 Some(Control::Drain { grace: period, retry_after }) => {
                     if drain.is_none() && !shutting_down {
@@ -252,6 +255,8 @@ pub async fn run_with_api(
             info!("drain: no call left");
             endpoint.core().shutdown(now());
             grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
+            // The un-REGISTERs leave now, not at the next wake-up.
+            flush(&mut endpoint, &mut app, &transports).await;
             if !endpoint.core_ref().unregistering() {
                 break;
             }
