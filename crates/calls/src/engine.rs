@@ -8,6 +8,7 @@
 mod b2bua;
 mod media_join;
 mod park;
+mod reload;
 mod rooms;
 mod routes;
 mod transfer;

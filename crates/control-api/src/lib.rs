@@ -18,6 +18,7 @@
 
 mod auth;
 mod calls;
+mod daemon;
 mod error;
 mod follow;
 mod json;
@@ -29,6 +30,7 @@ mod state;
 mod validate;
 
 pub use auth::{RequireToken, RequireTokenService, require_token};
+pub use daemon::{ReloadFuture, ReloadHook, ReloadSummary};
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use messaging::THREAD_ID_HEADER;
 pub use messaging_model::*;

@@ -38,6 +38,8 @@ pub struct ApiConfig {
     /// A messaging invitation (`conversations:startMessaging`) unanswered this long is
     /// cancelled and fails with reason `timeout` (30 s by default).
     pub messaging_invitation_timeout: Duration,
+    /// The daemon's reload, behind `POST /v1/daemon:reload`; `None`: 404 `no-daemon`.
+    pub reload: Option<crate::daemon::ReloadHook>,
 }
 
 impl Default for ApiConfig {
@@ -52,6 +54,7 @@ impl Default for ApiConfig {
             max_uui_bytes: 128,
             media_dir: None,
             messaging_invitation_timeout: Duration::from_secs(30),
+            reload: None,
         }
     }
 }
@@ -237,6 +240,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "post",
         "/v1/conversations/{conversationId}/messaging:stopMessaging",
     ),
+    ("post", "/v1/daemon:reload"),
     // Served by `control_api::router` (the event stream), not by `ControlApi::routes`.
     ("get", "/v1/events"),
     ("get", "/v1/events/ws"),
@@ -273,6 +277,7 @@ impl ControlApi {
                 get(calls::get_participant),
             )
             .merge(crate::messaging::routes())
+            .route("/v1/daemon:reload", post(crate::daemon::reload))
             .route_layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
             .route_layer(axum::middleware::map_response_with_state(
                 limit,
@@ -406,7 +411,9 @@ async fn allow_by_path(request: axum::extract::Request, next: axum::middleware::
 
 /// The OpenAPI document of the API, generated from the code.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi().merge_from(crate::messaging::MessagingDoc::openapi())
+    ApiDoc::openapi()
+        .merge_from(crate::messaging::MessagingDoc::openapi())
+        .merge_from(crate::daemon::DaemonDoc::openapi())
 }
 
 struct BearerAuth;

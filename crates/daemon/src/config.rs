@@ -64,6 +64,28 @@ pub struct Config {
     /// The guard's settings built from them (checked, with lines).
     #[serde(skip)]
     pub guard_settings: sip_core::GuardConfig,
+    /// `[daemon]`: the process's lifecycle (drain on SIGTERM).
+    #[serde(default)]
+    pub daemon: DaemonSection,
+}
+
+/// `[daemon]`: how the daemon stops. SIGTERM drains: new calls get 503 with
+/// `Retry-After: retry_after_s`, calls in progress go on for up to `drain_grace_s`, then
+/// get BYE.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSection {
+    pub drain_grace_s: u64,
+    pub retry_after_s: u32,
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        DaemonSection {
+            drain_grace_s: 30,
+            retry_after_s: 60,
+        }
+    }
 }
 
 /// `[api]`: the control API (REST under /v1, webhooks, the event stream). Without
@@ -286,6 +308,9 @@ pub struct TrunkSection {
     pub domain: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The password is read from this environment variable instead (it wins over
+    /// `password`), so the file need not hold the secret.
+    pub password_env: Option<Spanned<String>>,
     pub realm: Option<String>,
     #[serde(default)]
     pub register: bool,
@@ -360,7 +385,10 @@ pub enum Accept {
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     pub name: String,
+    #[serde(default)]
     pub password: String,
+    /// The password is read from this environment variable instead.
+    pub password_env: Option<Spanned<String>>,
 }
 
 /// `[dns]`: where RFC 3263 lookups go.
@@ -644,7 +672,57 @@ impl Config {
                 source: source.to_owned(),
                 message,
             })?;
+        config
+            .passwords_from_env(text, |name| std::env::var(name).ok())
+            .map_err(|message| ConfigError {
+                source: source.to_owned(),
+                message,
+            })?;
         Ok(config)
+    }
+
+    /// `password_env` of `[[trunks]]` and `[[inbound.users]]`: the variable's value
+    /// replaces `password`. A variable that is unset or empty refuses the file, naming
+    /// the line and the key; so does an account with no password at all.
+    fn passwords_from_env(
+        &mut self,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
+        let read = |key: &str, var: &Spanned<String>| {
+            env(var.get_ref()).filter(|v| !v.is_empty()).ok_or_else(|| {
+                let (line, content) = line_of(text, var.span().start);
+                format!(
+                    "line {line}: key `{key}`: environment variable {} is not set (in `{content}`)",
+                    var.get_ref()
+                )
+            })
+        };
+        for (i, trunk) in self.trunks.iter_mut().enumerate() {
+            if let Some(var) = &trunk.password_env {
+                trunk.password = Some(read(&format!("trunks[{i}].password_env"), var)?);
+            }
+        }
+        for (i, account) in self.inbound.users.iter_mut().enumerate() {
+            if let Some(var) = &account.password_env {
+                account.password = read(&format!("inbound.users[{i}].password_env"), var)?;
+            }
+            if account.password.is_empty() {
+                return Err(format!(
+                    "key `inbound.users[{i}].password`: account `{}` has no password \
+                     (set `password` or `password_env`)",
+                    account.name
+                ));
+            }
+        }
+        if self.daemon.retry_after_s == 0 {
+            let at = text.find("retry_after_s").unwrap_or_default();
+            let (line, content) = line_of(text, at);
+            return Err(format!(
+                "line {line}: key `daemon.retry_after_s`: must be at least 1 (in `{content}`)"
+            ));
+        }
+        Ok(())
     }
 
     /// Builds and checks `[api]`; `env` reads the environment (secrets override the
@@ -1537,6 +1615,47 @@ mod tests {
         let text = "[sip.session_timer]\nmin_se_s = 30\n";
         let err = Config::parse(text, "t.toml").unwrap_err().to_string();
         assert!(err.contains("sip.session_timer.min_se_s"), "{err}");
+    }
+
+    #[test]
+    fn password_env_fills_trunk_and_account_passwords() {
+        let text = "[[trunks]]\nname = \"t\"\nproxy = \"sip:192.0.2.1\"\n\
+                    password_env = \"T_PW\"\n\
+                    [[inbound.users]]\nname = \"alice\"\npassword_env = \"A_PW\"\n";
+        let mut config: Config = toml::from_str(text).unwrap();
+        config
+            .passwords_from_env(text, |name| match name {
+                "T_PW" => Some("trunk-secret".into()),
+                "A_PW" => Some("alice-secret".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.trunks[0].password.as_deref(), Some("trunk-secret"));
+        assert_eq!(config.inbound.users[0].password, "alice-secret");
+        let err = config.passwords_from_env(text, |_| None).unwrap_err();
+        assert!(
+            err.contains("line 4")
+                && err.contains("trunks[0].password_env")
+                && err.contains("T_PW"),
+            "{err}"
+        );
+        // An account with neither is refused.
+        let text = "[[inbound.users]]\nname = \"bob\"\n";
+        let mut config: Config = toml::from_str(text).unwrap();
+        let err = config.passwords_from_env(text, |_| None).unwrap_err();
+        assert!(err.contains("inbound.users[0].password"), "{err}");
+    }
+
+    #[test]
+    fn daemon_section_defaults_and_checks() {
+        let config = Config::parse("", "t").unwrap();
+        assert_eq!(config.daemon.drain_grace_s, 30);
+        assert_eq!(config.daemon.retry_after_s, 60);
+        let err = Config::parse("[daemon]\nretry_after_s = 0\n", "t").unwrap_err();
+        assert!(
+            err.message.contains("line 2") && err.message.contains("daemon.retry_after_s"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 mod cli;
 mod config;
+mod lifecycle;
+mod systemd;
 
 use config::{Behaviour, Config, LogFormat};
 use runtime::calls::{DemoBehaviour, EngineConfig};
@@ -90,7 +92,8 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&config);
+    let log = init_logging(&config);
+    let path = (source != "embedded default").then(|| PathBuf::from(source));
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -102,7 +105,7 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tokio.block_on(serve(config, tls)) {
+    match tokio.block_on(serve(config, tls, path, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "stopped");
@@ -111,22 +114,26 @@ fn run(args: &[String]) -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
-    use tracing_subscriber::EnvFilter;
+/// Logging to stderr with a filter a reload can change (`[log] level`; RUST_LOG wins).
+fn init_logging(config: &Config) -> lifecycle::LogLevel {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt, reload};
     // webrtc-sdp warns through `log` about every SDP attribute it does not model
     // (a=crypto, a=rtcp-xr...); sdp-offer-answer keeps and reports those itself.
-    let quiet = ",webrtc_sdp=error";
+    let from_env = std::env::var_os("RUST_LOG").is_some();
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{}{quiet}", config.log.level)))
-        .unwrap_or_else(|_| EnvFilter::new(format!("info{quiet}")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .or_else(|_| EnvFilter::try_new(lifecycle::filter_text(&config.log.level)))
+        .unwrap_or_else(|_| EnvFilter::new(lifecycle::filter_text("info")));
+    let (filter, handle) = reload::Layer::new(filter);
+    let layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter);
     match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(layer).init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
     }
+    lifecycle::LogLevel { handle, from_env }
 }
 
 fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
@@ -164,35 +171,12 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
             min_se: Duration::from_secs(config.sip.session_timer.min_se_s),
         },
         trunks: config.trunks.iter().map(trunk_config).collect(),
-        inbound: sip_core::InboundConfig {
-            accept_any: config.inbound.accept == config::Accept::Any,
-            realm: config.inbound.realm.clone(),
-            users: config
-                .inbound
-                .users
-                .iter()
-                .map(|u| (u.name.clone(), u.password.clone()))
-                .collect(),
-            nonce_ttl: Duration::from_secs(config.inbound.nonce_ttl_s),
-            algorithms: config.inbound.algorithms.iter().map(|a| a.0).collect(),
-        },
+        inbound: inbound_config(config),
         guard: config.guard_settings.clone(),
     };
     let engine = EngineConfig {
         endpoint,
-        demo_users: config
-            .users
-            .iter()
-            .map(|u| {
-                let behaviour = match u.behaviour {
-                    Behaviour::Echo => DemoBehaviour::Echo,
-                    Behaviour::Ring => DemoBehaviour::Ring,
-                    Behaviour::Busy => DemoBehaviour::Busy,
-                    Behaviour::Answer => DemoBehaviour::Answer,
-                };
-                (u.name.clone(), behaviour)
-            })
-            .collect(),
+        demo_users: demo_users(config),
         ring_timeout: Duration::from_secs(config.sip.ring_timeout_s),
         max_call_duration: Duration::from_secs(config.sip.max_call_duration_s),
         media: runtime::calls::MediaSettings {
@@ -212,6 +196,48 @@ fn runtime_config(config: &Config, tls: Option<TlsConfig>) -> RuntimeConfig {
         dns_servers: config.dns.servers.clone(),
         media_address: config.media.address,
     }
+}
+
+/// `POST /v1/daemon:reload`: what SIGHUP does, answered with its summary.
+fn reload_hook(lifecycle: std::sync::Arc<lifecycle::Lifecycle>) -> control_api::ReloadHook {
+    control_api::ReloadHook(std::sync::Arc::new(move || {
+        let lifecycle = lifecycle.clone();
+        Box::pin(async move {
+            info!("reload asked through the control API");
+            lifecycle.reload_logged().await
+        })
+    }))
+}
+
+fn inbound_config(config: &Config) -> sip_core::InboundConfig {
+    sip_core::InboundConfig {
+        accept_any: config.inbound.accept == config::Accept::Any,
+        realm: config.inbound.realm.clone(),
+        users: config
+            .inbound
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.password.clone()))
+            .collect(),
+        nonce_ttl: Duration::from_secs(config.inbound.nonce_ttl_s),
+        algorithms: config.inbound.algorithms.iter().map(|a| a.0).collect(),
+    }
+}
+
+fn demo_users(config: &Config) -> Vec<(String, DemoBehaviour)> {
+    config
+        .users
+        .iter()
+        .map(|u| {
+            let behaviour = match u.behaviour {
+                Behaviour::Echo => DemoBehaviour::Echo,
+                Behaviour::Ring => DemoBehaviour::Ring,
+                Behaviour::Busy => DemoBehaviour::Busy,
+                Behaviour::Answer => DemoBehaviour::Answer,
+            };
+            (u.name.clone(), behaviour)
+        })
+        .collect()
 }
 
 fn trunk_config(t: &config::TrunkSection) -> sip_core::TrunkConfig {
@@ -249,45 +275,39 @@ fn seed() -> u64 {
     hasher.finish()
 }
 
-async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
+async fn serve(
+    config: Config,
+    tls: Option<TlsConfig>,
+    path: Option<PathBuf>,
+    log: lifecycle::LogLevel,
+) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     let (control_tx, control_rx) = mpsc::channel(8);
+    let notifier = std::sync::Arc::new(systemd::Notifier::from_env());
+    let lifecycle = std::sync::Arc::new(lifecycle::Lifecycle {
+        path,
+        current: std::sync::Mutex::new(config.clone()),
+        log,
+        control: control_tx.clone(),
+        notifier: notifier.clone(),
+        reloading: tokio::sync::Mutex::new(()),
+    });
     let mut usr1 = signal(SignalKind::user_defined1()).ok();
+    let usr1_tx = control_tx.clone();
     tokio::spawn(async move {
         if let Some(usr1) = usr1.as_mut() {
             while usr1.recv().await.is_some() {
-                if control_tx.send(Control::LogStats).await.is_err() {
+                if usr1_tx.send(Control::LogStats).await.is_err() {
                     break;
                 }
             }
         }
     });
-    // Registered now, before any socket is bound and "ready" is said: a SIGTERM right
-    // after that must find the handler (not the default action, which kills).
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut interrupt = signal(SignalKind::interrupt()).ok();
-    let shutdown = async move {
-        let term = async {
-            match term.as_mut() {
-                Some(term) => {
-                    term.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        let interrupt = async {
-            match interrupt.as_mut() {
-                Some(interrupt) => {
-                    interrupt.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = interrupt => info!("SIGINT: stopping"),
-            () = term => info!("SIGTERM: stopping"),
-        }
-    };
+    // SIGHUP reloads, SIGTERM drains; SIGINT (or a second SIGTERM) ends this future:
+    // stop at once. The handlers are registered now, before any socket is bound and
+    // "ready" is said: a signal right after that must find them (not the default
+    // action, which kills).
+    let shutdown = lifecycle::signals(lifecycle.clone());
     // The control API, when `[api] listen` is set: bound before anything starts (a
     // taken port refuses the start), served beside the driver.
     let (tandem, api_rx) = runtime::app::channel();
@@ -322,6 +342,7 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
                     app
                 })
                 .collect(),
+            reload: Some(reload_hook(lifecycle.clone())),
             ..control_api::ApiConfig::default()
         };
         let token = api.token.clone();
@@ -355,6 +376,13 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
                 .map(|(t, a)| format!("{}:{a}", t.as_str().to_ascii_lowercase()))
                 .collect();
             info!(listen = %listening.join(" "), "ready");
+            // Every socket is bound (the control API's before the driver started).
+            notifier.notify("READY=1\nSTATUS=0 active calls");
+            tokio::spawn(lifecycle::watchdog(
+                notifier.clone(),
+                control_tx.clone(),
+                systemd::watchdog_interval(),
+            ));
         },
     )
     .await

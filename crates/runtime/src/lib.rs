@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod lifecycle;
 /// The driver's media plane. Public for the crate's tests only: not a stable API.
 #[doc(hidden)]
 pub mod media_plane;
@@ -50,9 +51,19 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(300);
 const UNREGISTER_GRACE: Duration = Duration::from_secs(2);
 
 /// Requests from the process around the driver (signals, later the control API).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Control {
+    /// Apply the changeable parts of a new configuration between two inputs; the
+    /// reload's `reply` gets what changed.
+    Reload(Box<lifecycle::Reload>),
+    /// Answer with the driver's status: the daemon's watchdog tick (answered from the
+    /// loop itself, so a stuck loop stops the watchdog) and its STATUS= line.
+    Status(oneshot::Sender<lifecycle::Status>),
+    /// Graceful shutdown: new requests outside a dialog get 503 with `Retry-After:
+    /// retry_after` seconds; calls in progress go on until they end or `grace` is over
+    /// (then they get BYE); then trunks un-REGISTER and the driver returns.
+    Drain { grace: Duration, retry_after: u32 },
     /// Log a `stats` line.
     LogStats,
     /// Place a call to `to` through trunk `trunk` (with our SDP offer): the seam the
@@ -126,14 +137,16 @@ pub async fn run_with_api(
     endpoint.core().start(now());
     let mut app = AppState::new(api.tandem(), plane);
     let (resolved_tx, mut resolved) = mpsc::channel(16);
-    let resolver = tokio::spawn(resolve_trunks(
+    let dns_servers = config.dns_servers;
+    let mut resolver = tokio::spawn(resolve_trunks(
         endpoint.core().trunk_proxies(),
-        config.dns_servers,
-        resolved_tx,
+        dns_servers.clone(),
+        resolved_tx.clone(),
     ));
     tokio::pin!(shutdown);
     let mut control_open = true;
     let mut grace: Option<tokio::time::Instant> = None;
+    let mut drain: Option<lifecycle::Drain> = None;
     loop {
         let deadline = endpoint.poll_timeout().map(tokio::time::Instant::from_std);
         let shutting_down = grace.is_some();
@@ -143,12 +156,32 @@ pub async fn run_with_api(
                 None => std::future::pending().await,
             }
         };
+        let drain_over = sleep_until(drain.map(|d| d.deadline).filter(|_| !shutting_down));
         tokio::select! {
             biased;
             () = &mut shutdown, if !shutting_down => {
-                // Un-REGISTER, then keep running briefly so the answers arrive.
+                // Calls get BYE; un-REGISTER, then keep running briefly so the answers
+                // arrive.
+                let ended = endpoint.terminate_all(now());
+                if ended > 0 {
+                    info!(calls = ended, "stopping: calls ended");
+                }
                 endpoint.core().shutdown(now());
                 grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
+            }
+            () = drain_over => {
+                if let Some(d) = drain.as_mut() {
+                    if d.ended {
+                        // The BYEs had their time: stop.
+                        endpoint.core().shutdown(now());
+                        grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
+                    } else {
+                        let ended = endpoint.terminate_all(now());
+                        info!(calls = ended, "drain: grace period over, calls ended with BYE");
+                        d.ended = true;
+                        d.deadline = tokio::time::Instant::now() + lifecycle::BYE_GRACE;
+                    }
+                }
             }
             () = grace_over => break,
             Some((trunk, targets)) = resolved.recv() => {
@@ -162,6 +195,31 @@ pub async fn run_with_api(
             }
             item = control.recv(), if control_open => match item {
                 Some(Control::LogStats) => log_stats(&endpoint, &transports),
+                Some(Control::Status(reply)) => {
+                    let _ = reply.send(lifecycle::status(&endpoint));
+                }
+                Some(Control::Reload(reload)) => {
+                    let (applied, reply) =
+                        lifecycle::apply(&mut endpoint, &transports, now(), *reload);
+                    let trunks_changed = applied.iter().any(|a| a.starts_with("trunk"));
+                    if let Some(reply) = reply {
+                        let _ = reply.send(applied);
+                    }
+                    if trunks_changed {
+                        // Trunks named by a domain are looked up again.
+                        resolver.abort();
+                        resolver = tokio::spawn(resolve_trunks(
+                            endpoint.core().trunk_proxies(),
+                            dns_servers.clone(),
+                            resolved_tx.clone(),
+                        ));
+                    }
+                }
+                Some(Control::Drain { grace: period, retry_after }) => {
+                    if drain.is_none() && !shutting_down {
+                        drain = Some(lifecycle::Drain::start(&mut endpoint, period, retry_after));
+                    }
+                }
                 Some(Control::Call { trunk, to }) => {
                     match endpoint.core().call(now(), &trunk, &to, None) {
                         Ok(session) => info!(%trunk, %to, %session, "call placed"),
@@ -192,6 +250,16 @@ pub async fn run_with_api(
         flush(&mut endpoint, &mut app, &transports).await;
         if grace.is_some() && !endpoint.core_ref().unregistering() {
             break;
+        }
+        if drain.is_some() && grace.is_none() && endpoint.call_count() == 0 {
+            info!("drain: no call left");
+            endpoint.core().shutdown(now());
+            grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
+            // The un-REGISTERs leave now, not at the next wake-up.
+            flush(&mut endpoint, &mut app, &transports).await;
+            if !endpoint.core_ref().unregistering() {
+                break;
+            }
         }
     }
     resolver.abort();

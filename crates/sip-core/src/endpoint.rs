@@ -167,6 +167,9 @@ pub struct Endpoint {
     auth_failed: u64,
     /// The password an unknown user is checked against: random, never configured.
     unknown_password: String,
+    /// Draining (graceful shutdown): new requests outside a dialog get 503 with this
+    /// Retry-After (seconds); see [`Endpoint::set_draining`].
+    draining: Option<u32>,
 }
 
 /// A call placed through a trunk.
@@ -223,6 +226,7 @@ impl Endpoint {
             local_addrs: Vec::new(),
             digest: None,
             outbound: HashMap::new(),
+            draining: None,
             users: HashSet::new(),
             accept_any_user: false,
             ua,
@@ -586,6 +590,9 @@ impl Endpoint {
             } => {
                 self.invites_new += 1;
                 self.guard.call_started(*session);
+                if self.refuse_while_draining(now, tx) {
+                    return;
+                }
                 if !self.admit_and_inspect(now, tx, request) {
                     return;
                 }
@@ -595,6 +602,9 @@ impl Endpoint {
                 tx,
                 request,
             } => {
+                if self.refuse_while_draining(now, tx) {
+                    return;
+                }
                 if !self.admit_and_inspect(now, tx, request) {
                     return;
                 }
@@ -836,3 +846,6 @@ fn loose_route(proxy: &str) -> String {
         format!("<{proxy};lr>")
     }
 }
+
+mod reload;
+pub use reload::TrunkChanges;

@@ -22,7 +22,7 @@ pub mod trunk;
 
 pub use endpoint::{
     CallError, Endpoint, EndpointConfig, EndpointEvent, InboundConfig, SessionTimerConfig, Stats,
-    TrunkRoute,
+    TrunkChanges, TrunkRoute,
 };
 pub use guard::{GuardConfig, GuardStats, RateLimit};
 pub use inspect::{Rejection, Target};

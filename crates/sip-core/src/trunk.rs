@@ -55,7 +55,7 @@ impl std::fmt::Display for Cidr {
 }
 
 /// One trunk, as configured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrunkConfig {
     pub name: String,
     /// The trunk's proxy and registrar, as a SIP URI (`sip:sbc.example.net:5060`).
@@ -392,6 +392,31 @@ impl Trunk {
         ) {
             self.send_register(now, ua, local, true);
         }
+    }
+
+    /// New settings for the same binding (a reload): registers again at once (same
+    /// Call-ID, CSeq rising: RFC 3261 §10.2.4) and restarts the keepalive.
+    pub fn reconfigure(&mut self, now: Instant, config: TrunkConfig) {
+        self.config = config;
+        self.next_register = None;
+        self.next_options = None;
+        if !self.config.register {
+            // Registration switched off: nothing to refresh; the binding lapses.
+            self.registration = RegistrationState::Idle;
+        }
+        if let Some(target) = literal_target(&self.config.proxy)
+            && !self.targets.contains(&target)
+        {
+            self.targets = vec![target];
+            self.current = 0;
+        }
+        self.failures = 0;
+        self.start(now);
+    }
+
+    /// Whether nothing of ours is in flight (a retired trunk may then be dropped).
+    pub fn is_quiet(&self) -> bool {
+        self.pending.is_empty()
     }
 
     /// Whether `tx` is one of ours.

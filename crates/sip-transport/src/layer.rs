@@ -122,8 +122,9 @@ pub(crate) struct Inner {
     pub tasks: Mutex<JoinSet<()>>,
     /// Origin of the millisecond clocks kept in atomics (connection activity).
     pub epoch: Instant,
-    /// Handshakes of accepted TLS and WSS connections.
-    pub tls_acceptor: Option<TlsAcceptor>,
+    /// Handshakes of accepted TLS and WSS connections; replaced by
+    /// [`Transports::set_tls_server`] (a certificate reload).
+    pub tls_acceptor: RwLock<Option<TlsAcceptor>>,
     /// Handshakes of TLS connections we open (verified against the roots).
     pub tls_connector: Option<TlsConnector>,
 }
@@ -257,7 +258,7 @@ impl Transports {
             inbound: Mutex::new(Some(tx.clone())),
             tasks: Mutex::new(JoinSet::new()),
             epoch: Instant::now(),
-            tls_acceptor,
+            tls_acceptor: RwLock::new(tls_acceptor),
             tls_connector,
         });
         for (local, socket) in recv_sockets {
@@ -479,6 +480,22 @@ impl Transports {
     }
 
     /// Every bound socket: transport and local address (ephemeral ports resolved).
+    /// Replaces what the TLS and WSS listeners present (a certificate reload): new
+    /// handshakes use `server`; connections already open keep theirs. Returns `false`
+    /// (and changes nothing) when no listener does TLS.
+    pub fn set_tls_server(&self, server: Arc<rustls::ServerConfig>) -> bool {
+        let mut acceptor = self
+            .inner
+            .tls_acceptor
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if acceptor.is_none() {
+            return false;
+        }
+        *acceptor = Some(TlsAcceptor::from(server));
+        true
+    }
+
     pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
         self.inner.local_addrs.clone()
     }

@@ -105,7 +105,12 @@ async fn tls_accept(
     inner: &Inner,
     stream: TcpStream,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, Failure> {
-    let Some(acceptor) = inner.tls_acceptor.clone() else {
+    let acceptor = inner
+        .tls_acceptor
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(acceptor) = acceptor else {
         return Err(Failure::NotConfigured);
     };
     match acceptor.accept(stream).await {

@@ -95,6 +95,7 @@ impl Daemon {
             format!(
                 "[sip]\nlisten = [{}]\n{extra}\n{other}\n\
                  [log]\nlevel = \"info\"\n\
+                 [daemon]\ndrain_grace_s = 3\n\
                  [[users]]\nname = \"echo\"\nbehaviour = \"echo\"\n\
                  [[users]]\nname = \"ring\"\nbehaviour = \"ring\"\n\
                  [[users]]\nname = \"busy\"\nbehaviour = \"busy\"\n",
@@ -212,7 +213,8 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM, then waits for a clean exit.
+    /// SIGTERM (a drain: calls still up get BYE after the harness's 3 s grace), then
+    /// waits for a clean exit.
     pub fn stop(self) -> std::process::ExitStatus {
         self.signal_and_wait("-TERM")
     }
