@@ -53,6 +53,15 @@ pub struct Config {
     /// environment applied).
     #[serde(skip)]
     pub api_settings: ApiSettings,
+    /// `[admin]`: metrics and the call ladder over HTTP, as written.
+    #[serde(default)]
+    pub admin: crate::observe_config::AdminSection,
+    /// `[hep]`: HEPv3 export, as written.
+    #[serde(default)]
+    pub hep: crate::observe_config::HepSection,
+    /// `[admin]` and `[hep]`, checked.
+    #[serde(skip)]
+    pub observe_settings: crate::observe_config::ObserveSettings,
 }
 
 /// `[api]`: the control API (REST under /v1, webhooks, the event stream). Without
@@ -620,6 +629,17 @@ impl Config {
                 source: source.to_owned(),
                 message,
             })?;
+        config.observe_settings = crate::observe_config::settings(
+            &config.admin,
+            &config.hep,
+            text,
+            |name| std::env::var(name).ok(),
+            line_of,
+        )
+        .map_err(|message| ConfigError {
+            source: source.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 

@@ -6,8 +6,11 @@
 //! tandem calls list | call create ... | call hangup ID    (clients of the control API)
 //! ```
 
+mod admin;
 mod cli;
 mod config;
+mod ladder_html;
+mod observe_config;
 
 use config::{Behaviour, Config, LogFormat};
 use runtime::calls::{DemoBehaviour, EngineConfig};
@@ -279,6 +282,7 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
     // taken port refuses the start), served beside the driver.
     let (tandem, api_rx) = runtime::app::channel();
     let api = &config.api_settings;
+    let mut admin_hub = None;
     if let Some(listen) = api.listen {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -309,6 +313,7 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
                 .collect(),
             ..control_api::ApiConfig::default()
         };
+        admin_hub = Some(hub.clone());
         let token = api.token.clone();
         let tandem = tandem.clone();
         tokio::spawn(async move {
@@ -328,8 +333,10 @@ async fn serve(config: Config, tls: Option<TlsConfig>) -> Result<(), String> {
             }
         });
     }
-    runtime::run_with_api(
+    let observe = admin::start(&config.observe_settings, tandem.clone(), admin_hub).await?;
+    runtime::run_observed(
         runtime_config(&config, tls),
+        observe,
         control_rx,
         api_rx,
         shutdown,

@@ -13,6 +13,7 @@ pub mod app;
 /// The driver's media plane. Public for the crate's tests only: not a stable API.
 #[doc(hidden)]
 pub mod media_plane;
+pub mod observe;
 
 use app::{ApiReceiver, AppState};
 use calls::{Engine, EngineConfig, Event};
@@ -97,6 +98,20 @@ pub async fn run(
 /// [`app::channel`].
 pub async fn run_with_api(
     config: RuntimeConfig,
+    control: mpsc::Receiver<Control>,
+    api: ApiReceiver,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(&[(sip_message::Transport, SocketAddr)]),
+) -> Result<(), RuntimeError> {
+    let observe = observe::Observe::default();
+    run_observed(config, observe, control, api, shutdown, ready).await
+}
+
+/// [`run_with_api`] with a tap on every message: metrics, HEP export, the ladder ring
+/// (see [`observe`]).
+pub async fn run_observed(
+    config: RuntimeConfig,
+    mut observe: observe::Observe,
     mut control: mpsc::Receiver<Control>,
     mut api: ApiReceiver,
     shutdown: impl Future<Output = ()>,
@@ -104,6 +119,7 @@ pub async fn run_with_api(
 ) -> Result<(), RuntimeError> {
     let (transports, mut inbound) = Transports::bind(config.transport).await?;
     ready(&transports.local_addrs());
+    observe.set_local_addrs(transports.local_addrs());
     let mut engine_config = config.engine;
     // Tags, branches and Call-IDs come from the seed: two processes with the same seed
     // would write the same ones (and a peer would take the second for a merged request).
@@ -135,6 +151,7 @@ pub async fn run_with_api(
     let mut control_open = true;
     let mut grace: Option<tokio::time::Instant> = None;
     loop {
+        let mut batch = None;
         let deadline = endpoint.poll_timeout().map(tokio::time::Instant::from_std);
         let shutting_down = grace.is_some();
         let grace_over = async {
@@ -173,10 +190,11 @@ pub async fn run_with_api(
             item = inbound.recv() => {
                 let Some(item) = item else { break };
                 let now = now();
-                feed(&mut endpoint, now, item);
+                batch = Some(Instant::now());
+                feed(&mut endpoint, &mut observe, now, item);
                 for _ in 1..INBOUND_BATCH {
                     match inbound.try_recv() {
-                        Ok(item) => feed(&mut endpoint, now, item),
+                        Ok(item) => feed(&mut endpoint, &mut observe, now, item),
                         Err(_) => break,
                     }
                 }
@@ -189,7 +207,8 @@ pub async fn run_with_api(
             }
             () = sleep_until(deadline) => endpoint.handle_timeout(now()),
         }
-        flush(&mut endpoint, &mut app, &transports).await;
+        flush(&mut endpoint, &mut app, &transports, &mut observe).await;
+        observe.end_turn(batch, &transports);
         if grace.is_some() && !endpoint.core_ref().unregistering() {
             break;
         }
@@ -289,9 +308,13 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn feed(endpoint: &mut Engine, now: Instant, item: Inbound) {
+fn feed(endpoint: &mut Engine, observe: &mut observe::Observe, now: Instant, item: Inbound) {
     match item {
-        Inbound::Message { flow, data } => endpoint.handle_message(now, data, flow),
+        Inbound::Message { flow, data } => {
+            // The core's work on this message logs inside a span with its Call-ID.
+            let _call = observe.received(&flow, &data);
+            endpoint.handle_message(now, data, flow);
+        }
         Inbound::TransportError { flow, error } => {
             debug!(remote = %flow.remote, transport = %flow.transport, %error, "transport error");
             endpoint.handle_transport_error(now, flow);
@@ -305,9 +328,15 @@ fn feed(endpoint: &mut Engine, now: Instant, item: Inbound) {
 
 /// Sends everything the core queued, routes call events to their applications and logs
 /// the rest.
-async fn flush(endpoint: &mut Engine, app: &mut AppState, transports: &Transports) {
+async fn flush(
+    endpoint: &mut Engine,
+    app: &mut AppState,
+    transports: &Transports,
+    observe: &mut observe::Observe,
+) {
     while let Some(transmit) = endpoint.poll_transmit() {
         let flow = transmit.flow;
+        observe.sent(&transmit);
         if let Err(error) = transports.send(transmit).await {
             debug!(remote = %flow.remote, transport = %flow.transport, %error, "send failed");
             endpoint.handle_transport_error(now(), flow);
