@@ -114,7 +114,8 @@ fn metrics_count_a_known_sipp_run_exactly() {
     assert!(metric(&text, "tandem_responses_out_total{class=\"4xx\"}") >= 5.0, "{text}");
     assert!(metric(&text, "tandem_requests_in_total{method=\"ACK\"}") >= 20.0, "{text}");
     assert!(metric(&text, "tandem_driver_batch_seconds_count") >= 25.0, "{text}");
-    assert!(metric(&text, "tandem_transport_datagrams_in_total") >= 70.0, "{text}");
+    // INVITE, ACK and BYE of each call, and nothing else.
+    assert_eq!(metric(&text, "tandem_transport_datagrams_in_total"), 70.0, "{text}");
     // Histograms are real Prometheus histograms with buckets, and typed.
     assert!(text.contains("tandem_invite_final_response_seconds_bucket{le=\"0.01\"}"), "{text}");
     assert!(text.contains("# TYPE tandem_calls_total counter"), "{text}");
@@ -385,6 +386,14 @@ fn json_logs_carry_the_call_id_on_every_line_of_a_call() {
         engine_lines_untagged.is_empty(),
         "engine lines without call_id: {engine_lines_untagged:#?}"
     );
+    // The call's media task and flow log in its span too.
+    for message in ["media task started", "media task stopped", "media flow ended"] {
+        let line = parsed
+            .iter()
+            .find(|v| v["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line:\n{}", lines.join("\n")));
+        assert_eq!(line_call_id(line).as_deref(), Some(call_id.as_str()), "{line}");
+    }
     assert!(tagged >= 5, "only {tagged} lines carry the call's call_id:\n{}", lines.join("\n"));
 }
 

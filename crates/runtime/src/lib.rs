@@ -343,6 +343,7 @@ async fn flush(
         }
     }
     while let Some(event) = endpoint.poll_event() {
+        let _call = observe::event_span(endpoint, &event);
         match event {
             Event::Core(event) => log_event(&event),
             Event::Media { call, instruction } => {

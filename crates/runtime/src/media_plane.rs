@@ -393,7 +393,9 @@ impl MediaPlane {
         entry.flow = Some(Flow { controller, close });
         entry.settings = Some(s);
         let events = self.events.clone();
-        tokio::spawn(async move {
+        // In the span it is started in (the call's `call_id`), as the media task is.
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(async move {
             loop {
                 tokio::select! {
                     event = handle.next_event() => match event {
@@ -415,7 +417,7 @@ impl MediaPlane {
                 let _ = flow.stop_recording();
                 debug!(%call, stats = ?flow.stats(), "media flow ended");
             }
-        });
+        }, span));
         // A join asked before this call started.
         if let Some(Link::Wanted(peer)) = entry.link
             && self.started(peer)

@@ -347,7 +347,8 @@ impl Observe {
     /// The end of a turn of the driver (input handled, output flushed): `batch` is when
     /// the turn's input started to be handled. Pairs a call received with the one sent
     /// in the same turn (a B2BUA's legs) when there is exactly one of each, and sweeps
-    /// the tables once a second.
+    /// the tables and exports the transport's counters once a second (and after every
+    /// turn without received messages).
     pub fn end_turn(&mut self, batch: Option<Instant>, transports: &sip_transport::Transports) {
         let now = Instant::now();
         if let Some(started) = batch {
@@ -364,6 +365,11 @@ impl Observe {
         self.turn_in.clear();
         self.turn_out.clear();
         if self.last_sweep.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+            // Turns without received messages (timers, API work such as a scrape) are
+            // few: the transport counters are fresh after them.
+            if batch.is_none() {
+                export_transport(&transports.stats());
+            }
             return;
         }
         self.last_sweep = Some(now);
@@ -386,6 +392,23 @@ impl Observe {
         }
         export_transport(&transports.stats());
     }
+}
+
+/// The span of the driver's work on an event of a call (its media, its application's
+/// handlers): the call's SIP Call-ID as `call_id`. `None` when spans are filtered out (the
+/// Call-ID is then not even looked up) or the event is not a call's.
+pub fn event_span(engine: &calls::Engine, event: &calls::Event) -> Option<tracing::span::EnteredSpan> {
+    let call = match event {
+        calls::Event::Call { call, .. } | calls::Event::Media { call, .. } => *call,
+        _ => return None,
+    };
+    let span = tracing::info_span!("sip", call_id = tracing::field::Empty);
+    if span.is_disabled() {
+        return None;
+    }
+    let call_id = engine.sip_call_id(call)?;
+    span.record("call_id", call_id.as_str());
+    Some(span.entered())
 }
 
 /// The HEP sender: one UDP socket, packets in order, errors counted.
