@@ -41,8 +41,14 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
         "tandem_webhook_deliveries_total",
         "Webhook deliveries answered with a 2xx."
     );
-    metrics::describe_counter!("tandem_events_published_total", "Control API events published.");
-    metrics::describe_gauge!("tandem_event_stream_clients", "Event stream subscriptions open now.");
+    metrics::describe_counter!(
+        "tandem_events_published_total",
+        "Control API events published."
+    );
+    metrics::describe_gauge!(
+        "tandem_event_stream_clients",
+        "Event stream subscriptions open now."
+    );
     metrics::describe_gauge!(
         "tandem_event_stream_lag_events",
         "Events the slowest event stream subscription has yet to read."
@@ -110,7 +116,10 @@ async fn metrics_text(State(admin): State<Arc<Admin>>) -> Response {
     }
     admin.metrics.run_upkeep();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         admin.metrics.render(),
     )
         .into_response()
@@ -123,7 +132,11 @@ async fn calls(State(admin): State<Arc<Admin>>) -> Html<String> {
 async fn call(State(admin): State<Arc<Admin>>, Path(call_id): Path<String>) -> Response {
     match admin.ladder.call(&call_id) {
         Some(record) => Html(crate::ladder_html::ladder_page(&record)).into_response(),
-        None => (StatusCode::NOT_FOUND, "no such call among the recent ones\n").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no such call among the recent ones\n",
+        )
+            .into_response(),
     }
 }
 

@@ -81,13 +81,19 @@ fn page(title: &str, body: &str) -> String {
 
 /// `GET /calls`: the recent calls, newest first.
 pub fn calls_page(calls: &[CallRecord]) -> String {
-    let mut body = String::from("<h1>Recent calls</h1>\n<table>\n<tr><th>time (UTC)</th><th>direction</th><th>from</th><th>to</th><th>outcome</th><th>call</th></tr>\n");
+    let mut body = String::from(
+        "<h1>Recent calls</h1>\n<table>\n<tr><th>time (UTC)</th><th>direction</th><th>from</th><th>to</th><th>outcome</th><th>call</th></tr>\n",
+    );
     for call in calls {
         let _ = writeln!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/calls/{}\">{}</a></td></tr>",
             utc(call.started),
-            if call.direction == Direction::In { "in" } else { "out" },
+            if call.direction == Direction::In {
+                "in"
+            } else {
+                "out"
+            },
             escape(&call.from),
             escape(&call.to),
             call.outcome.unwrap_or("…"),
@@ -143,7 +149,11 @@ pub fn ladder_page(call: &CallRecord) -> String {
         let y = TOP + STEP * i + STEP / 2;
         let (x1, x2) = (x(m.src), x(m.dst));
         let offset = m.at.duration_since(first).unwrap_or_default().as_secs_f64();
-        let class = if m.direction == Direction::In { "msg in" } else { "msg out" };
+        let class = if m.direction == Direction::In {
+            "msg in"
+        } else {
+            "msg out"
+        };
         let mid = (x1 + x2) / 2;
         let _ = writeln!(
             svg,
@@ -207,7 +217,12 @@ fn message_block(i: usize, m: &CapturedMessage) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
     use super::*;
     use bytes::Bytes;
     use std::time::Duration;
@@ -215,7 +230,11 @@ mod tests {
     fn message(label: &str, src: &str, dst: &str, payload: &str, ms: u64) -> CapturedMessage {
         CapturedMessage {
             at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms),
-            direction: if src.ends_with(":5060") { Direction::Out } else { Direction::In },
+            direction: if src.ends_with(":5060") {
+                Direction::Out
+            } else {
+                Direction::In
+            },
             transport: sip_message::Transport::Udp,
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
@@ -234,7 +253,13 @@ mod tests {
             outcome: Some("answered"),
             direction: Direction::In,
             messages: vec![
-                message("INVITE", a, b, "INVITE sip:echo@h SIP/2.0\r\nSubject: </pre><script>x</script>", 0),
+                message(
+                    "INVITE",
+                    a,
+                    b,
+                    "INVITE sip:echo@h SIP/2.0\r\nSubject: </pre><script>x</script>",
+                    0,
+                ),
                 message("100 Trying", b, a, "SIP/2.0 100 Trying", 1),
                 message("180 Ringing", b, a, "SIP/2.0 180 Ringing", 2),
                 message("200 OK", b, a, "SIP/2.0 200 OK", 1003),
@@ -258,7 +283,10 @@ mod tests {
         assert!(html.contains("href=\"/calls/leg%20b%261\""));
         assert!(html.contains(">leg b&amp;1</a>"));
         let list = calls_page(&[call()]);
-        assert!(!list.contains("<script") && !list.contains("<img"), "{list}");
+        assert!(
+            !list.contains("<script") && !list.contains("<img"),
+            "{list}"
+        );
         assert!(list.contains("href=\"/calls/x%3Cscript%3E%40h\""));
     }
 
@@ -272,14 +300,31 @@ mod tests {
             .collect();
         assert_eq!(
             labels,
-            ["INVITE", "100 Trying", "180 Ringing", "200 OK", "ACK", "BYE", "200 &lt;b&gt;OK&lt;/b&gt;"]
+            [
+                "INVITE",
+                "100 Trying",
+                "180 Ringing",
+                "200 OK",
+                "ACK",
+                "BYE",
+                "200 &lt;b&gt;OK&lt;/b&gt;"
+            ]
         );
         // Two lanes; the INVITE goes left to right (first address first), the 100 back.
         assert_eq!(html.matches("<line class=\"lane\"").count(), 2);
-        assert!(html.contains("x1=\"130\" y1=\"82\" x2=\"370\" y2=\"82\""), "{html}");
-        assert!(html.contains("x1=\"370\" y1=\"126\" x2=\"130\" y2=\"126\""), "{html}");
+        assert!(
+            html.contains("x1=\"130\" y1=\"82\" x2=\"370\" y2=\"82\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("x1=\"370\" y1=\"126\" x2=\"130\" y2=\"126\""),
+            "{html}"
+        );
         assert!(html.contains("+1.003s"));
         assert_eq!(html.matches("<pre id=\"m").count(), 7);
-        assert_eq!(utc(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)), "2023-11-14 22:13:20.123");
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            "2023-11-14 22:13:20.123"
+        );
     }
 }

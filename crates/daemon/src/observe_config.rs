@@ -67,8 +67,14 @@ pub fn settings(
     env: impl Fn(&str) -> Option<String>,
     line_of: impl Fn(&str, usize) -> (usize, &str),
 ) -> Result<ObserveSettings, String> {
-    let at = |section: &str, key: &str, span: Option<std::ops::Range<usize>>, problem: &dyn fmt::Display| {
-        let offset = span.map_or_else(|| text.find(&format!("[{section}]")).unwrap_or_default(), |s| s.start);
+    let at = |section: &str,
+              key: &str,
+              span: Option<std::ops::Range<usize>>,
+              problem: &dyn fmt::Display| {
+        let offset = span.map_or_else(
+            || text.find(&format!("[{section}]")).unwrap_or_default(),
+            |s| s.start,
+        );
         let (line, content) = line_of(text, offset);
         format!("line {line}: key `{section}.{key}`: {problem} (in `{content}`)")
     };
@@ -92,7 +98,11 @@ pub fn settings(
     }
     for (key, value, target) in [
         ("ladder_calls", &admin.ladder_calls, &mut s.ladder_calls),
-        ("ladder_messages", &admin.ladder_messages, &mut s.ladder_messages),
+        (
+            "ladder_messages",
+            &admin.ladder_messages,
+            &mut s.ladder_messages,
+        ),
     ] {
         if let Some(v) = value {
             if !(1..=10_000).contains(v.get_ref()) {
@@ -122,7 +132,10 @@ pub fn settings(
             "hep",
             "collector",
             Some(collector.span()),
-            &format!("`{}` is not `udp:address:port` (HEP is sent over UDP)", collector.get_ref()),
+            &format!(
+                "`{}` is not `udp:address:port` (HEP is sent over UDP)",
+                collector.get_ref()
+            ),
         ));
     };
     let queue = match &hep.queue {
@@ -138,7 +151,12 @@ pub fn settings(
     if let (Some(p), Some(spanned)) = (&password, &hep.password)
         && p.len() > 1024
     {
-        return Err(at("hep", "password", Some(spanned.span()), &"is longer than 1024 bytes"));
+        return Err(at(
+            "hep",
+            "password",
+            Some(spanned.span()),
+            &"is longer than 1024 bytes",
+        ));
     }
     s.hep = Some(runtime::observe::HepConfig {
         collector: addr,
@@ -151,7 +169,12 @@ pub fn settings(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
     use crate::config::Config;
 
     #[test]
@@ -176,27 +199,48 @@ mod tests {
     #[test]
     fn errors_name_the_line_and_the_key() {
         for (text, line, key) in [
-            ("[admin]\nlisten = \"127.0.0.1:9091\"\ntoken = \"short\"\n", 3, "admin.token"),
+            (
+                "[admin]\nlisten = \"127.0.0.1:9091\"\ntoken = \"short\"\n",
+                3,
+                "admin.token",
+            ),
             ("[admin]\nladder_calls = 0\n", 2, "admin.ladder_calls"),
-            ("\n[hep]\ncollector = \"tcp:127.0.0.1:9060\"\n", 3, "hep.collector"),
+            (
+                "\n[hep]\ncollector = \"tcp:127.0.0.1:9060\"\n",
+                3,
+                "hep.collector",
+            ),
             ("[hep]\ncollector = \"udp:nowhere\"\n", 2, "hep.collector"),
             ("[hep]\ncapture_id = 3\n", 2, "hep.capture_id"),
-            ("[hep]\ncollector = \"udp:127.0.0.1:1\"\nqueue = 0\n", 3, "hep.queue"),
+            (
+                "[hep]\ncollector = \"udp:127.0.0.1:1\"\nqueue = 0\n",
+                3,
+                "hep.queue",
+            ),
         ] {
             let err = Config::parse(text, "t.toml").unwrap_err().to_string();
             assert!(err.contains(&format!("line {line}:")), "{text:?}: {err}");
             assert!(err.contains(&format!("`{key}`")), "{text:?}: {err}");
         }
-        let err = Config::parse("[admin]\nport = 1\n", "t.toml").unwrap_err().to_string();
+        let err = Config::parse("[admin]\nport = 1\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("port"), "{err}");
-        let err = Config::parse("[hep]\ncollector = 5\n", "t.toml").unwrap_err().to_string();
+        let err = Config::parse("[hep]\ncollector = 5\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
     fn the_examples_keys_parse_once_uncommented() {
         let text = include_str!("../../../config/tandem.example.toml");
-        let wanted = ["listen = \"127.0.0.1:9091\"", "token = ", "collector = ", "capture_id = "];
+        let wanted = [
+            "listen = \"127.0.0.1:9091\"",
+            "token = ",
+            "collector = ",
+            "capture_id = ",
+        ];
         let lines: Vec<&str> = text
             .lines()
             .skip_while(|l| !l.starts_with("# [admin]"))
@@ -204,7 +248,10 @@ mod tests {
             .filter(|l| wanted.iter().any(|w| l.starts_with(w)))
             .collect();
         assert_eq!(lines.len(), 4, "{lines:?}");
-        let toml = format!("[admin]\n{}\n{}\n[hep]\n{}\n{}\n", lines[0], lines[1], lines[2], lines[3]);
+        let toml = format!(
+            "[admin]\n{}\n{}\n[hep]\n{}\n{}\n",
+            lines[0], lines[1], lines[2], lines[3]
+        );
         let s = Config::parse(&toml, "example").unwrap().observe_settings;
         assert!(s.admin_listen.is_some() && s.admin_token.is_some() && s.hep.is_some());
     }

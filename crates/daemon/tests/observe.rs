@@ -20,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// GET over HTTP/1.1 with `Connection: close`; the status and the body.
 fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
@@ -85,9 +87,15 @@ fn metrics_count_a_known_sipp_run_exactly() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let expect = [
-        ("tandem_calls_total{direction=\"in\",outcome=\"answered\"}", 20.0),
+        (
+            "tandem_calls_total{direction=\"in\",outcome=\"answered\"}",
+            20.0,
+        ),
         ("tandem_calls_total{direction=\"in\",outcome=\"busy\"}", 5.0),
-        ("tandem_calls_total{direction=\"in\",outcome=\"failed\"}", 0.0),
+        (
+            "tandem_calls_total{direction=\"in\",outcome=\"failed\"}",
+            0.0,
+        ),
         ("tandem_call_attempts_total{direction=\"in\"}", 25.0),
         ("tandem_call_attempts_pending", 0.0),
         ("tandem_requests_in_total{method=\"INVITE\"}", 25.0),
@@ -110,17 +118,39 @@ fn metrics_count_a_known_sipp_run_exactly() {
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}\n{text}");
     // 1xx went out for every INVITE (100 and 180 for echo), 486 for each busy call.
-    assert!(metric(&text, "tandem_responses_out_total{class=\"1xx\"}") >= 25.0, "{text}");
-    assert!(metric(&text, "tandem_responses_out_total{class=\"4xx\"}") >= 5.0, "{text}");
-    assert!(metric(&text, "tandem_requests_in_total{method=\"ACK\"}") >= 20.0, "{text}");
-    assert!(metric(&text, "tandem_driver_batch_seconds_count") >= 25.0, "{text}");
+    assert!(
+        metric(&text, "tandem_responses_out_total{class=\"1xx\"}") >= 25.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "tandem_responses_out_total{class=\"4xx\"}") >= 5.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "tandem_requests_in_total{method=\"ACK\"}") >= 20.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "tandem_driver_batch_seconds_count") >= 25.0,
+        "{text}"
+    );
     // INVITE, ACK and BYE of each call, and nothing else.
-    assert_eq!(metric(&text, "tandem_transport_datagrams_in_total"), 70.0, "{text}");
+    assert_eq!(
+        metric(&text, "tandem_transport_datagrams_in_total"),
+        70.0,
+        "{text}"
+    );
     // Histograms are real Prometheus histograms with buckets, and typed.
-    assert!(text.contains("tandem_invite_final_response_seconds_bucket{le=\"0.01\"}"), "{text}");
+    assert!(
+        text.contains("tandem_invite_final_response_seconds_bucket{le=\"0.01\"}"),
+        "{text}"
+    );
     assert!(text.contains("# TYPE tandem_calls_total counter"), "{text}");
     assert!(text.contains("# TYPE tandem_calls_active gauge"), "{text}");
-    assert!(text.contains("# TYPE tandem_invite_first_response_seconds histogram"), "{text}");
+    assert!(
+        text.contains("# TYPE tandem_invite_first_response_seconds histogram"),
+        "{text}"
+    );
     assert!(text.contains("# HELP tandem_calls_total "), "{text}");
     let status = daemon.stop();
     assert!(status.success(), "{status:?}");
@@ -136,12 +166,19 @@ fn the_admin_token_is_required_when_set() {
     let admin = admin_addr(&daemon);
     for path in ["/metrics", "/calls", "/calls/x"] {
         assert_eq!(http_get(admin, path, None).0, 401, "{path}");
-        assert_eq!(http_get(admin, path, Some("wrong-token-0123456789")).0, 401, "{path}");
+        assert_eq!(
+            http_get(admin, path, Some("wrong-token-0123456789")).0,
+            401,
+            "{path}"
+        );
     }
     let (status, text) = http_get(admin, "/metrics", Some("admin-token-0123456789"));
     assert_eq!(status, 200);
     assert!(text.contains("tandem_calls_active"), "{text}");
-    assert_eq!(http_get(admin, "/calls/unknown", Some("admin-token-0123456789")).0, 404);
+    assert_eq!(
+        http_get(admin, "/calls/unknown", Some("admin-token-0123456789")).0,
+        404
+    );
 }
 
 /// The labels of a decoded SIP payload's start line: the method or the status code.
@@ -168,13 +205,23 @@ fn hep_export_of_a_sipp_call_decodes_with_addresses_and_order() {
     let daemon = Daemon::start_with(
         "obs-hep",
         "",
-        &format!("[hep]\ncollector = \"udp:127.0.0.1:{port}\"\ncapture_id = 4242\npassword = \"hep-secret\"\n"),
+        &format!(
+            "[hep]\ncollector = \"udp:127.0.0.1:{port}\"\ncapture_id = 4242\npassword = \"hep-secret\"\n"
+        ),
     );
-    let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let run = sipp("obs-hep", &daemon, &["-sn", "uac", "-s", "echo", "-m", "1"]);
     assert_eq!(run.successful, 1, "{run:?}");
-    let ended = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    collector.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let ended = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    collector
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
     let mut packets = Vec::new();
     let mut buf = vec![0u8; 70_000];
     while let Ok(n) = collector.recv(&mut buf) {
@@ -208,14 +255,21 @@ fn hep_export_of_a_sipp_call_decodes_with_addresses_and_order() {
     .iter()
     .map(|(l, inbound)| ((*l).to_owned(), *inbound))
     .collect();
-    assert_eq!(flow, expected, "the call's messages in order, (label, from SIPp)");
+    assert_eq!(
+        flow, expected,
+        "the call's messages in order, (label, from SIPp)"
+    );
     let mut last = (0, 0);
     for p in &call {
         let (src, dst) = (p.src.unwrap(), p.dst.unwrap());
         if src == sipp_addr {
             assert_eq!(dst, ours, "received on our socket");
         } else {
-            assert_eq!((src, dst), (ours, sipp_addr), "sent from our socket to SIPp");
+            assert_eq!(
+                (src, dst),
+                (ours, sipp_addr),
+                "sent from our socket to SIPp"
+            );
         }
         assert_eq!((p.family, p.ip_protocol, p.protocol_type), (2, 17, 1));
         assert_eq!(p.capture_id, 4242);
@@ -239,7 +293,14 @@ fn sngrep_reads_the_hep_export() {
     let pcap = dir.join("capture.pcap");
     let _ = std::fs::remove_file(&pcap);
     let mut sngrep = Command::new("sngrep")
-        .args(["-N", "-q", "-F", "-L", &format!("udp:127.0.0.1:{port}"), "-O"])
+        .args([
+            "-N",
+            "-q",
+            "-F",
+            "-L",
+            &format!("udp:127.0.0.1:{port}"),
+            "-O",
+        ])
         .arg(&pcap)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -252,7 +313,11 @@ fn sngrep_reads_the_hep_export() {
         "",
         &format!("[hep]\ncollector = \"udp:127.0.0.1:{port}\"\n"),
     );
-    let run = sipp("obs-sngrep", &daemon, &["-sn", "uac", "-s", "echo", "-m", "1"]);
+    let run = sipp(
+        "obs-sngrep",
+        &daemon,
+        &["-sn", "uac", "-s", "echo", "-m", "1"],
+    );
     assert_eq!(run.successful, 1, "{run:?}");
     std::thread::sleep(Duration::from_millis(1000));
     let _ = Command::new("kill")
@@ -273,13 +338,27 @@ fn sngrep_reads_the_hep_export() {
     let out = Command::new("tshark")
         .args(["-r"])
         .arg(&pcap)
-        .args(["-Y", "sip", "-T", "fields", "-e", "sip.Method", "-e", "sip.Status-Code"])
+        .args([
+            "-Y",
+            "sip",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+        ])
         .output()
         .expect("tshark runs");
     let text = String::from_utf8_lossy(&out.stdout);
     let seen: Vec<String> = text
         .lines()
-        .map(|l| l.split('\t').filter(|f| !f.is_empty()).collect::<Vec<_>>().join(" "))
+        .map(|l| {
+            l.split('\t')
+                .filter(|f| !f.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect();
     for wanted in ["INVITE", "100", "180", "200", "ACK", "BYE"] {
         assert!(
@@ -290,8 +369,18 @@ fn sngrep_reads_the_hep_export() {
     }
 }
 
+/// A child process, killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A daemon with JSON logs at debug level (the harness's runs at info, as text).
-fn start_json_daemon(name: &str) -> (std::process::Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+fn start_json_daemon(name: &str) -> (Reaped, SocketAddr, std::sync::mpsc::Receiver<String>) {
     let dir = scratch_dir(name);
     let config = dir.join("tandem.toml");
     std::fs::write(
@@ -300,16 +389,18 @@ fn start_json_daemon(name: &str) -> (std::process::Child, SocketAddr, std::sync:
          [[users]]\nname = \"echo\"\nbehaviour = \"echo\"\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -345,8 +436,10 @@ fn json_logs_carry_the_call_id_on_every_line_of_a_call() {
     let run = common::sipp_at("obs-json", addr, &["-sn", "uac", "-s", "echo", "-m", "1"]);
     assert_eq!(run.successful, 1, "{run:?}");
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let _ = child.0.wait();
     let lines: Vec<String> = rx.try_iter().collect();
     let parsed: Vec<serde_json::Value> = lines
         .iter()
@@ -367,7 +460,10 @@ fn json_logs_carry_the_call_id_on_every_line_of_a_call() {
         .filter(|(line, v)| line.contains(&call_id) && line_call_id(v).is_none())
         .map(|(line, _)| line)
         .collect();
-    assert!(untagged.is_empty(), "lines about the call without call_id: {untagged:#?}");
+    assert!(
+        untagged.is_empty(),
+        "lines about the call without call_id: {untagged:#?}"
+    );
     let engine_lines_untagged: Vec<&String> = lines
         .iter()
         .zip(&parsed)
@@ -387,14 +483,26 @@ fn json_logs_carry_the_call_id_on_every_line_of_a_call() {
         "engine lines without call_id: {engine_lines_untagged:#?}"
     );
     // The call's media task and flow log in its span too.
-    for message in ["media task started", "media task stopped", "media flow ended"] {
+    for message in [
+        "media task started",
+        "media task stopped",
+        "media flow ended",
+    ] {
         let line = parsed
             .iter()
             .find(|v| v["fields"]["message"] == message)
             .unwrap_or_else(|| panic!("no {message:?} line:\n{}", lines.join("\n")));
-        assert_eq!(line_call_id(line).as_deref(), Some(call_id.as_str()), "{line}");
+        assert_eq!(
+            line_call_id(line).as_deref(),
+            Some(call_id.as_str()),
+            "{line}"
+        );
     }
-    assert!(tagged >= 5, "only {tagged} lines carry the call's call_id:\n{}", lines.join("\n"));
+    assert!(
+        tagged >= 5,
+        "only {tagged} lines carry the call's call_id:\n{}",
+        lines.join("\n")
+    );
 }
 
 /// Runs chromium headless with `args` and a bounded time; its stdout.
@@ -440,7 +548,11 @@ fn chromium(dir: &std::path::Path, args: &[&str]) -> String {
 fn the_ladder_of_a_sipp_call_renders_in_chromium() {
     let daemon = Daemon::start_with("obs-ladder", "", with_admin());
     let admin = admin_addr(&daemon);
-    let run = sipp("obs-ladder", &daemon, &["-sn", "uac", "-s", "echo", "-m", "1"]);
+    let run = sipp(
+        "obs-ladder",
+        &daemon,
+        &["-sn", "uac", "-s", "echo", "-m", "1"],
+    );
     assert_eq!(run.successful, 1, "{run:?}");
     std::thread::sleep(Duration::from_millis(300));
     let (status, list) = http_get(admin, "/calls", None);
@@ -462,14 +574,26 @@ fn the_ladder_of_a_sipp_call_renders_in_chromium() {
         .collect();
     assert_eq!(
         labels,
-        ["INVITE", "100 Trying", "180 Ringing", "200 OK", "ACK", "BYE", "200 OK"],
+        [
+            "INVITE",
+            "100 Trying",
+            "180 Ringing",
+            "200 OK",
+            "ACK",
+            "BYE",
+            "200 OK"
+        ],
         "the arrows' labels in the DOM Chromium built"
     );
     let shot = dir.join("ladder.png");
     let _ = std::fs::remove_file(&shot);
     chromium(
         &dir,
-        &[&format!("--screenshot={}", shot.display()), "--window-size=1200,900", &url],
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,900",
+            &url,
+        ],
     );
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
     let mut reader = decoder.read_info().unwrap();
@@ -479,7 +603,11 @@ fn the_ladder_of_a_sipp_call_renders_in_chromium() {
     let channels = info.color_type.samples();
     let colours: std::collections::HashSet<&[u8]> =
         pixels[..info.buffer_size()].chunks(channels).collect();
-    assert!(colours.len() > 3, "the screenshot is blank: {} colours", colours.len());
+    assert!(
+        colours.len() > 3,
+        "the screenshot is blank: {} colours",
+        colours.len()
+    );
     let status = daemon.stop();
     assert!(status.success(), "{status:?}");
 }

@@ -220,11 +220,19 @@ pub fn decode_fields(data: &[u8]) -> Result<Decoded, HepError> {
             IP_PROTOCOL => d.ip_protocol = c.value.first().copied().unwrap_or(0),
             IPV4_SRC | IPV4_DST => {
                 let ip = <[u8; 4]>::try_from(c.value).ok().map(IpAddr::from);
-                if c.kind == IPV4_SRC { src_ip = ip } else { dst_ip = ip }
+                if c.kind == IPV4_SRC {
+                    src_ip = ip
+                } else {
+                    dst_ip = ip
+                }
             }
             IPV6_SRC | IPV6_DST => {
                 let ip = <[u8; 16]>::try_from(c.value).ok().map(IpAddr::from);
-                if c.kind == IPV6_SRC { src_ip = ip } else { dst_ip = ip }
+                if c.kind == IPV6_SRC {
+                    src_ip = ip
+                } else {
+                    dst_ip = ip
+                }
             }
             SRC_PORT => sport = u16_of(c.value),
             DST_PORT => dport = u16_of(c.value),
@@ -247,7 +255,12 @@ pub fn decode_fields(data: &[u8]) -> Result<Decoded, HepError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
     use super::*;
     use std::time::Duration;
 
@@ -269,7 +282,10 @@ mod tests {
         let payload = b"OPTIONS sip:a@b SIP/2.0\r\n\r\n";
         let packet = encode(&sample(payload, Some("secret"))).unwrap();
         assert_eq!(&packet[..4], b"HEP3");
-        assert_eq!(usize::from(u16::from_be_bytes([packet[4], packet[5]])), packet.len());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([packet[4], packet[5]])),
+            packet.len()
+        );
         // The first chunk, byte by byte: vendor 0, type 1, length 7, AF_INET.
         assert_eq!(&packet[6..13], &[0, 0, 0, 1, 0, 7, 2]);
         // Then the IP protocol: UDP.
@@ -322,9 +338,18 @@ mod tests {
         let big = vec![b'a'; 65_535];
         assert!(encode(&sample(&big, None)).is_none());
         assert_eq!(decode(b"HEP2\0\x06"), Err(HepError::NotHep3));
-        assert!(matches!(decode(b"HEP3\0\x09\0"), Err(HepError::Length { .. })));
-        assert!(matches!(decode(b"HEP3\0\x0b\0\0\0\x01\0"), Err(HepError::Chunk { .. })));
+        assert!(matches!(
+            decode(b"HEP3\0\x09\0"),
+            Err(HepError::Length { .. })
+        ));
+        assert!(matches!(
+            decode(b"HEP3\0\x0b\0\0\0\x01\0"),
+            Err(HepError::Chunk { .. })
+        ));
         // A chunk claiming a length below its header.
-        assert!(matches!(decode(b"HEP3\0\x0c\0\0\0\x01\0\x03"), Err(HepError::Chunk { .. })));
+        assert!(matches!(
+            decode(b"HEP3\0\x0c\0\0\0\x01\0\x03"),
+            Err(HepError::Chunk { .. })
+        ));
     }
 }

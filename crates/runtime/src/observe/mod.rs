@@ -159,7 +159,14 @@ impl Observe {
         if let Some(s) = &summary {
             self.follow(Direction::In, s, now, false);
         }
-        self.capture(Direction::In, flow.transport, flow.remote, flow.local, data, summary.as_ref());
+        self.capture(
+            Direction::In,
+            flow.transport,
+            flow.remote,
+            flow.local,
+            data,
+            summary.as_ref(),
+        );
         let call_id = call_id?;
         let span = tracing::info_span!("sip", call_id = %call_id);
         Some(span.entered())
@@ -208,7 +215,9 @@ impl Observe {
     /// responses going the other way end it.
     fn follow(&mut self, direction: Direction, s: &scan::Summary<'_>, now: Instant, again: bool) {
         let Some(call_id) = s.call_id else { return };
-        let Some((cseq, cseq_method)) = s.cseq else { return };
+        let Some((cseq, cseq_method)) = s.cseq else {
+            return;
+        };
         match s.kind {
             Kind::Request { method } if method == "INVITE" && !s.to_tag && !again => {
                 let outbound = direction == Direction::Out;
@@ -248,7 +257,9 @@ impl Observe {
             Kind::Response { status, .. } if cseq_method == "INVITE" => {
                 // A response we send answers an attempt we received, and vice versa.
                 let key = (direction == Direction::In, call_id.to_owned());
-                let Some(p) = self.pending.get_mut(&key) else { return };
+                let Some(p) = self.pending.get_mut(&key) else {
+                    return;
+                };
                 if p.cseq != cseq || p.challenged.is_some() {
                     return;
                 }
@@ -355,7 +366,8 @@ impl Observe {
             metrics::histogram!("tandem_driver_batch_seconds")
                 .record(now.duration_since(started).as_secs_f64());
         }
-        if let ([(a, received)], [(b, sent)]) = (self.turn_in.as_slice(), self.turn_out.as_slice()) {
+        if let ([(a, received)], [(b, sent)]) = (self.turn_in.as_slice(), self.turn_out.as_slice())
+        {
             metrics::histogram!("tandem_b2bua_leg_b_invite_seconds")
                 .record(sent.duration_since(*received).as_secs_f64());
             if let Some(ladder) = &self.ladder {
@@ -364,7 +376,10 @@ impl Observe {
         }
         self.turn_in.clear();
         self.turn_out.clear();
-        if self.last_sweep.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+        if self
+            .last_sweep
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
             // Turns without received messages (timers, API work such as a scrape) are
             // few: the transport counters are fresh after them.
             if batch.is_none() {
@@ -373,7 +388,8 @@ impl Observe {
             return;
         }
         self.last_sweep = Some(now);
-        self.sent.retain(|_, at| now.duration_since(*at) < RETRANSMIT_WINDOW);
+        self.sent
+            .retain(|_, at| now.duration_since(*at) < RETRANSMIT_WINDOW);
         let over: Vec<((bool, String), &'static str)> = self
             .pending
             .iter()
@@ -397,7 +413,10 @@ impl Observe {
 /// The span of the driver's work on an event of a call (its media, its application's
 /// handlers): the call's SIP Call-ID as `call_id`. `None` when spans are filtered out (the
 /// Call-ID is then not even looked up) or the event is not a call's.
-pub fn event_span(engine: &calls::Engine, event: &calls::Event) -> Option<tracing::span::EnteredSpan> {
+pub fn event_span(
+    engine: &calls::Engine,
+    event: &calls::Event,
+) -> Option<tracing::span::EnteredSpan> {
     let call = match event {
         calls::Event::Call { call, .. } | calls::Event::Media { call, .. } => *call,
         _ => return None,
@@ -438,7 +457,10 @@ async fn send_hep(collector: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
 
 /// Counters the core keeps in [`sip_core::Stats`], exported as Prometheus counters:
 /// one line per counter (name, help, field).
-pub const CORE_COUNTERS: &[(&str, &str, fn(&sip_core::Stats) -> u64)] = &[
+/// A counter of [`sip_core::Stats`]: its Prometheus name, its help, how to read it.
+pub type CoreCounter = (&'static str, &'static str, fn(&sip_core::Stats) -> u64);
+
+pub const CORE_COUNTERS: &[CoreCounter] = &[
     (
         "tandem_messages_dropped_total",
         "Messages dropped by the core: unparseable, invalid responses, stray responses.",
@@ -506,7 +528,11 @@ pub fn export_engine(stats: &calls::Stats, trunks: &[TrunkState]) {
             (None, sip_core::RegistrationState::Idle) => true,
             (None, r) => matches!(r, sip_core::RegistrationState::Registered { .. }),
         };
-        metrics::gauge!("tandem_trunk_up", "trunk" => trunk.clone()).set(if up { 1.0 } else { 0.0 });
+        metrics::gauge!("tandem_trunk_up", "trunk" => trunk.clone()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 
@@ -523,37 +549,119 @@ fn export_transport(t: &sip_transport::TransportStats) {
 /// Registers the help text of every metric the runtime writes (call once, after the
 /// recorder is installed).
 pub fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!("tandem_calls_active", "Calls alive in the engine now.");
-    describe_gauge!("tandem_dialogs_active", "Dialogs (early and confirmed) now.");
+    describe_gauge!(
+        "tandem_dialogs_active",
+        "Dialogs (early and confirmed) now."
+    );
     describe_gauge!("tandem_transactions_active", "Live transactions, by kind.");
-    describe_gauge!("tandem_call_attempts_pending", "Call attempts waiting for a final response.");
-    describe_counter!("tandem_call_attempts_total", "Calls started (first INVITE of a Call-ID), by direction.");
-    describe_counter!("tandem_calls_total", "Call attempts ended, by direction and outcome (the final response to the first INVITE).");
-    describe_counter!("tandem_calls_answered_total", "Incoming calls answered with 2xx by the engine.");
+    describe_gauge!(
+        "tandem_call_attempts_pending",
+        "Call attempts waiting for a final response."
+    );
+    describe_counter!(
+        "tandem_call_attempts_total",
+        "Calls started (first INVITE of a Call-ID), by direction."
+    );
+    describe_counter!(
+        "tandem_calls_total",
+        "Call attempts ended, by direction and outcome (the final response to the first INVITE)."
+    );
+    describe_counter!(
+        "tandem_calls_answered_total",
+        "Incoming calls answered with 2xx by the engine."
+    );
     describe_counter!("tandem_calls_placed_total", "Calls the engine placed.");
-    describe_counter!("tandem_requests_in_total", "SIP requests received, by method (retransmissions included).");
-    describe_counter!("tandem_requests_out_total", "SIP requests sent, by method (retransmissions included).");
-    describe_counter!("tandem_responses_in_total", "SIP responses received, by class.");
-    describe_counter!("tandem_responses_out_total", "SIP responses sent, by class.");
-    describe_counter!("tandem_retransmissions_sent_total", "Messages sent again (same bytes to the same port within 40 s).");
+    describe_counter!(
+        "tandem_requests_in_total",
+        "SIP requests received, by method (retransmissions included)."
+    );
+    describe_counter!(
+        "tandem_requests_out_total",
+        "SIP requests sent, by method (retransmissions included)."
+    );
+    describe_counter!(
+        "tandem_responses_in_total",
+        "SIP responses received, by class."
+    );
+    describe_counter!(
+        "tandem_responses_out_total",
+        "SIP responses sent, by class."
+    );
+    describe_counter!(
+        "tandem_retransmissions_sent_total",
+        "Messages sent again (same bytes to the same port within 40 s)."
+    );
     for (name, help, _) in CORE_COUNTERS {
         describe_counter!(*name, *help);
     }
-    describe_gauge!("tandem_trunk_registered", "1 when the trunk's registration is in force.");
-    describe_gauge!("tandem_trunk_up", "1 when the trunk answers its OPTIONS keepalive (or is registered, without one).");
-    describe_counter!("tandem_hep_queued_total", "HEP packets queued for the collector.");
-    describe_counter!("tandem_hep_sent_total", "HEP packets sent to the collector.");
-    describe_counter!("tandem_hep_dropped_total", "HEP packets dropped (queue full, too large, send failed).");
-    describe_histogram!("tandem_invite_first_response_seconds", Unit::Seconds, "INVITE received to first response sent.");
-    describe_histogram!("tandem_invite_final_response_seconds", Unit::Seconds, "INVITE received to final response sent.");
-    describe_histogram!("tandem_driver_batch_seconds", Unit::Seconds, "A turn of the driver: input handled and output sent.");
-    describe_histogram!("tandem_b2bua_leg_b_invite_seconds", Unit::Seconds, "Leg A INVITE received to leg B INVITE sent (same driver turn).");
-    describe_counter!("tandem_transport_datagrams_in_total", "UDP datagrams handed to the core.");
-    describe_counter!("tandem_transport_datagrams_out_total", "UDP datagrams sent.");
-    describe_counter!("tandem_transport_datagrams_dropped_total", "UDP datagrams dropped on receipt (empty, keep-alive, oversize).");
-    describe_counter!("tandem_transport_stream_messages_in_total", "Messages framed from stream connections.");
-    describe_counter!("tandem_transport_stream_messages_out_total", "Messages written to stream connections.");
-    describe_gauge!("tandem_transport_connections_open", "Stream connections open now.");
-    describe_counter!("tandem_transport_framing_errors_total", "Connections closed because their bytes could not be framed.");
+    describe_gauge!(
+        "tandem_trunk_registered",
+        "1 when the trunk's registration is in force."
+    );
+    describe_gauge!(
+        "tandem_trunk_up",
+        "1 when the trunk answers its OPTIONS keepalive (or is registered, without one)."
+    );
+    describe_counter!(
+        "tandem_hep_queued_total",
+        "HEP packets queued for the collector."
+    );
+    describe_counter!(
+        "tandem_hep_sent_total",
+        "HEP packets sent to the collector."
+    );
+    describe_counter!(
+        "tandem_hep_dropped_total",
+        "HEP packets dropped (queue full, too large, send failed)."
+    );
+    describe_histogram!(
+        "tandem_invite_first_response_seconds",
+        Unit::Seconds,
+        "INVITE received to first response sent."
+    );
+    describe_histogram!(
+        "tandem_invite_final_response_seconds",
+        Unit::Seconds,
+        "INVITE received to final response sent."
+    );
+    describe_histogram!(
+        "tandem_driver_batch_seconds",
+        Unit::Seconds,
+        "A turn of the driver: input handled and output sent."
+    );
+    describe_histogram!(
+        "tandem_b2bua_leg_b_invite_seconds",
+        Unit::Seconds,
+        "Leg A INVITE received to leg B INVITE sent (same driver turn)."
+    );
+    describe_counter!(
+        "tandem_transport_datagrams_in_total",
+        "UDP datagrams handed to the core."
+    );
+    describe_counter!(
+        "tandem_transport_datagrams_out_total",
+        "UDP datagrams sent."
+    );
+    describe_counter!(
+        "tandem_transport_datagrams_dropped_total",
+        "UDP datagrams dropped on receipt (empty, keep-alive, oversize)."
+    );
+    describe_counter!(
+        "tandem_transport_stream_messages_in_total",
+        "Messages framed from stream connections."
+    );
+    describe_counter!(
+        "tandem_transport_stream_messages_out_total",
+        "Messages written to stream connections."
+    );
+    describe_gauge!(
+        "tandem_transport_connections_open",
+        "Stream connections open now."
+    );
+    describe_counter!(
+        "tandem_transport_framing_errors_total",
+        "Connections closed because their bytes could not be framed."
+    );
 }

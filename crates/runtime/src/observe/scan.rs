@@ -123,8 +123,20 @@ fn has_tag(value: &str) -> bool {
 /// cannot create label values at will.
 pub fn method_label(method: &str) -> &'static str {
     const KNOWN: [&str; 14] = [
-        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
-        "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
     ];
     KNOWN
         .iter()
