@@ -665,3 +665,6 @@ pub fn describe() {
         "Connections closed because their bytes could not be framed."
     );
 }
+
+#[cfg(test)]
+mod tests;
