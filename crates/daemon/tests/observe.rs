@@ -611,3 +611,85 @@ fn the_ladder_of_a_sipp_call_renders_in_chromium() {
     let status = daemon.stop();
     assert!(status.success(), "{status:?}");
 }
+
+/// A bridged call (A → Tandem → B): both legs are on the ladder, each page links to the
+/// other, the leg B INVITE latency is measured, and each leg's outcome is counted in its
+/// direction.
+#[test]
+fn a_b2bua_call_shows_both_legs_linked() {
+    use common::parties::{BOB, Party, TANDEM, assert_succeeded, free_port_on};
+    let test = "obs-b2b";
+    let bob_port = free_port_on(BOB);
+    let daemon = Daemon::start_on(
+        test,
+        TANDEM,
+        "",
+        &format!(
+            "[media]\naddress = \"{TANDEM}\"\ntimeout_s = 0\n\n{}\
+             [[route]]\nname = \"bob\"\naction = \"bridge\"\n[route.match]\nuser = '^bob$'\n\
+             [[route.targets]]\nuri = \"sip:bob@{BOB}:{bob_port}\"\n",
+            with_admin()
+        ),
+    );
+    let admin = admin_addr(&daemon);
+    let bob = Party::callee(
+        test,
+        "bob",
+        (BOB, bob_port),
+        "b2bua/callee_answers.xml",
+        &["-key", "callee", "bob", "-key", "sess", "2222"],
+    );
+    let alice = Party::caller(test, &daemon, "b2bua/caller_hangs_up.xml", "bob");
+    let bob = bob.finish();
+    assert_succeeded(&[&alice, &bob], &daemon);
+    let a_leg = alice.call_ids()[0].to_owned();
+    let b_leg = bob.call_ids()[0].to_owned();
+    let (status, list) = http_get(admin, "/calls", None);
+    assert_eq!(status, 200);
+    let a_path = format!("/calls/{}", percent(&a_leg));
+    let b_path = format!("/calls/{}", percent(&b_leg));
+    assert!(list.contains(&a_path) && list.contains(&b_path), "{list}");
+    let (_, a_page) = http_get(admin, &a_path, None);
+    assert!(
+        a_page.contains(&format!("class=\"leg\" href=\"{b_path}\"")),
+        "{a_page}"
+    );
+    let (_, b_page) = http_get(admin, &b_path, None);
+    assert!(
+        b_page.contains(&format!("class=\"leg\" href=\"{a_path}\"")),
+        "{b_page}"
+    );
+    // Leg B's ladder: from Tandem to bob.
+    assert!(
+        b_page.contains(&format!("{TANDEM}:")) && b_page.contains(&format!("{BOB}:{bob_port}"))
+    );
+    let (_, text) = http_get(admin, "/metrics", None);
+    for (series, want) in [
+        ("tandem_b2bua_leg_b_invite_seconds_count", 1.0),
+        (
+            "tandem_calls_total{direction=\"in\",outcome=\"answered\"}",
+            1.0,
+        ),
+        (
+            "tandem_calls_total{direction=\"out\",outcome=\"answered\"}",
+            1.0,
+        ),
+        ("tandem_call_attempts_total{direction=\"out\"}", 1.0),
+        ("tandem_requests_out_total{method=\"INVITE\"}", 1.0),
+    ] {
+        assert_eq!(metric(&text, series), want, "{series}\n{text}");
+    }
+}
+
+/// Percent-encodes as the ladder's links do (RFC 3986 unreserved characters stay).
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
