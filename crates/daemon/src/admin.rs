@@ -64,6 +64,7 @@ pub struct Admin {
     pub ladder: Ladder,
     pub hub: Option<control_api::hub::EventHub>,
     pub token: Option<String>,
+    pub transports: runtime::observe::TransportProbe,
 }
 
 /// The routes.
@@ -105,6 +106,7 @@ async fn metrics_text(State(admin): State<Arc<Admin>>) -> Response {
     if let Ok(Ok((stats, trunks))) = tokio::time::timeout(Duration::from_secs(2), snapshot).await {
         runtime::observe::export_engine(&stats, &trunks);
     }
+    admin.transports.export();
     if let Some(hub) = &admin.hub {
         let s = hub.stats();
         metrics::counter!("tandem_webhook_deliveries_failed_total").absolute(s.failed);
@@ -166,12 +168,14 @@ pub async fn start(
         if settings.admin_token.is_none() && !bound.ip().is_loopback() {
             tracing::warn!(%bound, "the admin listener has no token: anyone who reaches it reads the calls' messages");
         }
+        let observe = runtime::observe::Observe::new(config);
         let router = router(Admin {
             tandem,
             metrics,
             ladder,
             hub,
             token: settings.admin_token.clone(),
+            transports: observe.transport_probe(),
         });
         tokio::spawn(async move {
             info!(admin = %bound, "admin listener serving /metrics and /calls");
@@ -179,6 +183,7 @@ pub async fn start(
                 tracing::error!(error = %e, "the admin listener stopped");
             }
         });
+        return Ok(observe);
     }
     Ok(runtime::observe::Observe::new(config))
 }

@@ -119,7 +119,7 @@ pub async fn run_observed(
 ) -> Result<(), RuntimeError> {
     let (transports, mut inbound) = Transports::bind(config.transport).await?;
     ready(&transports.local_addrs());
-    observe.set_local_addrs(transports.local_addrs());
+    observe.bound(&transports);
     let mut engine_config = config.engine;
     // Tags, branches and Call-IDs come from the seed: two processes with the same seed
     // would write the same ones (and a peer would take the second for a merged request).
@@ -208,7 +208,7 @@ pub async fn run_observed(
             () = sleep_until(deadline) => endpoint.handle_timeout(now()),
         }
         flush(&mut endpoint, &mut app, &transports, &mut observe).await;
-        observe.end_turn(batch, &transports);
+        observe.end_turn(batch);
         if grace.is_some() && !endpoint.core_ref().unregistering() {
             break;
         }

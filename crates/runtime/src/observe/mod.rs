@@ -92,6 +92,29 @@ pub struct Observe {
     turn_in: Vec<(String, Instant)>,
     turn_out: Vec<(String, Instant)>,
     last_sweep: Option<Instant>,
+    probe: TransportProbe,
+}
+
+/// The transport counters, read when the metrics are scraped (sip-transport keeps them
+/// in atomics): a handle that is empty until the driver has bound its sockets.
+#[derive(Clone, Default)]
+pub struct TransportProbe(std::sync::Arc<std::sync::OnceLock<sip_transport::Transports>>);
+
+impl std::fmt::Debug for TransportProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportProbe")
+            .field("bound", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl TransportProbe {
+    /// Sets the `tandem_transport_*` metrics from the transport's counters now.
+    pub fn export(&self) {
+        if let Some(transports) = self.0.get() {
+            export_transport(&transports.stats());
+        }
+    }
 }
 
 /// The outcome label of a final response to an INVITE (RFC 3261 §21).
@@ -124,9 +147,16 @@ impl Observe {
         }
     }
 
-    /// Our sockets: where a message sent without a known source went from.
-    pub(crate) fn set_local_addrs(&mut self, addrs: Vec<(Transport, SocketAddr)>) {
-        self.local_addrs = addrs;
+    /// The driver bound its sockets: where a message sent without a known source went
+    /// from, and the transport counters to read.
+    pub(crate) fn bound(&mut self, transports: &sip_transport::Transports) {
+        self.local_addrs = transports.local_addrs();
+        let _ = self.probe.0.set(transports.clone());
+    }
+
+    /// Reads the transport's counters for a scrape, once the driver has bound them.
+    pub fn transport_probe(&self) -> TransportProbe {
+        self.probe.clone()
     }
 
     fn local(&self, flow: &Flow) -> SocketAddr {
@@ -227,6 +257,12 @@ impl Observe {
                         // The INVITE again, with credentials.
                         p.cseq = cseq;
                         p.challenged = None;
+                        let turn = if outbound {
+                            &mut self.turn_out
+                        } else {
+                            &mut self.turn_in
+                        };
+                        turn.push((call_id.to_owned(), now));
                     }
                     Some(_) => {}
                     None => {
@@ -358,9 +394,8 @@ impl Observe {
     /// The end of a turn of the driver (input handled, output flushed): `batch` is when
     /// the turn's input started to be handled. Pairs a call received with the one sent
     /// in the same turn (a B2BUA's legs) when there is exactly one of each, and sweeps
-    /// the tables and exports the transport's counters once a second (and after every
-    /// turn without received messages).
-    pub fn end_turn(&mut self, batch: Option<Instant>, transports: &sip_transport::Transports) {
+    /// the tables once a second.
+    pub fn end_turn(&mut self, batch: Option<Instant>) {
         let now = Instant::now();
         if let Some(started) = batch {
             metrics::histogram!("tandem_driver_batch_seconds")
@@ -380,11 +415,6 @@ impl Observe {
             .last_sweep
             .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
         {
-            // Turns without received messages (timers, API work such as a scrape) are
-            // few: the transport counters are fresh after them.
-            if batch.is_none() {
-                export_transport(&transports.stats());
-            }
             return;
         }
         self.last_sweep = Some(now);
@@ -406,7 +436,6 @@ impl Observe {
         for (key, outcome) in over {
             self.end(key, outcome);
         }
-        export_transport(&transports.stats());
     }
 }
 

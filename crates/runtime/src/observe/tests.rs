@@ -109,24 +109,6 @@ fn outcomes_of_answered_busy_cancelled_and_challenged_calls() {
 #[test]
 fn attempts_without_response_end_as_timeout_and_unanswered_challenges_as_unauthorized() {
     let recorder = recorder();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let transports = rt.block_on(async {
-        let config = sip_transport::TransportConfig::new(
-            vec![
-                US.parse::<SocketAddr>()
-                    .map(|mut a| {
-                        a.set_port(0);
-                        a
-                    })
-                    .unwrap(),
-            ],
-            vec![],
-        );
-        sip_transport::Transports::bind(config).await.unwrap().0
-    });
     metrics::with_local_recorder(&recorder, || {
         let mut tap = Observe::default();
         let out = Transmit {
@@ -143,7 +125,7 @@ fn attempts_without_response_end_as_timeout_and_unanswered_challenges_as_unautho
                 *at -= Duration::from_secs(41);
             }
         }
-        tap.end_turn(None, &transports);
+        tap.end_turn(None);
     });
     let text = recorder.handle().render();
     assert_eq!(
