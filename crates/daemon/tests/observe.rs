@@ -700,3 +700,53 @@ fn percent(text: &str) -> String {
         })
         .collect()
 }
+
+/// Trunk gauges: a trunk whose proxy (another Tandem) answers the OPTIONS keepalive is
+/// up, one whose proxy is not there goes down (Timer F, 64·T1 with T1 = 50 ms); neither
+/// registers.
+#[test]
+fn trunk_gauges_follow_the_options_keepalive() {
+    let peer = Daemon::start("obs-trunk-peer", "");
+    let dead = common::free_port();
+    let daemon = Daemon::start_with(
+        "obs-trunk",
+        "",
+        &format!(
+            "{}\n[sip.timers]\nt1_ms = 50\n\n\
+             [[trunks]]\nname = \"alive\"\nproxy = \"sip:127.0.0.1:{}\"\noptions_interval_s = 1\n\n\
+             [[trunks]]\nname = \"dead\"\nproxy = \"sip:127.0.0.1:{dead}\"\noptions_interval_s = 1\n",
+            with_admin(),
+            peer.port
+        ),
+    );
+    let admin = admin_addr(&daemon);
+    let up =
+        |text: &str, trunk: &str| metric(text, &format!("tandem_trunk_up{{trunk=\"{trunk}\"}}"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let (_, text) = http_get(admin, "/metrics", None);
+        let settled = text.contains("tandem_trunk_up{trunk=\"dead\"}")
+            && up(&text, "alive") == 1.0
+            && up(&text, "dead") == 0.0;
+        if settled || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(up(&text, "alive"), 1.0, "{text}");
+    assert_eq!(up(&text, "dead"), 0.0, "{text}");
+    for trunk in ["alive", "dead"] {
+        let series = format!("tandem_trunk_registered{{trunk=\"{trunk}\"}}");
+        assert!(text.contains(&series), "{text}");
+        assert_eq!(metric(&text, &series), 0.0, "{text}");
+    }
+    // The keepalives were sent and the live trunk's were answered.
+    assert!(
+        metric(&text, "tandem_requests_out_total{method=\"OPTIONS\"}") >= 2.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "tandem_responses_in_total{class=\"2xx\"}") >= 1.0,
+        "{text}"
+    );
+}
