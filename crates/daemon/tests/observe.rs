@@ -159,6 +159,10 @@ fn metrics_count_a_known_sipp_run_exactly() {
         "{text}"
     );
     assert!(text.contains("# HELP tandem_calls_total "), "{text}");
+    // Series without labels are there from the start, even at 0.
+    for series in ["tandem_retransmissions_sent_total", "tandem_hep_dropped_total"] {
+        assert!(text.contains(&format!("\n{series} ")), "{series}: {text}");
+    }
     let status = daemon.stop();
     assert!(status.success(), "{status:?}");
 }

@@ -693,6 +693,16 @@ pub fn describe() {
         "tandem_transport_framing_errors_total",
         "Connections closed because their bytes could not be framed."
     );
+    // Series without labels exist from the start, at 0, so a dashboard sees them.
+    for name in [
+        "tandem_retransmissions_sent_total",
+        "tandem_hep_queued_total",
+        "tandem_hep_sent_total",
+        "tandem_hep_dropped_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::gauge!("tandem_call_attempts_pending").increment(0.0);
 }
 
 #[cfg(test)]
