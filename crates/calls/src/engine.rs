@@ -508,6 +508,9 @@ impl Engine {
             let Some(Reverse((at, timer, call))) = self.timers.pop() else {
                 break;
             };
+            // A call's timer work logs in a span with its SIP Call-ID, as the runtime's
+            // handling of its messages does.
+            let _call = self.call_span(call);
             self.on_timer(now, at, timer, call);
             self.drain(now);
         }
@@ -729,6 +732,21 @@ impl Engine {
     /// The negotiated media of a call.
     pub fn negotiated(&self, call: CallHandle) -> Option<&Negotiated> {
         self.calls.get(&call).and_then(|c| c.sdp.negotiated())
+    }
+
+    /// A `sip` span with the call's SIP Call-ID as `call_id`, entered; `None` when the
+    /// log level filters it out (the Call-ID is then not even looked up).
+    fn call_span(&self, call: CallHandle) -> Option<tracing::span::EnteredSpan> {
+        let span = tracing::info_span!("sip", call_id = tracing::field::Empty);
+        if span.is_disabled() {
+            return None;
+        }
+        let call = self
+            .calls
+            .get(&call)
+            .filter(|c| !c.sip_call_id.is_empty())?;
+        span.record("call_id", call.sip_call_id.as_str());
+        Some(span.entered())
     }
 
     /// The SIP Call-ID of a call's dialog.

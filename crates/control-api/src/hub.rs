@@ -254,6 +254,8 @@ struct Inner {
     apps: Mutex<HashMap<String, AppLog>>,
     counters: Arc<Counters>,
     webhooks: Option<Arc<Webhooks>>,
+    /// The cursor of every open subscription, by application, for [`EventHub::stream_lag`].
+    cursors: Mutex<Vec<(String, Weak<AtomicU64>)>>,
 }
 
 /// The event hub: per-application logs with sequence numbers, stream subscriptions and
@@ -347,6 +349,7 @@ impl EventHub {
             apps: Mutex::new(HashMap::new()),
             counters,
             webhooks,
+            cursors: Mutex::new(Vec::new()),
         });
         if let Some(runtime) = runtime {
             runtime.spawn(sweep(Arc::downgrade(&inner)));
@@ -502,7 +505,10 @@ impl EventHub {
     ) -> Subscription {
         let counters = Arc::clone(&self.inner.counters);
         Counters::add(&counters.stream_clients, 1);
+        let shared_cursor = Arc::new(AtomicU64::new(after));
+        lock(&self.inner.cursors).push((application.to_owned(), Arc::downgrade(&shared_cursor)));
         Subscription {
+            shared_cursor,
             hub: Arc::downgrade(&self.inner),
             counters,
             application: application.to_owned(),
@@ -518,6 +524,24 @@ impl EventHub {
         lock(&self.inner.apps)
             .get(application)
             .map_or(0, |log| log.last)
+    }
+
+    /// The event stream's lag: how many events the slowest open subscription has yet to
+    /// read (published for its application after the last one it read); 0 without
+    /// subscriptions.
+    pub fn stream_lag(&self) -> u64 {
+        let mut cursors = lock(&self.inner.cursors);
+        cursors.retain(|(_, cursor)| cursor.strong_count() > 0);
+        let apps = lock(&self.inner.apps);
+        cursors
+            .iter()
+            .filter_map(|(app, cursor)| {
+                let read = cursor.upgrade()?.load(Ordering::Relaxed);
+                let last = apps.get(app).map_or(0, |log| log.last);
+                Some(last.saturating_sub(read))
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// The hub's counters.
@@ -567,6 +591,8 @@ pub struct Subscription {
     application: String,
     /// The last sequence number handed out.
     cursor: u64,
+    /// `cursor`, shared with the hub for [`EventHub::stream_lag`].
+    shared_cursor: Arc<AtomicU64>,
     buffer: VecDeque<Arc<Stored>>,
     rx: watch::Receiver<u64>,
     ended: bool,
@@ -610,6 +636,7 @@ impl Subscription {
         loop {
             if let Some(stored) = self.buffer.pop_front() {
                 self.cursor = stored.sequence;
+                self.shared_cursor.store(stored.sequence, Ordering::Relaxed);
                 return Some(stored);
             }
             if self.ended {

@@ -260,3 +260,25 @@ async fn cloud_event_shape() {
     assert!(json.get("subject").is_none(), "{json}");
     assert_eq!(json["sequence"], "2");
 }
+
+/// The stream lag (for the daemon's `tandem_event_stream_lag_events`): the events the
+/// slowest open subscription has yet to read; closed subscriptions no longer count.
+#[tokio::test]
+async fn stream_lag_is_the_slowest_open_subscription() {
+    let hub = EventHub::new(config());
+    assert_eq!(hub.stream_lag(), 0, "no subscription");
+    publish_range(&hub, "a", 1, 5);
+    let mut fast = hub.subscribe("a", 0).unwrap();
+    let slow = hub.subscribe("a", 2).unwrap();
+    assert_eq!(hub.stream_lag(), 5);
+    for _ in 0..5 {
+        next(&mut fast).await;
+    }
+    assert_eq!(hub.stream_lag(), 3, "the slow one read up to 2 of 5");
+    drop(slow);
+    assert_eq!(hub.stream_lag(), 0);
+    hub.publish("a", None, call_event(6));
+    assert_eq!(hub.stream_lag(), 1);
+    next(&mut fast).await;
+    assert_eq!(hub.stream_lag(), 0);
+}

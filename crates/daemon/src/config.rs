@@ -67,6 +67,15 @@ pub struct Config {
     /// `[daemon]`: the process's lifecycle (drain on SIGTERM).
     #[serde(default)]
     pub daemon: DaemonSection,
+    /// `[admin]`: metrics and the call ladder over HTTP, as written.
+    #[serde(default)]
+    pub admin: crate::observe_config::AdminSection,
+    /// `[hep]`: HEPv3 export, as written.
+    #[serde(default)]
+    pub hep: crate::observe_config::HepSection,
+    /// `[admin]` and `[hep]`, checked.
+    #[serde(skip)]
+    pub observe_settings: crate::observe_config::ObserveSettings,
 }
 
 /// `[daemon]`: how the daemon stops. SIGTERM drains: new calls get 503 with
@@ -678,6 +687,17 @@ impl Config {
                 source: source.to_owned(),
                 message,
             })?;
+        config.observe_settings = crate::observe_config::settings(
+            &config.admin,
+            &config.hep,
+            text,
+            |name| std::env::var(name).ok(),
+            line_of,
+        )
+        .map_err(|message| ConfigError {
+            source: source.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 

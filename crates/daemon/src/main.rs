@@ -6,9 +6,12 @@
 //! tandem calls list | call create ... | call hangup ID    (clients of the control API)
 //! ```
 
+mod admin;
 mod cli;
 mod config;
+mod ladder_html;
 mod lifecycle;
+mod observe_config;
 mod systemd;
 
 use config::{Behaviour, Config, LogFormat};
@@ -312,6 +315,7 @@ async fn serve(
     // taken port refuses the start), served beside the driver.
     let (tandem, api_rx) = runtime::app::channel();
     let api = &config.api_settings;
+    let mut admin_hub = None;
     if let Some(listen) = api.listen {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -345,6 +349,7 @@ async fn serve(
             reload: Some(reload_hook(lifecycle.clone())),
             ..control_api::ApiConfig::default()
         };
+        admin_hub = Some(hub.clone());
         let token = api.token.clone();
         let tandem = tandem.clone();
         tokio::spawn(async move {
@@ -365,8 +370,10 @@ async fn serve(
             }
         });
     }
-    runtime::run_with_api(
+    let observe = admin::start(&config.observe_settings, tandem.clone(), admin_hub).await?;
+    runtime::run_observed(
         runtime_config(&config, tls),
+        observe,
         control_rx,
         api_rx,
         shutdown,

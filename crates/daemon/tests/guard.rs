@@ -163,8 +163,9 @@ fn max_calls_hold_exactly() {
     let daemon = Daemon::start_with(
         "guard-max",
         "",
-        "[limits]\nmax_calls = 5\nretry_after_s = 7\n",
+        "[limits]\nmax_calls = 5\nretry_after_s = 7\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
     );
+    let admin = common::admin_addr(&daemon);
     let addr = daemon.addr("udp");
     let sc = scenario("guard/uac_or_503.xml");
     let started = Instant::now();
@@ -211,6 +212,14 @@ fn max_calls_hold_exactly() {
     let stats = daemon.wait_for_stats(Duration::from_secs(10), |s| s.get("dialogs") == 0);
     assert_eq!(stats.get("calls_answered"), 5, "{stats:?}");
     assert_eq!(stats.get("over_capacity"), 4, "{stats:?}");
+    // And as the operator's metrics show it.
+    let (status, text) = common::http_get(admin, "/metrics", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        common::metric(&text, "tandem_guard_over_capacity_total"),
+        4.0,
+        "{text}"
+    );
     eprintln!("max_calls=5, 8 calls of 3 s (+1 probe): 5 answered, 4 x 503, in {elapsed:?}");
 }
 

@@ -119,7 +119,11 @@ where
                 sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
                 armed: None,
             };
-            Some(runtime.spawn(driver.run()))
+            {
+                // The task logs in the span it was started in (the call's `call_id`).
+                use tracing::Instrument as _;
+                Some(runtime.spawn(driver.run().in_current_span()))
+            }
         }
         Err(_) => {
             tracing::warn!("media task not started: no tokio runtime");

@@ -14,6 +14,7 @@ pub mod lifecycle;
 /// The driver's media plane. Public for the crate's tests only: not a stable API.
 #[doc(hidden)]
 pub mod media_plane;
+pub mod observe;
 
 use app::{ApiReceiver, AppState};
 use calls::{Engine, EngineConfig, Event};
@@ -108,6 +109,20 @@ pub async fn run(
 /// [`app::channel`].
 pub async fn run_with_api(
     config: RuntimeConfig,
+    control: mpsc::Receiver<Control>,
+    api: ApiReceiver,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(&[(sip_message::Transport, SocketAddr)]),
+) -> Result<(), RuntimeError> {
+    let observe = observe::Observe::default();
+    run_observed(config, observe, control, api, shutdown, ready).await
+}
+
+/// [`run_with_api`] with a tap on every message: metrics, HEP export, the ladder ring
+/// (see [`observe`]).
+pub async fn run_observed(
+    config: RuntimeConfig,
+    mut observe: observe::Observe,
     mut control: mpsc::Receiver<Control>,
     mut api: ApiReceiver,
     shutdown: impl Future<Output = ()>,
@@ -115,6 +130,7 @@ pub async fn run_with_api(
 ) -> Result<(), RuntimeError> {
     let (transports, mut inbound) = Transports::bind(config.transport).await?;
     ready(&transports.local_addrs());
+    observe.bound(&transports);
     let mut engine_config = config.engine;
     // Tags, branches and Call-IDs come from the seed: two processes with the same seed
     // would write the same ones (and a peer would take the second for a merged request).
@@ -148,6 +164,7 @@ pub async fn run_with_api(
     let mut grace: Option<tokio::time::Instant> = None;
     let mut drain: Option<lifecycle::Drain> = None;
     loop {
+        let mut batch = None;
         let deadline = endpoint.poll_timeout().map(tokio::time::Instant::from_std);
         let shutting_down = grace.is_some();
         let grace_over = async {
@@ -231,10 +248,11 @@ pub async fn run_with_api(
             item = inbound.recv() => {
                 let Some(item) = item else { break };
                 let now = now();
-                feed(&mut endpoint, now, item);
+                batch = Some(Instant::now());
+                feed(&mut endpoint, &mut observe, now, item);
                 for _ in 1..INBOUND_BATCH {
                     match inbound.try_recv() {
-                        Ok(item) => feed(&mut endpoint, now, item),
+                        Ok(item) => feed(&mut endpoint, &mut observe, now, item),
                         Err(_) => break,
                     }
                 }
@@ -247,7 +265,8 @@ pub async fn run_with_api(
             }
             () = sleep_until(deadline) => endpoint.handle_timeout(now()),
         }
-        flush(&mut endpoint, &mut app, &transports).await;
+        flush(&mut endpoint, &mut app, &transports, &mut observe).await;
+        observe.end_turn(batch);
         if grace.is_some() && !endpoint.core_ref().unregistering() {
             break;
         }
@@ -256,7 +275,7 @@ pub async fn run_with_api(
             endpoint.core().shutdown(now());
             grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
             // The un-REGISTERs leave now, not at the next wake-up.
-            flush(&mut endpoint, &mut app, &transports).await;
+            flush(&mut endpoint, &mut app, &transports, &mut observe).await;
             if !endpoint.core_ref().unregistering() {
                 break;
             }
@@ -357,9 +376,13 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn feed(endpoint: &mut Engine, now: Instant, item: Inbound) {
+fn feed(endpoint: &mut Engine, observe: &mut observe::Observe, now: Instant, item: Inbound) {
     match item {
-        Inbound::Message { flow, data } => endpoint.handle_message(now, data, flow),
+        Inbound::Message { flow, data } => {
+            // The core's work on this message logs inside a span with its Call-ID.
+            let _call = observe.received(&flow, &data);
+            endpoint.handle_message(now, data, flow);
+        }
         Inbound::TransportError { flow, error } => {
             debug!(remote = %flow.remote, transport = %flow.transport, %error, "transport error");
             endpoint.handle_transport_error(now, flow);
@@ -373,15 +396,22 @@ fn feed(endpoint: &mut Engine, now: Instant, item: Inbound) {
 
 /// Sends everything the core queued, routes call events to their applications and logs
 /// the rest.
-async fn flush(endpoint: &mut Engine, app: &mut AppState, transports: &Transports) {
+async fn flush(
+    endpoint: &mut Engine,
+    app: &mut AppState,
+    transports: &Transports,
+    observe: &mut observe::Observe,
+) {
     while let Some(transmit) = endpoint.poll_transmit() {
         let flow = transmit.flow;
+        observe.sent(&transmit);
         if let Err(error) = transports.send(transmit).await {
             debug!(remote = %flow.remote, transport = %flow.transport, %error, "send failed");
             endpoint.handle_transport_error(now(), flow);
         }
     }
     while let Some(event) = endpoint.poll_event() {
+        let _call = observe::event_span(endpoint, &event);
         match event {
             Event::Core(event) => log_event(&event),
             Event::Media { call, instruction } => {

@@ -396,29 +396,34 @@ impl MediaPlane {
         entry.flow = Some(Flow { controller, close });
         entry.settings = Some(s);
         let events = self.events.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    event = handle.next_event() => match event {
-                        Some(event) => {
-                            if events.send((call, event)).is_err() {
-                                break;
+        // In the span it is started in (the call's `call_id`), as the media task is.
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                loop {
+                    tokio::select! {
+                        event = handle.next_event() => match event {
+                            Some(event) => {
+                                if events.send((call, event)).is_err() {
+                                    break;
+                                }
                             }
+                            None => break,
+                        },
+                        _ = &mut closed => {
+                            // The RTCP BYE goes out before the task stops (same queue).
+                            let _ = handle.command(|flow, now| flow.close(now));
+                            break;
                         }
-                        None => break,
-                    },
-                    _ = &mut closed => {
-                        // The RTCP BYE goes out before the task stops (same queue).
-                        let _ = handle.command(|flow, now| flow.close(now));
-                        break;
                     }
                 }
-            }
-            if let Some(mut flow) = handle.stop().await {
-                let _ = flow.stop_recording();
-                debug!(%call, stats = ?flow.stats(), "media flow ended");
-            }
-        });
+                if let Some(mut flow) = handle.stop().await {
+                    let _ = flow.stop_recording();
+                    debug!(%call, stats = ?flow.stats(), "media flow ended");
+                }
+            },
+            span,
+        ));
         // A join asked before this call started.
         if let Some(Link::Wanted(peer)) = entry.link
             && self.started(peer)
