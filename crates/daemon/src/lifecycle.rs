@@ -177,6 +177,13 @@ fn plan(old: &Config, new: Config) -> (Config, ReloadSummary) {
     effective.api_settings = old.api_settings.clone();
     keep("log.format", effective.log.format != old.log.format);
     effective.log.format = old.log.format;
+    // The admin listener is bound and the metrics recorder installed once per process;
+    // the HEP sender is set up at start.
+    keep("admin", effective.admin != old.admin);
+    effective.admin = old.admin.clone();
+    keep("hep", effective.hep != old.hep);
+    effective.hep = old.hep.clone();
+    effective.observe_settings = old.observe_settings.clone();
     (effective, summary)
 }
 
@@ -197,6 +204,9 @@ fn build(old: &Config, new: &Config, tls: Option<sip_transport::TlsConfig>) -> R
     }
     if new.park_settings != old.park_settings {
         reload.park = Some(new.park_settings.clone());
+    }
+    if new.guard_settings != old.guard_settings {
+        reload.guard = Some(new.guard_settings.clone());
     }
     if new.sip.tls.is_some() {
         reload.tls_server = tls.map(|t| t.server);
@@ -322,6 +332,35 @@ pub async fn watchdog(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
+
+    /// `[limits]`/`[security]` changes are applied live (the guard's new settings go to
+    /// the driver); `[admin]` and `[hep]` need a restart and are kept as they were.
+    #[test]
+    fn a_reload_applies_the_guard_and_keeps_admin_and_hep() {
+        let old = Config::parse("[limits]\nmax_calls = 5\n", "t.toml").unwrap();
+        let new = Config::parse(
+            "[limits]\nmax_calls = 9\n\n[admin]\nlisten = \"127.0.0.1:9091\"\n\n\
+             [hep]\ncollector = \"udp:127.0.0.1:9060\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let (effective, summary) = plan(&old, new);
+        assert!(
+            summary.needs_restart.contains(&"admin".to_owned()),
+            "{summary:?}"
+        );
+        assert!(
+            summary.needs_restart.contains(&"hep".to_owned()),
+            "{summary:?}"
+        );
+        assert_eq!(effective.admin, old.admin);
+        assert_eq!(effective.hep, old.hep);
+        let reload = build(&old, &effective, None);
+        assert_eq!(reload.guard.and_then(|g| g.max_calls), Some(9));
+        // Nothing changed: nothing sent.
+        let same = build(&old, &old, None);
+        assert!(same.guard.is_none() && same.routes.is_none() && same.trunks.is_none());
+    }
 
     /// The watchdog pings only while the driver's loop answers: a loop that stops
     /// answering (stuck) stops the pings, and systemd would restart the service.

@@ -24,6 +24,9 @@ pub struct Reload {
     pub inbound: Option<InboundConfig>,
     pub demo_users: Option<Vec<(String, DemoBehaviour)>>,
     pub park: Option<ParkSettings>,
+    /// `[limits]` and `[security]`: the guard's settings (live calls, bans and counters
+    /// are kept).
+    pub guard: Option<calls::sip_core::GuardConfig>,
     /// What the TLS and WSS listeners present from now on.
     pub tls_server: Option<Arc<sip_transport::rustls::ServerConfig>>,
     /// Where the driver says what it applied.
@@ -126,6 +129,10 @@ pub(crate) fn apply(
     if let Some(park) = reload.park {
         engine.set_park_settings(park);
         applied.push("park".to_owned());
+    }
+    if let Some(guard) = reload.guard {
+        engine.core().set_guard_config(guard);
+        applied.push("limits and security".to_owned());
     }
     if let Some(server) = reload.tls_server
         && transports.set_tls_server(server)
