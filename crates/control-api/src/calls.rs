@@ -82,30 +82,11 @@ pub(crate) async fn call_action(
     };
     let id = id.to_owned();
     let result = match verb {
-        "hangup" => match body(request, &shared).await {
-            Ok(b) => hangup(shared, id, b).await.map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "transferToParticipant" => match body(request, &shared).await {
-            Ok(b) => transfer(shared, id, b)
-                .await
-                .map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "park" => match body(request, &shared).await {
-            Ok(b) => park(shared, id, b).await.map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "play" => match body(request, &shared).await {
-            Ok(b) => play(shared, id, b).await.map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "sendDtmf" => match body(request, &shared).await {
-            Ok(b) => send_dtmf(shared, id, b)
-                .await
-                .map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
+        "hangup" => with_body(request, shared, id, hangup).await,
+        "transferToParticipant" => with_body(request, shared, id, transfer).await,
+        "park" => with_body(request, shared, id, park).await,
+        "play" => with_body(request, shared, id, play).await,
+        "sendDtmf" => with_body(request, shared, id, send_dtmf).await,
         _ => Err(Problem::not_found(
             "no-such-action",
             format!("`{verb}` is not an action of a call"),
@@ -129,44 +110,13 @@ pub(crate) async fn participants_action(
         }
     };
     let result = match verb {
-        "add" => match body(request, &shared).await {
-            Ok(b) => add_participant(shared, id, b)
-                .await
-                .map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "remove" => match body(request, &shared).await {
-            Ok(b) => remove_participant(shared, id, b)
-                .await
-                .map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "cancelAddParticipant" => match body(request, &shared).await {
-            Ok(b) => cancel_add_participant(shared, id, b)
-                .await
-                .map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "hold" => match body(request, &shared).await {
-            Ok(b) => hold(shared, id, b).await.map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "unhold" => match body(request, &shared).await {
-            Ok(b) => unhold(shared, id, b).await.map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "mute" => match body(request, &shared).await {
-            Ok(b) => mute_participants(shared, id, b)
-                .await
-                .map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
-        "unmute" => match body(request, &shared).await {
-            Ok(b) => unmute_participants(shared, id, b)
-                .await
-                .map(IntoResponse::into_response),
-            Err(p) => Err(p),
-        },
+        "add" => with_body(request, shared, id, add_participant).await,
+        "remove" => with_body(request, shared, id, remove_participant).await,
+        "cancelAddParticipant" => with_body(request, shared, id, cancel_add_participant).await,
+        "hold" => with_body(request, shared, id, hold).await,
+        "unhold" => with_body(request, shared, id, unhold).await,
+        "mute" => with_body(request, shared, id, mute_participants).await,
+        "unmute" => with_body(request, shared, id, unmute_participants).await,
         _ => Err(Problem::not_found(
             "no-such-action",
             format!("`{verb}` is not an action on participants"),
@@ -186,6 +136,26 @@ pub(crate) async fn participants_get(
         .await
         .map(IntoResponse::into_response)
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Runs the action `action` of call `id` on the request's JSON body (read as the
+/// action's request type).
+async fn with_body<T, R, F, Fut>(
+    request: Request,
+    shared: Arc<Shared>,
+    id: String,
+    action: F,
+) -> ApiResult<Response>
+where
+    T: serde::de::DeserializeOwned,
+    R: IntoResponse,
+    F: FnOnce(Arc<Shared>, String, T) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<R>>,
+{
+    let body = body::<T>(request, &shared).await?;
+    action(shared, id, body)
+        .await
+        .map(IntoResponse::into_response)
 }
 
 async fn body<T: serde::de::DeserializeOwned>(
