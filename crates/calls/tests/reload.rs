@@ -262,3 +262,38 @@ fn demo_users_and_routes_replaced() {
     let out = h.send(&invite("closed", "z9hG4bK-closed", "closed-1", true));
     assert!(statuses(&out).contains(&403), "{:?}", statuses(&out));
 }
+
+/// A reload that changes a trunk's password: the re-REGISTER's challenge is answered
+/// with the new password (the user agent answers with the first credentials of a
+/// realm, so the old ones must go), and reloads do not pile credentials up.
+#[test]
+fn a_changed_trunk_password_is_the_one_used_after_a_reload() {
+    let mut h = harness(vec![trunk("carrier", 3600)]);
+    let passwords = |h: &Harness| -> Vec<String> {
+        h.endpoint
+            .core_ref()
+            .user_agent_ref()
+            .config()
+            .credentials
+            .iter()
+            .map(|c| c.password.clone())
+            .collect()
+    };
+    assert_eq!(passwords(&h), ["secret"]);
+    let mut changed = trunk("carrier", 3600);
+    changed.password = Some("changed".into());
+    let now = h.now;
+    let changes = h.endpoint.core().reconfigure_trunks(now, vec![changed.clone()]);
+    assert_eq!(changes.changed, ["carrier"]);
+    assert_eq!(passwords(&h), ["changed"]);
+    // Again, and with a second trunk: one entry per trunk, never more.
+    let mut other = trunk("other", 3600);
+    other.realm = Some("other.test".into());
+    let now = h.now;
+    h.endpoint
+        .core()
+        .reconfigure_trunks(now, vec![changed.clone(), other.clone()]);
+    let now = h.now;
+    h.endpoint.core().reconfigure_trunks(now, vec![changed, other]);
+    assert_eq!(passwords(&h), ["changed", "secret"]);
+}

@@ -665,6 +665,12 @@ impl UserAgent {
         self.transactions.destination(tx)
     }
 
+    /// Replaces the credentials used to answer 401/407 challenges (a reload: a changed
+    /// password must be the one used, not the first one ever added for its realm).
+    pub fn set_credentials(&mut self, credentials: Vec<sip_auth::Credentials>) {
+        self.config.credentials = credentials;
+    }
+
     /// Adds credentials used to answer 401/407 challenges.
     pub fn add_credentials(&mut self, credentials: sip_auth::Credentials) {
         self.config.credentials.push(credentials);

@@ -71,11 +71,6 @@ impl Endpoint {
                 .trunks
                 .iter()
                 .position(|t| !is_retired(t) && t.config.name == config.name);
-            if let (Some(user), Some(password)) = (&config.username, &config.password) {
-                let mut credentials = Credentials::new(user.clone(), password.clone());
-                credentials.realm = config.realm.clone();
-                self.ua.add_credentials(credentials);
-            }
             let Some(index) = existing else {
                 changes.added.push(config.name.clone());
                 let mut trunk = Trunk::new(config, &mut self.ua);
@@ -112,6 +107,23 @@ impl Endpoint {
             .filter(|t| !is_retired(t))
             .map(|t| t.config.clone())
             .collect();
+        // The user agent answers challenges with the first credentials of a realm: they
+        // are rebuilt from the trunks now configured, so a changed password is the one
+        // used (and the list does not grow with every reload). Retired trunks keep
+        // theirs for their un-REGISTER.
+        let credentials = self
+            .trunks
+            .iter()
+            .filter(|t| !is_retired(t))
+            .chain(self.trunks.iter().filter(|t| is_retired(t)))
+            .filter_map(|t| {
+                let (user, password) = (t.config.username.as_ref()?, t.config.password.as_ref()?);
+                let mut credentials = Credentials::new(user.clone(), password.clone());
+                credentials.realm = t.config.realm.clone();
+                Some(credentials)
+            })
+            .collect();
+        self.ua.set_credentials(credentials);
         // Retired trunks whose un-REGISTER is answered (or that never registered) are
         // dropped, unless a call placed through them still refers to them by index.
         self.drop_finished_retired();
