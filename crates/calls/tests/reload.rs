@@ -283,7 +283,10 @@ fn a_changed_trunk_password_is_the_one_used_after_a_reload() {
     let mut changed = trunk("carrier", 3600);
     changed.password = Some("changed".into());
     let now = h.now;
-    let changes = h.endpoint.core().reconfigure_trunks(now, vec![changed.clone()]);
+    let changes = h
+        .endpoint
+        .core()
+        .reconfigure_trunks(now, vec![changed.clone()]);
     assert_eq!(changes.changed, ["carrier"]);
     assert_eq!(passwords(&h), ["changed"]);
     // Again, and with a second trunk: one entry per trunk, never more.
@@ -294,6 +297,8 @@ fn a_changed_trunk_password_is_the_one_used_after_a_reload() {
         .core()
         .reconfigure_trunks(now, vec![changed.clone(), other.clone()]);
     let now = h.now;
-    h.endpoint.core().reconfigure_trunks(now, vec![changed, other]);
+    h.endpoint
+        .core()
+        .reconfigure_trunks(now, vec![changed, other]);
     assert_eq!(passwords(&h), ["changed", "secret"]);
 }

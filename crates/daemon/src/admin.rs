@@ -69,30 +69,33 @@ pub struct Admin {
 
 /// The routes.
 pub fn router(admin: Admin) -> Router {
+    // The control API's check: SHA-256 digests compared in constant time.
+    let auth = Arc::new(control_api::require_token(admin.token.clone()));
     let admin = Arc::new(admin);
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/calls", get(calls))
         .route("/calls/{call_id}", get(call))
-        .layer(middleware::from_fn_with_state(Arc::clone(&admin), bearer))
+        .layer(middleware::from_fn_with_state(auth, bearer))
         .with_state(admin)
 }
 
-async fn bearer(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
-    if let Some(token) = &admin.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "a bearer token is required\n",
-            )
-                .into_response();
-        }
+async fn bearer(
+    State(auth): State<Arc<control_api::RequireToken>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !auth.allows(given) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required\n",
+        )
+            .into_response();
     }
     next.run(request).await
 }

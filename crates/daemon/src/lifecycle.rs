@@ -65,8 +65,9 @@ impl Lifecycle {
         let source = path.display().to_string();
         let new = Config::load(path).map_err(|e| e.to_string())?;
         let tls = new.load_tls(&source).map_err(|e| e.to_string())?;
-        self.notifier
-            .notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        // No MONOTONIC_USEC: systemd 252 (Debian 12) does not read it (only
+        // Type=notify-reload, from 253, does), and std exposes no CLOCK_MONOTONIC value.
+        self.notifier.notify("RELOADING=1");
         let old = self
             .current
             .lock()
@@ -214,15 +215,6 @@ fn build(old: &Config, new: &Config, tls: Option<sip_transport::TlsConfig>) -> R
     reload
 }
 
-fn monotonic_usec() -> u128 {
-    // CLOCK_MONOTONIC is what systemd compares against; std's Instant is it on Linux,
-    // but exposes no absolute value: read /proc/uptime's precision instead.
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0, |s| (s * 1_000_000.0) as u128)
-}
-
 /// Signals: SIGHUP reloads, SIGTERM drains (a second one stops), SIGINT stops. The
 /// future ends when the driver must stop at once. The handlers are registered by this
 /// call, not when the future is first polled: a signal that comes between the two must
@@ -302,12 +294,17 @@ pub async fn watchdog(
     let status_every = Duration::from_secs(5);
     let interval = watchdog.map_or(status_every, |w| w.min(status_every));
     let mut last: Option<(Status, tokio::time::Instant)> = None;
+    // A tick every `interval` whatever the loop's answer took (a slow answer must not
+    // stretch the gap between pings towards WatchdogSec); the loop gets half of it.
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        ticks.tick().await;
         let (reply, answer) = oneshot::channel();
         if control.send(Control::Status(reply)).await.is_err() {
             return;
         }
-        let answered = tokio::time::timeout(interval, answer).await;
+        let answered = tokio::time::timeout(interval / 2, answer).await;
         if let Ok(Ok(status)) = answered {
             let mut message = String::new();
             if watchdog.is_some() {
@@ -324,7 +321,6 @@ pub async fn watchdog(
                 notifier.notify(message.trim_end());
             }
         }
-        tokio::time::sleep(interval).await;
     }
 }
 

@@ -335,11 +335,10 @@ fn sd_notify_ready_watchdog_status_reloading_stopping() {
     notify.wait_for(from, "STATUS=1 active calls", Duration::from_secs(10));
     let run = call.join().unwrap();
     assert_eq!((run.successful, run.failed), (1, 0), "{}", run.stdout);
-    // SIGHUP: RELOADING=1 (with MONOTONIC_USEC), then READY=1.
+    // SIGHUP: RELOADING=1, then READY=1.
     let from = notify.messages().len();
     proc.signal("-HUP");
     let reloading = notify.wait_for(from, "RELOADING=1", Duration::from_secs(5));
-    assert!(notify.messages()[reloading].contains("MONOTONIC_USEC="));
     notify.wait_for(reloading + 1, "READY=1", Duration::from_secs(5));
     assert!(ready < reloading);
     // SIGTERM: STOPPING=1, exit 0.

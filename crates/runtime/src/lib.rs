@@ -216,9 +216,9 @@ pub async fn run_observed(
                     let _ = reply.send(lifecycle::status(&endpoint));
                 }
                 Some(Control::Reload(reload)) => {
+                    let trunks_changed = reload.trunks.is_some();
                     let (applied, reply) =
                         lifecycle::apply(&mut endpoint, &transports, now(), *reload);
-                    let trunks_changed = applied.iter().any(|a| a.starts_with("trunk"));
                     if let Some(reply) = reply {
                         let _ = reply.send(applied);
                     }

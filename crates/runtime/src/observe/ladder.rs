@@ -54,6 +54,28 @@ struct Ring {
     max_messages: usize,
     calls: HashMap<String, CallRecord>,
     order: VecDeque<String>,
+    /// The bytes of the messages and Call-IDs kept (bounded by [`MAX_BYTES`]).
+    bytes: usize,
+}
+
+/// The most bytes of messages the ring keeps: beyond it the oldest calls go, whatever
+/// the counts (a peer sending 64 KB datagrams must not fill gigabytes).
+pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// A message kept is cut to this many bytes (a ladder shows headers; a huge body is
+/// noted as cut).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// What a call's record weighs in the ring.
+fn weight(call: &CallRecord) -> usize {
+    call.call_id.len()
+        + call.from.len()
+        + call.to.len()
+        + call
+            .messages
+            .iter()
+            .map(|m| m.payload.len() + m.label.len())
+            .sum::<usize>()
 }
 
 /// A shared handle on the ring: the driver writes, the admin page reads.
@@ -77,6 +99,7 @@ impl Ladder {
                 max_messages: max_messages.max(1),
                 calls: HashMap::new(),
                 order: VecDeque::new(),
+                bytes: 0,
             })),
         }
     }
@@ -85,7 +108,8 @@ impl Ladder {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The calls kept, newest first, without their messages.
+    /// The calls kept, newest first, without their messages (built field by field: the
+    /// driver waits on this lock, so nothing is copied that is thrown away).
     pub fn recent(&self) -> Vec<CallRecord> {
         let ring = self.lock();
         ring.order
@@ -93,8 +117,15 @@ impl Ladder {
             .rev()
             .filter_map(|id| ring.calls.get(id))
             .map(|c| CallRecord {
+                call_id: c.call_id.clone(),
+                started: c.started,
+                from: c.from.clone(),
+                to: c.to.clone(),
+                outcome: c.outcome,
+                direction: c.direction,
                 messages: Vec::new(),
-                ..c.clone()
+                messages_dropped: c.messages_dropped,
+                related: c.related.clone(),
             })
             .collect()
     }
@@ -112,11 +143,22 @@ impl Ladder {
         start: Option<(&str, &str)>,
         message: CapturedMessage,
     ) {
+        let mut message = message;
+        if message.payload.len() > MAX_MESSAGE_BYTES {
+            // A copy: a slice would keep the whole datagram's buffer alive.
+            message.payload = Bytes::copy_from_slice(
+                message.payload.get(..MAX_MESSAGE_BYTES).unwrap_or_default(),
+            );
+            message.label.push_str(" (cut)");
+        }
+        let added = message.payload.len() + message.label.len();
         let mut ring = self.lock();
         let max_messages = ring.max_messages;
         if let Some(call) = ring.calls.get_mut(call_id) {
             if call.messages.len() < max_messages {
                 call.messages.push(message);
+                ring.bytes += added;
+                ring.evict(Some(call_id));
             } else {
                 call.messages_dropped += 1;
             }
@@ -124,10 +166,11 @@ impl Ladder {
         }
         let Some((from, to)) = start else { return };
         while ring.order.len() >= ring.max_calls {
-            if let Some(old) = ring.order.pop_front() {
-                ring.calls.remove(&old);
+            if !ring.evict_oldest() {
+                break;
             }
         }
+        ring.bytes += added + call_id.len() + from.len() + to.len();
         ring.order.push_back(call_id.to_owned());
         ring.calls.insert(
             call_id.to_owned(),
@@ -143,6 +186,7 @@ impl Ladder {
                 related: Vec::new(),
             },
         );
+        ring.evict(Some(call_id));
     }
 
     pub(crate) fn set_outcome(&self, call_id: &str, outcome: &'static str) {
@@ -164,9 +208,37 @@ impl Ladder {
     }
 }
 
+impl Ring {
+    /// Drops the oldest call; whether there was one.
+    fn evict_oldest(&mut self) -> bool {
+        let Some(old) = self.order.pop_front() else {
+            return false;
+        };
+        if let Some(call) = self.calls.remove(&old) {
+            self.bytes = self.bytes.saturating_sub(weight(&call));
+        }
+        true
+    }
+
+    /// Drops the oldest calls while the ring weighs more than [`MAX_BYTES`], never
+    /// `keep` (the call just written).
+    fn evict(&mut self, keep: Option<&str>) {
+        while self.bytes > MAX_BYTES {
+            if self.order.front().map(String::as_str) == keep || !self.evict_oldest() {
+                break;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
     use super::*;
 
     fn message(label: &str) -> CapturedMessage {
@@ -179,6 +251,28 @@ mod tests {
             label: label.to_owned(),
             payload: Bytes::from_static(b"x"),
         }
+    }
+
+    #[test]
+    fn bounded_in_bytes_and_large_messages_are_cut() {
+        let ladder = Ladder::new(10_000, 10);
+        let big = Bytes::from(vec![b'x'; 60_000]);
+        for n in 0..10_000 {
+            let mut m = message("INVITE");
+            m.payload = big.clone();
+            ladder.record(&format!("call-{n}"), Some(("f", "t")), m);
+        }
+        let kept = ladder.recent();
+        // Each message cut to 16 KiB: at most 64 MiB of them, the newest kept.
+        assert!(kept.len() < 10_000 && kept.len() >= 4000, "{}", kept.len());
+        assert_eq!(kept[0].call_id, "call-9999");
+        let last = ladder.call("call-9999").unwrap();
+        assert_eq!(last.messages[0].payload.len(), MAX_MESSAGE_BYTES);
+        assert!(last.messages[0].label.ends_with("(cut)"));
+        let ring = ladder.lock();
+        assert!(ring.bytes <= MAX_BYTES, "{}", ring.bytes);
+        let counted: usize = ring.calls.values().map(weight).sum();
+        assert_eq!(ring.bytes, counted, "the running total is the sum");
     }
 
     #[test]

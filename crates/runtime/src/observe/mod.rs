@@ -74,6 +74,9 @@ const STALE: Duration = Duration::from_secs(3600);
 const MAX_PENDING: usize = 100_000;
 /// The most sent-message fingerprints kept.
 const MAX_FINGERPRINTS: usize = 200_000;
+/// Calls whose Call-ID is longer are not followed (a real one is well under 100 bytes;
+/// a peer sending 60 KB Call-IDs must not make the attempt table gigabytes).
+const MAX_CALL_ID: usize = 256;
 
 /// The driver's tap. Made by [`Observe::new`]; [`Observe::default`] counts metrics and
 /// opens spans only.
@@ -244,7 +247,9 @@ impl Observe {
     /// Follows call attempts: a request outside a dialog starts one in its direction;
     /// responses going the other way end it.
     fn follow(&mut self, direction: Direction, s: &scan::Summary<'_>, now: Instant, again: bool) {
-        let Some(call_id) = s.call_id else { return };
+        let Some(call_id) = s.call_id.filter(|id| id.len() <= MAX_CALL_ID) else {
+            return;
+        };
         let Some((cseq, cseq_method)) = s.cseq else {
             return;
         };
