@@ -87,6 +87,9 @@ pub struct Observe {
     local_addrs: Vec<(Transport, SocketAddr)>,
     /// Attempts by (direction, Call-ID).
     pending: HashMap<(bool, String), Pending>,
+    /// Attempts that ended, for [`RETRANSMIT_WINDOW`]: a retransmitted INVITE (its
+    /// final response was lost) is no new attempt.
+    ended: HashMap<(bool, String), Instant>,
     /// Fingerprints of sent messages, with when they were first sent.
     sent: HashMap<u64, Instant>,
     hasher: std::collections::hash_map::RandomState,
@@ -257,6 +260,10 @@ impl Observe {
             Kind::Request { method } if method == "INVITE" && !s.to_tag && !again => {
                 let outbound = direction == Direction::Out;
                 let key = (outbound, call_id.to_owned());
+                if self.ended.contains_key(&key) {
+                    // The INVITE again after its final response: a retransmission.
+                    return;
+                }
                 match self.pending.get_mut(&key) {
                     Some(p) if p.challenged.is_some() && cseq > p.cseq => {
                         // The INVITE again, with credentials.
@@ -322,15 +329,18 @@ impl Observe {
                     p.challenged = Some(now);
                     return;
                 }
-                self.end(key, outcome(status));
+                self.end(key, outcome(status), now);
             }
             _ => {}
         }
     }
 
-    fn end(&mut self, key: (bool, String), outcome: &'static str) {
+    fn end(&mut self, key: (bool, String), outcome: &'static str, now: Instant) {
         if self.pending.remove(&key).is_none() {
             return;
+        }
+        if self.ended.len() < MAX_PENDING {
+            self.ended.insert(key.clone(), now);
         }
         metrics::gauge!("tandem_call_attempts_pending").decrement(1.0);
         let direction = if key.0 { "out" } else { "in" };
@@ -425,6 +435,8 @@ impl Observe {
         self.last_sweep = Some(now);
         self.sent
             .retain(|_, at| now.duration_since(*at) < RETRANSMIT_WINDOW);
+        self.ended
+            .retain(|_, at| now.duration_since(*at) < RETRANSMIT_WINDOW);
         let over: Vec<((bool, String), &'static str)> = self
             .pending
             .iter()
@@ -439,7 +451,7 @@ impl Observe {
             })
             .collect();
         for (key, outcome) in over {
-            self.end(key, outcome);
+            self.end(key, outcome, now);
         }
     }
 }
