@@ -412,6 +412,20 @@ async fn flush(
     }
     while let Some(event) = endpoint.poll_event() {
         let _call = observe::event_span(endpoint, &event);
+        if let Event::Bridge { bridge, event } = &event
+            && matches!(
+                event,
+                calls::B2bEvent::StateChanged {
+                    previous: calls::B2bState::Idle,
+                    ..
+                } | calls::B2bEvent::Rebridged { .. }
+            )
+            && let Some((a, b)) = endpoint.bridge_legs(*bridge)
+            && let (Some(a), Some(b)) = (endpoint.sip_call_id(a), endpoint.sip_call_id(b))
+        {
+            // The legs of one call, as the engine knows them (not guessed from the wire).
+            observe.bridged(&a, &b);
+        }
         match event {
             Event::Core(event) => log_event(&event),
             Event::Media { call, instruction } => {

@@ -60,6 +60,8 @@ struct Pending {
     provisional: bool,
     /// Answered 401/407: the next INVITE with a higher CSeq continues the attempt.
     challenged: Option<Instant>,
+    /// When its last INVITE went (the one with credentials after a challenge).
+    invited: Instant,
 }
 
 /// How long sent messages are remembered to tell a retransmission (64·T1 with the
@@ -93,10 +95,6 @@ pub struct Observe {
     /// Fingerprints of sent messages, with when they were first sent.
     sent: HashMap<u64, Instant>,
     hasher: std::collections::hash_map::RandomState,
-    /// New calls received and sent in this turn of the driver, for the B2BUA latency
-    /// and the link between the legs.
-    turn_in: Vec<(String, Instant)>,
-    turn_out: Vec<(String, Instant)>,
     last_sweep: Option<Instant>,
     probe: TransportProbe,
 }
@@ -269,12 +267,7 @@ impl Observe {
                         // The INVITE again, with credentials.
                         p.cseq = cseq;
                         p.challenged = None;
-                        let turn = if outbound {
-                            &mut self.turn_out
-                        } else {
-                            &mut self.turn_in
-                        };
-                        turn.push((call_id.to_owned(), now));
+                        p.invited = now;
                     }
                     Some(_) => {}
                     None => {
@@ -287,17 +280,13 @@ impl Observe {
                                 Pending {
                                     cseq,
                                     started: now,
+                                    invited: now,
                                     responded: false,
                                     provisional: false,
                                     challenged: None,
                                 },
                             );
                             metrics::gauge!("tandem_call_attempts_pending").increment(1.0);
-                        }
-                        if outbound {
-                            self.turn_out.push((call_id.to_owned(), now));
-                        } else {
-                            self.turn_in.push((call_id.to_owned(), now));
                         }
                     }
                 }
@@ -406,26 +395,29 @@ impl Observe {
         );
     }
 
+    /// The engine bridged leg A (SIP Call-ID `a`, received) to leg B (`b`, whose INVITE
+    /// just went out): the legs are linked on the ladder, and the time from A's INVITE
+    /// to B's is the B2BUA's own latency.
+    pub fn bridged(&mut self, a: &str, b: &str) {
+        let received = self.pending.get(&(false, a.to_owned())).map(|p| p.invited);
+        let sent = self.pending.get(&(true, b.to_owned())).map(|p| p.invited);
+        if let (Some(received), Some(sent)) = (received, sent) {
+            metrics::histogram!("tandem_b2bua_leg_b_invite_seconds")
+                .record(sent.saturating_duration_since(received).as_secs_f64());
+        }
+        if let Some(ladder) = &self.ladder {
+            ladder.link(a, b);
+        }
+    }
+
     /// The end of a turn of the driver (input handled, output flushed): `batch` is when
-    /// the turn's input started to be handled. Pairs a call received with the one sent
-    /// in the same turn (a B2BUA's legs) when there is exactly one of each, and sweeps
-    /// the tables once a second.
+    /// the turn's input started to be handled. Sweeps the tables once a second.
     pub fn end_turn(&mut self, batch: Option<Instant>) {
         let now = Instant::now();
         if let Some(started) = batch {
             metrics::histogram!("tandem_driver_batch_seconds")
                 .record(now.duration_since(started).as_secs_f64());
         }
-        if let ([(a, received)], [(b, sent)]) = (self.turn_in.as_slice(), self.turn_out.as_slice())
-        {
-            metrics::histogram!("tandem_b2bua_leg_b_invite_seconds")
-                .record(sent.duration_since(*received).as_secs_f64());
-            if let Some(ladder) = &self.ladder {
-                ladder.link(a, b);
-            }
-        }
-        self.turn_in.clear();
-        self.turn_out.clear();
         if self
             .last_sweep
             .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
