@@ -140,6 +140,9 @@ pub struct Stats {
     pub over_capacity: u64,
     /// Requests refused for wrong credentials (403), known user or not.
     pub auth_failed: u64,
+    /// Messages re-sent (requests on the transaction timers, the last response for a
+    /// retransmitted request, 2xx until their ACK, ACKs for retransmitted 2xx).
+    pub retransmissions: u64,
 }
 
 /// The sans-IO endpoint: the user agent, the trunks and the door to the call layer.
@@ -539,6 +542,7 @@ impl Endpoint {
             scanner_dropped: g.scanner_dropped,
             over_capacity: g.over_capacity,
             auth_failed: self.auth_failed,
+            retransmissions: s.retransmissions,
         }
     }
 

@@ -313,6 +313,10 @@ pub struct UaStats {
     pub rejected_invalid: u64,
     /// Messages dropped: unparseable, invalid or stray responses.
     pub dropped: u64,
+    /// Messages re-sent: the transactions' (see `TransactionStats::retransmissions`),
+    /// 2xx responses until their ACK (RFC 3261 §13.3.1.4) and ACKs for retransmitted
+    /// 2xx responses (§13.2.2.4).
+    pub retransmissions: u64,
 }
 
 /// Errors of the application-facing calls.

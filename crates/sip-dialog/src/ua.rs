@@ -305,6 +305,7 @@ impl UserAgent {
             server_non_invite: t.server_non_invite,
             sessions: self.sessions.len(),
             timers: self.timers.len(),
+            retransmissions: self.stats.retransmissions + t.retransmissions,
             ..self.stats
         }
     }
@@ -1494,6 +1495,7 @@ impl UserAgent {
                 if let Some((ack_seq, ack)) = &session.ack
                     && *ack_seq == seq
                 {
+                    self.stats.retransmissions += 1;
                     self.transmits.push_back(ack.clone());
                 }
             } else {
@@ -1732,6 +1734,7 @@ impl UserAgent {
                 && *ack_seq == seq
                 && (200..300).contains(&status)
             {
+                self.stats.retransmissions += 1;
                 self.transmits.push_back(ack.clone());
             }
             self.sessions.insert(id, session);
@@ -2319,6 +2322,7 @@ impl UserAgent {
         match kind {
             TimerKind::Retransmit => {
                 if let Some(ok) = session.ok.as_mut().filter(|ok| ok.next_at == at) {
+                    self.stats.retransmissions += 1;
                     self.transmits.push_back(ok.transmit.clone());
                     ok.interval = (ok.interval * 2).min(self.config.timers.t2);
                     ok.next_at = now + ok.interval;

@@ -127,9 +127,13 @@ pub enum TransactionEvent {
     },
 }
 
-/// How many transactions of each kind are alive.
+/// How many transactions of each kind are alive, and what they re-sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TransactionStats {
+    /// Messages re-sent since start: requests on Timers A, E and G (RFC 3261 §17.1.1.2,
+    /// §17.1.2.2, §17.2.1), and the last response again for a retransmitted request
+    /// (§17.2.1, §17.2.2).
+    pub retransmissions: u64,
     /// Client INVITE transactions.
     pub client_invite: usize,
     /// Client non-INVITE transactions.
@@ -468,6 +472,7 @@ impl TransactionLayer {
                 TimerAction::Retransmit(timer) => {
                     if let Some(payload) = tx.message.clone() {
                         trace!(%key, ?timer, "retransmit");
+                        self.stats.retransmissions += 1;
                         self.transmits.push_back(Transmit {
                             flow: tx.flow,
                             payload,
@@ -585,6 +590,7 @@ impl TransactionLayer {
             if action == ServerAction::ResendResponse
                 && let Some(payload) = tx.message.clone()
             {
+                self.stats.retransmissions += 1;
                 self.transmits.push_back(Transmit {
                     flow: tx.flow,
                     payload,

@@ -88,7 +88,14 @@ fn client_invite_udp_timer_a_doubles_then_timer_b() {
         ]
     );
     assert!(l.is_empty());
-    assert_eq!(l.stats(), TransactionStats::default());
+    // Nothing alive; the six re-sends counted.
+    assert_eq!(
+        l.stats(),
+        TransactionStats {
+            retransmissions: 6,
+            ..TransactionStats::default()
+        }
+    );
 }
 
 #[test]
@@ -435,6 +442,8 @@ fn server_invite_sends_100_trying_and_resends_last_provisional() {
     assert_eq!(again[0].payload, ringing[0].payload);
     assert_eq!(l.state(&key), Some(State::Proceeding));
     assert!(drain_events(&mut l).is_empty());
+    // The 100 and the 180 sent again: two retransmissions.
+    assert_eq!(l.stats().retransmissions, 2);
 }
 
 /// `Flow` as responses use it over UDP: no connection.
@@ -1043,7 +1052,8 @@ fn stats_count_each_kind() {
             client_invite: 1,
             client_non_invite: 1,
             server_invite: 1,
-            server_non_invite: 2
+            server_non_invite: 2,
+            retransmissions: 0,
         }
     );
     assert_eq!(l.stats().total(), 5);

@@ -24,7 +24,6 @@ use scan::Kind;
 use sip_message::Transport;
 use sip_transaction::{Flow, Transmit};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -64,8 +63,8 @@ struct Pending {
     invited: Instant,
 }
 
-/// How long sent messages are remembered to tell a retransmission (64·T1 with the
-/// default T1, and some).
+/// How long an ended attempt is remembered to tell a retransmitted INVITE (64·T1 with
+/// the default T1, and some).
 const RETRANSMIT_WINDOW: Duration = Duration::from_secs(40);
 /// Attempts with no response at all are given up after Timer B (64·T1) and some.
 const NO_RESPONSE: Duration = Duration::from_secs(40);
@@ -74,8 +73,6 @@ const STALE: Duration = Duration::from_secs(3600);
 /// The most attempts followed at once; beyond it new attempts are counted but their
 /// outcome is not.
 const MAX_PENDING: usize = 100_000;
-/// The most sent-message fingerprints kept.
-const MAX_FINGERPRINTS: usize = 200_000;
 /// Calls whose Call-ID is longer are not followed (a real one is well under 100 bytes;
 /// a peer sending 60 KB Call-IDs must not make the attempt table gigabytes).
 const MAX_CALL_ID: usize = 256;
@@ -92,9 +89,6 @@ pub struct Observe {
     /// Attempts that ended, for [`RETRANSMIT_WINDOW`]: a retransmitted INVITE (its
     /// final response was lost) is no new attempt.
     ended: HashMap<(bool, String), Instant>,
-    /// Fingerprints of sent messages, with when they were first sent.
-    sent: HashMap<u64, Instant>,
-    hasher: std::collections::hash_map::RandomState,
     last_sweep: Option<Instant>,
     probe: TransportProbe,
 }
@@ -191,7 +185,7 @@ impl Observe {
         }
         let call_id = summary.and_then(|s| s.call_id);
         if let Some(s) = &summary {
-            self.follow(Direction::In, s, now, false);
+            self.follow(Direction::In, s, now);
         }
         self.capture(
             Direction::In,
@@ -209,16 +203,6 @@ impl Observe {
     /// A message was sent.
     pub fn sent(&mut self, transmit: &Transmit) {
         let now = Instant::now();
-        let mut hasher = self.hasher.build_hasher();
-        hasher.write(&transmit.payload);
-        hasher.write_u16(transmit.flow.remote.port());
-        let fingerprint = hasher.finish();
-        let retransmission = self.sent.contains_key(&fingerprint);
-        if retransmission {
-            metrics::counter!("tandem_retransmissions_sent_total").increment(1);
-        } else if self.sent.len() < MAX_FINGERPRINTS {
-            self.sent.insert(fingerprint, now);
-        }
         let summary = scan::scan(&transmit.payload);
         match summary.map(|s| s.kind) {
             Some(Kind::Request { method }) => {
@@ -232,7 +216,7 @@ impl Observe {
             None => {}
         }
         if let Some(s) = &summary {
-            self.follow(Direction::Out, s, now, retransmission);
+            self.follow(Direction::Out, s, now);
         }
         let local = self.local(&transmit.flow);
         self.capture(
@@ -247,7 +231,7 @@ impl Observe {
 
     /// Follows call attempts: a request outside a dialog starts one in its direction;
     /// responses going the other way end it.
-    fn follow(&mut self, direction: Direction, s: &scan::Summary<'_>, now: Instant, again: bool) {
+    fn follow(&mut self, direction: Direction, s: &scan::Summary<'_>, now: Instant) {
         let Some(call_id) = s.call_id.filter(|id| id.len() <= MAX_CALL_ID) else {
             return;
         };
@@ -255,7 +239,7 @@ impl Observe {
             return;
         };
         match s.kind {
-            Kind::Request { method } if method == "INVITE" && !s.to_tag && !again => {
+            Kind::Request { method } if method == "INVITE" && !s.to_tag => {
                 let outbound = direction == Direction::Out;
                 let key = (outbound, call_id.to_owned());
                 if self.ended.contains_key(&key) {
@@ -425,8 +409,6 @@ impl Observe {
             return;
         }
         self.last_sweep = Some(now);
-        self.sent
-            .retain(|_, at| now.duration_since(*at) < RETRANSMIT_WINDOW);
         self.ended
             .retain(|_, at| now.duration_since(*at) < RETRANSMIT_WINDOW);
         let over: Vec<((bool, String), &'static str)> = self
@@ -508,6 +490,11 @@ pub const CORE_COUNTERS: &[CoreCounter] = &[
         "tandem_requests_rejected_invalid_total",
         "Requests refused with 400/505 because they failed validation.",
         |s| s.rejected_invalid,
+    ),
+    (
+        "tandem_retransmissions_sent_total",
+        "Messages re-sent: requests on the transaction timers, the last response for a retransmitted request, 2xx until their ACK, ACKs for retransmitted 2xx.",
+        |s| s.retransmissions,
     ),
     (
         "tandem_invites_new_total",
@@ -652,10 +639,6 @@ pub fn describe() {
         "tandem_responses_out_total",
         "SIP responses sent, by class."
     );
-    describe_counter!(
-        "tandem_retransmissions_sent_total",
-        "Messages sent again (same bytes to the same port within 40 s)."
-    );
     for (name, help, _) in CORE_COUNTERS {
         describe_counter!(*name, *help);
     }
@@ -729,7 +712,6 @@ pub fn describe() {
     );
     // Series without labels exist from the start, at 0, so a dashboard sees them.
     for name in [
-        "tandem_retransmissions_sent_total",
         "tandem_hep_queued_total",
         "tandem_hep_sent_total",
         "tandem_hep_dropped_total",

@@ -56,7 +56,8 @@ fn outcomes_of_answered_busy_cancelled_and_challenged_calls() {
     let recorder = recorder();
     metrics::with_local_recorder(&recorder, || {
         let mut tap = Observe::default();
-        // answered, with a retransmitted 200 (the second send of the same bytes)
+        // answered, with a retransmitted 200 (the core counts retransmissions; the tap
+        // just does not take the second 200 for another call)
         tap.received(&flow(), &invite("a", 1));
         tap.sent(&response("a", 1, 100, "INVITE"));
         tap.sent(&response("a", 1, 200, "INVITE"));
@@ -99,7 +100,6 @@ fn outcomes_of_answered_busy_cancelled_and_challenged_calls() {
         ("tandem_requests_in_total{method=\"INVITE\"}", 8.0),
         ("tandem_responses_out_total{class=\"2xx\"}", 4.0),
         ("tandem_responses_out_total{class=\"4xx\"}", 4.0),
-        ("tandem_retransmissions_sent_total", 2.0),
         ("tandem_invite_first_response_seconds_count", 4.0),
         // a, b, c, d's 401 and d's 200
         ("tandem_invite_final_response_seconds_count", 5.0),
