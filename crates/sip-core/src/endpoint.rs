@@ -639,6 +639,16 @@ impl Endpoint {
     /// Admission, then the §8.2 checks and the user lookup. Answers the request and
     /// returns `false` when it may not go on.
     fn admit_and_inspect(&mut self, now: Instant, tx: &TransactionKey, request: &Request) -> bool {
+        // A method we do not know is refused (501, RFC 3261 §8.2.1) before any
+        // credentials are looked at: checking them first would answer 403 to a wrong
+        // password and 501 to a right one, a guessing oracle for a method the security
+        // log can only call `other`.
+        if let Method::Extension(_) = request.method
+            && let Err(rejection) = inspect::check_method(&request.method)
+        {
+            self.reject(now, tx, rejection);
+            return false;
+        }
         if let Err(reply) = self.admit(now, tx, request) {
             self.respond(now, tx, reply);
             return false;
@@ -776,7 +786,7 @@ impl Endpoint {
                     "security: auth-failed src={} user={} method={}",
                     source.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
                     guard::sanitize(&user),
-                    request.method
+                    guard::log_method(request.method.as_str().as_bytes())
                 );
                 Err(Reply::new(403))
             }
