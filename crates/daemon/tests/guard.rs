@@ -532,7 +532,14 @@ fn fail2ban_filter_matches_the_security_lines() {
         probe(
             &odd,
             addr,
-            &request("REG.ISTER", "alice", me, addr, 12, "User-Agent: friendly-scanner\r\n"),
+            &request(
+                "REG.ISTER",
+                "alice",
+                me,
+                addr,
+                12,
+                "User-Agent: friendly-scanner\r\n"
+            ),
             Duration::from_millis(300)
         )
         .is_empty()

@@ -789,7 +789,10 @@ fn a_full_ban_table_keeps_its_bans_and_still_limits_new_offenders() {
         "{log}"
     );
     let stats = rig.ep.guard_stats();
-    assert_eq!((stats.banned_sources, stats.bans_refused, stats.bans), (4, 1, 4));
+    assert_eq!(
+        (stats.banned_sources, stats.bans_refused, stats.bans),
+        (4, 1, 4)
+    );
     for i in 1..=4 {
         assert_eq!(answered(&mut rig, &format!("203.0.113.{i}:5060"), 1), 0);
     }
@@ -799,7 +802,10 @@ fn a_full_ban_table_keeps_its_bans_and_still_limits_new_offenders() {
     // The bans expire: a place is free, and the next offender is banned.
     rig.advance(Duration::from_secs(60));
     let log = security_log(|| assert_eq!(answered(&mut rig, fifth, 3), 2));
-    assert!(log.contains("security: unban src=203.0.113.1 dropped=2"), "{log}");
+    assert!(
+        log.contains("security: unban src=203.0.113.1 dropped=2"),
+        "{log}"
+    );
     assert!(log.contains("security: ban src=203.0.113.5 "), "{log}");
     assert_eq!(rig.ep.stats().banned_sources, 5);
     assert_eq!(answered(&mut rig, "203.0.113.1:5060", 1), 1);
@@ -811,7 +817,10 @@ fn a_full_ban_table_keeps_its_bans_and_still_limits_new_offenders() {
 fn ipv6_sources_are_limited_by_their_64() {
     let mut rig = Rig::new(limited(10, 1000));
     for i in 1..=10 {
-        assert_eq!(answered(&mut rig, &format!("[2001:db8:1:2::{i:x}]:5060"), 1), 1);
+        assert_eq!(
+            answered(&mut rig, &format!("[2001:db8:1:2::{i:x}]:5060"), 1),
+            1
+        );
     }
     let log = security_log(|| {
         assert_eq!(answered(&mut rig, "[2001:db8:1:2:ffff::1]:5060", 1), 0);
@@ -825,7 +834,10 @@ fn ipv6_sources_are_limited_by_their_64() {
     assert_eq!(answered(&mut rig, "[2001:db8:1:3::1]:5060", 1), 1);
     // IPv4 neighbours are separate sources.
     for i in 1..=5 {
-        assert_eq!(answered(&mut rig, &format!("192.0.2.{}:5060", 100 + i), 10), 10);
+        assert_eq!(
+            answered(&mut rig, &format!("192.0.2.{}:5060", 100 + i), 10),
+            10
+        );
     }
     assert_eq!(rig.ep.stats().banned_sources, 1);
 }
