@@ -459,6 +459,9 @@ impl Endpoint {
 
     /// A datagram, or one message framed from a stream, arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, data: Bytes, flow: Flow) {
+        // What the call layer's last commands left queued (a call it ended) is taken
+        // first, so the guard's count of calls is up to date (`pump` does it too).
+        self.drain(now);
         let trusted = self.trunks.iter().any(|t| t.accepts_from(flow.remote.ip()));
         match self.guard.screen(now, &data, flow, trusted, &self.ua) {
             Screen::Pass => self.ua.handle_message(now, data, flow),

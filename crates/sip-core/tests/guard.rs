@@ -893,6 +893,24 @@ fn every_ended_inbound_session_frees_its_place() {
     let out = finals(&closed_rig.send(CALLER, &invite));
     assert!(out == [401] || out == [403], "{out:?}");
     check(&mut closed_rig, "a refused credential");
+    // Ended by the application without a `pump` after it: the next message counts it
+    // ended all the same.
+    let invite = rig.invite("echo", "");
+    rig.send(CALLER, &invite);
+    let session = *rig.calls.last().unwrap();
+    let tx = sip_transaction::TransactionKey::server_for_request(
+        rig.ep.user_agent_ref().invite_request(session).unwrap(),
+    )
+    .unwrap();
+    rig.ep
+        .user_agent()
+        .respond(rig.now, &tx, Reply::new(486))
+        .unwrap();
+    let next = rig.invite("echo", "");
+    assert!(!finals(&rig.send(CALLER, &next)).contains(&503));
+    let session = *rig.calls.last().unwrap();
+    rig.decline(session);
+    check(&mut rig, "a 486 without pump");
     // And the one place is still there, exactly.
     let a = closed_rig.invite("alice", "");
     assert_eq!(finals(&closed_rig.send(CALLER, &a)), [401]);
