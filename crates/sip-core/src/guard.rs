@@ -41,10 +41,15 @@
 //!
 //! ```text
 //! security: ban src=203.0.113.7 reason=rate-limit requests=61 window_s=2 ban_s=300
+//! security: ban-refused src=203.0.113.8 reason=ban-table-full bans=65536
 //! security: scanner src=203.0.113.7 ua=friendly-scanner method=OPTIONS
 //! security: auth-failed src=203.0.113.7 user=alice method=REGISTER
 //! security: over-capacity src=203.0.113.7 reason=max-calls calls=5 unlogged=0
+//! security: unban src=203.0.113.7 dropped=412
 //! ```
+//!
+//! `src` is always the socket's real address (for IPv6 too, though the count and the ban
+//! are per /64); `method` is a known method's name or `other`, never the peer's bytes.
 
 use crate::trunk::Cidr;
 use bytes::Bytes;
@@ -132,7 +137,8 @@ impl Default for GuardConfig {
 /// The guard's counters (also in [`Stats`](crate::Stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GuardStats {
-    /// Requests dropped because their source was over the limit or banned.
+    /// Messages dropped because their source was over the limit or banned (a banned
+    /// source's responses included).
     pub rate_limited: u64,
     /// Sources banned since start.
     pub banned_sources: u64,
