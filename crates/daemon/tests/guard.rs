@@ -525,6 +525,29 @@ fn fail2ban_filter_matches_the_security_lines() {
         )
         .is_empty()
     );
+    // A scanner with an extension method: logged as `method=other`, still matched.
+    let odd = UdpSocket::bind("127.0.0.6:0").unwrap();
+    let me = odd.local_addr().unwrap();
+    assert!(
+        probe(
+            &odd,
+            addr,
+            &request(
+                "REG.ISTER",
+                "alice",
+                me,
+                addr,
+                12,
+                "User-Agent: friendly-scanner\r\n"
+            ),
+            Duration::from_millis(300)
+        )
+        .is_empty()
+    );
+    daemon.wait_for_line(
+        "security: scanner src=127.0.0.6 ua=friendly-scanner method=other",
+        Duration::from_secs(5),
+    );
     // Wrong credentials, from SIPp: 403 and an auth-failed line.
     let dir = scratch_dir("guard-f2b");
     let wrong = dir.join("uac_wrong_password.xml");
@@ -568,14 +591,21 @@ fn fail2ban_filter_matches_the_security_lines() {
     daemon.wait_for_line("security: ban src=127.0.0.5 ", Duration::from_secs(5));
     let log = dir.join("tandem.log");
     let lines = daemon.lines();
-    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    // And a line as an older Tandem wrote it, with an extension method as received,
+    // and the line of an offender the full ban table could not take (its format is
+    // checked in crates/sip-core/tests/guard.rs).
+    let old = "2026-11-21T18:36:07.186080Z  WARN tandem::security: security: auth-failed \
+               src=127.0.0.7 user=alice method=X-1\n\
+               2026-11-21T18:36:07.186080Z  WARN tandem::security: security: ban-refused \
+               src=127.0.0.8 reason=ban-table-full bans=65536";
+    std::fs::write(&log, lines.join("\n") + "\n" + old + "\n").unwrap();
     let security: Vec<&String> = lines
         .iter()
         .filter(|l| {
             l.contains("tandem::security") && !l.contains("over-capacity") && !l.contains("unban")
         })
         .collect();
-    assert_eq!(security.len(), 4, "{security:#?}");
+    assert_eq!(security.len(), 5, "{security:#?}");
     let filter = repo_root().join("config/fail2ban/tandem.conf");
     let out = Command::new("fail2ban-regex")
         .args(["-o", "ip"])
@@ -597,7 +627,15 @@ fn fail2ban_filter_matches_the_security_lines() {
     ips.sort_unstable();
     assert_eq!(
         ips,
-        ["127.0.0.1", "127.0.0.4", "127.0.0.4", "127.0.0.5"],
+        [
+            "127.0.0.1",
+            "127.0.0.4",
+            "127.0.0.4",
+            "127.0.0.5",
+            "127.0.0.6",
+            "127.0.0.7",
+            "127.0.0.8"
+        ],
         "fail2ban-regex:\n{stdout}"
     );
     eprintln!("fail2ban-regex matched {} lines: {ips:?}", ips.len());

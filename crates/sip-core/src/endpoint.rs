@@ -462,6 +462,9 @@ impl Endpoint {
 
     /// A datagram, or one message framed from a stream, arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, data: Bytes, flow: Flow) {
+        // What the call layer's last commands left queued (a call it ended) is taken
+        // first, so the guard's count of calls is up to date (`pump` does it too).
+        self.drain(now);
         let trusted = self.trunks.iter().any(|t| t.accepts_from(flow.remote.ip()));
         match self.guard.screen(now, &data, flow, trusted, &self.ua) {
             Screen::Pass => self.ua.handle_message(now, data, flow),
@@ -643,6 +646,16 @@ impl Endpoint {
     /// Admission, then the §8.2 checks and the user lookup. Answers the request and
     /// returns `false` when it may not go on.
     fn admit_and_inspect(&mut self, now: Instant, tx: &TransactionKey, request: &Request) -> bool {
+        // A method we do not know is refused (501, RFC 3261 §8.2.1) before any
+        // credentials are looked at: checking them first would answer 403 to a wrong
+        // password and 501 to a right one, a guessing oracle for a method the security
+        // log can only call `other`.
+        if let Method::Extension(_) = request.method
+            && let Err(rejection) = inspect::check_method(&request.method)
+        {
+            self.reject(now, tx, rejection);
+            return false;
+        }
         if let Err(reply) = self.admit(now, tx, request) {
             self.respond(now, tx, reply);
             return false;
@@ -780,7 +793,7 @@ impl Endpoint {
                     "security: auth-failed src={} user={} method={}",
                     source.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
                     guard::sanitize(&user),
-                    request.method
+                    guard::log_method(request.method.as_str().as_bytes())
                 );
                 Err(Reply::new(403))
             }

@@ -4,13 +4,19 @@
 //! made for it (sans-IO: `now` is a parameter, nothing here reads the clock):
 //!
 //! 1. **Per-source rate limit and ban list**, in the spirit of Kamailio's `pike`: the
-//!    requests of each source IP address (the socket's peer, never a header's value)
-//!    are counted per sampling window; a source that sends more than
-//!    [`RateLimit::requests`] in one window is banned for [`GuardConfig::ban`]: its
-//!    requests are dropped without an answer (and counted) until the ban expires.
-//!    Trunks' addresses and [`GuardConfig::allow`] are never limited. At most
-//!    [`GuardConfig::max_sources`] sources are tracked; the oldest is evicted first, so
-//!    a flood from spoofed addresses cannot grow memory without bound.
+//!    requests of each source (the socket's peer, never a header's value: an IPv4
+//!    address, or the /64 of an IPv6 address, since one host commonly holds a whole
+//!    /64, RFC 7934 §4) are counted per sampling window; a source that sends more than
+//!    [`RateLimit::requests`] in one window is banned for [`GuardConfig::ban`]:
+//!    everything it sends, requests and responses alike, is dropped without an answer
+//!    (and counted) until the ban expires. Trunks' addresses and
+//!    [`GuardConfig::allow`] are never limited. At most [`GuardConfig::max_sources`]
+//!    sources are counted; the oldest is evicted first, so a flood from spoofed
+//!    addresses cannot grow memory without bound. Bans live in a table of their own,
+//!    also of at most `max_sources` entries, that the counting table's eviction never
+//!    touches: a ban ends only when its time is up. When that table is full of live
+//!    bans, no live ban is evicted: a new offender is not banned but still loses every
+//!    request over the limit until its window ends (a `ban-refused` line says so).
 //! 2. **Scanners**: a request whose `User-Agent` contains one of
 //!    [`GuardConfig::scanner_user_agents`] (case-insensitive) is dropped without an
 //!    answer when [`GuardConfig::drop_scanners`] is on.
@@ -35,10 +41,15 @@
 //!
 //! ```text
 //! security: ban src=203.0.113.7 reason=rate-limit requests=61 window_s=2 ban_s=300
+//! security: ban-refused src=203.0.113.8 reason=ban-table-full bans=65536
 //! security: scanner src=203.0.113.7 ua=friendly-scanner method=OPTIONS
 //! security: auth-failed src=203.0.113.7 user=alice method=REGISTER
 //! security: over-capacity src=203.0.113.7 reason=max-calls calls=5 unlogged=0
+//! security: unban src=203.0.113.7 dropped=412
 //! ```
+//!
+//! `src` is always the socket's real address (for IPv6 too, though the count and the ban
+//! are per /64); `method` is a known method's name or `other`, never the peer's bytes.
 
 use crate::trunk::Cidr;
 use bytes::Bytes;
@@ -46,7 +57,7 @@ use sip_dialog::{SessionId, UserAgent};
 use sip_message::{HeaderName, Message, Method, Request, Response};
 use sip_transaction::{Flow, TransactionKey, Transmit};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// The `tracing` target of security events.
@@ -97,7 +108,8 @@ pub struct GuardConfig {
     pub ban: Duration,
     /// Networks never rate-limited (trunks' addresses never are either).
     pub allow: Vec<Cidr>,
-    /// The most sources tracked at once; the oldest is evicted beyond it.
+    /// The most sources counted at once (the oldest is evicted beyond it), and the
+    /// most bans held at once (a live ban is never evicted; see the module docs).
     pub max_sources: usize,
     /// Drop requests from scanner User-Agents without an answer.
     pub drop_scanners: bool,
@@ -125,7 +137,8 @@ impl Default for GuardConfig {
 /// The guard's counters (also in [`Stats`](crate::Stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GuardStats {
-    /// Requests dropped because their source was over the limit or banned.
+    /// Messages dropped because their source was over the limit or banned (a banned
+    /// source's responses included).
     pub rate_limited: u64,
     /// Sources banned since start.
     pub banned_sources: u64,
@@ -133,8 +146,13 @@ pub struct GuardStats {
     pub scanner_dropped: u64,
     /// Initial INVITEs answered 503 (max calls or calls per second).
     pub over_capacity: u64,
-    /// Sources tracked now.
+    /// Sources counted now (the rate limit's table).
     pub tracked_sources: usize,
+    /// Bans held now (some may have expired and wait for their sweep).
+    pub bans: usize,
+    /// Sources over the limit that were not banned because the ban table was full of
+    /// live bans.
+    pub bans_refused: u64,
     /// Inbound calls live now, as the limit counts them.
     pub calls: usize,
 }
@@ -150,16 +168,23 @@ pub(crate) enum Screen {
     Answer(Transmit),
 }
 
-/// One tracked source.
+/// One counted source.
 #[derive(Debug, Clone)]
 struct Source {
     window_start: Instant,
     requests: u32,
-    banned_until: Option<Instant>,
-    /// Requests dropped during the current ban.
-    dropped: u64,
     /// Its place in `order` (entries of `order` with another generation are stale).
     generation: u64,
+}
+
+/// One banned source.
+#[derive(Debug, Clone)]
+struct Ban {
+    until: Instant,
+    /// The socket address whose request went over the limit (for the log lines).
+    addr: IpAddr,
+    /// Messages dropped during the ban.
+    dropped: u64,
 }
 
 /// Token bucket in nanotokens (1 token = 10⁹), exact in integers.
@@ -177,10 +202,15 @@ pub struct Guard {
     config: GuardConfig,
     scanners: Vec<String>,
     server: Bytes,
+    /// Counted sources, by [`source_key`].
     sources: HashMap<IpAddr, Source>,
     /// Sources in the order they were (re)started; oldest first.
     order: VecDeque<(IpAddr, u64)>,
     next_generation: u64,
+    /// Banned sources, by [`source_key`]; never evicted, only expired.
+    bans: HashMap<IpAddr, Ban>,
+    /// Bans in the order they were made, with their end (stale entries are skipped).
+    ban_order: VecDeque<(IpAddr, Instant)>,
     bucket: Bucket,
     /// Inbound INVITE sessions (UAS) that have not ended.
     calls: HashSet<SessionId>,
@@ -203,6 +233,8 @@ impl Guard {
             sources: HashMap::new(),
             order: VecDeque::new(),
             next_generation: 0,
+            bans: HashMap::new(),
+            ban_order: VecDeque::new(),
             bucket: Bucket::default(),
             calls: HashSet::new(),
             tag_seed: seed ^ 0x9e37_79b9_7f4a_7c15,
@@ -236,17 +268,17 @@ impl Guard {
     pub fn stats(&self) -> GuardStats {
         GuardStats {
             tracked_sources: self.sources.len(),
+            bans: self.bans.len(),
             calls: self.calls.len(),
             ..self.stats
         }
     }
 
-    /// Whether `ip` is banned at `now`.
+    /// Whether `ip` (for IPv6: its /64) is banned at `now`.
     pub fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
-        self.sources
-            .get(&ip)
-            .and_then(|s| s.banned_until)
-            .is_some_and(|until| now < until)
+        self.bans
+            .get(&source_key(ip))
+            .is_some_and(|ban| now < ban.until)
     }
 
     /// An inbound INVITE session began (the user agent raised `IncomingCall`).
@@ -269,13 +301,22 @@ impl Guard {
         trusted: bool,
         ua: &UserAgent,
     ) -> Screen {
-        // Responses belong to our own transactions: never limited here.
-        if data.starts_with(b"SIP/") {
-            return Screen::Pass;
-        }
+        let response = data.starts_with(b"SIP/");
         let ip = flow.remote.ip();
-        if !trusted && !self.allowed(ip) && !self.count_source(now, ip) {
-            return Screen::Drop;
+        if !trusted && !self.allowed(ip) && self.config.rate_limit.is_some() {
+            let key = source_key(ip);
+            self.expire_bans(now);
+            // A banned source is dropped whatever it sends: a response too.
+            if self.drop_banned(now, key) {
+                return Screen::Drop;
+            }
+            // Responses answer our own requests: they are not counted.
+            if !response && !self.count_source(now, key, ip) {
+                return Screen::Drop;
+            }
+        }
+        if response {
+            return Screen::Pass;
         }
         // The User-Agent is found in the raw header section, so a request is parsed
         // here only when it is an INVITE the call limits must look at.
@@ -284,16 +325,12 @@ impl Guard {
             && self.is_scanner(ua)
         {
             self.stats.scanner_dropped += 1;
-            let method = data
-                .split(|b| *b == b' ')
-                .next()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
+            let method = data.split(|b| *b == b' ').next().unwrap_or_default();
             tracing::warn!(
                 target: SECURITY_TARGET,
                 "security: scanner src={ip} ua={} method={}",
                 sanitize(&String::from_utf8_lossy(ua)),
-                sanitize(&method)
+                log_method(method)
             );
             return Screen::Drop;
         }
@@ -307,81 +344,132 @@ impl Guard {
             return Screen::Pass;
         };
         if request.method == Method::Invite && is_initial(&request, ua) {
-            return self.admit_call(now, &request, flow, ua);
+            return self.admit_call(now, &request, flow);
         }
         Screen::Pass
     }
 
-    /// Whether a User-Agent value names a scanner (case-insensitive substring).
-    fn is_scanner(&self, value: &[u8]) -> bool {
-        let lower = String::from_utf8_lossy(value).to_ascii_lowercase();
-        self.scanners.iter().any(|s| lower.contains(s.as_str()))
+    /// Whether a User-Agent value names a scanner: an ASCII case-insensitive substring
+    /// match against the needles, lowercased once by [`Guard::set_config`]; nothing is
+    /// allocated per request.
+    pub fn is_scanner(&self, value: &[u8]) -> bool {
+        self.scanners
+            .iter()
+            .any(|needle| contains_ignore_ascii_case(value, needle.as_bytes()))
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
         self.config.allow.iter().any(|c| c.contains(ip))
     }
 
-    /// Counts a request of `ip`; `false` when it is to be dropped (banned, or the one
-    /// that goes over the limit).
-    fn count_source(&mut self, now: Instant, ip: IpAddr) -> bool {
+    /// Drops what a banned `key` sends (counted); lifts an expired ban. `true`: drop.
+    fn drop_banned(&mut self, now: Instant, key: IpAddr) -> bool {
+        let Some(ban) = self.bans.get_mut(&key) else {
+            return false;
+        };
+        if now < ban.until {
+            ban.dropped += 1;
+            self.stats.rate_limited += 1;
+            return true;
+        }
+        if let Some(ban) = self.bans.remove(&key) {
+            log_unban(&ban);
+        }
+        false
+    }
+
+    /// Lifts the bans whose time is up, oldest first (amortised O(1) per message).
+    fn expire_bans(&mut self, now: Instant) {
+        while let Some((key, until)) = self.ban_order.front().copied() {
+            let live = self.bans.get(&key).filter(|ban| ban.until == until);
+            if live.is_some() && now < until {
+                break;
+            }
+            self.ban_order.pop_front();
+            if live.is_some()
+                && let Some(ban) = self.bans.remove(&key)
+            {
+                log_unban(&ban);
+            }
+        }
+        // A ban lifted at its source's next message leaves a stale entry here; a reload
+        // that shortens the ban can leave expired ones behind live ones: compact.
+        let cap = self.config.max_sources.max(1).max(self.bans.len());
+        if self.ban_order.len() > 2 * cap {
+            let bans = &self.bans;
+            self.ban_order
+                .retain(|(key, until)| bans.get(key).is_some_and(|b| b.until == *until));
+        }
+    }
+
+    /// Counts a request of `key` (`ip`: its real address, for the log); `false` when it
+    /// is to be dropped (the one that goes over the limit, and while the ban table is
+    /// full, every one after it in the window).
+    fn count_source(&mut self, now: Instant, key: IpAddr, ip: IpAddr) -> bool {
         let Some(limit) = self.config.rate_limit else {
             return true;
         };
-        let ban = self.config.ban;
         let fresh_generation = self.next_generation;
-        let source = self.sources.entry(ip).or_insert_with(|| Source {
+        let source = self.sources.entry(key).or_insert_with(|| Source {
             window_start: now,
             requests: 0,
-            banned_until: None,
-            dropped: 0,
             generation: fresh_generation,
         });
         let mut requeue = source.generation == fresh_generation;
-        if let Some(until) = source.banned_until {
-            if now < until {
-                source.dropped += 1;
-                self.stats.rate_limited += 1;
-                return false;
-            }
-            tracing::info!(
-                target: SECURITY_TARGET,
-                "security: unban src={ip} dropped={}",
-                source.dropped
-            );
-            source.banned_until = None;
-            source.dropped = 0;
-            source.requests = 0;
-            source.window_start = now;
-            requeue = true;
-        }
         if now.saturating_duration_since(source.window_start) >= limit.window {
             source.window_start = now;
             source.requests = 0;
             requeue = true;
         }
         source.requests = source.requests.saturating_add(1);
-        let over = source.requests > limit.requests;
-        if over {
-            source.banned_until = Some(now + ban);
-            source.dropped = 1;
-            self.stats.banned_sources += 1;
-            self.stats.rate_limited += 1;
-            tracing::warn!(
-                target: SECURITY_TARGET,
-                "security: ban src={ip} reason=rate-limit requests={} window_s={} ban_s={}",
-                source.requests,
-                limit.window.as_secs_f64(),
-                ban.as_secs()
-            );
-        }
+        let requests = source.requests;
         if requeue {
             source.generation = fresh_generation;
             self.next_generation += 1;
-            self.order.push_back((ip, fresh_generation));
+            self.order.push_back((key, fresh_generation));
             self.evict_over_cap();
         }
-        !over
+        if requests <= limit.requests {
+            return true;
+        }
+        self.stats.rate_limited += 1;
+        if requests == limit.requests.saturating_add(1) {
+            self.ban(now, key, ip, requests, limit);
+        }
+        false
+    }
+
+    /// Bans `key`, unless the ban table is full of live bans (none is evicted).
+    fn ban(&mut self, now: Instant, key: IpAddr, ip: IpAddr, requests: u32, limit: RateLimit) {
+        let ban = self.config.ban;
+        if self.bans.len() >= self.config.max_sources.max(1) {
+            self.stats.bans_refused += 1;
+            tracing::warn!(
+                target: SECURITY_TARGET,
+                "security: ban-refused src={ip} reason=ban-table-full bans={}",
+                self.bans.len()
+            );
+            return;
+        }
+        let until = now + ban;
+        self.bans.insert(
+            key,
+            Ban {
+                until,
+                addr: ip,
+                dropped: 1,
+            },
+        );
+        self.ban_order.push_back((key, until));
+        // Banned: its count is no longer needed.
+        self.sources.remove(&key);
+        self.stats.banned_sources += 1;
+        tracing::warn!(
+            target: SECURITY_TARGET,
+            "security: ban src={ip} reason=rate-limit requests={requests} window_s={} ban_s={}",
+            limit.window.as_secs_f64(),
+            ban.as_secs()
+        );
     }
 
     /// Evicts the oldest sources beyond the cap, and compacts the order queue.
@@ -409,15 +497,12 @@ impl Guard {
     }
 
     /// The capacity check of an initial INVITE: `Pass`, or a stateless 503.
-    fn admit_call(
-        &mut self,
-        now: Instant,
-        request: &Request,
-        flow: Flow,
-        ua: &UserAgent,
-    ) -> Screen {
-        // A session that ended without our noticing is not counted.
-        self.calls.retain(|id| ua.role(*id).is_some());
+    ///
+    /// The live calls are those `call_started` and not yet `call_ended`: the endpoint
+    /// reports the end of every inbound session (the user agent raises `Terminated`
+    /// for each, whatever ended it: a 503 while draining, a 4xx of admission or
+    /// routing, CANCEL, BYE, a timeout), so nothing is swept here per INVITE.
+    fn admit_call(&mut self, now: Instant, request: &Request, flow: Flow) -> Screen {
         if let Some(max) = self.config.max_calls {
             let replaces = request.headers.get(&HeaderName::Replaces).is_some();
             let live = self.calls.len();
@@ -503,6 +588,66 @@ fn raw_header<'a>(data: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         let value = rest.strip_prefix(b":")?;
         Some(value.trim_ascii())
     })
+}
+
+/// The key a source is counted and banned by: an IPv4 address as it is; an IPv6
+/// address by its /64 (an IPv4-mapped one as the IPv4 address it maps).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(
+                v6.to_bits() & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
+            )),
+        },
+    }
+}
+
+fn log_unban(ban: &Ban) {
+    tracing::info!(
+        target: SECURITY_TARGET,
+        "security: unban src={} dropped={}",
+        ban.addr,
+        ban.dropped
+    );
+}
+
+/// Whether `haystack` contains `needle` (already lower case), ASCII case-insensitively.
+fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The methods a log line names as they are; anything else is `other`, so a line
+/// always ends in one known word (the fail2ban filter's anchor).
+const LOG_METHODS: &[&str] = &[
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "INFO",
+    "REFER",
+    "MESSAGE",
+    "UPDATE",
+];
+
+/// A method (as received: raw bytes) fit for a security log line: a known method's
+/// name, or `other`.
+pub(crate) fn log_method(method: &[u8]) -> &'static str {
+    LOG_METHODS
+        .iter()
+        .find(|m| m.as_bytes() == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// An INVITE outside a dialog that no live transaction has seen yet.

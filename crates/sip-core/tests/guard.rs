@@ -10,13 +10,15 @@
 
 use bytes::Bytes;
 use sip_auth::{Challenge, ChallengeKind, Credentials, DigestClient};
-use sip_core::sip_dialog::{Event, Reply, SessionId};
+use sip_core::sip_dialog::{Event, Invite, Reply, SessionId};
 use sip_core::{
     Cidr, Endpoint, EndpointConfig, EndpointEvent, Flow, GuardConfig, InboundConfig, RateLimit,
     TrunkConfig,
 };
-use sip_message::{HeaderName, Message, Response, Transport};
+use sip_message::{HeaderName, Message, Request, Response, Transport};
+use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const LOCAL: &str = "192.0.2.1:5060";
@@ -273,7 +275,7 @@ fn a_source_over_the_rate_is_banned_silently_until_the_ban_expires() {
     );
     let stats = rig.ep.stats();
     assert_eq!((stats.banned_sources, stats.rate_limited), (1, 1));
-    assert!(rig.ep.guard_stats().tracked_sources >= 1);
+    assert_eq!(rig.ep.guard_stats().bans, 1);
     // Banned: nothing is answered, whatever it sends; another source is served.
     rig.advance(Duration::from_secs(30));
     for _ in 0..20 {
@@ -621,4 +623,402 @@ fn the_user_agent_is_found_in_any_spelling_and_only_in_the_headers() {
     );
     assert_eq!(finals(&rig.send(CALLER, &message)), [200]);
     assert_eq!(rig.ep.stats().scanner_dropped, 3);
+}
+
+fn udp_flow(remote: &str) -> Flow {
+    Flow {
+        transport: Transport::Udp,
+        local: LOCAL.parse().unwrap(),
+        remote: remote.parse::<SocketAddr>().unwrap(),
+        connection: None,
+    }
+}
+
+fn limited(requests: u32, max_sources: usize) -> GuardConfig {
+    GuardConfig {
+        rate_limit: Some(RateLimit {
+            requests,
+            window: Duration::from_secs(2),
+        }),
+        ban: Duration::from_secs(60),
+        max_sources,
+        ..GuardConfig::default()
+    }
+}
+
+/// Sends `n` OPTIONS from `src`; returns how many were answered.
+fn answered(rig: &mut Rig, src: &str, n: usize) -> usize {
+    (0..n)
+        .filter(|_| {
+            let options = rig.options("", "");
+            !rig.send(src, &options).is_empty()
+        })
+        .count()
+}
+
+/// The `tandem::security` lines written while `f` runs.
+fn security_log(f: impl FnOnce()) -> String {
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf(Arc::new(Mutex::new(Vec::new())));
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .filter(|l| l.contains("tandem::security"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Finding 1: a banned source's responses are dropped (and counted) like its requests;
+/// an allow-listed peer's are not screened.
+#[test]
+fn a_banned_source_is_dropped_responses_included() {
+    let mut rig = Rig::new(GuardConfig {
+        allow: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+        ..limited(3, 1000)
+    });
+    let banned = "203.0.113.7:5060";
+    assert_eq!(answered(&mut rig, banned, 4), 3);
+    assert_eq!(rig.ep.stats().banned_sources, 1);
+    let before = rig.ep.stats().rate_limited;
+    // We call the banned source and an allow-listed one; each answers 180.
+    for (peer, rings) in [(banned, false), ("10.0.0.9:5060", true)] {
+        let flow = udp_flow(peer);
+        let id = rig
+            .ep
+            .user_agent()
+            .invite(
+                rig.now,
+                Invite::new(
+                    format!("sip:bob@{peer}"),
+                    format!("<sip:alice@{LOCAL}>"),
+                    format!("<sip:bob@{peer}>"),
+                    flow,
+                ),
+            )
+            .unwrap();
+        rig.ep.pump(rig.now);
+        let mut invite: Option<Request> = None;
+        while let Some(t) = rig.ep.poll_transmit() {
+            if let Ok(Message::Request(r)) = Message::parse(t.payload) {
+                invite = Some(r);
+            }
+        }
+        let ringing = Response::from_request(&invite.unwrap(), 180, Some("callee")).to_bytes();
+        rig.ep.handle_message(rig.now, ringing, flow);
+        let mut rang = false;
+        while let Some(event) = rig.ep.poll_event() {
+            if let EndpointEvent::Session(event) = event
+                && let Event::Provisional { session, .. } = *event
+            {
+                rang |= session == id;
+            }
+        }
+        assert_eq!(rang, rings, "{peer}: the 180 reached the user agent");
+    }
+    assert_eq!(
+        rig.ep.stats().rate_limited,
+        before + 1,
+        "the banned source's response is counted"
+    );
+}
+
+/// Finding 2: a flood from more new sources than `max_sources` evicts counting
+/// entries, never a ban.
+#[test]
+fn a_flood_of_new_sources_does_not_lift_bans() {
+    let mut rig = Rig::new(GuardConfig {
+        ban: Duration::from_secs(300),
+        ..limited(2, 1000)
+    });
+    let banned: Vec<String> = (1..=10).map(|i| format!("203.0.113.{i}:5060")).collect();
+    for src in &banned {
+        assert_eq!(answered(&mut rig, src, 3), 2);
+    }
+    assert_eq!(rig.ep.stats().banned_sources, 10);
+    let options = rig.options("", "");
+    for i in 0..50_000u32 {
+        let flow = Flow {
+            remote: SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 5060)),
+            ..udp_flow(CALLER)
+        };
+        rig.ep
+            .handle_message(rig.now, Bytes::from(options.clone()), flow);
+        while rig.ep.poll_transmit().is_some() {}
+        while rig.ep.poll_event().is_some() {}
+    }
+    let stats = rig.ep.guard_stats();
+    assert_eq!(stats.tracked_sources, 1000);
+    assert_eq!(stats.bans, 10);
+    rig.advance(Duration::from_secs(10));
+    for src in &banned {
+        assert_eq!(answered(&mut rig, src, 1), 0, "{src} is still banned");
+    }
+    assert_eq!(rig.ep.stats().rate_limited, 10 + 10);
+}
+
+/// Finding 2, the full ban table: no live ban is evicted; a new offender is not banned
+/// but loses what it sends over the limit until its window ends; an expired ban frees
+/// its place.
+#[test]
+fn a_full_ban_table_keeps_its_bans_and_still_limits_new_offenders() {
+    let mut rig = Rig::new(limited(2, 4));
+    for i in 1..=4 {
+        assert_eq!(answered(&mut rig, &format!("203.0.113.{i}:5060"), 3), 2);
+    }
+    assert_eq!(rig.ep.guard_stats().bans, 4);
+    let fifth = "203.0.113.5:5060";
+    let log = security_log(|| assert_eq!(answered(&mut rig, fifth, 5), 2));
+    assert!(
+        log.contains("security: ban-refused src=203.0.113.5 reason=ban-table-full bans=4"),
+        "{log}"
+    );
+    let stats = rig.ep.guard_stats();
+    assert_eq!(
+        (stats.banned_sources, stats.bans_refused, stats.bans),
+        (4, 1, 4)
+    );
+    for i in 1..=4 {
+        assert_eq!(answered(&mut rig, &format!("203.0.113.{i}:5060"), 1), 0);
+    }
+    // Its window ends: it is served again, up to the limit.
+    rig.advance(Duration::from_secs(2));
+    assert_eq!(answered(&mut rig, fifth, 3), 2);
+    // The bans expire: a place is free, and the next offender is banned.
+    rig.advance(Duration::from_secs(60));
+    let log = security_log(|| assert_eq!(answered(&mut rig, fifth, 3), 2));
+    assert!(
+        log.contains("security: unban src=203.0.113.1 dropped=2"),
+        "{log}"
+    );
+    assert!(log.contains("security: ban src=203.0.113.5 "), "{log}");
+    assert_eq!(rig.ep.stats().banned_sources, 5);
+    assert_eq!(answered(&mut rig, "203.0.113.1:5060", 1), 1);
+}
+
+/// Finding 3: an IPv6 source is counted and banned by its /64; IPv4 stays per address;
+/// the log names the real address.
+#[test]
+fn ipv6_sources_are_limited_by_their_64() {
+    let mut rig = Rig::new(limited(10, 1000));
+    for i in 1..=10 {
+        assert_eq!(
+            answered(&mut rig, &format!("[2001:db8:1:2::{i:x}]:5060"), 1),
+            1
+        );
+    }
+    let log = security_log(|| {
+        assert_eq!(answered(&mut rig, "[2001:db8:1:2:ffff::1]:5060", 1), 0);
+    });
+    assert!(
+        log.contains("security: ban src=2001:db8:1:2:ffff::1 reason=rate-limit requests=11"),
+        "{log}"
+    );
+    assert_eq!(rig.ep.stats().banned_sources, 1);
+    assert_eq!(answered(&mut rig, "[2001:db8:1:2:abcd::9]:5060", 1), 0);
+    assert_eq!(answered(&mut rig, "[2001:db8:1:3::1]:5060", 1), 1);
+    // IPv4 neighbours are separate sources.
+    for i in 1..=5 {
+        assert_eq!(
+            answered(&mut rig, &format!("192.0.2.{}:5060", 100 + i), 10),
+            10
+        );
+    }
+    assert_eq!(rig.ep.stats().banned_sources, 1);
+}
+
+/// Finding 4: every way an inbound session ends gives its place back (the guard relies
+/// on `call_ended`, nothing sweeps).
+#[test]
+fn every_ended_inbound_session_frees_its_place() {
+    let guard = GuardConfig {
+        max_calls: Some(1),
+        ..GuardConfig::default()
+    };
+    let mut rig = Rig::new(guard.clone());
+    let check = |rig: &mut Rig, what: &str| {
+        assert_eq!(rig.ep.guard_stats().calls, 0, "after {what}");
+    };
+    // Refused by the drain (503 from the endpoint).
+    rig.ep.set_draining(Some(5));
+    let invite = rig.invite("echo", "");
+    assert_eq!(finals(&rig.send(CALLER, &invite)), [503]);
+    rig.ep.set_draining(None);
+    check(&mut rig, "a 503 while draining");
+    // Refused by routing: no such user.
+    let invite = rig.invite("nobody", "");
+    assert_eq!(finals(&rig.send(CALLER, &invite)), [404]);
+    check(&mut rig, "404");
+    // Declined by the application.
+    let invite = rig.invite("echo", "");
+    rig.send(CALLER, &invite);
+    assert_eq!(rig.ep.guard_stats().calls, 1);
+    let session = *rig.calls.last().unwrap();
+    rig.decline(session);
+    check(&mut rig, "486");
+    // Cancelled by the caller.
+    let invite = rig.invite("echo", "");
+    rig.send(CALLER, &invite);
+    assert_eq!(rig.ep.guard_stats().calls, 1);
+    let cancel = invite
+        .replacen("INVITE ", "CANCEL ", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    assert!(finals(&rig.send(CALLER, &cancel)).contains(&487));
+    check(&mut rig, "CANCEL");
+    // With accounts: 401 without credentials, 403 with wrong ones.
+    let mut closed_rig = Rig::with(guard, closed(), Vec::new());
+    let invite = closed_rig.invite("alice", "");
+    assert_eq!(finals(&closed_rig.send(CALLER, &invite)), [401]);
+    check(&mut closed_rig, "401");
+    let invite = closed_rig.invite(
+        "alice",
+        "Authorization: Digest username=\"alice\", realm=\"tandem.test\", nonce=\"x\", \
+         uri=\"sip:alice@192.0.2.1:5060\", response=\"00000000000000000000000000000000\"\r\n",
+    );
+    let out = finals(&closed_rig.send(CALLER, &invite));
+    assert!(out == [401] || out == [403], "{out:?}");
+    check(&mut closed_rig, "a refused credential");
+    // Ended by the application without a `pump` after it: the next message counts it
+    // ended all the same.
+    let invite = rig.invite("echo", "");
+    rig.send(CALLER, &invite);
+    let session = *rig.calls.last().unwrap();
+    let tx = sip_transaction::TransactionKey::server_for_request(
+        rig.ep.user_agent_ref().invite_request(session).unwrap(),
+    )
+    .unwrap();
+    rig.ep
+        .user_agent()
+        .respond(rig.now, &tx, Reply::new(486))
+        .unwrap();
+    let next = rig.invite("echo", "");
+    assert!(!finals(&rig.send(CALLER, &next)).contains(&503));
+    let session = *rig.calls.last().unwrap();
+    rig.decline(session);
+    check(&mut rig, "a 486 without pump");
+    // And the one place is still there, exactly.
+    let a = closed_rig.invite("alice", "");
+    assert_eq!(finals(&closed_rig.send(CALLER, &a)), [401]);
+    let b = rig.invite("echo", "");
+    let c = rig.invite("echo", "");
+    assert!(!finals(&rig.send(CALLER, &b)).contains(&503));
+    assert_eq!(finals(&rig.send(CALLER, &c)), [503]);
+}
+
+/// Finding 4: at the call limit with thousands of live calls, every further INVITE is
+/// refused 503 and the count of live calls stays exact. (Refusing no longer sweeps the
+/// live calls: the count follows `Terminated`, see the next test; its cost is a
+/// benchmark's business, not a timed test's.)
+#[test]
+fn at_the_limit_with_thousands_of_live_calls_every_invite_is_refused() {
+    for live in [10, 4000] {
+        let mut rig = Rig::new(GuardConfig {
+            max_calls: Some(u32::try_from(live).unwrap()),
+            ..GuardConfig::default()
+        });
+        for _ in 0..live {
+            let invite = rig.invite("echo", "");
+            rig.send(CALLER, &invite);
+        }
+        assert_eq!(rig.ep.guard_stats().calls, live);
+        let flow = udp_flow(CALLER);
+        let mut refused = 0;
+        for _ in 0..200 {
+            let invite = Bytes::from(rig.invite("echo", ""));
+            rig.ep.handle_message(rig.now, invite, flow);
+            while let Some(t) = rig.ep.poll_transmit() {
+                assert!(t.payload.starts_with(b"SIP/2.0 503 "));
+                refused += 1;
+            }
+        }
+        assert_eq!(
+            refused, 200,
+            "every one is answered 503 ({live} live calls)"
+        );
+        assert_eq!(rig.ep.guard_stats().calls, live);
+    }
+}
+
+/// Finding 6: a method we do not know is refused 501 before its credentials are
+/// checked, so right and wrong passwords get the same answer (and no auth-failed).
+#[test]
+fn an_unknown_method_is_refused_before_its_credentials_are_checked() {
+    let mut rig = Rig::with(GuardConfig::default(), closed(), Vec::new());
+    let n = rig.next();
+    let out = rig.send(CALLER, &request("OPTIONS", "alice", n, ""));
+    let challenges: Vec<Challenge> = out
+        .last()
+        .unwrap()
+        .headers
+        .get_all(&HeaderName::WwwAuthenticate)
+        .map(|v| Challenge::parse(v).unwrap())
+        .collect();
+    for method in ["X-1", "REG.ISTER", "FOO"] {
+        let mut answers = Vec::new();
+        let n = rig.next();
+        answers.push(finals(&rig.send(CALLER, &request(method, "alice", n, ""))));
+        for password in ["wonderland", "wrong"] {
+            let mut client = DigestClient::new();
+            let lookup = |_: &str| Some(Credentials::new("alice", password));
+            let value = client
+                .respond(
+                    ChallengeKind::Www,
+                    &challenges,
+                    &lookup,
+                    method,
+                    &format!("sip:alice@{LOCAL}"),
+                    b"",
+                    "c0ffee",
+                )
+                .unwrap()
+                .remove(0);
+            let n = rig.next();
+            let text = request(method, "alice", n, &format!("Authorization: {value}\r\n"));
+            answers.push(finals(&rig.send(CALLER, &text)));
+        }
+        assert_eq!(answers, [[501], [501], [501]], "{method}");
+    }
+    assert_eq!(rig.ep.stats().auth_failed, 0);
+}
+
+/// Finding 6: the security lines name a method only when it is a known one.
+#[test]
+fn security_lines_name_unknown_methods_other() {
+    let mut rig = Rig::with(GuardConfig::default(), closed(), Vec::new());
+    let log = security_log(|| {
+        let n = rig.next();
+        let text = request("REG.ISTER", "alice", n, "User-Agent: friendly-scanner\r\n");
+        assert!(rig.send(CALLER, &text).is_empty());
+        let n = rig.next();
+        let text = request("OPTIONS", "alice", n, "User-Agent: friendly-scanner\r\n");
+        assert!(rig.send(CALLER, &text).is_empty());
+        let n = rig.next();
+        let bad = "Authorization: Digest username=\"alice\", realm=\"tandem.test\", \
+                   nonce=\"x\", uri=\"sip:alice@192.0.2.1:5060\", \
+                   response=\"00000000000000000000000000000000\"\r\n";
+        rig.send(CALLER, &request("REGISTER", "alice", n, bad));
+    });
+    assert!(
+        log.contains("security: scanner src=198.51.100.9 ua=friendly-scanner method=other"),
+        "{log}"
+    );
+    assert!(
+        log.contains("security: scanner src=198.51.100.9 ua=friendly-scanner method=OPTIONS"),
+        "{log}"
+    );
 }
