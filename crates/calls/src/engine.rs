@@ -398,7 +398,9 @@ pub struct Engine {
     endpoints: HashMap<EndpointHandle, EndpointEntry>,
     by_user: HashMap<String, EndpointHandle>,
     conversations: HashMap<ConversationHandle, ConversationEntry>,
-    calls: HashMap<CallHandle, Call>,
+    /// Boxed: a `Call` is over 1.5 KB, and a table growing by doubling would keep up to
+    /// twice the live calls' worth of them inline.
+    calls: HashMap<CallHandle, Box<Call>>,
     by_session: HashMap<SessionId, CallHandle>,
     /// Page-mode MESSAGEs waiting for their response.
     pages: HashMap<TransactionKey, (EndpointHandle, MessageId)>,
@@ -703,13 +705,13 @@ impl Engine {
         let caps = self.capabilities(kind, IpAddr::from([127, 0, 0, 1]), 5060);
         self.calls.insert(
             handle,
-            Call::new(
+            Box::new(Call::new(
                 kind,
                 endpoint,
                 conversation,
                 Direction2::Outgoing,
                 OfferAnswer::new(caps, seed),
-            ),
+            )),
         );
         Ok(handle)
     }
@@ -1631,14 +1633,14 @@ impl Engine {
         let accept_types = accept_types_of(&sdp);
         self.calls.insert(
             call,
-            Call {
+            Box::new(Call {
                 remote_offer: split.sdp.clone(),
                 sip_call_id: request.headers.call_id().unwrap_or_default().to_owned(),
                 session: Some(session),
                 invite_tx: Some(tx),
                 accept_types,
                 ..Call::new(kind, endpoint, conversation, Direction2::Incoming, sdp)
-            },
+            }),
         );
         self.by_session.insert(session, call);
         self.note_replacement(call, replaces);

@@ -159,7 +159,9 @@ pub struct UserAgent {
     config: UserAgentConfig,
     user_agent: Bytes,
     transactions: TransactionLayer,
-    sessions: HashMap<SessionId, Session>,
+    /// Boxed: a `Session` is over 2 KB, moved out and back in on most events, and a
+    /// table growing by doubling would keep up to twice the live ones' worth inline.
+    sessions: HashMap<SessionId, Box<Session>>,
     /// (Call-ID, local tag) → session: our tags are unique, so this finds every dialog
     /// of a session, forks included (RFC 3261 §12.2.2 checks the remote tag after).
     by_dialog: HashMap<(Bytes, Bytes), SessionId>,
@@ -374,7 +376,7 @@ impl UserAgent {
         );
         self.by_dialog
             .insert((call_id.clone(), local_tag.clone()), id);
-        let mut session = Session::new(
+        let mut session = Box::new(Session::new(
             Role::Uac,
             call_id,
             local_tag,
@@ -382,7 +384,7 @@ impl UserAgent {
             key,
             request,
             contact,
-        );
+        ));
         session.local_body = invite.body;
         self.sessions.insert(id, session);
         self.pump(now);
@@ -862,7 +864,7 @@ impl UserAgent {
                 kind: TxKind::Invite,
             },
         );
-        let mut session = Session::new(
+        let mut session = Box::new(Session::new(
             Role::Uas,
             call_id,
             local_tag,
@@ -870,7 +872,7 @@ impl UserAgent {
             key.clone(),
             request.clone(),
             contact,
-        );
+        ));
         session.dialog = Some(dialog);
         session.peer_allows_update = peer_allows_update;
         self.sessions.insert(id, session);
