@@ -129,11 +129,13 @@ struct Session {
     ok: Option<PendingOk>,
     /// UAC: the ACK for the confirmed 2xx of CSeq n, re-sent on a retransmitted 2xx.
     ack: Option<(u32, Transmit)>,
-    ours: Option<Outgoing>,
+    /// Boxed, as `glare` and `reliable`: only some calls have one, only for a while, and
+    /// inline they made every session 750 bytes larger.
+    ours: Option<Box<Outgoing>>,
     theirs: Option<TransactionKey>,
-    glare: Option<(Instant, Outgoing)>,
+    glare: Option<Box<(Instant, Outgoing)>>,
     cancel_guard: Option<Instant>,
-    reliable: Option<ReliableProvisionals>,
+    reliable: Option<Box<ReliableProvisionals>>,
     timer: Option<SessionTimer>,
     min_se_floor: Option<Duration>,
     local_body: Option<Body>,
@@ -723,7 +725,11 @@ impl UserAgent {
     /// offer no longer fits the session, and the application offers afresh. Returns
     /// whether a retry was waiting.
     pub fn set_retry_offer(&mut self, id: SessionId, body: Body) -> bool {
-        match self.sessions.get_mut(&id).and_then(|s| s.glare.as_mut()) {
+        match self
+            .sessions
+            .get_mut(&id)
+            .and_then(|s| s.glare.as_deref_mut())
+        {
             Some((_, outgoing)) => {
                 outgoing.body = Some(body);
                 true
@@ -1777,7 +1783,7 @@ impl UserAgent {
                 // Glare (§14.1): try again after a random wait.
                 let wait = glare_backoff(session.role, self.ids.next_u64());
                 let at = now + wait;
-                session.glare = Some((at, outgoing));
+                session.glare = Some(Box::new((at, *outgoing)));
                 self.timers.push(Reverse((at, TimerKind::Glare, id)));
                 self.sessions.insert(id, session);
             }
@@ -1916,12 +1922,12 @@ impl UserAgent {
         };
         let key = self.send_in_dialog(now, id, method.clone(), headers, body.as_ref(), kind)?;
         if let Some(session) = self.sessions.get_mut(&id) {
-            session.ours = Some(Outgoing {
+            session.ours = Some(Box::new(Outgoing {
                 tx: key,
                 method,
                 body,
                 refresh,
-            });
+            }));
         }
         Ok(())
     }
@@ -2125,7 +2131,7 @@ impl UserAgent {
                 let first = (self.ids.next_u64() % 0x7fff_fffe) as u32 + 1;
                 let machine = session
                     .reliable
-                    .get_or_insert_with(|| ReliableProvisionals::new(t1, first));
+                    .get_or_insert_with(|| Box::new(ReliableProvisionals::new(t1, first)));
                 if let Some(now_response) = machine.send(now, response) {
                     self.send_response(now, &key, now_response);
                 }
@@ -2352,8 +2358,8 @@ impl UserAgent {
                 }
             }
             TimerKind::Glare => {
-                if session.glare.as_ref().is_some_and(|(t, _)| *t == at)
-                    && let Some((_, outgoing)) = session.glare.take()
+                if session.glare.as_deref().is_some_and(|(t, _)| *t == at)
+                    && let Some((_, outgoing)) = session.glare.take().map(|g| *g)
                 {
                     self.sessions.insert(id, session);
                     if self
@@ -2489,10 +2495,7 @@ impl UserAgent {
     /// Puts the reliable-provisional machine's deadline in the heap, unless that very
     /// deadline is there already.
     fn arm_reliable(&mut self, id: SessionId, session: &mut Session) {
-        let at = session
-            .reliable
-            .as_ref()
-            .and_then(ReliableProvisionals::poll_timeout);
+        let at = session.reliable.as_ref().and_then(|r| r.poll_timeout());
         if at.is_some() && at != session.reliable_at {
             session.reliable_at = at;
             if let Some(at) = at {
@@ -2845,7 +2848,7 @@ impl Session {
         match kind {
             TimerKind::Retransmit => self.ok.as_ref().map(|ok| ok.next_at),
             TimerKind::AckTimeout => self.ok.as_ref().map(|ok| ok.deadline),
-            TimerKind::Glare => self.glare.as_ref().map(|(at, _)| *at),
+            TimerKind::Glare => self.glare.as_deref().map(|(at, _)| *at),
             TimerKind::CancelGuard => self.cancel_guard,
             TimerKind::Reliable => self.reliable_at,
             TimerKind::SessionTimer => self.timer_at,
