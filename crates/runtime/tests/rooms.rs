@@ -219,9 +219,15 @@ impl Phone {
         (samples, headers)
     }
 
-    /// The last 0.5 s of what it hears over 0.8 s (the first 0.3 s let moves settle).
+    /// The last 0.5 s of what it hears over 0.8 s (the first 0.3 s let moves settle). On a
+    /// loaded machine the audio may come late: it listens on, up to 5 s, for 0.5 s of it.
     async fn hear(&self) -> Vec<i16> {
-        let (samples, _) = self.listen(ms(800)).await;
+        let (mut samples, _) = self.listen(ms(800)).await;
+        let give_up = tokio::time::Instant::now() + ms(4200);
+        while samples.len() < 4000 && tokio::time::Instant::now() < give_up {
+            let (more, _) = self.listen(ms(200)).await;
+            samples.extend(more);
+        }
         assert!(samples.len() >= 4000, "{} samples", samples.len());
         samples[samples.len() - 4000..].to_vec()
     }
