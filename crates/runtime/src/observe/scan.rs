@@ -122,27 +122,36 @@ fn has_tag(value: &str) -> bool {
 /// The method as a metric label: the RFC methods, anything else `other`, so a peer
 /// cannot create label values at will.
 pub fn method_label(method: &str) -> &'static str {
-    const KNOWN: [&str; 14] = [
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "REGISTER",
-        "PRACK",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "PUBLISH",
-        "INFO",
-        "REFER",
-        "MESSAGE",
-        "UPDATE",
-    ];
-    KNOWN
-        .iter()
-        .find(|known| known.eq_ignore_ascii_case(method))
+    METHODS
+        .get(method_index(method))
         .copied()
         .unwrap_or("other")
+}
+
+/// The methods with a label of their own (RFC 3261 and its extensions).
+pub const METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "INFO",
+    "REFER",
+    "MESSAGE",
+    "UPDATE",
+];
+
+/// The method's index in [`METHODS`]; `METHODS.len()` for any other (`other`).
+pub fn method_index(method: &str) -> usize {
+    METHODS
+        .iter()
+        .position(|known| known.eq_ignore_ascii_case(method))
+        .unwrap_or(METHODS.len())
 }
 
 /// A status code's class as a metric label (RFC 3261 §21).
