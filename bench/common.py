@@ -97,6 +97,7 @@ class Processes:
 
     def __init__(self):
         self.procs = []
+        self.signals = {}
 
     def __enter__(self):
         return self
@@ -104,16 +105,17 @@ class Processes:
     def __exit__(self, *exc):
         self.stop_all()
 
-    def start(self, args, work, log_name=None, env=None):
+    def start(self, args, work, log_name=None, env=None, stop_signal=signal.SIGTERM):
         err = open(work / log_name, "w") if log_name else subprocess.DEVNULL
         proc = subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL, stderr=err,
                                 env={**os.environ, **(env or {})})
         self.procs.append(proc)
+        self.signals[proc.pid] = stop_signal
         return proc
 
     def stop(self, proc, timeout=10):
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(self.signals.get(proc.pid, signal.SIGTERM))
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -173,8 +175,10 @@ def start_tandem(script, procs, binary, config_text, work, sip, admin):
     socket and its admin endpoint."""
     config = work / "tandem.toml"
     config.write_text(config_text)
+    # SIGINT: the daemon stops at once (SIGTERM would drain the flooder's unacknowledged
+    # calls for [daemon] drain_grace_s).
     proc = procs.start([str(binary), "run", "--config", str(config)], work, "tandem.log",
-                       env={"RUST_LOG": "warn"})
+                       env={"RUST_LOG": "warn"}, stop_signal=signal.SIGINT)
     wait_udp_bound(script, sip[0], sip[1], proc, "tandem")
     deadline = time.time() + 20
     while True:
