@@ -71,6 +71,14 @@ def rss_bytes(pid):
     return 0
 
 
+def udp_drops():
+    """The kernel's UDP receive errors and buffer drops so far (all sockets)."""
+    with open("/proc/net/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Udp:")]
+    row = dict(zip(lines[0][1:], map(int, lines[1][1:])))
+    return row.get("InErrors", 0) + row.get("RcvbufErrors", 0)
+
+
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
