@@ -414,7 +414,8 @@ pub struct Engine {
     demo_calls: HashMap<CallHandle, DemoBehaviour>,
     ports: Box<dyn PortSource>,
     /// Back-to-back calls.
-    bridges: HashMap<B2bHandle, b2bua::Bridge>,
+    /// Boxed, like calls: the table's slots stay small when it grows.
+    bridges: HashMap<B2bHandle, Box<b2bua::Bridge>>,
     /// Legs that ended, for their bridge to act on (with `now`, in `drain`).
     bridge_work: VecDeque<b2bua::LegEnded>,
     /// Re-INVITEs and UPDATEs relayed across a bridge, by the leg they went out on.

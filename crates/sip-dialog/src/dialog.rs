@@ -80,8 +80,13 @@ impl Dialog {
         let local_tag = Bytes::copy_from_slice(from.tag()?);
         let cseq = request.headers.cseq().ok()?;
         let call_id = Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes());
-        let mut route_set: Vec<Bytes> = response.headers.values(&HeaderName::RecordRoute).collect();
-        // §12.1.2: the Record-Route values in reverse order.
+        // §12.1.2: the Record-Route values in reverse order. Copied, like the To value
+        // below: a slice would keep the whole response's datagram for the dialog's life.
+        let mut route_set: Vec<Bytes> = response
+            .headers
+            .values(&HeaderName::RecordRoute)
+            .map(|v| Bytes::copy_from_slice(&v))
+            .collect();
         route_set.reverse();
         let state = if response.status >= 200 {
             DialogState::Confirmed
@@ -96,7 +101,7 @@ impl Dialog {
             },
             state,
             local_uri: request.headers.get(&HeaderName::From)?.clone(),
-            remote_uri: response.headers.get(&HeaderName::To)?.clone(),
+            remote_uri: Bytes::copy_from_slice(response.headers.get(&HeaderName::To)?),
             remote_target: contact_uri(&response.headers)
                 .unwrap_or_else(|| Bytes::copy_from_slice(&request.uri)),
             route_set,

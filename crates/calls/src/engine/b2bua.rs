@@ -407,7 +407,7 @@ impl Engine {
         let handle = B2bHandle(self.next());
         self.bridges.insert(
             handle,
-            Bridge {
+            Box::new(Bridge {
                 a: incoming,
                 b: incoming,
                 ringing: Vec::new(),
@@ -425,7 +425,7 @@ impl Engine {
                 pass,
                 caller: options.caller,
                 accept_headers: options.accept.headers,
-            },
+            }),
         );
         if let Err(error) = self.place_next(now, handle) {
             self.bridges.remove(&handle);
@@ -721,6 +721,9 @@ impl Engine {
                 let Some((_, a, tx)) = self.unanswered_a_of(call) else {
                     return;
                 };
+                // Copied: both legs keep this SDP for the call's life, and a slice would
+                // keep all of leg B's 2xx datagram with it.
+                let sdp = sdp.map(|s| Bytes::copy_from_slice(&s));
                 let mut reply = Reply::new(200);
                 if let Some(entry) = self.bridges.get_mut(&handle) {
                     if let Some(r) = response {
@@ -1394,7 +1397,7 @@ impl Engine {
         let handle = B2bHandle(self.next());
         self.bridges.insert(
             handle,
-            Bridge {
+            Box::new(Bridge {
                 a,
                 b,
                 ringing: Vec::new(),
@@ -1412,7 +1415,7 @@ impl Engine {
                 pass: Vec::new(),
                 caller: None,
                 accept_headers: Vec::new(),
-            },
+            }),
         );
         for (call, leg) in [(a, B2bLeg::A), (b, B2bLeg::B)] {
             if let Some(c) = self.calls.get_mut(&call) {
