@@ -623,22 +623,7 @@ fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// The methods a log line names as they are; anything else is `other`, so a line
 /// always ends in one known word (the fail2ban filter's anchor).
-const LOG_METHODS: &[&str] = &[
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "REGISTER",
-    "PRACK",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "PUBLISH",
-    "INFO",
-    "REFER",
-    "MESSAGE",
-    "UPDATE",
-];
+const LOG_METHODS: &[&str] = &sip_message::KNOWN_METHODS;
 
 /// A method (as received: raw bytes) fit for a security log line: a known method's
 /// name, or `other`.

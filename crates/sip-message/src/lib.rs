@@ -52,7 +52,7 @@ pub use error::ParseError;
 pub use framing::{Frame, FramingError, Limits, StreamFramer};
 pub use headers::{Header, Headers, ListValues};
 pub use message::{Message, Request, Response, Version, default_reason_phrase};
-pub use method::{Method, Token};
+pub use method::{KNOWN_METHODS, Method, Token};
 pub use name::HeaderName;
 pub use transport::Transport;
 pub use typed::{CSeq, Contact, Contacts, MediaType, NameAddr, SipDate, Via, ViaTransport};

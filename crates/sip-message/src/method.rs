@@ -38,6 +38,25 @@ impl fmt::Display for Token {
     }
 }
 
+/// The names of the methods [`Method`] has a variant for (RFC 3261 and its extensions),
+/// for labels and logs that must not take a peer's method names at will.
+pub const KNOWN_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "INFO",
+    "REFER",
+    "MESSAGE",
+    "UPDATE",
+];
+
 /// A request method (RFC 3261 §7.1, §27.4). Methods are case-sensitive.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Method {

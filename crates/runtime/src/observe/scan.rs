@@ -128,23 +128,8 @@ pub fn method_label(method: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-/// The methods with a label of their own (RFC 3261 and its extensions).
-pub const METHODS: [&str; 14] = [
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "REGISTER",
-    "PRACK",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "PUBLISH",
-    "INFO",
-    "REFER",
-    "MESSAGE",
-    "UPDATE",
-];
+/// The methods with a label of their own.
+pub const METHODS: [&str; 14] = sip_message::KNOWN_METHODS;
 
 /// The method's index in [`METHODS`]; `METHODS.len()` for any other (`other`).
 pub fn method_index(method: &str) -> usize {
