@@ -37,6 +37,7 @@ use crate::state::{
 };
 use crate::types::*;
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use sdp_offer_answer::{
     Codec, Direction, LocalCapabilities, MessageCapabilities, Negotiated, OfferAnswer,
     SessionDescription, SignalingState,
@@ -46,7 +47,7 @@ use sip_dialog::{Body, EndCause, Event as UaEvent, Invite, Reply, SessionId, Sid
 use sip_message::{HeaderName, Host, Method, Request, Response, Transport, Uri};
 use sip_transaction::{Flow, TransactionKey, Transmit};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -158,7 +159,7 @@ pub struct PortPool {
     first: u16,
     last: u16,
     next: u16,
-    in_use: std::collections::HashSet<u16>,
+    in_use: HashSet<u16>,
 }
 
 impl PortPool {
@@ -168,7 +169,7 @@ impl PortPool {
             first,
             last: settings.last_port,
             next: first,
-            in_use: std::collections::HashSet::new(),
+            in_use: HashSet::new(),
         }
     }
 

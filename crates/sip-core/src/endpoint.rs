@@ -10,12 +10,13 @@ use crate::inspect::{self, ACCEPT, Rejection, Target};
 use crate::sdp::{self, LocalMedia};
 use crate::trunk::{self, RegistrationState, Trunk, TrunkConfig, TrunkEvent, TrunkTarget};
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use sip_auth::{Credentials, DigestServer, ServerConfig, Verdict};
 use sip_dialog::{ALLOW, Body, EndCause, Event, Invite, Reply, SUPPORTED, SessionId, Termination};
 use sip_dialog::{UserAgent, UserAgentConfig};
 use sip_message::{HeaderName, Method, Request, Transport};
 use sip_transaction::{Flow, TimerConfig, TransactionKey, Transmit};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 

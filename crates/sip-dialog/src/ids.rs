@@ -25,12 +25,22 @@ impl IdGenerator {
 
     /// A From/To tag (RFC 3261 §19.3): 64 random bits in hex.
     pub fn tag(&mut self) -> String {
-        format!("{:016x}", self.next_u64())
+        let mut out = Vec::with_capacity(16);
+        sip_message::ascii::push_hex64(&mut out, self.next_u64());
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// A branch with the RFC 3261 §8.1.1.7 magic cookie.
     pub fn branch(&mut self) -> String {
-        format!("z9hG4bK{:016x}", self.next_u64())
+        let mut out = Vec::with_capacity(23);
+        self.push_branch(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`branch`](Self::branch), written at the end of `out`.
+    pub fn push_branch(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"z9hG4bK");
+        sip_message::ascii::push_hex64(out, self.next_u64());
     }
 }
 

@@ -9,6 +9,7 @@ use crate::reliable::{
 use crate::session_timer::{self, Negotiated, SessionTimer, SessionTimerAction};
 use crate::types::*;
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use sip_auth::{Challenge, ChallengeKind, DigestClient};
 use sip_message::{HeaderName, Host, Message, Method, Request, Response};
 use sip_transaction::{
@@ -16,7 +17,7 @@ use sip_transaction::{
     Transmit,
 };
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tracing::{debug, debug_span};
@@ -186,7 +187,7 @@ pub struct UserAgent {
     /// Dialogs of other usages the application keeps itself (RFC 5057: a subscription
     /// of RFC 6665), by (Call-ID, local tag): requests in them reach it as
     /// [`Event::Request`] without a session, instead of 481.
-    usages: std::collections::HashSet<(Bytes, Bytes)>,
+    usages: HashSet<(Bytes, Bytes)>,
     timers: BinaryHeap<Reverse<(Instant, TimerKind, SessionId)>>,
     ids: IdGenerator,
     next_session: u64,
@@ -210,7 +211,7 @@ impl UserAgent {
             auth_attempts: HashMap::new(),
             merge: HashMap::new(),
             merge_by_key: HashMap::new(),
-            usages: std::collections::HashSet::new(),
+            usages: HashSet::new(),
             timers: BinaryHeap::new(),
             ids: IdGenerator::new(config.seed),
             next_session: 1,
@@ -2612,25 +2613,36 @@ impl UserAgent {
     }
 
     fn via(&mut self, flow: &Flow) -> Bytes {
-        let branch = self.ids.branch();
-        Bytes::from(format!(
-            "SIP/2.0/{} {};branch={branch};rport",
-            flow.transport.as_str(),
-            SocketAddr::new(self.local_ip(flow), flow.local.port())
-        ))
+        use sip_message::ascii;
+        let mut via = Vec::with_capacity(80);
+        via.extend_from_slice(b"SIP/2.0/");
+        via.extend_from_slice(flow.transport.as_str().as_bytes());
+        via.push(b' ');
+        ascii::push_socket_addr(
+            &mut via,
+            SocketAddr::new(self.local_ip(flow), flow.local.port()),
+        );
+        via.extend_from_slice(b";branch=");
+        self.ids.push_branch(&mut via);
+        via.extend_from_slice(b";rport");
+        Bytes::from(via)
     }
 
     /// The Contact we write for `user` on `flow` (our advertised address, the flow's
     /// port and transport): for a dialog the application keeps itself.
     pub fn contact(&self, user: &str, flow: &Flow) -> Bytes {
         let local = SocketAddr::new(self.local_ip(flow), flow.local.port());
-        Bytes::from(match flow.transport {
-            sip_message::Transport::Udp => format!("<sip:{user}@{local}>"),
-            other => format!(
-                "<sip:{user}@{local};transport={}>",
-                contact_transport(other)
-            ),
-        })
+        let mut contact = Vec::with_capacity(user.len() + 48);
+        contact.extend_from_slice(b"<sip:");
+        contact.extend_from_slice(user.as_bytes());
+        contact.push(b'@');
+        sip_message::ascii::push_socket_addr(&mut contact, local);
+        if flow.transport != sip_message::Transport::Udp {
+            contact.extend_from_slice(b";transport=");
+            contact.extend_from_slice(contact_transport(flow.transport).as_bytes());
+        }
+        contact.push(b'>');
+        Bytes::from(contact)
     }
 
     /// A response to `request` with our Server header.

@@ -35,6 +35,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod ascii;
 mod error;
 mod framing;
 mod headers;

@@ -79,9 +79,7 @@ impl Host {
                 if b.first() == Some(&b'-') {
                     return None;
                 }
-                if numeric
-                    && let Some(ip) = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok())
-                {
+                if numeric && let Some(ip) = crate::ascii::parse_ipv4(b) {
                     return Some(Host::Ipv4(ip));
                 }
                 Some(Host::Domain(sub(src, s, e)))
@@ -120,7 +118,7 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Domain(d) => f.write_str(&String::from_utf8_lossy(d)),
-            Host::Ipv4(ip) => write!(f, "{ip}"),
+            Host::Ipv4(ip) => f.write_str(crate::ascii::ipv4_str(*ip, &mut [0; 15])),
             Host::Ipv6(ip) => write!(f, "[{ip}]"),
         }
     }

@@ -11,9 +11,10 @@ use crate::machine::{
 };
 use crate::timer::{Timer, TimerConfig};
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
 use sip_message::{HeaderName, Headers, Method, Request, Response, Version, Via, ViaTransport};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 use tracing::{debug, trace, warn};

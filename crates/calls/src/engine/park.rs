@@ -44,11 +44,12 @@ use crate::types::{
 };
 use crate::{B2bHandle, BridgeTarget, Destination};
 use bytes::Bytes;
+use foldhash::{HashMap, HashSet};
 use sdp_offer_answer::OfferAnswer;
 use sip_dialog::{Body, Dialog, DialogState, Reply};
 use sip_message::{HeaderName, Method, Request, Response, Transport};
 use sip_transaction::{Flow, TransactionKey};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The body type of the dialog event package (RFC 4235 §4.1).

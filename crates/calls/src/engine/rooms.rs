@@ -26,7 +26,8 @@
 use super::Engine;
 use crate::state::Operation;
 use crate::types::{CallError, CallHandle, CallKind, Event, MediaInstruction, RoomId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Why a call left its room.

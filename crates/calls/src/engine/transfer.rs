@@ -34,10 +34,11 @@ use crate::types::{
     EstablishFailure, TransferId,
 };
 use bytes::Bytes;
+use foldhash::HashMap;
 use sip_dialog::{Body, DialogState, Reply, SessionId};
 use sip_message::{HeaderName, Method, Request, Response};
 use sip_transaction::TransactionKey;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How long the application has to answer a REFER ([`CallEvent::TransferReceived`])

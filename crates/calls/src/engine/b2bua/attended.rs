@@ -33,9 +33,9 @@ use crate::refer::Replaces;
 use crate::state::CallState;
 use crate::types::{CallHandle, Event, MediaInstruction, TransferId};
 use bytes::Bytes;
+use foldhash::HashMap;
 use sip_dialog::Body;
 use sip_message::Response;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How long a transferor has to hang up its leg after the final NOTIFY of an attended
