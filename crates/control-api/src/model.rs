@@ -413,6 +413,10 @@ pub struct RetrieveRequest {
     #[serde(default)]
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
+    /// Where this retrieve's `RetrieveSucceeded` / `RetrieveFailed` go instead of the
+    /// application's callback.
+    #[serde(default)]
+    pub operation_callback_uri: Option<String>,
 }
 
 /// The answer to `calls:retrieve`.

@@ -450,8 +450,9 @@ pub(crate) enum Role {
         op: Op,
         cancel: Option<Op>,
     },
-    /// `calls:retrieve`: the call that takes a parked participant back.
-    Retriever,
+    /// `calls:retrieve`: the call that takes a parked participant back (from `orbit`),
+    /// and the retrieve's operation (RetrieveSucceeded / RetrieveFailed).
+    Retriever { orbit: u16, op: Op },
     /// One of the targets of a group call (`POST /v1/calls` with several).
     Target,
     /// A call the application took over with `calls:connect`.

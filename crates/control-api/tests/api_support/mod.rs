@@ -499,3 +499,96 @@ pub fn write_wav(name: &str, seconds: f64) -> std::path::PathBuf {
     std::fs::write(&path, wav).unwrap();
     path
 }
+
+/// A bare SIP peer on a UDP socket of its own (127.0.0.70-79): the test reads what
+/// Tandem sends it and writes what it answers, so it can do what a well-behaved user
+/// agent never does (never answer, hang up before its ACK).
+pub struct RawPeer {
+    pub socket: tokio::net::UdpSocket,
+    pub addr: std::net::SocketAddr,
+}
+
+impl RawPeer {
+    pub async fn bind(ip: &str) -> RawPeer {
+        let socket = tokio::net::UdpSocket::bind(format!("{ip}:0"))
+            .await
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        RawPeer { socket, addr }
+    }
+
+    /// `sip:user@<this peer>`.
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.addr)
+    }
+
+    /// The next message whose first line starts with `start` (others are skipped),
+    /// within 10 s.
+    pub async fn recv(&self, start: &str) -> (String, std::net::SocketAddr) {
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let (n, from) = self.socket.recv_from(&mut buf).await.unwrap();
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if text.starts_with(start) {
+                    return (text, from);
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("{}: no `{start}` within 10 s", self.addr))
+    }
+
+    /// Answers `request` (from `to`) with `status reason`, its To tagged `tag`.
+    pub async fn respond(
+        &self,
+        request: &str,
+        status: u16,
+        reason: &str,
+        tag: &str,
+        to: std::net::SocketAddr,
+    ) {
+        let mut response = format!("SIP/2.0 {status} {reason}\r\n");
+        for name in ["Via", "From", "Call-ID", "CSeq"] {
+            for line in request.split("\r\n\r\n").next().unwrap().lines().skip(1) {
+                if let Some((n, _)) = line.split_once(':')
+                    && n.trim().eq_ignore_ascii_case(name)
+                {
+                    response.push_str(line);
+                    response.push_str("\r\n");
+                }
+            }
+        }
+        let to_header = header(request, "To").unwrap();
+        if to_header.contains(";tag=") {
+            response.push_str(&format!("To: {to_header}\r\n"));
+        } else {
+            response.push_str(&format!("To: {to_header};tag={tag}\r\n"));
+        }
+        response.push_str(&format!(
+            "Contact: <sip:raw@{}>\r\nContent-Length: 0\r\n\r\n",
+            self.addr
+        ));
+        self.send(&response, to).await;
+    }
+
+    pub async fn send(&self, text: &str, to: std::net::SocketAddr) {
+        self.socket.send_to(text.as_bytes(), to).await.unwrap();
+    }
+}
+
+/// The value of header `name` in a SIP message's text (the first one).
+pub fn header(message: &str, name: &str) -> Option<String> {
+    message
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+}
