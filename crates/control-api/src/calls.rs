@@ -1368,7 +1368,14 @@ async fn mute(
     body: MuteParticipantsRequest,
     muted: bool,
 ) -> ApiResult<Json<MuteParticipantsResponse>> {
-    validate::operation(body.operation_context.as_ref(), None)?;
+    validate::operation(
+        body.operation_context.as_ref(),
+        body.operation_callback_uri.as_ref(),
+    )?;
+    let op = Op::new(
+        body.operation_context.clone(),
+        body.operation_callback_uri.clone(),
+    );
     if body.target_participants.is_empty() || body.target_participants.len() > 16 {
         return Err(Problem::invalid_field(
             "targetParticipants",
@@ -1423,7 +1430,7 @@ async fn mute(
         }
         let mut outbox = Outbox::default();
         if changed {
-            outbox.participants_updated(connection);
+            outbox.participants_updated_by(connection, &op);
         }
         // Published under the book's lock: in order with the follower's events.
         books.publish(outbox);
@@ -1772,7 +1779,7 @@ pub(crate) async fn park(
         (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No call is parked in this orbit", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad target (retrieval dials a SIP URI)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad target (retrieval dials a SIP URI), or an operationCallbackUri that is not an absolute http URL", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )

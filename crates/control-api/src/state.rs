@@ -158,6 +158,12 @@ impl Outbox {
 
     /// `ParticipantsUpdated` with the next sequence number.
     pub(crate) fn participants_updated(&mut self, connection: &mut Connection) {
+        self.participants_updated_by(connection, &Op::default());
+    }
+
+    /// `ParticipantsUpdated` with the next sequence number, as the result of `op` (a
+    /// mute): its context, and its callback when it has one.
+    pub(crate) fn participants_updated_by(&mut self, connection: &mut Connection, op: &Op) {
         connection.sequence += 1;
         let participants: Vec<CallParticipant> = connection
             .participants
@@ -171,7 +177,7 @@ impl Outbox {
         });
         self.call_event(
             connection,
-            &Op::default(),
+            op,
             "ParticipantsUpdated",
             ok("participants updated"),
             extra,

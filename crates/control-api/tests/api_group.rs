@@ -209,7 +209,11 @@ async fn a_group_call_of_three_in_a_room() {
     let (status, body) = rig
         .post(
             &format!("/v1/calls/{id}/participants:mute"),
-            json!({ "targetParticipants": [{ "sipUri": peers[2].uri }], "operationContext": "mute-p3" }),
+            json!({
+                "targetParticipants": [{ "sipUri": peers[2].uri }],
+                "operationContext": "mute-p3",
+                "operationCallbackUri": "http://127.0.0.1:9/mute-hook"
+            }),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -220,6 +224,12 @@ async fn a_group_call_of_three_in_a_room() {
             d["callConnectionId"] == json!(id) && d["sequenceNumber"] == 4
         })
         .await;
+    // The mute's result: its context, to its callback.
+    assert_eq!(muted.data["operationContext"], "mute-p3");
+    assert_eq!(
+        muted.callback.as_deref(),
+        Some("http://127.0.0.1:9/mute-hook")
+    );
     let is_muted = |data: &Value, uri: &str| {
         data["participants"]
             .as_array()

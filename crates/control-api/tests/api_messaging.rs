@@ -695,7 +695,12 @@ async fn an_invitation_through_a_webhook_route_declined_busy() {
     let (status, body) = rig
         .post(
             "/v1/conversations:declineMessaging",
-            json!({ "invitationContext": context, "reason": "busy", "operationContext": "no" }),
+            json!({
+                "invitationContext": context,
+                "reason": "busy",
+                "operationContext": "no",
+                "operationCallbackUri": "http://127.0.0.1:9/decline-hook"
+            }),
         )
         .await;
     assert_eq!(status, 204, "{body}");
@@ -718,6 +723,10 @@ async fn an_invitation_through_a_webhook_route_declined_busy() {
     assert_eq!(over.data["state"], "Failed");
     assert_eq!(over.data["reason"]["sipStatus"], 486);
     assert_eq!(over.data["operationContext"], "no");
+    assert_eq!(
+        over.callback.as_deref(),
+        Some("http://127.0.0.1:9/decline-hook")
+    );
     let (status, again) = rig
         .post(
             "/v1/conversations:acceptMessaging",
