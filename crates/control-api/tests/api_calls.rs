@@ -12,7 +12,7 @@
 
 mod api_support;
 
-use api_support::{RawPeer, Rig, bob_waits, header, write_wav};
+use api_support::{EventStream, RawPeer, Rig, bob_waits, header, write_wav};
 use runtime::calls::{CallEvent, CallState, EstablishFailure, MediaFlowState};
 use serde_json::json;
 
@@ -1253,4 +1253,78 @@ fn incoming_calls(rig: &Rig) -> Vec<String> {
         .filter(|e| e.event_type == "IncomingCall")
         .map(|e| e.data["incomingCallContext"].as_str().unwrap().to_owned())
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_resumes_mid_call_with_last_event_id() {
+    let mut rig = Rig::start("the_event_stream_resumes_mid_call").await;
+    let mut stream = EventStream::open(&rig, "application=app&after=0", None).await;
+    let (status, created) = rig
+        .post(
+            "/v1/calls",
+            json!({ "application": "app", "targets": [{ "sipUri": rig.bob() }] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["callConnectionId"].as_str().unwrap().to_owned();
+    // Read up to CallConnected, then drop the connection.
+    let mut seen = Vec::new();
+    loop {
+        let event = stream.next().await;
+        let is_connected = event.event_type == "CallConnected"
+            && event.cloud_event["data"]["callConnectionId"] == json!(id);
+        seen.push(event);
+        if is_connected {
+            break;
+        }
+    }
+    drop(stream);
+    let last = seen.last().unwrap().id;
+    let mut bob = rig.bob_calls.recv().await.unwrap();
+
+    // While nobody listens: the call is hung up.
+    let (status, _) = rig
+        .post(
+            &format!("/v1/calls/{id}:hangup"),
+            json!({ "forEveryone": true }),
+        )
+        .await;
+    assert_eq!(status, 204);
+    bob_waits(&mut bob, is_terminated).await;
+    rig.events
+        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
+        .await;
+
+    // Resumed from the last id received: what followed it, once each, in order, and the
+    // CallDisconnected among it.
+    let mut stream = EventStream::open(&rig, "application=app", Some(last)).await;
+    let mut resumed = Vec::new();
+    loop {
+        let event = stream.next().await;
+        let is_disconnected = event.event_type == "CallDisconnected"
+            && event.cloud_event["data"]["callConnectionId"] == json!(id);
+        resumed.push(event);
+        if is_disconnected {
+            break;
+        }
+    }
+    let ids: Vec<u64> = resumed.iter().map(|e| e.id).collect();
+    let expected: Vec<u64> = (last + 1..=last + ids.len() as u64).collect();
+    assert_eq!(ids, expected, "consecutive after {last}, none repeated");
+    for e in &resumed {
+        assert_eq!(e.cloud_event["sequence"], e.id.to_string());
+        assert_eq!(e.cloud_event["type"], json!(e.event_type));
+    }
+    // Exactly what was published after the last one received, in order.
+    let published: Vec<String> = rig
+        .events
+        .all()
+        .into_iter()
+        .filter(|e| e.application == "app")
+        .map(|e| e.event_type)
+        .collect();
+    let before: Vec<String> = seen.iter().map(|e| e.event_type.clone()).collect();
+    let after: Vec<String> = resumed.iter().map(|e| e.event_type.clone()).collect();
+    assert_eq!(published[..before.len()], before[..]);
+    assert_eq!(published[before.len()..], after[..]);
 }

@@ -592,3 +592,75 @@ pub fn header(message: &str, name: &str) -> Option<String> {
                 .then(|| v.trim().to_owned())
         })
 }
+
+/// One event off the SSE stream: its id (the sequence), its type, its CloudEvent.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    pub id: u64,
+    pub event_type: String,
+    pub cloud_event: Value,
+}
+
+/// A minimal SSE reader of `GET /v1/events` (WHATWG HTML §9.2.6), with the token.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// Opens `GET /v1/events?{query}`, with `Last-Event-ID` when given.
+    pub async fn open(rig: &Rig, query: &str, last_event_id: Option<u64>) -> EventStream {
+        let mut request = rig
+            .client
+            .get(rig.url(&format!("/v1/events?{query}")))
+            .bearer_auth(TOKEN)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "the stream was refused");
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped); panics after 10 s without one.
+    pub async fn next(&mut self) -> StreamEvent {
+        let next = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                while let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let (mut id, mut event_type, mut data) = (None, None, String::new());
+                    for line in block.lines() {
+                        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                        let value = value.strip_prefix(' ').unwrap_or(value);
+                        match field {
+                            "id" => id = Some(value.parse::<u64>().unwrap()),
+                            "event" => event_type = Some(value.to_owned()),
+                            "data" => data.push_str(value),
+                            _ => {}
+                        }
+                    }
+                    if let (Some(id), Some(event_type)) = (id, event_type) {
+                        return StreamEvent {
+                            id,
+                            event_type,
+                            cloud_event: serde_json::from_str(&data).unwrap(),
+                        };
+                    }
+                }
+                let chunk = self
+                    .response
+                    .chunk()
+                    .await
+                    .unwrap()
+                    .expect("the stream ended");
+                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        })
+        .await;
+        next.expect("no event on the stream within 10 s")
+    }
+}
