@@ -548,6 +548,20 @@ impl RawPeer {
         tag: &str,
         to: std::net::SocketAddr,
     ) {
+        self.respond_with(request, status, reason, tag, to, None)
+            .await;
+    }
+
+    /// [`RawPeer::respond`] with a body: `(content type, body)`.
+    pub async fn respond_with(
+        &self,
+        request: &str,
+        status: u16,
+        reason: &str,
+        tag: &str,
+        to: std::net::SocketAddr,
+        body: Option<(&str, &str)>,
+    ) {
         let mut response = format!("SIP/2.0 {status} {reason}\r\n");
         for name in ["Via", "From", "Call-ID", "CSeq"] {
             for line in request.split("\r\n\r\n").next().unwrap().lines().skip(1) {
@@ -565,10 +579,14 @@ impl RawPeer {
         } else {
             response.push_str(&format!("To: {to_header};tag={tag}\r\n"));
         }
-        response.push_str(&format!(
-            "Contact: <sip:raw@{}>\r\nContent-Length: 0\r\n\r\n",
-            self.addr
-        ));
+        response.push_str(&format!("Contact: <sip:raw@{}>\r\n", self.addr));
+        match body {
+            None => response.push_str("Content-Length: 0\r\n\r\n"),
+            Some((content_type, body)) => response.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+        }
         self.send(&response, to).await;
     }
 
