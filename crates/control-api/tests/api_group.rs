@@ -300,7 +300,29 @@ async fn a_group_call_of_three_in_a_room() {
     rig.events
         .wait("PlayCompleted", |d| d["operationContext"] == "to-all")
         .await;
-    assert!(t_play.elapsed() >= ms(1400), "{:?}", t_play.elapsed());
+    // Once, and in order: after the unmute's update (sequence 5), with no PlayCanceled or
+    // PlayFailed (what it was heard as is read from the recordings below).
+    let order: Vec<Value> = rig
+        .events
+        .of_call(&id)
+        .into_iter()
+        .map(|e| json!({ "type": e.event_type, "data": e.data }))
+        .collect();
+    let unmute_at = order
+        .iter()
+        .position(|e| e["type"] == "ParticipantsUpdated" && e["data"]["sequenceNumber"] == 5)
+        .unwrap();
+    let plays: Vec<(usize, &Value)> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e["type"].as_str().unwrap().starts_with("Play")
+                && e["data"]["operationContext"] == "to-all"
+        })
+        .collect();
+    assert_eq!(plays.len(), 1, "{order:?}");
+    assert_eq!(plays[0].1["type"], "PlayCompleted");
+    assert!(plays[0].0 > unmute_at, "{order:?}");
 
     // p3 is removed: it leaves the room and its call ends.
     let (status, body) = rig
@@ -846,11 +868,13 @@ async fn a_transfer_in_a_group_call_names_its_transferee() {
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["callConnectionId"].as_str().unwrap().to_owned();
-    rig.events
+    let both = rig
+        .events
         .wait("ParticipantsUpdated", |d| {
             d["callConnectionId"] == json!(id) && connected(d) == 2
         })
         .await;
+    let both = both.data["sequenceNumber"].as_u64().unwrap();
     let (c1, mut e1) = p1.calls.recv().await.unwrap();
     let (c2, mut e2) = p2.calls.recv().await.unwrap();
     let target = rig.demo_b("echo");
@@ -923,7 +947,9 @@ async fn a_transfer_in_a_group_call_names_its_transferee() {
     let left = rig
         .events
         .wait("ParticipantsUpdated", |d| {
-            d["callConnectionId"] == json!(id) && d["participants"].as_array().unwrap().len() == 1
+            d["callConnectionId"] == json!(id)
+                && d["sequenceNumber"].as_u64().unwrap() > both
+                && d["participants"].as_array().unwrap().len() == 1
         })
         .await;
     assert_eq!(
