@@ -5,7 +5,7 @@
 //! - [`ReferTo`]: the Refer-To value (RFC 3515 §2.1), name-addr or addr-spec, with its
 //!   URI headers (RFC 3261 §19.1.1) decoded, and written back percent-encoded;
 //! - the `message/sipfrag` status line of a NOTIFY (RFC 3420, RFC 3515 §2.4.5):
-//!   [`parse_sipfrag_status`], [`sipfrag`];
+//!   [`parse_sipfrag_status`], [`sipfrag_reason_text`], [`sipfrag`];
 //! - [`SubscriptionState`] (RFC 6665 §8.2.3, the part a REFER subscription needs);
 //! - [`UserToUser`] (RFC 7433 §4.1): `hex-data;encoding=hex;purpose=...;content=...`.
 //!
@@ -354,6 +354,25 @@ pub fn parse_sipfrag_status(body: &[u8]) -> Result<(u16, String), CallError> {
     Ok((code, phrase.to_owned()))
 }
 
+/// The `text` of a `Reason` header (RFC 3326) among a `message/sipfrag` body's headers:
+/// `Reason: SIP;cause=486;text="Gone fishing"` → `Gone fishing`. `None` without one.
+pub fn sipfrag_reason_text(body: &[u8]) -> Option<String> {
+    let body = String::from_utf8_lossy(body);
+    body.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("reason") {
+            return None;
+        }
+        value.split(';').skip(1).find_map(|param| {
+            let (key, value) = param.split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("text")
+                .then(|| value.trim().trim_matches('"').trim().to_owned())
+                .filter(|text| !text.is_empty())
+        })
+    })
+}
+
 /// A `message/sipfrag` body of one status line: `SIP/2.0 200 OK\r\n`. An empty reason
 /// phrase becomes the standard one; CR and LF in it become spaces.
 pub fn sipfrag(status: u16, reason_phrase: &str) -> String {
@@ -686,6 +705,29 @@ mod tests {
         let escaped = escape_header(text);
         assert!(!escaped.contains([' ', ';', '=', '&', '"', '<', '>', '@']));
         assert_eq!(unescape(&escaped).unwrap(), text);
+    }
+
+    #[test]
+    fn sipfrag_reason_header_text() {
+        assert_eq!(
+            sipfrag_reason_text(
+                b"SIP/2.0 486 Busy Here\r\nReason: SIP;cause=486;text=\"Gone fishing\"\r\n"
+            ),
+            Some("Gone fishing".into())
+        );
+        assert_eq!(
+            sipfrag_reason_text(
+                b"SIP/2.0 486 Busy Here\r\nreason : Q.850 ; cause=17 ; TEXT=busy\r\n"
+            ),
+            Some("busy".into())
+        );
+        assert_eq!(sipfrag_reason_text(b"SIP/2.0 486 Busy Here\r\n"), None);
+        assert_eq!(
+            sipfrag_reason_text(b"SIP/2.0 486 Busy Here\r\nReason: SIP;cause=486\r\n"),
+            None
+        );
+        // The status line is not a header.
+        assert_eq!(sipfrag_reason_text(b"Reason: SIP;text=\"x\""), None);
     }
 
     #[test]

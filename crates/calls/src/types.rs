@@ -442,6 +442,11 @@ pub enum CallEvent {
         /// when the call or the subscription ended first.
         final_status: u16,
         reason: crate::TransferOutcome,
+        /// What the target said: the `text` of a `Reason` header in the final
+        /// NOTIFY's sipfrag (RFC 3326), else the sipfrag status line's reason phrase;
+        /// the reason phrase of the REFER's refusal; `None` when no message gave one
+        /// (no final NOTIFY, the call ended first).
+        reason_phrase: Option<String>,
     },
     /// The peer asks us to transfer (a REFER, RFC 3515): answer with `accept_transfer`,
     /// `accept_transfer_manually` or `decline_transfer` at once (unanswered, it is

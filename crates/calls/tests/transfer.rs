@@ -192,11 +192,17 @@ fn changed(transfer: TransferId, state: TransferState, status: Option<u16>) -> C
     }
 }
 
-fn completed(transfer: TransferId, final_status: u16, reason: TransferOutcome) -> CallEvent {
+fn completed(
+    transfer: TransferId,
+    final_status: u16,
+    reason: TransferOutcome,
+    reason_phrase: Option<&str>,
+) -> CallEvent {
     CallEvent::TransferCompleted {
         transfer,
         final_status,
         reason,
+        reason_phrase: reason_phrase.map(str::to_owned),
     }
 }
 
@@ -344,7 +350,7 @@ fn blind_transfer_reaches_the_target_with_referred_by_headers_and_uui_and_ends_t
             changed(transfer, TransferState::Accepted, Some(202)),
             changed(transfer, TransferState::Progress, Some(100)),
             changed(transfer, TransferState::Progress, Some(180)),
-            completed(transfer, 200, TransferOutcome::Accepted),
+            completed(transfer, 200, TransferOutcome::Accepted, Some("OK")),
         ],
         "{trace}"
     );
@@ -402,7 +408,7 @@ fn a_busy_target_completes_with_486_busy_and_the_call_stays_up() {
             changed(transfer, TransferState::Requested, None),
             changed(transfer, TransferState::Accepted, Some(202)),
             changed(transfer, TransferState::Progress, Some(100)),
-            completed(transfer, 486, TransferOutcome::Busy),
+            completed(transfer, 486, TransferOutcome::Busy, Some("Busy Here")),
         ],
         "{trace}"
     );
@@ -452,7 +458,7 @@ fn a_declined_refer_is_refused_with_its_status() {
         transfer_events(&w.net, A, a_call),
         vec![
             changed(transfer, TransferState::Requested, None),
-            completed(transfer, 603, TransferOutcome::Refused),
+            completed(transfer, 603, TransferOutcome::Refused, Some("Decline")),
         ]
     );
     assert_eq!(w.net.statuses(B, Method::Refer), vec![603]);
@@ -483,7 +489,7 @@ fn an_unanswered_refer_is_declined_603_after_the_answer_time() {
         transfer_events(&w.net, A, a_call),
         vec![
             changed(transfer, TransferState::Requested, None),
-            completed(transfer, 603, TransferOutcome::Refused),
+            completed(transfer, 603, TransferOutcome::Refused, Some("Decline")),
         ]
     );
     let refer_at = w.net.requests(A, Method::Refer)[0].0;
@@ -595,7 +601,7 @@ fn attended_transfer_replaces_the_consultation_call() {
     // A's transfer succeeded and its call with B ended; B and C are talking.
     assert_eq!(
         transfer_events(&w.net, A, a_b).last().unwrap(),
-        &completed(transfer, 200, TransferOutcome::Accepted),
+        &completed(transfer, 200, TransferOutcome::Accepted, Some("OK")),
         "{trace}"
     );
     assert_eq!(
@@ -786,7 +792,7 @@ fn hanging_up_mid_transfer_completes_it_as_failed() {
             changed(transfer, TransferState::Accepted, Some(202)),
             changed(transfer, TransferState::Progress, Some(100)),
             changed(transfer, TransferState::Progress, Some(180)),
-            completed(transfer, 487, TransferOutcome::Failed),
+            completed(transfer, 487, TransferOutcome::Failed, None),
         ]
     );
     let events = w.net.call_events(A, a_call);
@@ -855,7 +861,7 @@ fn manual_acceptance_reports_what_the_application_notifies() {
     let events = transfer_events(&w.net, A, a_call);
     assert_eq!(
         events.last().unwrap(),
-        &completed(transfer, 200, TransferOutcome::Accepted)
+        &completed(transfer, 200, TransferOutcome::Accepted, Some("OK"))
     );
     // keep_call: the call is up again.
     assert_eq!(
@@ -893,7 +899,7 @@ fn a_subscription_without_a_final_notify_ends_as_no_answer_408() {
             changed(transfer, TransferState::Requested, None),
             changed(transfer, TransferState::Accepted, Some(202)),
             changed(transfer, TransferState::Progress, Some(100)),
-            completed(transfer, 408, TransferOutcome::NoAnswer),
+            completed(transfer, 408, TransferOutcome::NoAnswer, None),
         ],
         "{trace}"
     );
@@ -1105,7 +1111,8 @@ fn transfer_options_are_checked() {
     assert!(w.net.call_events(A, a_call).contains(&completed(
         transfer,
         200,
-        TransferOutcome::Accepted
+        TransferOutcome::Accepted,
+        Some("OK")
     )));
     assert_eq!(w.net.requests(A, Method::Refer).len(), 1);
 }
@@ -1149,7 +1156,7 @@ fn lost_notifies_and_their_answers_are_retransmitted_and_the_transfer_completes(
     );
     assert_eq!(
         events.last().unwrap(),
-        &completed(transfer, 200, TransferOutcome::Accepted),
+        &completed(transfer, 200, TransferOutcome::Accepted, Some("OK")),
         "{trace}"
     );
     let notifies = w.net.requests(B, Method::Notify);
@@ -1194,7 +1201,12 @@ fn blind_transfer_completes_under_random_loss() {
             .collect();
         assert_eq!(
             done,
-            vec![completed(transfer, 200, TransferOutcome::Accepted)],
+            vec![completed(
+                transfer,
+                200,
+                TransferOutcome::Accepted,
+                Some("OK")
+            )],
             "seed {seed}\n{trace}"
         );
         let c_call = w.net.only_received(C).call;

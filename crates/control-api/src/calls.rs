@@ -19,8 +19,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use calls::{
     BridgeTarget, CallAcceptOptions, CallDeclineOptions, CallEstablishOptions, CallForwardOptions,
-    CallHandle, CallKind, CallTerminateOptions, CallTransferOptions, ConversationSettings, Engine,
-    HoldType, Identity,
+    CallHandle, CallKind, CallState, CallTerminateOptions, CallTransferOptions,
+    ConversationSettings, Engine, HoldType, Identity,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -1071,7 +1071,7 @@ pub(crate) async fn cancel_add_participant(
     params(("callConnectionId" = String, Path, description = "The call connection")),
     request_body = RemoveParticipantRequest,
     responses(
-        (status = 202, description = "Hanging up the participant: `RemoveParticipantSucceeded` follows, then `ParticipantsUpdated` (or `CallDisconnected` for the last one)", body = OperationAccepted),
+        (status = 202, description = "Hanging up the participant: `RemoveParticipantSucceeded` follows, then `ParticipantsUpdated` (or `CallDisconnected` for the last one); `RemoveParticipantFailed` when its call was already ending (its own hang-up, a cancel, a transfer) or ended otherwise than by the remove", body = OperationAccepted),
         (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call connection", body = Problem, content_type = "application/problem+json"),
@@ -1111,6 +1111,29 @@ pub(crate) async fn remove_participant(
             return Err(Problem::conflict(
                 "the participant is already being removed",
             ));
+        }
+        // The participant's call already ending (its BYE came in, a cancel or a
+        // transfer is ending it) or gone, and the books not there yet: the remove
+        // cannot do it, and says so (RemoveParticipantFailed).
+        let ending = match engine.call_state(p.call) {
+            None => Some("the participant's call is already over"),
+            Some(CallState::Terminating | CallState::Terminated) => {
+                Some("the participant's call is already ending")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = ending {
+            let view = p.view();
+            let mut outbox = Outbox::default();
+            outbox.call_event(
+                connection,
+                &op,
+                "RemoveParticipantFailed",
+                failed(487, why),
+                serde_json::json!({ "participant": view }),
+            );
+            books.publish(outbox);
+            return Ok(());
         }
         // Out of the room at once: the others stop hearing it before its BYE is done.
         if engine.room_of(p.call).is_some()
@@ -1345,7 +1368,14 @@ async fn mute(
     body: MuteParticipantsRequest,
     muted: bool,
 ) -> ApiResult<Json<MuteParticipantsResponse>> {
-    validate::operation(body.operation_context.as_ref(), None)?;
+    validate::operation(
+        body.operation_context.as_ref(),
+        body.operation_callback_uri.as_ref(),
+    )?;
+    let op = Op::new(
+        body.operation_context.clone(),
+        body.operation_callback_uri.clone(),
+    );
     if body.target_participants.is_empty() || body.target_participants.len() > 16 {
         return Err(Problem::invalid_field(
             "targetParticipants",
@@ -1400,7 +1430,7 @@ async fn mute(
         }
         let mut outbox = Outbox::default();
         if changed {
-            outbox.participants_updated(connection);
+            outbox.participants_updated_by(connection, &op);
         }
         // Published under the book's lock: in order with the follower's events.
         books.publish(outbox);
@@ -1745,11 +1775,11 @@ pub(crate) async fn park(
     tag = "park",
     request_body = RetrieveRequest,
     responses(
-        (status = 202, description = "The target is being called; once it answers it is joined to the parked call (`ParticipantsUpdated` on the parked call's connection)", body = RetrieveResponse),
+        (status = 202, description = "The target is being called; once it answers it is joined to the parked call (`RetrieveSucceeded`, then `ParticipantsUpdated` on the parked call's connection); `RetrieveFailed` (the target's status) when it does not answer, and the call stays parked. Both only for a call the API parked (`callConnectionId` in the answer)", body = RetrieveResponse),
         (status = 400, description = "Malformed JSON, an unknown field, a wrong type", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No call is parked in this orbit", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad target (retrieval dials a SIP URI)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad target (retrieval dials a SIP URI), or an operationCallbackUri that is not an absolute http URL", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the configured limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
     )
@@ -1758,7 +1788,10 @@ pub(crate) async fn retrieve(
     State(shared): State<Arc<Shared>>,
     ApiJson(body): ApiJson<RetrieveRequest>,
 ) -> ApiResult<(StatusCode, Json<RetrieveResponse>)> {
-    validate::operation_context(body.operation_context.as_ref())?;
+    validate::operation(
+        body.operation_context.as_ref(),
+        body.operation_callback_uri.as_ref(),
+    )?;
     if body.target.phone_number.is_some() {
         return Err(Problem::unprocessable(
             Some("target.phoneNumber"),
@@ -1774,6 +1807,7 @@ pub(crate) async fn retrieve(
     let orbit = body.orbit;
     let identifier = body.target;
     let context = body.operation_context;
+    let op = Op::new(context.clone(), body.operation_callback_uri);
     let books = shared.clone();
     let answer = on_engine(&shared, move |engine, now| {
         let Some(parked) = engine.parked_call(orbit) else {
@@ -1795,7 +1829,7 @@ pub(crate) async fn retrieve(
         };
         let connection_id = owner.and_then(|owner| {
             let connection = book.connections.get_mut(&owner)?;
-            let mut participant = Participant::new(leg, identifier, Role::Retriever);
+            let mut participant = Participant::new(leg, identifier, Role::Retriever { orbit, op });
             participant.sip_call_id = engine.sip_call_id(leg);
             let tracked = Tracked::Participant {
                 connection: owner.clone(),

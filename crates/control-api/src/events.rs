@@ -51,6 +51,10 @@ pub mod event_type {
     pub const CALL_TRANSFER_FAILED: &str = "CallTransferFailed";
     /// The call went to a parking orbit.
     pub const CALL_PARKED: &str = "CallParked";
+    /// `retrieve`: the target answered and was joined to the parked call.
+    pub const RETRIEVE_SUCCEEDED: &str = "RetrieveSucceeded";
+    /// `retrieve`: the target did not answer (its status); the call stays parked.
+    pub const RETRIEVE_FAILED: &str = "RetrieveFailed";
     /// A `play` finished.
     pub const PLAY_COMPLETED: &str = "PlayCompleted";
     /// A DTMF tone was received.

@@ -451,6 +451,7 @@ fn participant_event(
             transfer,
             final_status,
             reason,
+            reason_phrase,
         } => {
             let Some(pending) = connection.transfer.take_if(|t| t.id == transfer) else {
                 return false;
@@ -479,7 +480,7 @@ fn participant_event(
                     connection,
                     &pending.op,
                     "CallTransferAccepted",
-                    ok("the target answered the transferee"),
+                    ok(&transfer_message(final_status, reason_phrase)),
                     extra,
                 );
             } else {
@@ -487,7 +488,7 @@ fn participant_event(
                     connection,
                     &pending.op,
                     "CallTransferFailed",
-                    failed(final_status, format!("{reason:?}")),
+                    failed(final_status, transfer_message(final_status, reason_phrase)),
                     extra,
                 );
             }
@@ -511,9 +512,23 @@ fn participant_event(
         }
         CallEvent::Retrieved { by, .. } => {
             set_state(connection, pid, ParticipantState::Connected);
-            let known = connection.participants.iter().any(|p| p.call == by);
-            if !known {
-                tracing::info!(%call, %by, "a parked participant was retrieved by a call the API did not place");
+            let retriever = connection
+                .participants
+                .iter()
+                .find(|p| p.call == by)
+                .map(|p| (p.role.clone(), p.view()));
+            match retriever {
+                Some((Role::Retriever { orbit, op }, view)) => outbox.call_event(
+                    connection,
+                    &op,
+                    "RetrieveSucceeded",
+                    ok("the parked participant was retrieved"),
+                    json!({ "orbit": orbit, "participant": view }),
+                ),
+                Some(_) => {}
+                None => {
+                    tracing::info!(%call, %by, "a parked participant was retrieved by a call the API did not place");
+                }
             }
             if connection.connected && !connection.detached {
                 outbox.participants_updated(connection);
@@ -586,7 +601,7 @@ fn established(connection: &mut Connection, pid: &str, outbox: &mut Outbox, then
                 then.push(Then::SyncRoom(connection.id.clone()));
             }
         }
-        Role::Retriever => {
+        Role::Retriever { .. } => {
             if connection.connected && !connection.detached {
                 outbox.participants_updated(connection);
             }
@@ -640,8 +655,15 @@ fn establish_failed(
             failed(code, message),
             json!({ "participant": view, "invitationId": invitation }),
         ),
-        Role::Retriever => {
+        Role::Retriever { orbit, op } => {
             tracing::info!(code, %message, "the retrieving call failed: the call stays parked");
+            outbox.call_event(
+                connection,
+                &op,
+                "RetrieveFailed",
+                failed(code, message),
+                json!({ "orbit": orbit, "participant": view }),
+            );
         }
         Role::Target => target_failed(connection, &view, code, message, outbox),
         Role::Adopted => {
@@ -730,7 +752,13 @@ fn terminated(
                 failed(code, message.clone()),
                 json!({ "participant": view, "invitationId": invitation }),
             ),
-            Role::Retriever => {}
+            Role::Retriever { orbit, op } => outbox.call_event(
+                connection,
+                op,
+                "RetrieveFailed",
+                failed(if code == 200 { 487 } else { code }, message.clone()),
+                json!({ "orbit": orbit, "participant": view }),
+            ),
             Role::Target => target_failed(connection, &view, code, message.clone(), outbox),
             Role::Adopted => {
                 let op = connection.start_op.clone();
@@ -763,13 +791,28 @@ fn terminated(
         connection.finished_invitations.push(invitation.clone());
     }
     if let Some(op) = &p.removing {
-        outbox.call_event(
-            connection,
-            op,
-            "RemoveParticipantSucceeded",
-            ok("the participant was removed"),
-            json!({ "participant": view }),
-        );
+        // Ended by our hang-up (its BYE or CANCEL), or otherwise first: the remove did
+        // not do it (the participant's own BYE, a timeout, a transport error).
+        if *reason == CallStateTransitionReason::LocalTerminated {
+            outbox.call_event(
+                connection,
+                op,
+                "RemoveParticipantSucceeded",
+                ok("the participant was removed"),
+                json!({ "participant": view }),
+            );
+        } else {
+            outbox.call_event(
+                connection,
+                op,
+                "RemoveParticipantFailed",
+                failed(
+                    if code == 200 { 487 } else { code },
+                    format!("the participant's call ended first: {message}"),
+                ),
+                json!({ "participant": view }),
+            );
+        }
     }
     if let Some(op) = &p.dtmf {
         outbox.call_event(
@@ -979,5 +1022,17 @@ fn hold_failure(failure: &OperationFailure) -> ResultInformation {
         OperationFailure::Media { reason } => failed(488, format!("unusable answer: {reason}")),
         OperationFailure::CallEnded => failed(487, "the participant's call ended first"),
         other => failed(500, format!("{other:?}")),
+    }
+}
+
+/// `resultInformation.message` of a transfer's end: the target's final status and what
+/// it said (its `Reason` text or reason phrase, from the final NOTIFY's sipfrag), e.g.
+/// `486 Busy Here`; without a message that said it, why there was none.
+fn transfer_message(status: u16, reason_phrase: Option<String>) -> String {
+    match (reason_phrase, status) {
+        (Some(phrase), _) => format!("{status} {phrase}"),
+        (None, 408) => "408 no final status from the transferee".to_owned(),
+        (None, 487) => "487 the call or the transfer's subscription ended first".to_owned(),
+        (None, _) => format!("{status} {}", sip_message::default_reason_phrase(status)),
     }
 }

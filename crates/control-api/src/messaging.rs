@@ -1055,22 +1055,26 @@ pub(crate) async fn accept_messaging(
     tag = "messaging",
     request_body = DeclineMessagingRequest,
     responses(
-        (status = 204, description = "Declined: `declined` 603 (the default), `busy` 486, `forbidden` 403, `unavailable` 480; `messagingInvitation` completed (Failed) follows"),
+        (status = 204, description = "Declined: `declined` 603 (the default), `busy` 486, `forbidden` 403, `unavailable` 480; `messagingInvitation` completed (Failed) follows, with the operation's context, to its callback"),
         (status = 400, description = P400, body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No invitation has this context", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already accepted, declined, timed out or ended", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Semantically invalid (the field is named): an operationCallbackUri that is not an absolute http URL", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn decline_messaging(
     State(shared): State<Arc<Shared>>,
     ApiJson(body): ApiJson<DeclineMessagingRequest>,
 ) -> ApiResult<StatusCode> {
-    validate::operation_context(body.operation_context.as_ref())?;
+    validate::operation(
+        body.operation_context.as_ref(),
+        body.operation_callback_uri.as_ref(),
+    )?;
     let status = body.reason.unwrap_or_default().status();
-    let op = Op::new(body.operation_context, None);
+    let op = Op::new(body.operation_context, body.operation_callback_uri);
     let token = body.invitation_context;
     let books = shared.clone();
     on_engine(&shared, move |engine, now| {

@@ -209,6 +209,11 @@ pub struct DeclineMessagingRequest {
     #[serde(default)]
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
+    /// Where the `messagingInvitation` completed event goes instead of the
+    /// application's callback.
+    #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
+    pub operation_callback_uri: Option<String>,
 }
 
 /// The remote party of a conversation.

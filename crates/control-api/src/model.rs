@@ -154,8 +154,8 @@ pub struct CallParticipant {
     pub identifier: Identifier,
     /// `connecting`, `connected`, `transferring`, `parked` or `disconnecting`.
     pub state: String,
-    /// Always `false`: muting a participant in the room is not offered (the mixer has
-    /// no per-member mute).
+    /// Muted in the call's conference room (`participants:mute`): the others do not
+    /// hear it, it still hears them.
     pub is_muted: bool,
     /// On hold: the application held it (`participants:hold`), or it holds us.
     pub is_on_hold: bool,
@@ -222,6 +222,8 @@ pub enum CallRejectReason {
 }
 
 /// `POST /v1/calls:reject`: `callRejectReason` or `sipStatus` (not both; neither: 603).
+/// No event follows (the incoming call is settled, no call connection exists), so it
+/// takes no `operationCallbackUri`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RejectCallRequest {
@@ -238,7 +240,9 @@ pub struct RejectCallRequest {
     pub operation_context: Option<String>,
 }
 
-/// `POST /v1/calls:redirect`: a 302 with the target as Contact.
+/// `POST /v1/calls:redirect`: a 302 with the target as Contact. No event follows (the
+/// incoming call is settled, no call connection exists), so it takes no
+/// `operationCallbackUri`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedirectCallRequest {
@@ -413,6 +417,11 @@ pub struct RetrieveRequest {
     #[serde(default)]
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
+    /// Where this retrieve's `RetrieveSucceeded` / `RetrieveFailed` go instead of the
+    /// application's callback.
+    #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
+    pub operation_callback_uri: Option<String>,
 }
 
 /// The answer to `calls:retrieve`.
@@ -526,9 +535,14 @@ pub struct MuteParticipantsRequest {
     /// One to 16 participants of the call, each named once.
     #[schema(min_items = 1, max_items = 16)]
     pub target_participants: Vec<Identifier>,
+    /// Echoed in the answer and in the `ParticipantsUpdated` the change raises.
     #[serde(default)]
     #[schema(max_length = 1024)]
     pub operation_context: Option<String>,
+    /// Where that `ParticipantsUpdated` goes instead of the application's callback.
+    #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^http://[!-\"$-.0->@-~][!-~]*$")]
+    pub operation_callback_uri: Option<String>,
 }
 
 /// The answer to `participants:mute` and `participants:unmute`: done (a

@@ -158,6 +158,12 @@ impl Outbox {
 
     /// `ParticipantsUpdated` with the next sequence number.
     pub(crate) fn participants_updated(&mut self, connection: &mut Connection) {
+        self.participants_updated_by(connection, &Op::default());
+    }
+
+    /// `ParticipantsUpdated` with the next sequence number, as the result of `op` (a
+    /// mute): its context, and its callback when it has one.
+    pub(crate) fn participants_updated_by(&mut self, connection: &mut Connection, op: &Op) {
         connection.sequence += 1;
         let participants: Vec<CallParticipant> = connection
             .participants
@@ -171,7 +177,7 @@ impl Outbox {
         });
         self.call_event(
             connection,
-            &Op::default(),
+            op,
             "ParticipantsUpdated",
             ok("participants updated"),
             extra,
@@ -450,8 +456,9 @@ pub(crate) enum Role {
         op: Op,
         cancel: Option<Op>,
     },
-    /// `calls:retrieve`: the call that takes a parked participant back.
-    Retriever,
+    /// `calls:retrieve`: the call that takes a parked participant back (from `orbit`),
+    /// and the retrieve's operation (RetrieveSucceeded / RetrieveFailed).
+    Retriever { orbit: u16, op: Op },
     /// One of the targets of a group call (`POST /v1/calls` with several).
     Target,
     /// A call the application took over with `calls:connect`.

@@ -12,7 +12,7 @@
 
 mod api_support;
 
-use api_support::{Rig, bob_waits, write_wav};
+use api_support::{EventStream, RawPeer, Rig, bob_waits, header, write_wav};
 use runtime::calls::{CallEvent, CallState, EstablishFailure, MediaFlowState};
 use serde_json::json;
 
@@ -456,6 +456,7 @@ async fn a_blind_transfer_the_peer_accepts() {
         })
         .await;
     assert_eq!(accepted.data["sipStatus"], 200);
+    assert_eq!(accepted.data["resultInformation"]["message"], "200 OK");
     assert_eq!(accepted.data["operationContext"], "xfer");
     assert_eq!(accepted.data["transferTarget"]["sipUri"], json!(target));
     assert_eq!(
@@ -501,6 +502,8 @@ async fn a_transfer_to_a_busy_target_fails_with_its_status() {
         .await;
     assert_eq!(failed.data["sipStatus"], 486);
     assert_eq!(failed.data["resultInformation"]["code"], 486);
+    // The target's own words, from the NOTIFY's sipfrag status line.
+    assert_eq!(failed.data["resultInformation"]["message"], "486 Busy Here");
     // The call stays.
     let (status, props) = rig.get(&format!("/v1/calls/{id}")).await;
     assert_eq!(status, 200);
@@ -721,14 +724,63 @@ async fn park_and_retrieve() {
     let (_, props) = rig.get(&format!("/v1/calls/{id}")).await;
     assert_eq!(props["participants"][0]["state"], "parked");
 
+    // A retriever that is busy: RetrieveFailed with its status, to the operation's
+    // callback, and the call stays parked.
     let (status, retrieved) = rig
         .post(
             "/v1/calls:retrieve",
-            json!({ "orbit": orbit, "target": { "sipUri": rig.demo_b("echo") } }),
+            json!({
+                "orbit": orbit,
+                "target": { "sipUri": rig.demo_b("busy") },
+                "operationContext": "retrieve-busy",
+                "operationCallbackUri": "http://127.0.0.1:9/retrieve-hook"
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{retrieved}");
+    let failed = rig
+        .events
+        .wait("RetrieveFailed", |d| d["callConnectionId"] == json!(id))
+        .await;
+    assert_eq!(failed.data["operationContext"], "retrieve-busy");
+    assert_eq!(failed.data["resultInformation"]["code"], 486);
+    assert_eq!(failed.data["orbit"], orbit);
+    assert_eq!(
+        failed.callback.as_deref(),
+        Some("http://127.0.0.1:9/retrieve-hook")
+    );
+    let mut props = json!(null);
+    for _ in 0..40 {
+        props = rig.get(&format!("/v1/calls/{id}")).await.1;
+        if props["participants"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        props["participants"].as_array().unwrap().len(),
+        1,
+        "{props}"
+    );
+    assert_eq!(props["participants"][0]["state"], "parked");
+
+    let (status, retrieved) = rig
+        .post(
+            "/v1/calls:retrieve",
+            json!({
+                "orbit": orbit,
+                "target": { "sipUri": rig.demo_b("echo") },
+                "operationContext": "retrieve-echo"
+            }),
         )
         .await;
     assert_eq!(status, 202, "{retrieved}");
     assert_eq!(retrieved["callConnectionId"], json!(id));
+    let succeeded = rig
+        .events
+        .wait("RetrieveSucceeded", |d| d["callConnectionId"] == json!(id))
+        .await;
+    assert_eq!(succeeded.data["operationContext"], "retrieve-echo");
     let updated = rig
         .events
         .wait("ParticipantsUpdated", |d| {
@@ -894,4 +946,385 @@ async fn the_application_leaves_a_three_party_call() {
     }
     assert_eq!(left_over, 0, "the last participant was hung up");
     assert_eq!(rig.events.all().len(), events_before);
+}
+
+/// An INVITE from `peer` to `user` at A with an audio offer; its Call-ID.
+async fn raw_invite(rig: &Rig, peer: &RawPeer, user: &str, call_id: &str) {
+    let me = peer.addr;
+    let ip = me.ip();
+    let a = rig.a_addr;
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    );
+    let invite = format!(
+        "INVITE sip:{user}@{a} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:raw@{me}>;tag=raw-{call_id}\r\n\
+         To: <sip:{user}@{a}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:raw@{me}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    peer.send(&invite, a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_hangs_up_before_its_ack_fails_the_answer() {
+    let rig = Rig::start("a_caller_that_hangs_up_before_its_ack").await;
+    let caller = RawPeer::bind("127.0.0.71").await;
+    let call_id = format!("answer-failed-{}", std::process::id());
+    raw_invite(&rig, &caller, "support", &call_id).await;
+    let incoming = rig
+        .events
+        .wait("IncomingCall", |d| d["correlationId"] == json!(call_id))
+        .await;
+    let context = incoming.data["incomingCallContext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, answered) = rig
+        .post(
+            "/v1/calls:answer",
+            json!({ "incomingCallContext": context, "operationContext": "answer-af" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    let id = answered["callConnectionId"].as_str().unwrap().to_owned();
+    // The 200 comes; the caller sends no ACK but a BYE (the dialog is up, RFC 3261
+    // §12.1.1): the call never connects.
+    let (ok, from) = caller.recv("SIP/2.0 200").await;
+    assert!(header(&ok, "CSeq").unwrap().ends_with("INVITE"), "{ok}");
+    let to = header(&ok, "To").unwrap();
+    let contact = header(&ok, "Contact").unwrap();
+    let target = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = caller.addr;
+    let bye = format!(
+        "BYE {target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-2;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:raw@{me}>;tag=raw-{call_id}\r\n\
+         To: {to}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 2 BYE\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    caller.send(&bye, from).await;
+    let failed = rig
+        .events
+        .wait("AnswerFailed", |d| d["callConnectionId"] == json!(id))
+        .await;
+    assert_eq!(failed.data["operationContext"], "answer-af");
+    assert_ne!(failed.data["resultInformation"]["code"], 200);
+    let types: Vec<String> = rig
+        .events
+        .of_call(&id)
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(types, ["AnswerFailed"]);
+    assert_eq!(rig.get(&format!("/v1/calls/{id}")).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_of_a_participant_already_leaving_fails() {
+    let mut rig = Rig::start("a_remove_of_a_participant_already_leaving").await;
+    let id = rig.connected_call(&rig.bob(), "to-bob").await;
+    let _bob = rig.bob_calls.recv().await.unwrap();
+    // A peer that never answers: the invitation's CANCEL waits for a provisional
+    // response (RFC 3261 §9.1), so the participant's call stays ending.
+    let silent = RawPeer::bind("127.0.0.72").await;
+    let dave = silent.uri("dave");
+    let (status, added) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:add"),
+            json!({ "participantToAdd": { "sipUri": dave }, "invitationTimeoutInSeconds": 60 }),
+        )
+        .await;
+    assert_eq!(status, 202, "{added}");
+    let invitation = added["invitationId"].as_str().unwrap().to_owned();
+    silent.recv("INVITE").await;
+    let (status, body) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:cancelAddParticipant"),
+            json!({ "invitationId": invitation }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:remove"),
+            json!({ "participantToRemove": { "sipUri": dave }, "operationContext": "remove-dave" }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let failed = rig
+        .events
+        .wait("RemoveParticipantFailed", |d| {
+            d["callConnectionId"] == json!(id)
+        })
+        .await;
+    assert_eq!(failed.data["operationContext"], "remove-dave");
+    assert_eq!(failed.data["resultInformation"]["code"], 487);
+    assert_eq!(
+        failed.data["participant"]["identifier"]["sipUri"],
+        json!(dave)
+    );
+    assert!(
+        !rig.events
+            .types()
+            .iter()
+            .any(|t| t == "RemoveParticipantSucceeded")
+    );
+    // Bob's call goes on.
+    let (_, props) = rig.get(&format!("/v1/calls/{id}")).await;
+    assert_eq!(props["callConnectionState"], "connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_that_times_out_fails_the_add_with_its_caller_id_and_context() {
+    let mut rig = Rig::start("an_invitation_that_times_out").await;
+    let id = rig.connected_call(&rig.bob(), "to-bob").await;
+    let _bob = rig.bob_calls.recv().await.unwrap();
+    let ringing = RawPeer::bind("127.0.0.73").await;
+    let dave = ringing.uri("dave");
+    let (status, added) = rig
+        .post(
+            &format!("/v1/calls/{id}/participants:add"),
+            json!({
+                "participantToAdd": { "sipUri": dave },
+                "invitationTimeoutInSeconds": 1,
+                "sourceCallerIdNumber": { "phoneNumber": "+15551234567" },
+                "sourceDisplayName": "Front Desk",
+                "customContext": {
+                    "sipHeaders": { "X-Ticket": "42" },
+                    "userToUser": "c0ffee"
+                },
+                "operationContext": "add-dave"
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{added}");
+    let invitation = added["invitationId"].as_str().unwrap().to_owned();
+    // Dave sees the caller ID, the display name and the custom context.
+    let (invite, from) = ringing.recv("INVITE").await;
+    let from_header = header(&invite, "From").unwrap();
+    assert!(from_header.contains("\"Front Desk\""), "{from_header}");
+    assert!(from_header.contains("sip:+15551234567@"), "{from_header}");
+    assert_eq!(
+        header(&invite, "X-Ticket").as_deref(),
+        Some("42"),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "User-to-User")
+            .unwrap()
+            .to_ascii_lowercase()
+            .starts_with("c0ffee"),
+        "{invite}"
+    );
+    // It rings and never answers: cancelled at the invitation's timeout.
+    ringing.respond(&invite, 180, "Ringing", "dave", from).await;
+    let (cancel, from) = ringing.recv("CANCEL").await;
+    ringing.respond(&cancel, 200, "OK", "dave", from).await;
+    ringing
+        .respond(&invite, 487, "Request Terminated", "dave", from)
+        .await;
+    let failed = rig
+        .events
+        .wait("AddParticipantFailed", |d| {
+            d["callConnectionId"] == json!(id)
+        })
+        .await;
+    assert_eq!(failed.data["invitationId"], json!(invitation));
+    assert_eq!(failed.data["operationContext"], "add-dave");
+    assert_eq!(
+        failed.data["resultInformation"]["code"], 408,
+        "{:?}",
+        failed.data
+    );
+    let (_, props) = rig.get(&format!("/v1/calls/{id}")).await;
+    assert_eq!(props["participants"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_a_caller_id_shows_it_in_the_from() {
+    let rig = Rig::start("create_with_a_caller_id").await;
+    let peer = RawPeer::bind("127.0.0.74").await;
+    for (caller_id, expected) in [
+        (
+            json!({ "sipUri": "sip:sales@example.com" }),
+            "<sip:sales@example.com>",
+        ),
+        (
+            json!({ "phoneNumber": "+441632960001" }),
+            "sip:+441632960001@",
+        ),
+    ] {
+        let (status, body) = rig
+            .post(
+                "/v1/calls",
+                json!({
+                    "application": "app",
+                    "targets": [{ "sipUri": peer.uri("erin") }],
+                    "callerId": caller_id,
+                    "callerDisplayName": "Sales",
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["callConnectionId"].as_str().unwrap().to_owned();
+        let (invite, from) = peer.recv("INVITE").await;
+        let from_header = header(&invite, "From").unwrap();
+        assert!(from_header.contains(expected), "{from_header}");
+        assert!(from_header.contains("\"Sales\""), "{from_header}");
+        peer.respond(&invite, 486, "Busy Here", "erin", from).await;
+        let failed = rig
+            .events
+            .wait("CreateCallFailed", |d| d["callConnectionId"] == json!(id))
+            .await;
+        assert_eq!(failed.data["resultInformation"]["code"], 486);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_none_and_forbidden_and_not_both() {
+    let rig = Rig::start("reject_none_and_forbidden").await;
+    for (reason, expected) in [("none", 603), ("forbidden", 403)] {
+        let before = incoming_calls(&rig).len();
+        let carol = rig.carol_calls("app", &[]).await;
+        let mut context = None;
+        for _ in 0..200 {
+            let all = incoming_calls(&rig);
+            if all.len() > before {
+                context = all.last().cloned();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let context = context.expect("an IncomingCall");
+        // Both a reason and a status: refused, nothing changes.
+        let (status, problem) = rig
+            .post(
+                "/v1/calls:reject",
+                json!({
+                    "incomingCallContext": context,
+                    "callRejectReason": reason,
+                    "sipStatus": 486
+                }),
+            )
+            .await;
+        assert_eq!(status, 422, "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("not both"),
+            "{problem}"
+        );
+        let (status, body) = rig
+            .post(
+                "/v1/calls:reject",
+                json!({ "incomingCallContext": context, "callRejectReason": reason }),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
+        let (result, _, _) = carol.await.unwrap();
+        match result {
+            Err(runtime::app::Error::Establish(EstablishFailure::Refused { status, .. })) => {
+                assert_eq!(status, expected, "{reason}")
+            }
+            other => panic!("{reason}: {other:?}"),
+        }
+    }
+}
+
+/// The `incomingCallContext` of every IncomingCall so far, in order.
+fn incoming_calls(rig: &Rig) -> Vec<String> {
+    rig.events
+        .all()
+        .into_iter()
+        .filter(|e| e.event_type == "IncomingCall")
+        .map(|e| e.data["incomingCallContext"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_resumes_mid_call_with_last_event_id() {
+    let mut rig = Rig::start("the_event_stream_resumes_mid_call").await;
+    let mut stream = EventStream::open(&rig, "application=app&after=0", None).await;
+    let (status, created) = rig
+        .post(
+            "/v1/calls",
+            json!({ "application": "app", "targets": [{ "sipUri": rig.bob() }] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["callConnectionId"].as_str().unwrap().to_owned();
+    // Read up to CallConnected, then drop the connection.
+    let mut seen = Vec::new();
+    loop {
+        let event = stream.next().await;
+        let is_connected = event.event_type == "CallConnected"
+            && event.cloud_event["data"]["callConnectionId"] == json!(id);
+        seen.push(event);
+        if is_connected {
+            break;
+        }
+    }
+    drop(stream);
+    let last = seen.last().unwrap().id;
+    let mut bob = rig.bob_calls.recv().await.unwrap();
+
+    // While nobody listens: the call is hung up.
+    let (status, _) = rig
+        .post(
+            &format!("/v1/calls/{id}:hangup"),
+            json!({ "forEveryone": true }),
+        )
+        .await;
+    assert_eq!(status, 204);
+    bob_waits(&mut bob, is_terminated).await;
+    rig.events
+        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
+        .await;
+
+    // Resumed from the last id received: what followed it, once each, in order, and the
+    // CallDisconnected among it.
+    let mut stream = EventStream::open(&rig, "application=app", Some(last)).await;
+    let mut resumed = Vec::new();
+    loop {
+        let event = stream.next().await;
+        let is_disconnected = event.event_type == "CallDisconnected"
+            && event.cloud_event["data"]["callConnectionId"] == json!(id);
+        resumed.push(event);
+        if is_disconnected {
+            break;
+        }
+    }
+    let ids: Vec<u64> = resumed.iter().map(|e| e.id).collect();
+    let expected: Vec<u64> = (last + 1..=last + ids.len() as u64).collect();
+    assert_eq!(ids, expected, "consecutive after {last}, none repeated");
+    for e in &resumed {
+        assert_eq!(e.cloud_event["sequence"], e.id.to_string());
+        assert_eq!(e.cloud_event["type"], json!(e.event_type));
+    }
+    // Exactly what was published after the last one received, in order.
+    let published: Vec<String> = rig
+        .events
+        .all()
+        .into_iter()
+        .filter(|e| e.application == "app")
+        .map(|e| e.event_type)
+        .collect();
+    let before: Vec<String> = seen.iter().map(|e| e.event_type.clone()).collect();
+    let after: Vec<String> = resumed.iter().map(|e| e.event_type.clone()).collect();
+    assert_eq!(published[..before.len()], before[..]);
+    assert_eq!(published[before.len()..], after[..]);
 }

@@ -26,8 +26,8 @@ mod api_support;
 use api_support::{Rig, bob_waits, write_wav};
 use runtime::app::{AudioVideoCall, CallEvents, EndpointNotice};
 use runtime::calls::{
-    ApplicationEndpointSettings, CallAcceptOptions, CallEvent, CallState, CallTerminateOptions,
-    Direction,
+    ApplicationEndpointSettings, CallAcceptOptions, CallEstablishOptions, CallEvent, CallState,
+    CallTerminateOptions, Direction,
 };
 use runtime::media::{ToneSpec, tone_level_dbm0};
 use serde_json::{Value, json};
@@ -209,7 +209,11 @@ async fn a_group_call_of_three_in_a_room() {
     let (status, body) = rig
         .post(
             &format!("/v1/calls/{id}/participants:mute"),
-            json!({ "targetParticipants": [{ "sipUri": peers[2].uri }], "operationContext": "mute-p3" }),
+            json!({
+                "targetParticipants": [{ "sipUri": peers[2].uri }],
+                "operationContext": "mute-p3",
+                "operationCallbackUri": "http://127.0.0.1:9/mute-hook"
+            }),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -220,6 +224,12 @@ async fn a_group_call_of_three_in_a_room() {
             d["callConnectionId"] == json!(id) && d["sequenceNumber"] == 4
         })
         .await;
+    // The mute's result: its context, to its callback.
+    assert_eq!(muted.data["operationContext"], "mute-p3");
+    assert_eq!(
+        muted.callback.as_deref(),
+        Some("http://127.0.0.1:9/mute-hook")
+    );
     let is_muted = |data: &Value, uri: &str| {
         data["participants"]
             .as_array()
@@ -290,7 +300,29 @@ async fn a_group_call_of_three_in_a_room() {
     rig.events
         .wait("PlayCompleted", |d| d["operationContext"] == "to-all")
         .await;
-    assert!(t_play.elapsed() >= ms(1400), "{:?}", t_play.elapsed());
+    // Once, and in order: after the unmute's update (sequence 5), with no PlayCanceled or
+    // PlayFailed (what it was heard as is read from the recordings below).
+    let order: Vec<Value> = rig
+        .events
+        .of_call(&id)
+        .into_iter()
+        .map(|e| json!({ "type": e.event_type, "data": e.data }))
+        .collect();
+    let unmute_at = order
+        .iter()
+        .position(|e| e["type"] == "ParticipantsUpdated" && e["data"]["sequenceNumber"] == 5)
+        .unwrap();
+    let plays: Vec<(usize, &Value)> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e["type"].as_str().unwrap().starts_with("Play")
+                && e["data"]["operationContext"] == "to-all"
+        })
+        .collect();
+    assert_eq!(plays.len(), 1, "{order:?}");
+    assert_eq!(plays[0].1["type"], "PlayCompleted");
+    assert!(plays[0].0 > unmute_at, "{order:?}");
 
     // p3 is removed: it leaves the room and its call ends.
     let (status, body) = rig
@@ -818,4 +850,119 @@ async fn hold_and_unhold_a_participant() {
         .collect();
     assert_eq!(sequences, vec![1, 2, 3], "connected, held, back");
     std::fs::remove_file(&recorded).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_in_a_group_call_names_its_transferee() {
+    let rig = Rig::start("a_transfer_in_a_group_call").await;
+    let mut p1 = peer(&rig, "p1", FA).await;
+    let mut p2 = peer(&rig, "p2", FB).await;
+    let (status, created) = rig
+        .post(
+            "/v1/calls",
+            json!({
+                "application": "app",
+                "targets": [{ "sipUri": p1.uri }, { "sipUri": p2.uri }],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["callConnectionId"].as_str().unwrap().to_owned();
+    let both = rig
+        .events
+        .wait("ParticipantsUpdated", |d| {
+            d["callConnectionId"] == json!(id) && connected(d) == 2
+        })
+        .await;
+    let both = both.data["sequenceNumber"].as_u64().unwrap();
+    let (c1, mut e1) = p1.calls.recv().await.unwrap();
+    let (c2, mut e2) = p2.calls.recv().await.unwrap();
+    let target = rig.demo_b("echo");
+
+    // Two participants and no transferee: which one?
+    let before = rig.events.all().len();
+    let (status, problem) = rig
+        .post(
+            &format!("/v1/calls/{id}:transferToParticipant"),
+            json!({ "targetParticipant": { "sipUri": target } }),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "transferee", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("several participants: name one"),
+        "{problem}"
+    );
+    assert_eq!(rig.events.all().len(), before, "nothing happened");
+
+    // p2 named: the REFER goes to p2 (who accepts it), p1 stays.
+    let (status, body) = rig
+        .post(
+            &format!("/v1/calls/{id}:transferToParticipant"),
+            json!({
+                "targetParticipant": { "sipUri": target },
+                "transferee": { "sipUri": p2.uri },
+                "operationContext": "xfer-p2"
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let handle = c2.handle();
+    let transfer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match e2.next().await {
+                Some(CallEvent::TransferReceived { transfer, .. }) => return transfer,
+                Some(_) => {}
+                None => panic!("p2's call ended without a REFER"),
+            }
+        }
+    })
+    .await
+    .expect("p2 gets the REFER");
+    let accepted = rig
+        .b
+        .tandem
+        .with_engine(move |engine, now| {
+            engine.accept_transfer(now, handle, transfer, CallEstablishOptions::new())
+        })
+        .await;
+    assert!(matches!(accepted, Ok(Ok(_))), "{accepted:?}");
+    let accepted = rig
+        .events
+        .wait("CallTransferAccepted", |d| {
+            d["callConnectionId"] == json!(id)
+        })
+        .await;
+    assert_eq!(accepted.data["operationContext"], "xfer-p2");
+    assert_eq!(accepted.data["sipStatus"], 200);
+    assert_eq!(
+        accepted.data["transferee"]["identifier"]["sipUri"],
+        json!(p2.uri)
+    );
+    // p2's leg ends (RFC 5589 §6); p1 is the one left, still connected.
+    until_terminated(&mut e2).await;
+    let left = rig
+        .events
+        .wait("ParticipantsUpdated", |d| {
+            d["callConnectionId"] == json!(id)
+                && d["sequenceNumber"].as_u64().unwrap() > both
+                && d["participants"].as_array().unwrap().len() == 1
+        })
+        .await;
+    assert_eq!(
+        left.data["participants"][0]["identifier"]["sipUri"],
+        json!(p1.uri)
+    );
+    assert_eq!(left.data["participants"][0]["state"], "connected");
+    let (_, props) = rig.get(&format!("/v1/calls/{id}")).await;
+    assert_eq!(props["callConnectionState"], "connected");
+    c1.terminate(CallTerminateOptions::new()).await.unwrap();
+    until_terminated(&mut e1).await;
+    rig.events
+        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
+        .await;
+    drop(c2);
 }

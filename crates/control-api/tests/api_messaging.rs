@@ -14,7 +14,7 @@
 
 mod api_support;
 
-use api_support::{Published, Rig};
+use api_support::{Published, RawPeer, Rig};
 use runtime::app::{CallEvents, EndpointNotice, InstantMessagingCall};
 use runtime::calls::{
     ApplicationEndpointSettings, CallAcceptOptions, CallEstablishOptions, CallEvent, CallKind,
@@ -695,7 +695,12 @@ async fn an_invitation_through_a_webhook_route_declined_busy() {
     let (status, body) = rig
         .post(
             "/v1/conversations:declineMessaging",
-            json!({ "invitationContext": context, "reason": "busy", "operationContext": "no" }),
+            json!({
+                "invitationContext": context,
+                "reason": "busy",
+                "operationContext": "no",
+                "operationCallbackUri": "http://127.0.0.1:9/decline-hook"
+            }),
         )
         .await;
     assert_eq!(status, 204, "{body}");
@@ -718,6 +723,10 @@ async fn an_invitation_through_a_webhook_route_declined_busy() {
     assert_eq!(over.data["state"], "Failed");
     assert_eq!(over.data["reason"]["sipStatus"], 486);
     assert_eq!(over.data["operationContext"], "no");
+    assert_eq!(
+        over.callback.as_deref(),
+        Some("http://127.0.0.1:9/decline-hook")
+    );
     let (status, again) = rig
         .post(
             "/v1/conversations:acceptMessaging",
@@ -1061,4 +1070,70 @@ async fn the_document_describes_messaging() {
         "the document-wide bearer requirement applies"
     );
     assert_eq!(doc["security"], json!([{ "bearer": [] }]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_peer_refuses_fails_with_its_status() {
+    let rig = Rig::start("a_message_the_peer_refuses").await;
+    // A bare peer: it takes the IM call, then refuses the MESSAGE with 488.
+    let peer = RawPeer::bind("127.0.0.75").await;
+    let id = start(
+        &rig,
+        json!({ "application": "app", "to": { "sipUri": peer.uri("erin") } }),
+    )
+    .await;
+    let (invite, from) = peer.recv("INVITE").await;
+    let offer = invite.split("\r\n\r\n").nth(1).unwrap();
+    let m_line = offer
+        .lines()
+        .find(|l| l.starts_with("m=message"))
+        .unwrap_or_else(|| panic!("an m=message offer: {offer}"));
+    let ip = peer.addr.ip();
+    let answer = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n{m_line}\r\n\
+         a=accept-types:text/plain text/html\r\n"
+    );
+    peer.respond_with(
+        &invite,
+        200,
+        "OK",
+        "erin",
+        from,
+        Some(("application/sdp", &answer)),
+    )
+    .await;
+    peer.recv("ACK").await;
+    rig.events
+        .wait("messagingInvitation", |d| {
+            d["conversationId"] == json!(id) && d["state"] == "Connected"
+        })
+        .await;
+    let (status, sent) = rig
+        .post(
+            &format!("/v1/conversations/{id}/messaging:sendMessage"),
+            json!({
+                "contentType": "text/plain",
+                "content": "refused",
+                "operationContext": "msg-1"
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    let (message, from) = peer.recv("MESSAGE").await;
+    assert!(message.ends_with("refused"), "{message}");
+    peer.respond(&message, 488, "Not Acceptable Here", "erin", from)
+        .await;
+    let failed = rig
+        .events
+        .wait("messageFailed", |d| d["messageId"] == sent["messageId"])
+        .await;
+    assert_eq!(failed.data["sipStatus"], 488);
+    assert_eq!(failed.data["status"], "Failure");
+    assert_eq!(failed.data["resultInformation"]["code"], 488);
+    assert_eq!(failed.data["operationContext"], "msg-1");
+    assert!(
+        !rig.events.types().iter().any(|t| t == "messageCompleted"),
+        "{:?}",
+        rig.events.types()
+    );
 }

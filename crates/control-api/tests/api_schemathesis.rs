@@ -6,7 +6,8 @@
 //! the right `Allow`, a 401 without the token.
 //!
 //! Half the time a `{callConnectionId}` is one of live calls made first (a call to bob,
-//! a group call of two), so the actions meet real calls, not only 404s.
+//! a group call of two), so the actions meet real calls, not only 404s; its HAR log
+//! (`--report har`) must show at least one action on a live call answered with a 2xx.
 //!
 //! Left out: `GET /v1/events` (an endless SSE stream by design: no response ever ends),
 //! and the `positive_data_acceptance` check (a schema cannot say everything the API
@@ -156,13 +157,15 @@ include-path = "/v1/calls/{{callConnectionId}}:hangup"
 parameters = {{ "path.callConnectionId" = {{ dictionary = "doomed", probability = 0.5 }} }}
 "#,
         calls = quoted(&ids),
-        doomed = quoted(&[doomed]),
+        doomed = quoted(std::slice::from_ref(&doomed)),
     );
     std::fs::write(&config, toml).unwrap();
 
     // Its working directory (where it keeps a cache of crashes) outside the repository.
     let workdir = std::env::temp_dir().join(format!("tandem-schemathesis-{}", std::process::id()));
     std::fs::create_dir_all(&workdir).unwrap();
+    // Every request and its response, to see that live ids were acted on.
+    let har = workdir.join("run.har");
     let mut command = Command::new(&program);
     command
         .current_dir(&workdir)
@@ -186,8 +189,12 @@ parameters = {{ "path.callConnectionId" = {{ dictionary = "doomed", probability 
             "--generation-database",
             "none",
             "--no-color",
-            "--header",
+            "--report",
+            "har",
+            "--report-har-path",
         ])
+        .arg(&har)
+        .arg("--header")
         .arg(format!("Authorization: Bearer {TOKEN}"))
         .env("PYTHONUNBUFFERED", "1");
     let started = Instant::now();
@@ -195,11 +202,40 @@ parameters = {{ "path.callConnectionId" = {{ dictionary = "doomed", probability 
         .await
         .unwrap();
     std::fs::remove_file(&config).ok();
+    let log = std::fs::read_to_string(workdir.join("run.har"));
     std::fs::remove_dir_all(&workdir).ok();
     let Some(status) = status else {
         panic!("schemathesis ran past {:?}:\n{text}", bound());
     };
     assert!(status.success(), "schemathesis found problems:\n{text}");
+    // The live ids were used: some action on one of them succeeded (a 2xx).
+    let log: serde_json::Value =
+        serde_json::from_str(&log.expect("schemathesis wrote its HAR log"))
+            .expect("the HAR log is JSON");
+    let mut live = ids.clone();
+    live.push(doomed.clone());
+    let acted: Vec<String> = log["log"]["entries"]
+        .as_array()
+        .expect("HAR entries")
+        .iter()
+        .filter(|e| e["request"]["method"] == "POST")
+        .filter(|e| (200..300).contains(&e["response"]["status"].as_u64().unwrap_or(0)))
+        .filter_map(|e| e["request"]["url"].as_str())
+        .filter(|url| {
+            live.iter()
+                .any(|id| url.contains(&format!("/v1/calls/{id}")))
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !acted.is_empty(),
+        "no action on a live call got a 2xx: schemathesis never met a real call"
+    );
+    eprintln!(
+        "{} actions on live calls got a 2xx, e.g. {:?}",
+        acted.len(),
+        acted.iter().take(5).collect::<Vec<_>>()
+    );
     // It really ran the operations.
     assert!(
         text.contains("/v1/calls") && text.contains("passed"),

@@ -5,7 +5,8 @@
 //! checks).
 //!
 //! - create a call to bob with custom context → `CallConnected` → transfer him to carol
-//!   → `CallTransferAccepted` with the target's final SIP status → `CallDisconnected`;
+//!   → `CallTransferAccepted` with the target's final SIP status and Reason text →
+//!   `CallDisconnected`;
 //! - create a call, add carol (she rings), cancel the invitation →
 //!   `CancelAddParticipantSucceeded`; hang up for everyone;
 //! - incoming calls handed to the application by a `webhook` route (`IncomingCall` with
@@ -314,6 +315,11 @@ fn create_then_transfer_reports_the_targets_status() {
     assert_eq!(data["operationContext"], "xfer", "{data}");
     assert_eq!(data["sipStatus"], 200, "{data}");
     assert_eq!(data["resultInformation"]["code"], 200, "{data}");
+    // The Reason text of the final NOTIFY's sipfrag (RFC 3326) wins over its phrase.
+    assert_eq!(
+        data["resultInformation"]["message"], "200 Carol took it",
+        "{data}"
+    );
     assert!(data["correlationId"].is_string(), "{data}");
     rig.received
         .wait("CallDisconnected", |d| d["callConnectionId"] == id);

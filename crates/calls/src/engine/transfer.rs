@@ -490,6 +490,7 @@ impl Engine {
         id: TransferId,
         final_status: u16,
         outcome: TransferOutcome,
+        reason_phrase: Option<String>,
     ) {
         let Some(transfer) = self.transfers.outgoing.remove(&id) else {
             return;
@@ -519,6 +520,7 @@ impl Engine {
                 transfer: id,
                 final_status,
                 reason: outcome,
+                reason_phrase,
             },
         );
         if transferring && hang_up {
@@ -603,7 +605,11 @@ impl Engine {
                 );
             }
             match refer::parse_sipfrag_status(&request.body) {
-                Ok((status, _)) => Some(status),
+                Ok((status, phrase)) => Some((
+                    status,
+                    refer::sipfrag_reason_text(&request.body)
+                        .or_else(|| (!phrase.is_empty()).then_some(phrase)),
+                )),
                 Err(error) => return self.respond(now, tx, bad_request(&error)),
             }
         };
@@ -623,17 +629,18 @@ impl Engine {
             );
         }
         match status {
-            Some(status) if status >= 200 => {
+            Some((status, phrase)) if status >= 200 => {
                 return self.complete_outgoing(
                     now,
                     id,
                     status,
                     TransferOutcome::of_final_status(status),
+                    phrase,
                 );
             }
             // A provisional status in the NOTIFY that ends the subscription is no
             // progress: the transfer is over (below).
-            Some(status) if state.state != SubState::Terminated => {
+            Some((status, _)) if state.state != SubState::Terminated => {
                 if let Some(transfer) = self.transfers.outgoing.get_mut(&id) {
                     transfer.state = TransferState::Progress;
                 }
@@ -655,7 +662,7 @@ impl Engine {
             } else {
                 (487, TransferOutcome::Failed)
             };
-            return self.complete_outgoing(now, id, status, outcome);
+            return self.complete_outgoing(now, id, status, outcome, None);
         }
         if let Some(expires) = state.expires {
             self.arm(
@@ -1166,7 +1173,10 @@ impl Engine {
             .map(|(id, _)| *id);
         if let Some(id) = refer {
             if status >= 300 {
-                self.complete_outgoing(now, id, status, TransferOutcome::Refused);
+                let phrase = response
+                    .map(|r| String::from_utf8_lossy(&r.reason).trim().to_owned())
+                    .filter(|p| !p.is_empty());
+                self.complete_outgoing(now, id, status, TransferOutcome::Refused, phrase);
                 return true;
             }
             let Some(transfer) = self.transfers.outgoing.get_mut(&id) else {
@@ -1252,6 +1262,7 @@ impl Engine {
                     transfer: id,
                     final_status: 487,
                     reason: TransferOutcome::Failed,
+                    reason_phrase: None,
                 },
             );
         }
@@ -1314,7 +1325,7 @@ impl Engine {
         match timer {
             // No final NOTIFY in time (RFC 3515 §2.4.7, RFC 6665 §4.1.2.4).
             Timer::TransferGuard(id) => {
-                self.complete_outgoing(now, id, 408, TransferOutcome::NoAnswer);
+                self.complete_outgoing(now, id, 408, TransferOutcome::NoAnswer, None);
             }
             // The application did not answer the REFER.
             Timer::ReferAnswer(id) => {

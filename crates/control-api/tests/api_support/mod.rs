@@ -499,3 +499,186 @@ pub fn write_wav(name: &str, seconds: f64) -> std::path::PathBuf {
     std::fs::write(&path, wav).unwrap();
     path
 }
+
+/// A bare SIP peer on a UDP socket of its own (127.0.0.70-79): the test reads what
+/// Tandem sends it and writes what it answers, so it can do what a well-behaved user
+/// agent never does (never answer, hang up before its ACK).
+pub struct RawPeer {
+    pub socket: tokio::net::UdpSocket,
+    pub addr: std::net::SocketAddr,
+}
+
+impl RawPeer {
+    pub async fn bind(ip: &str) -> RawPeer {
+        let socket = tokio::net::UdpSocket::bind(format!("{ip}:0"))
+            .await
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        RawPeer { socket, addr }
+    }
+
+    /// `sip:user@<this peer>`.
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.addr)
+    }
+
+    /// The next message whose first line starts with `start` (others are skipped),
+    /// within 10 s.
+    pub async fn recv(&self, start: &str) -> (String, std::net::SocketAddr) {
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let (n, from) = self.socket.recv_from(&mut buf).await.unwrap();
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if text.starts_with(start) {
+                    return (text, from);
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("{}: no `{start}` within 10 s", self.addr))
+    }
+
+    /// Answers `request` (from `to`) with `status reason`, its To tagged `tag`.
+    pub async fn respond(
+        &self,
+        request: &str,
+        status: u16,
+        reason: &str,
+        tag: &str,
+        to: std::net::SocketAddr,
+    ) {
+        self.respond_with(request, status, reason, tag, to, None)
+            .await;
+    }
+
+    /// [`RawPeer::respond`] with a body: `(content type, body)`.
+    pub async fn respond_with(
+        &self,
+        request: &str,
+        status: u16,
+        reason: &str,
+        tag: &str,
+        to: std::net::SocketAddr,
+        body: Option<(&str, &str)>,
+    ) {
+        let mut response = format!("SIP/2.0 {status} {reason}\r\n");
+        for name in ["Via", "From", "Call-ID", "CSeq"] {
+            for line in request.split("\r\n\r\n").next().unwrap().lines().skip(1) {
+                if let Some((n, _)) = line.split_once(':')
+                    && n.trim().eq_ignore_ascii_case(name)
+                {
+                    response.push_str(line);
+                    response.push_str("\r\n");
+                }
+            }
+        }
+        let to_header = header(request, "To").unwrap();
+        if to_header.contains(";tag=") {
+            response.push_str(&format!("To: {to_header}\r\n"));
+        } else {
+            response.push_str(&format!("To: {to_header};tag={tag}\r\n"));
+        }
+        response.push_str(&format!("Contact: <sip:raw@{}>\r\n", self.addr));
+        match body {
+            None => response.push_str("Content-Length: 0\r\n\r\n"),
+            Some((content_type, body)) => response.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+        }
+        self.send(&response, to).await;
+    }
+
+    pub async fn send(&self, text: &str, to: std::net::SocketAddr) {
+        self.socket.send_to(text.as_bytes(), to).await.unwrap();
+    }
+}
+
+/// The value of header `name` in a SIP message's text (the first one).
+pub fn header(message: &str, name: &str) -> Option<String> {
+    message
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+}
+
+/// One event off the SSE stream: its id (the sequence), its type, its CloudEvent.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    pub id: u64,
+    pub event_type: String,
+    pub cloud_event: Value,
+}
+
+/// A minimal SSE reader of `GET /v1/events` (WHATWG HTML §9.2.6), with the token.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// Opens `GET /v1/events?{query}`, with `Last-Event-ID` when given.
+    pub async fn open(rig: &Rig, query: &str, last_event_id: Option<u64>) -> EventStream {
+        let mut request = rig
+            .client
+            .get(rig.url(&format!("/v1/events?{query}")))
+            .bearer_auth(TOKEN)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "the stream was refused");
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped); panics after 10 s without one.
+    pub async fn next(&mut self) -> StreamEvent {
+        let next = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                while let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let (mut id, mut event_type, mut data) = (None, None, String::new());
+                    for line in block.lines() {
+                        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                        let value = value.strip_prefix(' ').unwrap_or(value);
+                        match field {
+                            "id" => id = Some(value.parse::<u64>().unwrap()),
+                            "event" => event_type = Some(value.to_owned()),
+                            "data" => data.push_str(value),
+                            _ => {}
+                        }
+                    }
+                    if let (Some(id), Some(event_type)) = (id, event_type) {
+                        return StreamEvent {
+                            id,
+                            event_type,
+                            cloud_event: serde_json::from_str(&data).unwrap(),
+                        };
+                    }
+                }
+                let chunk = self
+                    .response
+                    .chunk()
+                    .await
+                    .unwrap()
+                    .expect("the stream ended");
+                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        })
+        .await;
+        next.expect("no event on the stream within 10 s")
+    }
+}
