@@ -2731,13 +2731,9 @@ impl Engine {
     }
 
     fn capabilities(&self, kind: CallKind, address: IpAddr, sip_port: u16) -> LocalCapabilities {
-        let mut caps = LocalCapabilities {
-            address,
-            // The real port is taken when the call offers or answers (`open_media`).
-            audio_port: 9,
-            codecs: self.config.codecs.clone(),
-            ..LocalCapabilities::default()
-        };
+        // Port 9 until the call offers or answers: the real port is taken then
+        // (`open_media`).
+        let mut caps = LocalCapabilities::with_codecs(address, self.config.codecs.clone());
         if kind == CallKind::InstantMessaging {
             caps.audio = false;
             caps.message = Some(MessageCapabilities {

@@ -47,10 +47,21 @@ impl Default for LocalCapabilities {
     /// 127.0.0.1, audio on port 9 (discard), PCMU, PCMA and telephone-event on 101, 20 ms,
     /// no messaging, `tandem` as user and session name.
     fn default() -> LocalCapabilities {
+        LocalCapabilities::with_codecs(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
+        )
+    }
+}
+
+impl LocalCapabilities {
+    /// The defaults with `address` and `codecs`, built without the default codec list
+    /// (a call's capabilities are made per call: the list is eight allocations).
+    pub fn with_codecs(address: IpAddr, codecs: Vec<Codec>) -> LocalCapabilities {
         LocalCapabilities {
-            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            address,
             audio_port: 9,
-            codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
+            codecs,
             ptime: Some(20),
             message: None,
             audio: true,

@@ -46,7 +46,7 @@ pub(crate) fn write_params(out: &mut BytesMut, params: &[Param]) {
 }
 
 /// A host: a domain name, an IPv4 address or an IPv6 reference (RFC 3261 §25.1 `host`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Host {
     Domain(Bytes),
     Ipv4(Ipv4Addr),

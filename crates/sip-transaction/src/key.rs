@@ -2,7 +2,9 @@
 
 use crate::error::Error;
 use bytes::Bytes;
-use sip_message::{HeaderName, Headers, Method, ParseError, Request, Response, Via, ViaTransport};
+use sip_message::{
+    HeaderName, Headers, Host, Method, ParseError, Request, Response, Via, ViaTransport,
+};
 use std::fmt;
 
 /// RFC 3261 §8.1.1.7: a branch starting with this cookie was built by an
@@ -61,7 +63,9 @@ enum KeyId {
 /// explicit with the transport's default (RFC 3261 §18.2.1, §19.1.4).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct SentBy {
-    host: String,
+    /// An address as parsed; a name lower-cased (a slice of the message when it
+    /// already is: no allocation for the usual Via).
+    host: Host,
     port: u16,
 }
 
@@ -90,10 +94,13 @@ fn sent_by(via: &Via) -> SentBy {
         ViaTransport::Known(t) => t.default_port(),
         ViaTransport::Other(_) => 5060,
     });
-    SentBy {
-        host: via.host.to_string().to_ascii_lowercase(),
-        port,
-    }
+    let host = match &via.host {
+        Host::Domain(name) if name.iter().any(u8::is_ascii_uppercase) => {
+            Host::Domain(Bytes::from(name.to_ascii_lowercase()))
+        }
+        other => other.clone(),
+    };
+    SentBy { host, port }
 }
 
 /// The raw value of a single-valued header, or the error a missing one gives.
