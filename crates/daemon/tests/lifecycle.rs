@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{SippRun, repo_root, scratch_dir, sipp_at};
+use common::{SippRun, answering_registrar, repo_root, scratch_dir, sipp_at};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
@@ -374,46 +374,6 @@ fn registrar() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
             sink.lock()
                 .unwrap()
                 .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    (addr, got)
-}
-
-/// A registrar that answers every REGISTER 200 (granting what was asked); the
-/// REGISTERs it received, as text.
-fn answering_registrar() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !text.starts_with("REGISTER ") {
-                continue;
-            }
-            let header = |name: &str| {
-                text.lines()
-                    .filter(|l| {
-                        l.split_once(':')
-                            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-                    })
-                    .map(|l| format!("{l}\r\n"))
-                    .collect::<String>()
-            };
-            let to = header("To").trim_end().to_owned();
-            let response = format!(
-                "SIP/2.0 200 OK\r\n{}{}{to};tag=reg\r\n{}{}{}{}Content-Length: 0\r\n\r\n",
-                header("Via"),
-                header("From"),
-                header("Call-ID"),
-                header("CSeq"),
-                header("Contact"),
-                header("Expires"),
-            );
-            let _ = socket.send_to(response.as_bytes(), from);
-            sink.lock().unwrap().push(text);
         }
     });
     (addr, got)
