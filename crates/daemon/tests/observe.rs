@@ -877,3 +877,107 @@ fn live_gauges_are_non_zero_while_calls_are_held() {
     let status = daemon.stop();
     assert!(status.success(), "{status:?}");
 }
+
+/// The control API's metrics as the admin listener exports them: an application whose
+/// callback is a closed loopback port (one attempt per webhook) gets an `IncomingCall`
+/// that cannot be delivered, counted as failed; the event still reaches the one event
+/// stream (SSE) open, counted as a client.
+#[test]
+fn webhook_failures_and_event_stream_clients_are_exported() {
+    use std::io::Write;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let token = "obs-webhook-token-0123456789";
+    let daemon = Daemon::start_with(
+        "obs-webhook",
+        "",
+        &format!(
+            "{}\n[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\nwebhook_attempts = 1\n\n\
+             [[api.applications]]\nname = \"app\"\ncallback_uri = \"http://{closed}/events\"\n\
+             owner_uri = \"sip:app@127.0.0.1\"\nanswer_timeout_s = 1\n\n\
+             [[route]]\nname = \"to-app\"\naction = \"webhook\"\napplication = \"app\"\n\
+             [route.match]\nuser = '^app$'\n",
+            with_admin()
+        ),
+    );
+    let admin = admin_addr(&daemon);
+    let line = daemon.wait_for_line("control API serving", Duration::from_secs(10));
+    let api: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("api="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no api address in {line:?}"));
+    // Nothing failed, nobody listens yet.
+    let text = scrape_until(admin, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        metric(&text, "tandem_webhook_deliveries_failed_total"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "tandem_event_stream_clients"), 0.0, "{text}");
+
+    // One SSE stream of the application's events.
+    let mut sse = std::net::TcpStream::connect(api).unwrap();
+    sse.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        sse,
+        "GET /v1/events?application=app HTTP/1.1\r\nHost: {api}\r\n\
+         Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(sse.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let text = scrape_until(admin, Duration::from_secs(10), |t| {
+        try_metric(t, "tandem_event_stream_clients") == Some(1.0)
+    });
+    assert_eq!(metric(&text, "tandem_event_stream_clients"), 1.0, "{text}");
+
+    // A call handed to the application: IncomingCall, POSTed to nobody. The application
+    // never answers: the call ends at its answer timeout.
+    let run = sipp(
+        "obs-webhook-call",
+        &daemon,
+        &["-sn", "uac", "-s", "app", "-m", "1"],
+    );
+    assert_eq!((run.successful, run.failed), (0, 1), "{run:?}");
+    let text = scrape_until(admin, Duration::from_secs(20), |t| {
+        try_metric(t, "tandem_webhook_deliveries_failed_total").unwrap_or(0.0) >= 1.0
+    });
+    let failed = metric(&text, "tandem_webhook_deliveries_failed_total");
+    assert!(failed >= 1.0, "{text}");
+    assert_eq!(
+        metric(&text, "tandem_webhook_deliveries_total"),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "tandem_events_published_total") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "tandem_event_stream_clients"), 1.0, "{text}");
+    let lag = metric(&text, "tandem_event_stream_lag_events");
+    daemon.wait_for_line("webhook delivery failed", Duration::from_secs(5));
+    // The event the webhook could not deliver is on the stream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    while !seen.contains("event: IncomingCall") {
+        assert!(
+            Instant::now() < deadline,
+            "no IncomingCall on the stream:\n{seen}"
+        );
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("the stream closed:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    eprintln!("webhook: failed={failed}; event stream: clients=1 lag={lag}");
+    drop(reader);
+    drop(sse);
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+}
