@@ -271,6 +271,28 @@ impl NotifySocket {
             .collect()
     }
 
+    /// Waits until `count` messages contain `needle`; the index of the last of them.
+    fn wait_for_count(&self, needle: &str, count: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((i, _)) = self
+                .messages()
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.contains(needle))
+                .nth(count - 1)
+            {
+                return i;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {count} notifications with {needle:?} in {timeout:?}: {:?}",
+                self.messages()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits for a message containing `needle` at index `from` or later; its index.
     fn wait_for(&self, from: usize, needle: &str, timeout: Duration) -> usize {
         let deadline = Instant::now() + timeout;
@@ -298,27 +320,40 @@ impl NotifySocket {
 #[test]
 fn sd_notify_ready_watchdog_status_reloading_stopping() {
     let notify = NotifySocket::bind("notify");
+    let (registrar, _) = answering_registrar();
+    let started = Instant::now();
     let mut proc = Proc::start(
         "notify",
-        &config_text(""),
+        &config_text(&format!(
+            "[daemon]\ndrain_grace_s = 30\n\n{}",
+            trunk(600, registrar)
+        )),
         &[
             ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
             // Pings every 200 ms.
             ("WATCHDOG_USEC", "400000"),
+            ("TANDEM_TEST_TRUNK_PASSWORD", "s3cret"),
         ],
     );
     // READY=1 once, after the sockets are bound: the SIP socket answers at once.
-    let ready = notify.wait_for(0, "READY=1", Duration::from_secs(5));
+    let ready = notify.wait_for(0, "READY=1", Duration::from_secs(20));
     let options = udp_request(proc.udp, "OPTIONS", "echo");
     assert!(options.starts_with("SIP/2.0 200"), "{options}");
-    // WATCHDOG=1 repeatedly, from the loop; STATUS= with the calls.
-    std::thread::sleep(Duration::from_millis(1500));
-    let messages = notify.messages();
-    let pings = messages.iter().filter(|m| m.contains("WATCHDOG=1")).count();
-    assert!(pings >= 4, "{pings} watchdog pings in 1.5 s: {messages:?}");
+    // WATCHDOG=1 repeatedly, from the loop (at least two, whatever the machine's load).
+    let second = notify.wait_for_count("WATCHDOG=1", 2, Duration::from_secs(30));
+    assert!(second > ready, "{:?}", notify.messages());
+    let pinged = started.elapsed();
+    // STATUS= with the calls and the trunk's state once it registered.
+    notify.wait_for(0, "STATUS=0 active calls", Duration::from_secs(30));
+    let trunk_status = notify.wait_for(
+        0,
+        "0 active calls; trunks: carrier=registered",
+        Duration::from_secs(30),
+    );
     assert!(
-        messages.iter().any(|m| m.contains("STATUS=0 active calls")),
-        "{messages:?}"
+        notify.messages()[trunk_status].contains("STATUS="),
+        "{:?}",
+        notify.messages()
     );
     // A status with a call in progress counts it.
     let call = {
@@ -332,21 +367,48 @@ fn sd_notify_ready_watchdog_status_reloading_stopping() {
         })
     };
     let from = notify.messages().len();
-    notify.wait_for(from, "STATUS=1 active calls", Duration::from_secs(10));
+    notify.wait_for(from, "STATUS=1 active calls", Duration::from_secs(30));
     let run = call.join().unwrap();
     assert_eq!((run.successful, run.failed), (1, 0), "{}", run.stdout);
     // SIGHUP: RELOADING=1, then READY=1.
     let from = notify.messages().len();
     proc.signal("-HUP");
-    let reloading = notify.wait_for(from, "RELOADING=1", Duration::from_secs(5));
-    notify.wait_for(reloading + 1, "READY=1", Duration::from_secs(5));
+    let reloading = notify.wait_for(from, "RELOADING=1", Duration::from_secs(20));
+    notify.wait_for(reloading + 1, "READY=1", Duration::from_secs(20));
     assert!(ready < reloading);
-    // SIGTERM: STOPPING=1, exit 0.
+    // SIGTERM with a call up: STOPPING=1, then a status that says draining and still
+    // counts the call, which finishes (the grace is longer than it); exit 0.
+    let call = {
+        let udp = proc.udp;
+        std::thread::spawn(move || {
+            sipp_at(
+                "notify-drain-call",
+                udp,
+                &["-sn", "uac", "-s", "echo", "-d", "4000", "-m", "1"],
+            )
+        })
+    };
+    let from = notify.messages().len();
+    notify.wait_for(from, "STATUS=1 active calls", Duration::from_secs(30));
     let from = notify.messages().len();
     proc.signal("-TERM");
-    notify.wait_for(from, "STOPPING=1", Duration::from_secs(5));
-    let (status, _) = proc.wait_exit(Duration::from_secs(10));
+    let stopping = notify.wait_for(from, "STOPPING=1", Duration::from_secs(20));
+    let draining = notify.wait_for(
+        from,
+        "STATUS=draining; 1 active calls; trunks: carrier=",
+        Duration::from_secs(20),
+    );
+    assert!(stopping <= draining, "{:?}", notify.messages());
+    let run = call.join().unwrap();
+    assert_eq!((run.successful, run.failed), (1, 0), "{}", run.stdout);
+    let (status, _) = proc.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");
+    eprintln!(
+        "sd_notify: second WATCHDOG=1 {pinged:?} after the start; {} notifications; \
+         draining status: {:?}",
+        notify.messages().len(),
+        notify.messages()[draining]
+    );
 }
 
 // ---- reload
