@@ -1009,3 +1009,96 @@ fn reload_swaps_the_tls_certificate_for_new_handshakes_only() {
         );
     });
 }
+
+// ---- credentials reload
+
+/// tests/sipp/uac_digest.xml (a call challenged 401, re-sent with credentials as user
+/// `sipp`) with `password`, written in the test's directory; its path.
+fn digest_scenario(name: &str, password: &str) -> String {
+    let text = std::fs::read_to_string(repo_root().join("tests/sipp/uac_digest.xml")).unwrap();
+    assert!(text.contains("username=sipp password=secret"));
+    let path = scratch_dir(name).join(format!("uac_digest_{password}.xml"));
+    std::fs::write(
+        &path,
+        text.replace("password=secret", &format!("password={password}")),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// `[[inbound.users]]` changed on reload: the old password is refused (403, and a
+/// security line) and the new one answered, with SIGHUP and then through
+/// `POST /v1/daemon:reload`.
+#[test]
+fn reload_changes_the_inbound_accounts() {
+    let api = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let token = "reload-accounts-token-0123456789";
+    let config = |password: &str| {
+        config_text(&format!(
+            "[api]\nlisten = \"{api}\"\ntoken = \"{token}\"\n\n\
+             [inbound]\naccept = \"trusted\"\nalgorithms = [\"MD5\"]\n\
+             [[inbound.users]]\nname = \"sipp\"\npassword = \"{password}\"\n"
+        ))
+    };
+    let proc = Proc::start("reload-accounts", &config("first-pw"), &[]);
+    // Calls with credentials (run 1 call each; `-recv_timeout` bounds a refused one).
+    let call = |tag: &str, password: &str| {
+        sipp(
+            &format!("reload-accounts-{tag}"),
+            &proc,
+            &[
+                "-sf",
+                &digest_scenario("reload-accounts", password),
+                "-m",
+                "1",
+                "-recv_timeout",
+                "5000",
+            ],
+        )
+    };
+    let refused = |tag: &str, password: &str, from: usize| {
+        let run = call(tag, password);
+        assert_eq!(
+            (run.successful, run.failed),
+            (0, 1),
+            "{password} must be refused: {}",
+            run.stdout
+        );
+        proc.wait_for(
+            from,
+            "security: auth-failed src=127.0.0.1 user=sipp",
+            Duration::from_secs(10),
+        );
+    };
+    let answered = |tag: &str, password: &str| {
+        let run = call(tag, password);
+        assert_eq!(
+            (run.successful, run.failed),
+            (1, 0),
+            "{password} must be answered: {}",
+            run.stdout
+        );
+    };
+    answered("first", "first-pw");
+    // Not every password passes: the refusal check can fail.
+    refused("wrong", "second-pw", 0);
+
+    // SIGHUP with a new password.
+    proc.rewrite(&config("second-pw"));
+    let from = proc.lines().len();
+    proc.signal("-HUP");
+    let reloaded = proc.wait_for(from, "configuration reloaded", Duration::from_secs(20));
+    assert!(reloaded.contains("inbound"), "{reloaded}");
+    refused("first-after-hup", "first-pw", from);
+    answered("second-after-hup", "second-pw");
+
+    // Through the control API.
+    proc.rewrite(&config("third-pw"));
+    let (status, body) = http(api, "POST", "/v1/daemon:reload", Some(token));
+    assert_eq!(status, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(summary["applied"], serde_json::json!(["inbound"]), "{body}");
+    let from = proc.lines().len();
+    refused("second-after-api", "second-pw", from);
+    answered("third-after-api", "third-pw");
+}
