@@ -193,8 +193,12 @@ pub async fn run_observed(
                         endpoint.core().shutdown(now());
                         grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
                     } else {
-                        let ended = endpoint.terminate_all(now());
-                        info!(calls = ended, "drain: grace period over, calls ended with BYE");
+                        // Said before the BYEs go, so the log reads in order.
+                        info!(
+                            calls = endpoint.call_count(),
+                            "drain: grace period over, calls ended with BYE"
+                        );
+                        endpoint.terminate_all(now());
                         d.ended = true;
                         d.deadline = tokio::time::Instant::now() + lifecycle::BYE_GRACE;
                     }

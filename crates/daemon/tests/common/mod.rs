@@ -233,18 +233,18 @@ impl Daemon {
         (status, log)
     }
 
-    /// Sends `signal` (e.g. "-INT") and waits up to 10 s for the exit.
+    /// Sends `signal` (e.g. "-INT") and waits up to 60 s for the exit (a liveness bound).
     pub fn signal_and_wait(mut self, signal: &str) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             if Instant::now() > deadline {
-                panic!("daemon did not exit within 10 s of SIGTERM");
+                panic!("daemon did not exit within 60 s of {signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
