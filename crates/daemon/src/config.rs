@@ -1555,6 +1555,118 @@ mod tests {
     )]
     use super::*;
 
+    /// The keys of the config structs (`pub` fields of the structs deriving `Deserialize`
+    /// in `sources`, as serde names them; `#[serde(skip)]` fields left out), with the
+    /// struct each is in.
+    fn config_keys(sources: &[&str]) -> Vec<(String, String)> {
+        let mut keys = Vec::new();
+        for source in sources {
+            let mut derives = false;
+            let mut current: Option<String> = None;
+            let mut attributes = String::new();
+            for line in source.lines().map(str::trim) {
+                if line.starts_with("mod tests") {
+                    break;
+                }
+                if let Some(name) = &current {
+                    if line == "}" {
+                        current = None;
+                    } else if line.starts_with("#[") {
+                        attributes.push_str(line);
+                    } else if let Some((field, _)) =
+                        line.strip_prefix("pub ").and_then(|l| l.split_once(':'))
+                    {
+                        let skipped = attributes.contains("skip)") || attributes.contains("skip,");
+                        let renamed = attributes
+                            .split_once("rename = \"")
+                            .and_then(|(_, r)| r.split_once('"'))
+                            .map(|(r, _)| r.to_owned());
+                        if !skipped {
+                            keys.push((name.clone(), renamed.unwrap_or_else(|| field.to_owned())));
+                        }
+                        attributes.clear();
+                    } else if !line.starts_with("//") {
+                        attributes.clear();
+                    }
+                    continue;
+                }
+                if line.starts_with("#[derive(") {
+                    derives = line.contains("Deserialize");
+                } else if let Some(rest) = line.strip_prefix("pub struct ") {
+                    if derives && rest.ends_with('{') {
+                        current = rest.split([' ', '<']).next().map(str::to_owned);
+                        attributes.clear();
+                    }
+                    derives = false;
+                } else if line.starts_with("pub enum ") || line.starts_with("impl") {
+                    derives = false;
+                }
+            }
+        }
+        keys
+    }
+
+    /// Whether `key` is documented in `text`: a whole word followed by `=`, `:` or `,`
+    /// (`key = value`, set or commented; `#   key: what it does`; `a, b: ...`), or a
+    /// table header's last part (`[sip.tls]`, `[[route.targets]]`).
+    fn documented(text: &str, key: &str) -> bool {
+        text.match_indices(key).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + key.len()..]
+                .trim_start_matches(' ')
+                .chars()
+                .next();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                && matches!(after, Some('=' | ':' | ',' | ']'))
+        })
+    }
+
+    /// `config/tandem.example.toml` documents every key the config structs take: a key
+    /// added to a struct without a line in the example fails here.
+    #[test]
+    fn every_config_key_is_in_the_example_file() {
+        let example = include_str!("../../../config/tandem.example.toml");
+        let keys = config_keys(&[
+            include_str!("config.rs"),
+            include_str!("config/guard.rs"),
+            include_str!("observe_config.rs"),
+        ]);
+        // The parser found the structs (the check below is not vacuous).
+        for (table, key) in [
+            ("Config", "sip"),
+            ("Config", "route"),
+            ("RouteSection", "match"),
+            ("SipConfig", "session_timer"),
+            ("ApiSection", "webhook_attempts"),
+            ("TrunkSection", "password_env"),
+            ("HepSection", "queue"),
+            ("SecuritySection", "scanner_user_agents"),
+        ] {
+            assert!(
+                keys.iter().any(|(t, k)| t == table && k == key),
+                "{table}.{key} not found among {keys:?}"
+            );
+        }
+        assert!(keys.len() > 100, "{} keys: {keys:?}", keys.len());
+        assert!(
+            !keys.iter().any(|(_, k)| k == "route_table"),
+            "skipped fields are not keys"
+        );
+        let missing: Vec<String> = keys
+            .iter()
+            .filter(|(_, key)| !documented(example, key))
+            .map(|(table, key)| format!("{table}.{key}"))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from config/tandem.example.toml: {missing:?}"
+        );
+        // And the check can fail.
+        assert!(!documented(example, "no_such_key_anywhere"));
+        assert!(!documented("# drain_grace_s is long\n", "drain_grace_s"));
+        assert!(documented("#   drain_grace_s: seconds\n", "drain_grace_s"));
+    }
+
     #[test]
     fn embedded_default_parses_with_demo_users() {
         let config = Config::embedded().unwrap();
