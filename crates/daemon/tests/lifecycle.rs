@@ -712,7 +712,7 @@ fn drain_ends_a_call_longer_than_the_grace_with_bye() {
             udp,
             &[
                 "-sf",
-                &scenario("uac_wait_bye.xml"),
+                &scenario("uac_wait_bye_late_200.xml"),
                 "-s",
                 "echo",
                 "-m",
@@ -743,12 +743,20 @@ fn drain_ends_a_call_longer_than_the_grace_with_bye() {
     let grace = position(draining, "grace line", &|l| l.contains("grace period over"));
     let bye = position(grace, "BYE sent", &bye_sent);
     let ended = position(bye, "call ended", &|l| l.contains("call ended"));
-    let last = position(ended, "transports shut", &|l| {
+    // The last stats line, at the exit: the 200 to the BYE (SIPp answers it a second
+    // late) came before it.
+    let stats = position(ended, "stats", &|l| l.contains("responses_in="));
+    assert!(
+        responses_in(&log[stats]) >= 1,
+        "exited before the BYE was answered: {}",
+        log[stats]
+    );
+    let last = position(stats, "transports shut", &|l| {
         l.contains("transport layer shut down")
     });
     eprintln!(
-        "drain grace: the BYE after the grace line, exit {took:?} after SIGTERM (grace 2 s; \
-         log lines {draining} < {grace} < {bye} < {ended} < {last})"
+        "drain grace: the BYE after the grace line, its 200 a second late, exit {took:?} after SIGTERM (grace 2 s; \
+         log lines {draining} < {grace} < {bye} < {ended} < {stats} < {last})"
     );
 }
 
@@ -766,7 +774,7 @@ fn sigint_ends_calls_with_bye_and_stops_at_once() {
             udp,
             &[
                 "-sf",
-                &scenario("uac_wait_bye.xml"),
+                &scenario("uac_wait_bye_late_200.xml"),
                 "-s",
                 "echo",
                 "-m",
@@ -792,7 +800,13 @@ fn sigint_ends_calls_with_bye_and_stops_at_once() {
     };
     let stop = position(0, "SIGINT", &|l| l.contains("SIGINT: stopping now"));
     let bye = position(stop, "BYE sent", &bye_sent);
-    let last = position(bye, "transports shut", &|l| {
+    let stats = position(bye, "stats", &|l| l.contains("responses_in="));
+    assert!(
+        responses_in(&log[stats]) >= 1,
+        "exited before the BYE was answered: {}",
+        log[stats]
+    );
+    let last = position(stats, "transports shut", &|l| {
         l.contains("transport layer shut down")
     });
     assert!(
@@ -801,7 +815,8 @@ fn sigint_ends_calls_with_bye_and_stops_at_once() {
         log.join("\n")
     );
     eprintln!(
-        "SIGINT: BYE then exit {took:?} after the signal (log lines {stop} < {bye} < {last})"
+        "SIGINT: BYE, its 200 a second late, then exit {took:?} after the signal \
+         (log lines {stop} < {bye} < {stats} < {last})"
     );
 }
 
@@ -1061,6 +1076,14 @@ fn reload_swaps_the_tls_certificate_for_new_handshakes_only() {
                 .starts_with("SIP/2.0 200")
         );
     });
+}
+
+/// `responses_in=` of a stats line.
+fn responses_in(line: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("responses_in="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no responses_in= in {line:?}"))
 }
 
 /// A debug line of the daemon saying a BYE left (its client transaction was made).
