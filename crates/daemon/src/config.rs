@@ -118,6 +118,8 @@ pub struct ApiSection {
     /// Standard Webhooks secret (`whsec_` + base64) signing every webhook;
     /// `TANDEM_WEBHOOK_SECRET` overrides it.
     pub webhook_secret: Option<Spanned<String>>,
+    /// POSTs of one webhook, the first included, before it counts as failed, 1 to 20 [8].
+    pub webhook_attempts: Option<Spanned<u32>>,
     /// The trunk phone numbers are called through.
     pub default_trunk: Option<Spanned<String>>,
     /// `[[api.applications]]`: the applications calls are created for and handed to.
@@ -148,6 +150,7 @@ pub struct ApiSettings {
     pub messaging_invitation_timeout: Duration,
     pub media_dir: Option<PathBuf>,
     pub webhook_secret: Option<Vec<u8>>,
+    pub webhook_attempts: u32,
     pub default_trunk: Option<String>,
     pub applications: Vec<ApiApplication>,
 }
@@ -764,6 +767,7 @@ impl Config {
             max_body_bytes: 64 * 1024,
             event_retention: Duration::from_secs(900),
             messaging_invitation_timeout: Duration::from_secs(30),
+            webhook_attempts: 8,
             ..ApiSettings::default()
         };
         let weak = |token: &str| {
@@ -811,6 +815,16 @@ impl Config {
                 ));
             }
             settings.messaging_invitation_timeout = Duration::from_secs(*timeout.get_ref());
+        }
+        if let Some(attempts) = &a.webhook_attempts {
+            if !(1..=20).contains(attempts.get_ref()) {
+                return Err(at(
+                    "webhook_attempts",
+                    Some(attempts.span()),
+                    &"must be 1 to 20",
+                ));
+            }
+            settings.webhook_attempts = *attempts.get_ref();
         }
         let secret_text = env("TANDEM_WEBHOOK_SECRET")
             .filter(|s| !s.is_empty())
@@ -1541,6 +1555,118 @@ mod tests {
     )]
     use super::*;
 
+    /// The keys of the config structs (`pub` fields of the structs deriving `Deserialize`
+    /// in `sources`, as serde names them; `#[serde(skip)]` fields left out), with the
+    /// struct each is in.
+    fn config_keys(sources: &[&str]) -> Vec<(String, String)> {
+        let mut keys = Vec::new();
+        for source in sources {
+            let mut derives = false;
+            let mut current: Option<String> = None;
+            let mut attributes = String::new();
+            for line in source.lines().map(str::trim) {
+                if line.starts_with("mod tests") {
+                    break;
+                }
+                if let Some(name) = &current {
+                    if line == "}" {
+                        current = None;
+                    } else if line.starts_with("#[") {
+                        attributes.push_str(line);
+                    } else if let Some((field, _)) =
+                        line.strip_prefix("pub ").and_then(|l| l.split_once(':'))
+                    {
+                        let skipped = attributes.contains("skip)") || attributes.contains("skip,");
+                        let renamed = attributes
+                            .split_once("rename = \"")
+                            .and_then(|(_, r)| r.split_once('"'))
+                            .map(|(r, _)| r.to_owned());
+                        if !skipped {
+                            keys.push((name.clone(), renamed.unwrap_or_else(|| field.to_owned())));
+                        }
+                        attributes.clear();
+                    } else if !line.starts_with("//") {
+                        attributes.clear();
+                    }
+                    continue;
+                }
+                if line.starts_with("#[derive(") {
+                    derives = line.contains("Deserialize");
+                } else if let Some(rest) = line.strip_prefix("pub struct ") {
+                    if derives && rest.ends_with('{') {
+                        current = rest.split([' ', '<']).next().map(str::to_owned);
+                        attributes.clear();
+                    }
+                    derives = false;
+                } else if line.starts_with("pub enum ") || line.starts_with("impl") {
+                    derives = false;
+                }
+            }
+        }
+        keys
+    }
+
+    /// Whether `key` is documented in `text`: a whole word followed by `=`, `:` or `,`
+    /// (`key = value`, set or commented; `#   key: what it does`; `a, b: ...`), or a
+    /// table header's last part (`[sip.tls]`, `[[route.targets]]`).
+    fn documented(text: &str, key: &str) -> bool {
+        text.match_indices(key).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + key.len()..]
+                .trim_start_matches(' ')
+                .chars()
+                .next();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                && matches!(after, Some('=' | ':' | ',' | ']'))
+        })
+    }
+
+    /// `config/tandem.example.toml` documents every key the config structs take: a key
+    /// added to a struct without a line in the example fails here.
+    #[test]
+    fn every_config_key_is_in_the_example_file() {
+        let example = include_str!("../../../config/tandem.example.toml");
+        let keys = config_keys(&[
+            include_str!("config.rs"),
+            include_str!("config/guard.rs"),
+            include_str!("observe_config.rs"),
+        ]);
+        // The parser found the structs (the check below is not vacuous).
+        for (table, key) in [
+            ("Config", "sip"),
+            ("Config", "route"),
+            ("RouteSection", "match"),
+            ("SipConfig", "session_timer"),
+            ("ApiSection", "webhook_attempts"),
+            ("TrunkSection", "password_env"),
+            ("HepSection", "queue"),
+            ("SecuritySection", "scanner_user_agents"),
+        ] {
+            assert!(
+                keys.iter().any(|(t, k)| t == table && k == key),
+                "{table}.{key} not found among {keys:?}"
+            );
+        }
+        assert!(keys.len() > 100, "{} keys: {keys:?}", keys.len());
+        assert!(
+            !keys.iter().any(|(_, k)| k == "route_table"),
+            "skipped fields are not keys"
+        );
+        let missing: Vec<String> = keys
+            .iter()
+            .filter(|(_, key)| !documented(example, key))
+            .map(|(table, key)| format!("{table}.{key}"))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from config/tandem.example.toml: {missing:?}"
+        );
+        // And the check can fail.
+        assert!(!documented(example, "no_such_key_anywhere"));
+        assert!(!documented("# drain_grace_s is long\n", "drain_grace_s"));
+        assert!(documented("#   drain_grace_s: seconds\n", "drain_grace_s"));
+    }
+
     #[test]
     fn embedded_default_parses_with_demo_users() {
         let config = Config::embedded().unwrap();
@@ -1992,6 +2118,50 @@ mod tests {
         assert!(Config::embedded().unwrap().route_table.is_empty());
     }
 
+    /// `TANDEM_WEBHOOK_SECRET` in the environment wins over `api.webhook_secret`, is
+    /// checked the same way (an error names the variable's key), and an empty one is
+    /// ignored.
+    #[test]
+    fn the_environment_webhook_secret_overrides_the_file() {
+        let text = "[api]\nlisten = \"127.0.0.1:8088\"\n\
+                    webhook_secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n";
+        let config = Config::parse(text, "t.toml").unwrap();
+        let file_key = config.api_settings.webhook_secret.clone().unwrap();
+        assert_eq!(file_key.len(), 24);
+        let env_secret = "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+        let from_env = config
+            .api_settings(text, |name| {
+                (name == "TANDEM_WEBHOOK_SECRET").then(|| env_secret.to_owned())
+            })
+            .unwrap();
+        let expected: Vec<u8> = (1..=32).collect();
+        assert_eq!(from_env.webhook_secret, Some(expected.clone()));
+        // Without a secret in the file too.
+        let bare = "[api]\nlisten = \"127.0.0.1:8088\"\n";
+        let config_bare = Config::parse(bare, "t.toml").unwrap();
+        assert_eq!(config_bare.api_settings.webhook_secret, None);
+        let from_env = config_bare
+            .api_settings(bare, |name| {
+                (name == "TANDEM_WEBHOOK_SECRET").then(|| env_secret.to_owned())
+            })
+            .unwrap();
+        assert_eq!(from_env.webhook_secret, Some(expected));
+        // Empty: the file's.
+        let empty = config
+            .api_settings(text, |name| {
+                (name == "TANDEM_WEBHOOK_SECRET").then(String::new)
+            })
+            .unwrap();
+        assert_eq!(empty.webhook_secret, Some(file_key));
+        // A malformed one is refused, naming the key, though the file's is good.
+        let error = config
+            .api_settings(text, |name| {
+                (name == "TANDEM_WEBHOOK_SECRET").then(|| "whsec_short".to_owned())
+            })
+            .unwrap_err();
+        assert!(error.contains("api.webhook_secret"), "{error}");
+    }
+
     #[test]
     fn api_section_is_checked_with_lines_and_secrets_come_from_the_environment() {
         let good = r#"
@@ -2014,6 +2184,7 @@ answer_timeout_s = 5
         assert_eq!(api.token.as_deref(), Some("0123456789abcdef"));
         assert_eq!(api.webhook_secret.as_ref().map(Vec::len), Some(24));
         assert_eq!(api.event_retention, Duration::from_secs(60));
+        assert_eq!(api.webhook_attempts, 8, "the default");
         assert_eq!(api.messaging_invitation_timeout, Duration::from_secs(12));
         assert_eq!(api.applications[0].answer_timeout, Duration::from_secs(5));
         let defaults = Config::parse("[api]\nlisten = \"127.0.0.1:8088\"\n", "t.toml").unwrap();
@@ -2031,6 +2202,12 @@ answer_timeout_s = 5
             error.contains("line 3") && error.contains("api.messaging_invitation_timeout_s"),
             "{error}"
         );
+        let attempts = Config::parse(
+            "[api]\nlisten = \"127.0.0.1:8088\"\nwebhook_attempts = 1\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(attempts.api_settings.webhook_attempts, 1);
         // The environment's token wins over the file's.
         let from_env = config
             .api_settings(good, |name| {
@@ -2055,6 +2232,8 @@ answer_timeout_s = 5
                 2,
                 "api.webhook_secret",
             ),
+            ("[api]\nwebhook_attempts = 0\n", 2, "api.webhook_attempts"),
+            ("[api]\nwebhook_attempts = 21\n", 2, "api.webhook_attempts"),
             ("[api]\ndefault_trunk = \"none\"\n", 2, "api.default_trunk"),
             (
                 "[[api.applications]]\nname = \"a\"\nowner_uri = \"sip:a@h\"\ncallback_uri = \"https://x\"\n",

@@ -396,9 +396,16 @@ mod tests {
             }
             pings
         };
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let live = count(&listener);
-        assert!(live >= 4, "{live} pings while the loop answers");
+        // Pings while the loop answers: at least two, however slow the machine.
+        let mut live = 0;
+        for _ in 0..600 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            live += count(&listener);
+            if live >= 2 {
+                break;
+            }
+        }
+        assert!(live >= 2, "{live} pings in 30 s while the loop answers");
         answering.store(false, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(150)).await;
         count(&listener);

@@ -328,6 +328,10 @@ async fn serve(
             retention: api.event_retention,
             webhook_secret: api.webhook_secret.clone(),
             source: format!("/tandem/{bound}"),
+            retry: control_api::hub::RetryPolicy {
+                attempts: api.webhook_attempts,
+                ..control_api::hub::RetryPolicy::default()
+            },
             ..control_api::hub::HubConfig::default()
         });
         let api_config = control_api::ApiConfig {

@@ -245,3 +245,123 @@ fn the_api_client_sends_the_token_and_prints_the_answer_or_the_problem() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the API"));
 }
+
+/// `tandem run` with no `--config`: the embedded default, which listens on
+/// 127.0.0.1:5060 (UDP and TCP). The daemon runs in a network namespace of its own
+/// (`unshare --net`, util-linux, as root; its loopback brought up with `ip link set lo
+/// up`, iproute2), so that port is its own and nothing else on the machine sees it. SIPp
+/// in the same namespace (`nsenter --net`) gets 200 to an OPTIONS; SIGTERM ends it with 0.
+/// Without unshare, nsenter, ip or the right to make a namespace the test fails.
+#[test]
+fn run_without_config_serves_the_embedded_default_in_a_network_namespace() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new("unshare")
+        .args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" run",
+            env!("CARGO_BIN_EXE_tandem"),
+        ])
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare runs (Debian package util-linux)");
+    // Killed if the test fails half way.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let mut child = Reaped(child);
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let log = || lines.lock().unwrap().join("\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if let Some(line) = lines.lock().unwrap().iter().find(|l| l.contains("ready")) {
+            break line.clone();
+        }
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!(
+                "exited {status} before it was ready (unshare --net needs root; ip is \
+                 Debian's iproute2):\n{}",
+                log()
+            );
+        }
+        assert!(Instant::now() < deadline, "not ready in 30 s:\n{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        ready.contains("udp:127.0.0.1:5060") && ready.contains("tcp:127.0.0.1:5060"),
+        "{ready}"
+    );
+    // The shell exec'd the daemon: the child is the daemon, in a namespace of its own.
+    let pid = child.0.id();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(
+        theirs, ours,
+        "the daemon must not run in the test's network namespace"
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "tandem");
+    let sipp = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args([
+            "--",
+            "sipp",
+            "127.0.0.1:5060",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "5080",
+        ])
+        .arg("-sf")
+        .arg(common::repo_root().join("tests/sipp/options.xml"))
+        .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
+        .output()
+        .expect("nsenter runs (Debian package util-linux)");
+    assert!(
+        sipp.status.success(),
+        "OPTIONS to the embedded default: {}\n{}\n{}\ndaemon:\n{}",
+        sipp.status,
+        String::from_utf8_lossy(&sipp.stdout),
+        String::from_utf8_lossy(&sipp.stderr),
+        log()
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit in 60 s:\n{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = reader.join();
+    assert_eq!(status.code(), Some(0), "{}", log());
+    eprintln!("embedded default: {ready}");
+}

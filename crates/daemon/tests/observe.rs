@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Daemon, admin_addr, http_get, metric, scratch_dir, sipp};
+use common::{Daemon, admin_addr, http_get, metric, scratch_dir, sipp, try_metric};
 use runtime::observe::hep;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
@@ -54,10 +54,6 @@ fn metrics_count_a_known_sipp_run_exactly() {
             20.0,
         ),
         ("tandem_calls_total{direction=\"in\",outcome=\"busy\"}", 5.0),
-        (
-            "tandem_calls_total{direction=\"in\",outcome=\"failed\"}",
-            0.0,
-        ),
         ("tandem_call_attempts_total{direction=\"in\"}", 25.0),
         ("tandem_call_attempts_pending", 0.0),
         ("tandem_requests_in_total{method=\"INVITE\"}", 25.0),
@@ -76,6 +72,15 @@ fn metrics_count_a_known_sipp_run_exactly() {
         .map(|(series, want)| format!("{series}: {} (want {want})", metric(&text, series)))
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}\n{text}");
+    // No call failed: the series of that outcome was never written.
+    assert_eq!(
+        try_metric(
+            &text,
+            "tandem_calls_total{direction=\"in\",outcome=\"failed\"}"
+        ),
+        None,
+        "{text}"
+    );
     // 200 to the INVITE and to the BYE of each echo call (and a 200 again if an ACK was
     // late on a loaded machine: counted as a retransmission).
     let retransmitted = metric(&text, "tandem_retransmissions_sent_total");
@@ -758,4 +763,221 @@ fn trunk_gauges_follow_the_options_keepalive() {
         metric(&text, "tandem_responses_in_total{class=\"2xx\"}") >= 1.0,
         "{text}"
     );
+}
+
+/// Scrapes `/metrics` until `done` holds (or `timeout` passes); the last scrape.
+fn scrape_until(admin: SocketAddr, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, text) = http_get(admin, "/metrics", None);
+        assert_eq!(status, 200, "{text}");
+        if done(&text) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The gauges of live work read at `/metrics` while it is live: three calls SIPp holds
+/// for 3 s (calls, dialogs, the server INVITE transactions in RFC 6026's Accepted), a
+/// trunk registered with a registrar that answers 200, and a 200 whose ACK comes 1.5 s
+/// late (re-sent at T1 and 2·T1: retransmissions).
+#[test]
+fn live_gauges_are_non_zero_while_calls_are_held() {
+    let (registrar, registers) = common::answering_registrar();
+    let daemon = Daemon::start_with(
+        "obs-live",
+        "",
+        &format!(
+            "{}\n[[trunks]]\nname = \"carrier\"\nproxy = \"sip:{registrar}\"\n\
+             username = \"tandem\"\npassword = \"s3cret\"\nregister = true\n\
+             register_expires_s = 600\n",
+            with_admin()
+        ),
+    );
+    let admin = admin_addr(&daemon);
+    let registered = "tandem_trunk_registered{trunk=\"carrier\"}";
+    let text = scrape_until(admin, Duration::from_secs(20), |t| {
+        try_metric(t, registered) == Some(1.0)
+    });
+    assert_eq!(metric(&text, registered), 1.0, "{text}");
+    assert_eq!(
+        metric(&text, "tandem_trunk_up{trunk=\"carrier\"}"),
+        1.0,
+        "{text}"
+    );
+    assert!(!registers.lock().unwrap().is_empty());
+    // Nothing live yet.
+    assert_eq!(metric(&text, "tandem_calls_active"), 0.0, "{text}");
+
+    let port = daemon.port;
+    let held = std::thread::spawn(move || {
+        common::sipp_at(
+            "obs-live-held",
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            &[
+                "-sn", "uac", "-s", "echo", "-d", "3000", "-m", "3", "-l", "3", "-r", "10",
+            ],
+        )
+    });
+    let text = scrape_until(admin, Duration::from_secs(20), |t| {
+        try_metric(t, "tandem_calls_active").unwrap_or(0.0) >= 3.0
+    });
+    let live = [
+        "tandem_calls_active",
+        "tandem_dialogs_active",
+        "tandem_transactions_active{kind=\"server_invite\"}",
+    ];
+    for series in live {
+        assert!(metric(&text, series) >= 1.0, "{series}\n{text}");
+    }
+    eprintln!(
+        "held: {}",
+        live.iter()
+            .map(|s| format!("{s}={}", metric(&text, s)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // Every kind is exported, live or not.
+    for kind in [
+        "client_invite",
+        "client_non_invite",
+        "server_invite",
+        "server_non_invite",
+    ] {
+        let series = format!("tandem_transactions_active{{kind=\"{kind}\"}}");
+        assert!(try_metric(&text, &series).is_some(), "{series}\n{text}");
+    }
+    let run = held.join().unwrap();
+    assert_eq!((run.successful, run.failed), (3, 0), "{run:?}");
+    // The calls ended: the gauges fall back to 0.
+    let text = scrape_until(admin, Duration::from_secs(20), |t| {
+        try_metric(t, "tandem_calls_active") == Some(0.0)
+            && try_metric(t, "tandem_dialogs_active") == Some(0.0)
+    });
+    assert_eq!(metric(&text, "tandem_calls_active"), 0.0, "{text}");
+    assert_eq!(metric(&text, "tandem_dialogs_active"), 0.0, "{text}");
+
+    let before = metric(&text, "tandem_retransmissions_sent_total");
+    let run = sipp(
+        "obs-live-late-ack",
+        &daemon,
+        &["-sf", "uac_late_ack.xml", "-s", "echo", "-m", "1"],
+    );
+    assert_eq!((run.successful, run.failed), (1, 0), "{run:?}");
+    let text = scrape_until(admin, Duration::from_secs(10), |t| {
+        try_metric(t, "tandem_retransmissions_sent_total").unwrap_or(0.0) > before
+    });
+    let after = metric(&text, "tandem_retransmissions_sent_total");
+    assert!(
+        after >= before + 1.0,
+        "the unacknowledged 200 was not re-sent: {before} -> {after}\n{text}"
+    );
+    eprintln!("late ACK: retransmissions {before} -> {after}");
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+}
+
+/// The control API's metrics as the admin listener exports them: an application whose
+/// callback is a closed loopback port (one attempt per webhook) gets an `IncomingCall`
+/// that cannot be delivered, counted as failed; the event still reaches the one event
+/// stream (SSE) open, counted as a client.
+#[test]
+fn webhook_failures_and_event_stream_clients_are_exported() {
+    use std::io::Write;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let token = "obs-webhook-token-0123456789";
+    let daemon = Daemon::start_with(
+        "obs-webhook",
+        "",
+        &format!(
+            "{}\n[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\nwebhook_attempts = 1\n\n\
+             [[api.applications]]\nname = \"app\"\ncallback_uri = \"http://{closed}/events\"\n\
+             owner_uri = \"sip:app@127.0.0.1\"\nanswer_timeout_s = 1\n\n\
+             [[route]]\nname = \"to-app\"\naction = \"webhook\"\napplication = \"app\"\n\
+             [route.match]\nuser = '^app$'\n",
+            with_admin()
+        ),
+    );
+    let admin = admin_addr(&daemon);
+    let line = daemon.wait_for_line("control API serving", Duration::from_secs(10));
+    let api: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("api="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no api address in {line:?}"));
+    // Nothing failed, nobody listens yet.
+    let text = scrape_until(admin, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        metric(&text, "tandem_webhook_deliveries_failed_total"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "tandem_event_stream_clients"), 0.0, "{text}");
+
+    // One SSE stream of the application's events.
+    let mut sse = std::net::TcpStream::connect(api).unwrap();
+    sse.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        sse,
+        "GET /v1/events?application=app HTTP/1.1\r\nHost: {api}\r\n\
+         Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(sse.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let text = scrape_until(admin, Duration::from_secs(10), |t| {
+        try_metric(t, "tandem_event_stream_clients") == Some(1.0)
+    });
+    assert_eq!(metric(&text, "tandem_event_stream_clients"), 1.0, "{text}");
+
+    // A call handed to the application: IncomingCall, POSTed to nobody. The application
+    // never answers: the call ends at its answer timeout.
+    let run = sipp(
+        "obs-webhook-call",
+        &daemon,
+        &["-sn", "uac", "-s", "app", "-m", "1"],
+    );
+    assert_eq!((run.successful, run.failed), (0, 1), "{run:?}");
+    let text = scrape_until(admin, Duration::from_secs(20), |t| {
+        try_metric(t, "tandem_webhook_deliveries_failed_total").unwrap_or(0.0) >= 1.0
+    });
+    let failed = metric(&text, "tandem_webhook_deliveries_failed_total");
+    assert!(failed >= 1.0, "{text}");
+    assert_eq!(
+        metric(&text, "tandem_webhook_deliveries_total"),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "tandem_events_published_total") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "tandem_event_stream_clients"), 1.0, "{text}");
+    let lag = metric(&text, "tandem_event_stream_lag_events");
+    daemon.wait_for_line("webhook delivery failed", Duration::from_secs(5));
+    // The event the webhook could not deliver is on the stream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    while !seen.contains("event: IncomingCall") {
+        assert!(
+            Instant::now() < deadline,
+            "no IncomingCall on the stream:\n{seen}"
+        );
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("the stream closed:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    eprintln!("webhook: failed={failed}; event stream: clients=1 lag={lag}");
+    drop(reader);
+    drop(sse);
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
 }

@@ -48,8 +48,16 @@ pub struct RuntimeConfig {
 
 /// How often a trunk proxy's name is looked up again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(300);
-/// How long shutdown waits for un-REGISTERs to be answered.
+/// How long shutdown waits for its last requests (un-REGISTERs, the BYEs of the calls
+/// it ended) to be answered, re-sending them on their timers meanwhile.
 const UNREGISTER_GRACE: Duration = Duration::from_secs(2);
+
+/// Nothing left to wait for at a shutdown: no un-REGISTER, and no request of ours (a
+/// BYE) without its final response.
+fn settled(endpoint: &Engine) -> bool {
+    let core = endpoint.core_ref();
+    !core.unregistering() && core.requests_awaiting_answer() == 0
+}
 
 /// Requests from the process around the driver (signals, later the control API).
 #[derive(Debug)]
@@ -195,8 +203,12 @@ pub async fn run_observed(
                         endpoint.core().shutdown(now());
                         grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
                     } else {
-                        let ended = endpoint.terminate_all(now());
-                        info!(calls = ended, "drain: grace period over, calls ended with BYE");
+                        // Said before the BYEs go, so the log reads in order.
+                        info!(
+                            calls = endpoint.call_count(),
+                            "drain: grace period over, calls ended with BYE"
+                        );
+                        endpoint.terminate_all(now());
                         d.ended = true;
                         d.deadline = tokio::time::Instant::now() + lifecycle::BYE_GRACE;
                     }
@@ -295,7 +307,7 @@ pub async fn run_observed(
         }
         flush(&mut endpoint, &mut app, &transports, &mut observe).await;
         observe.end_turn(batch);
-        if grace.is_some() && !endpoint.core_ref().unregistering() {
+        if grace.is_some() && settled(&endpoint) {
             break;
         }
         if drain.is_some() && grace.is_none() && endpoint.call_count() == 0 {
@@ -304,7 +316,7 @@ pub async fn run_observed(
             grace = Some(tokio::time::Instant::now() + UNREGISTER_GRACE);
             // The un-REGISTERs leave now, not at the next wake-up.
             flush(&mut endpoint, &mut app, &transports, &mut observe).await;
-            if !endpoint.core_ref().unregistering() {
+            if settled(&endpoint) {
                 break;
             }
         }

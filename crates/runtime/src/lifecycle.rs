@@ -169,3 +169,34 @@ impl Drain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    /// What systemd shows (`STATUS=`): the calls, each trunk's state, and a drain first.
+    #[test]
+    fn status_reads_as_calls_trunks_and_draining() {
+        assert_eq!(Status::default().to_string(), "0 active calls");
+        let mut status = Status {
+            calls: 3,
+            trunks: vec![
+                ("carrier".to_owned(), "registered"),
+                ("backup".to_owned(), "down"),
+            ],
+            draining: false,
+        };
+        assert_eq!(
+            status.to_string(),
+            "3 active calls; trunks: carrier=registered backup=down"
+        );
+        status.draining = true;
+        assert_eq!(
+            status.to_string(),
+            "draining; 3 active calls; trunks: carrier=registered backup=down"
+        );
+        status.trunks.clear();
+        status.calls = 1;
+        assert_eq!(status.to_string(), "draining; 1 active calls");
+    }
+}

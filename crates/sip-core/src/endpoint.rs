@@ -454,6 +454,12 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// How many of our non-INVITE requests (the BYEs of calls ended at a shutdown,
+    /// un-REGISTERs) still wait for their final response.
+    pub fn requests_awaiting_answer(&self) -> usize {
+        self.ua.requests_awaiting_answer()
+    }
+
     /// Whether an un-REGISTER is still waiting for its answer.
     pub fn unregistering(&self) -> bool {
         self.trunks

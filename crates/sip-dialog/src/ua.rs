@@ -300,6 +300,12 @@ impl UserAgent {
         }
     }
 
+    /// Our non-INVITE requests (a BYE, an un-REGISTER...) still waiting for their final
+    /// response; see [`TransactionLayer::requests_awaiting_answer`].
+    pub fn requests_awaiting_answer(&self) -> usize {
+        self.transactions.requests_awaiting_answer()
+    }
+
     pub fn stats(&self) -> UaStats {
         let t = self.transactions.stats();
         UaStats {

@@ -396,6 +396,19 @@ impl TransactionLayer {
         self.stats
     }
 
+    /// Client non-INVITE transactions still waiting for a final response (Trying or
+    /// Proceeding): requests such as a BYE whose answer has not come. Counts every live
+    /// transaction (for a shutdown, not for each message).
+    pub fn requests_awaiting_answer(&self) -> usize {
+        self.transactions
+            .values()
+            .filter(|t| {
+                matches!(t.machine, Machine::ClientNonInvite { .. })
+                    && matches!(t.machine.state(), State::Trying | State::Proceeding)
+            })
+            .count()
+    }
+
     /// Number of live transactions.
     pub fn len(&self) -> usize {
         self.transactions.len()

@@ -1067,3 +1067,33 @@ fn stats_count_each_kind() {
     assert!(l.is_empty());
     assert_eq!(l.stats().total(), 0);
 }
+
+/// What a shutdown waits for: our non-INVITE requests without a final response (Trying,
+/// Proceeding); not once answered (Completed, Timer K), not INVITEs, not server ones.
+#[test]
+fn requests_awaiting_answer_counts_client_non_invite_until_final() {
+    let start = Instant::now();
+    let mut l = TransactionLayer::default();
+    assert_eq!(l.requests_awaiting_answer(), 0);
+    let bye = request(Transport::Udp, "BYE", "z9hG4bK-bye", "c1", 2);
+    let key = l
+        .send_request(start, bye.clone(), to_uas(Transport::Udp))
+        .unwrap();
+    let invite = request(Transport::Udp, "INVITE", "z9hG4bK-inv", "c2", 1);
+    l.send_request(start, invite, to_uas(Transport::Udp))
+        .unwrap();
+    let options = request(Transport::Udp, "OPTIONS", "z9hG4bK-srv", "c3", 1);
+    assert!(matches!(
+        l.handle_request(start, options, from_uac(Transport::Udp)),
+        RequestOutcome::New { .. }
+    ));
+    drain_transmits(&mut l);
+    assert_eq!(l.requests_awaiting_answer(), 1, "the BYE (Trying)");
+    let t = start + ms(50);
+    l.handle_response(t, response(&bye, 100, None), from_uac(Transport::Udp));
+    assert_eq!(l.state(&key), Some(State::Proceeding));
+    assert_eq!(l.requests_awaiting_answer(), 1, "the BYE (Proceeding)");
+    l.handle_response(t, response(&bye, 200, Some("b")), from_uac(Transport::Udp));
+    assert_eq!(l.state(&key), Some(State::Completed));
+    assert_eq!(l.requests_awaiting_answer(), 0, "answered");
+}

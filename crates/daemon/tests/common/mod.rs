@@ -233,18 +233,18 @@ impl Daemon {
         (status, log)
     }
 
-    /// Sends `signal` (e.g. "-INT") and waits up to 10 s for the exit.
+    /// Sends `signal` (e.g. "-INT") and waits up to 60 s for the exit (a liveness bound).
     pub fn signal_and_wait(mut self, signal: &str) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             if Instant::now() > deadline {
-                panic!("daemon did not exit within 10 s of SIGTERM");
+                panic!("daemon did not exit within 60 s of {signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -409,9 +409,56 @@ pub fn admin_addr(daemon: &Daemon) -> SocketAddr {
 }
 
 /// A sample's value: `series` is the name with its labels as rendered
-/// (`tandem_calls_total{direction="in",outcome="answered"}`); 0 when absent.
-pub fn metric(text: &str, series: &str) -> f64 {
+/// (`tandem_calls_total{direction="in",outcome="answered"}`); `None` when the scrape
+/// does not have it.
+pub fn try_metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// A sample's value, as [`try_metric`]; panics when the series is missing (a metric
+/// renamed or never exported must not read as 0).
+pub fn metric(text: &str, series: &str) -> f64 {
+    try_metric(text, series).unwrap_or_else(|| panic!("no series {series} in the scrape:\n{text}"))
+}
+
+/// A registrar that answers every REGISTER 200 (granting what was asked), on
+/// 127.0.0.1 port 0; its address and the REGISTERs it received, as text.
+pub fn answering_registrar() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("REGISTER ") {
+                continue;
+            }
+            let header = |name: &str| {
+                text.lines()
+                    .filter(|l| {
+                        l.split_once(':')
+                            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                    })
+                    .map(|l| format!("{l}\r\n"))
+                    .collect::<String>()
+            };
+            let to = header("To").trim_end().to_owned();
+            let response = format!(
+                "SIP/2.0 200 OK\r\n{}{}{to};tag=reg\r\n{}{}{}{}Content-Length: 0\r\n\r\n",
+                header("Via"),
+                header("From"),
+                header("Call-ID"),
+                header("CSeq"),
+                header("Contact"),
+                header("Expires"),
+            );
+            let _ = socket.send_to(response.as_bytes(), from);
+            sink.lock().unwrap().push(text);
+        }
+    });
+    (addr, got)
 }
