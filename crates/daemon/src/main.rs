@@ -108,10 +108,18 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tokio.block_on(serve(config, tls, path, log)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // The daemon runs as a task on a worker, not on this thread: a worker that finds a
+    // socket readable runs the driver itself, where `block_on` had the worker wake
+    // this thread for every batch of datagrams.
+    let served = tokio.block_on(async { tokio::spawn(serve(config, tls, path, log)).await });
+    match served {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             error!(error = %e, "stopped");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            error!(error = %e, "the daemon's task failed");
             ExitCode::FAILURE
         }
     }
