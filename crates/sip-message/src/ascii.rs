@@ -105,6 +105,7 @@ pub fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::net::Ipv6Addr;

@@ -207,9 +207,7 @@ impl UdpInbox {
         let mut empty = 0;
         while empty < count && budget > 0 {
             let i = self.next % count.max(1);
-            let Some((local, socket)) = self.sockets.get(i) else {
-                return None;
-            };
+            let (local, socket) = self.sockets.get(i)?;
             match socket.try_recv_from(&mut self.buf) {
                 Ok((n, remote)) => {
                     empty = 0;
