@@ -30,6 +30,7 @@
 mod common;
 
 use common::Daemon;
+use common::parties::in_order;
 use common::parties::{
     ALICE, BOB, CAROL, Finished, Party, SipMessage, TANDEM, assert_all_ended, assert_succeeded,
     free_port_on, leaks, tandem_address,
@@ -206,7 +207,7 @@ fn assert_joined_by_refer(daemon: &Daemon, bob: &Finished) -> SipMessage {
     assert!(progress[0].1.starts_with("active"), "{progress:?}");
     assert!(progress[1].1.starts_with("terminated"), "{progress:?}");
     let done = final_notify(bob);
-    assert!(done.at >= accepted.at);
+    assert!(in_order(accepted, done));
     let replaced = bob.find("BYE of the consultation", |m| {
         !m.sent && m.is_request("BYE") && m.header("Call-ID") == Some(consult_id)
     });
@@ -215,15 +216,15 @@ fn assert_joined_by_refer(daemon: &Daemon, bob: &Finished) -> SipMessage {
         Some("SIP;cause=200;text=\"Call replaced\"")
     );
     assert!(
-        replaced.at >= accepted.at,
+        in_order(accepted, replaced),
         "consultation ended before the 202"
     );
     let left = bob.find("BYE of A's dialog", |m| {
         m.sent && m.is_request("BYE") && m.header("Call-ID") == Some(dialog)
     });
-    assert!(left.at >= done.at, "bob hung up before the final NOTIFY");
+    assert!(in_order(done, left), "bob hung up before the final NOTIFY");
     assert!(
-        left.at >= replaced.at,
+        in_order(replaced, left),
         "bob hung up before the consultation ended"
     );
     // Bob's legs were never re-INVITEd (A's INVITE is the only one bob got).
@@ -319,14 +320,17 @@ fn attended_transfer_signalling_only() {
     let reanswered_by_alice = alice.find("200 for the re-INVITE", |m| {
         m.sent && m.is_response(200, "INVITE")
     });
-    assert!(invites[1].at >= bob.find("REFER", |m| m.sent && m.is_request("REFER")).at);
-    assert!(reoffer.at >= reanswer.at);
-    assert!(final_notify(&bob).at >= reanswered_by_alice.at);
-    assert!(replaced.at >= reanswered_by_alice.at);
+    assert!(in_order(
+        bob.find("REFER", |m| m.sent && m.is_request("REFER")),
+        invites[1]
+    ));
+    assert!(in_order(&reanswer, reoffer));
+    assert!(in_order(reanswered_by_alice, final_notify(&bob)));
+    assert!(in_order(reanswered_by_alice, &replaced));
     // A's hang-up reached carol.
     let hung_up = alice.find("BYE", |m| m.sent && m.is_request("BYE"));
     let bye = carol.find("BYE", |m| !m.sent && m.is_request("BYE"));
-    assert!(bye.at >= hung_up.at);
+    assert!(in_order(hung_up, bye));
     assert_all_ended(&daemon);
 }
 
@@ -391,9 +395,9 @@ fn attended_transfer_media_anchored() {
     }
     // The transfer was over before A hung up (else this flow tested something else).
     let hung_up = alice.find("BYE", |m| m.sent && m.is_request("BYE"));
-    assert!(final_notify(&bob).at <= hung_up.at, "A hung up too early");
+    assert!(in_order(final_notify(&bob), hung_up), "A hung up too early");
     let bye = carol.find("BYE", |m| !m.sent && m.is_request("BYE"));
-    assert!(bye.at >= hung_up.at);
+    assert!(in_order(hung_up, bye));
     assert_all_ended(&daemon);
 }
 
@@ -466,8 +470,8 @@ fn attended_transfer_to_a_busy_target_keeps_the_bridge() {
         "A was re-INVITEd"
     );
     let hung_up = alice.find("BYE", |m| m.sent && m.is_request("BYE"));
-    assert!(final_notify(&bob).at <= hung_up.at, "A hung up too early");
+    assert!(in_order(final_notify(&bob), hung_up), "A hung up too early");
     let bye = bob.find("BYE", |m| !m.sent && m.is_request("BYE"));
-    assert!(bye.at >= hung_up.at, "bob's leg ended before A hung up");
+    assert!(in_order(hung_up, bye), "bob's leg ended before A hung up");
     assert_all_ended(&daemon);
 }

@@ -26,6 +26,7 @@
 mod common;
 
 use common::Daemon;
+use common::parties::in_order;
 use common::parties::{
     ALICE, BOB, CAROL, Finished, Party, SipMessage, TANDEM, assert_all_ended, assert_succeeded,
     free_port_on, leaks, tandem_address,
@@ -284,7 +285,7 @@ fn caller_cancel_reaches_the_ringing_callee() {
     assert_hidden(&alice, &[&bob], false);
     let cancelled = alice.find("CANCEL", |m| m.sent && m.is_request("CANCEL"));
     let cancel = bob.find("CANCEL", |m| !m.sent && m.is_request("CANCEL"));
-    assert!(cancel.at >= cancelled.at, "B's CANCEL came after A's");
+    assert!(in_order(cancelled, cancel), "B's CANCEL came after A's");
     alice.find("487", |m| !m.sent && m.is_response(487, "INVITE"));
     assert_all_ended(&daemon);
 }
@@ -372,7 +373,7 @@ fn parallel_ring_first_answer_wins() {
     let answer = carol.find("200", |m| m.sent && m.is_response(200, "INVITE"));
     let cancel = bob.find("CANCEL", |m| !m.sent && m.is_request("CANCEL"));
     assert!(
-        cancel.at >= answer.at,
+        in_order(answer, cancel),
         "bob was cancelled before carol answered"
     );
     assert_relayed_as_is(
@@ -595,7 +596,7 @@ fn blind_transfer_signalling_only() {
     // Bob left once told the transfer succeeded.
     let done = final_notify(&bob);
     let left = bob.find("BYE", |m| m.sent && m.is_request("BYE"));
-    assert!(left.at >= done.at, "bob hung up before the final NOTIFY");
+    assert!(in_order(done, left), "bob hung up before the final NOTIFY");
     assert_referred(&carol);
     // Carol got the SDP A had offered, as it was.
     assert_relayed_as_is(
@@ -636,7 +637,7 @@ fn blind_transfer_signalling_only() {
     // A's hang-up reached carol.
     let hung_up = alice.find("BYE", |m| m.sent && m.is_request("BYE"));
     let bye = carol.find("BYE", |m| !m.sent && m.is_request("BYE"));
-    assert!(bye.at >= hung_up.at);
+    assert!(in_order(hung_up, bye));
     assert_all_ended(&daemon);
 }
 
@@ -696,9 +697,9 @@ fn blind_transfer_media_anchored() {
     );
     // The transfer was over before A hung up (else this flow tested something else).
     let hung_up = alice.find("BYE", |m| m.sent && m.is_request("BYE"));
-    assert!(final_notify(&bob).at <= hung_up.at, "A hung up too early");
+    assert!(in_order(final_notify(&bob), hung_up), "A hung up too early");
     let bye = carol.find("BYE", |m| !m.sent && m.is_request("BYE"));
-    assert!(bye.at >= hung_up.at);
+    assert!(in_order(hung_up, bye));
     assert_all_ended(&daemon);
 }
 
@@ -748,8 +749,8 @@ fn transfer_to_a_busy_target_keeps_the_bridge() {
         "A was re-INVITEd"
     );
     let hung_up = alice.find("BYE", |m| m.sent && m.is_request("BYE"));
-    assert!(final_notify(&bob).at <= hung_up.at, "A hung up too early");
+    assert!(in_order(final_notify(&bob), hung_up), "A hung up too early");
     let bye = bob.find("BYE", |m| !m.sent && m.is_request("BYE"));
-    assert!(bye.at >= hung_up.at, "bob's leg ended before A hung up");
+    assert!(in_order(hung_up, bye), "bob's leg ended before A hung up");
     assert_all_ended(&daemon);
 }

@@ -23,6 +23,7 @@
 mod common;
 
 use common::Daemon;
+use common::parties::in_order;
 use common::parties::{
     ALICE, BOB, CAROL, Finished, Party, SipMessage, TANDEM, assert_all_ended, assert_succeeded,
     free_port_on, leaks, tandem_address,
@@ -118,7 +119,7 @@ fn assert_parked_by_refer(bob: &Finished) -> &SipMessage {
         .find(|m| !m.sent && m.is_request("NOTIFY"))
         .unwrap();
     let left = bob.find("BYE", |m| m.sent && m.is_request("BYE"));
-    assert!(left.at >= done.at, "bob hung up before the final NOTIFY");
+    assert!(in_order(done, left), "bob hung up before the final NOTIFY");
     done
 }
 
@@ -148,7 +149,7 @@ fn assert_park_hidden(alice: &Finished, others: &[&Finished], bodies_too: bool) 
 fn assert_ended_by(alice: &Finished, taker: &Finished) {
     let hung_up = taker.find("BYE", |m| m.sent && m.is_request("BYE"));
     let bye = alice.find("BYE", |m| !m.sent && m.is_request("BYE"));
-    assert!(bye.at >= hung_up.at, "alice's call ended before carol's");
+    assert!(in_order(hung_up, bye), "alice's call ended before carol's");
     assert!(
         bye.header("Reason")
             .is_none_or(|r| !r.contains("cause=480")),
@@ -197,7 +198,7 @@ fn park_by_refer_and_retrieve_media_anchored() {
         "A was re-INVITEd"
     );
     let dialled = carol.find("INVITE", |m| m.sent && m.is_request("INVITE"));
-    assert!(dialled.at >= parked.at, "carol dialled before the park");
+    assert!(in_order(parked, dialled), "carol dialled before the park");
     assert_ended_by(&alice, &carol);
     assert_logged(&daemon, &["call parked", "orbit=701"]);
     assert_logged(&daemon, &["parked call retrieved", "orbit=701", "Invite"]);
@@ -250,11 +251,11 @@ fn park_by_refer_and_retrieve_signalling_only() {
         .filter(|m| m.is_request("INVITE"))
         .collect();
     assert_eq!(reinvites.len(), 1, "A re-INVITEd once, at the park");
-    assert!(reinvites[0].at >= refer.at);
+    assert!(in_order(refer, reinvites[0]));
     let answered = alice.find("200 for the re-INVITE", |m| {
         m.sent && m.is_response(200, "INVITE")
     });
-    assert!(parked.at >= answered.at, "bob heard 200 before the music");
+    assert!(in_order(answered, parked), "bob heard 200 before the music");
     // Tandem's own offer, in the session A knew (RFC 3264 §8).
     let offer = reinvites[0].body_text();
     assert!(
@@ -431,7 +432,7 @@ fn park_timeout_with_a_busy_ring_back_ends_the_call() {
     let busy = carol.find("486", |m| m.sent && m.is_response(486, "INVITE"));
     let bye = alice.find("BYE", |m| !m.sent && m.is_request("BYE"));
     assert!(
-        bye.at >= busy.at,
+        in_order(busy, bye),
         "A was hung up before the ring-back failed"
     );
     let reason = bye.header("Reason").unwrap_or_default();
@@ -518,7 +519,7 @@ fn blf_watches_an_orbit() {
     // Free, parked, free: the parked state came after A's ACK, the free one after carol's.
     let alice_ack = alice.find("ACK", |m| m.sent && m.is_request("ACK"));
     let carol_ack = carol.find("ACK", |m| m.sent && m.is_request("ACK"));
-    assert!(notifies[1].at >= alice_ack.at && notifies[2].at >= carol_ack.at);
+    assert!(in_order(alice_ack, notifies[1]) && in_order(carol_ack, notifies[2]));
     assert!(
         notifies[3]
             .header("Subscription-State")
@@ -593,7 +594,7 @@ fn blf_shows_the_ring_back_and_a_retrieval_during_it() {
     let dialled = bob.find("INVITE", |m| m.sent && m.is_request("INVITE"));
     let cancel = carol.find("CANCEL", |m| !m.sent && m.is_request("CANCEL"));
     assert!(
-        cancel.at >= dialled.at,
+        in_order(dialled, cancel),
         "carol was cancelled before bob dialled"
     );
     let notifies: Vec<&SipMessage> = phone
@@ -620,7 +621,7 @@ fn blf_shows_the_ring_back_and_a_retrieval_during_it() {
         ["free", "confirmed", "early", "confirmed", "free", "free"]
     );
     let bob_ack = bob.find("ACK", |m| m.sent && m.is_request("ACK"));
-    assert!(notifies[4].at >= bob_ack.at, "free before bob's ACK");
+    assert!(in_order(bob_ack, notifies[4]), "free before bob's ACK");
     assert_logged(&daemon, &["parked call retrieved", "orbit=701", "Invite"]);
     assert_all_ended(&daemon);
 }

@@ -36,6 +36,29 @@ pub fn tandem_address(daemon: &Daemon) -> String {
     SocketAddr::new(TANDEM.parse().unwrap(), daemon.port).to_string()
 }
 
+/// How far two SIPp processes' trace stamps may disagree about the order of events
+/// that happened in order. Each SIPp stamps a message when it gets round to logging it:
+/// a SIPp descheduled between its `sendto` and its trace line stamps a request after the
+/// peer (through Tandem, a fraction of a millisecond away) stamped what it caused. On two
+/// loaded cores that is a few milliseconds; a real ordering bug is a protocol step apart.
+pub const TRACE_SKEW: f64 = 0.02;
+
+/// `later` came after `earlier`, as two SIPp traces can tell (see [`TRACE_SKEW`]). An
+/// inversion within the skew is printed.
+pub fn in_order(earlier: &SipMessage, later: &SipMessage) -> bool {
+    if later.at < earlier.at {
+        eprintln!(
+            "trace stamps inverted by {:.6} s: {:?} at {:.6}, then {:?} at {:.6}",
+            earlier.at - later.at,
+            earlier.first_line,
+            earlier.at,
+            later.first_line,
+            later.at
+        );
+    }
+    later.at >= earlier.at - TRACE_SKEW
+}
+
 /// One message of a SIPp `-trace_msg` file.
 #[derive(Debug, Clone)]
 pub struct SipMessage {
