@@ -63,10 +63,7 @@ async fn create_connect_read_and_hang_up() {
         rig.bob()
     );
 
-    let connected = rig
-        .events
-        .wait("CallConnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let connected = rig.events.wait_call("CallConnected", &id).await;
     assert_eq!(connected.data["operationContext"], "create-1");
     assert_eq!(connected.data["resultInformation"]["code"], 200);
     assert_eq!(
@@ -115,12 +112,7 @@ async fn create_connect_read_and_hang_up() {
     assert_eq!(status, 200);
     assert_eq!(list["value"].as_array().unwrap().len(), 1);
     assert_eq!(rig.call_ids().await, vec![id.clone()]);
-    let updated = rig
-        .events
-        .wait("ParticipantsUpdated", |d| {
-            d["callConnectionId"] == json!(id)
-        })
-        .await;
+    let updated = rig.events.wait_call("ParticipantsUpdated", &id).await;
     assert_eq!(updated.data["sequenceNumber"], 1);
 
     let (status, _) = rig
@@ -130,10 +122,7 @@ async fn create_connect_read_and_hang_up() {
         )
         .await;
     assert_eq!(status, 204);
-    let disconnected = rig
-        .events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let disconnected = rig.events.wait_call("CallDisconnected", &id).await;
     assert_eq!(disconnected.data["operationContext"], "bye");
     assert_eq!(
         disconnected.callback.as_deref(),
@@ -180,10 +169,7 @@ async fn hanging_up_a_call_still_ringing_gets_its_call_disconnected() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    let gone = rig
-        .events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let gone = rig.events.wait_call("CallDisconnected", &id).await;
     assert_eq!(gone.data["operationContext"], "give-up");
     let types: Vec<String> = rig
         .events
@@ -209,10 +195,7 @@ async fn a_refused_create_raises_create_call_failed_with_the_status() {
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["callConnectionId"].as_str().unwrap().to_owned();
-    let failed = rig
-        .events
-        .wait("CreateCallFailed", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let failed = rig.events.wait_call("CreateCallFailed", &id).await;
     assert_eq!(failed.data["resultInformation"]["code"], 486);
     assert_eq!(failed.data["operationContext"], "doomed");
     assert!(
@@ -268,10 +251,7 @@ async fn an_incoming_call_through_a_webhook_route_is_answered() {
     let id = answered["callConnectionId"].as_str().unwrap().to_owned();
     let (result, call, mut events) = carol.await.unwrap();
     assert!(result.is_ok(), "{result:?}");
-    let connected = rig
-        .events
-        .wait("CallConnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let connected = rig.events.wait_call("CallConnected", &id).await;
     assert_eq!(connected.data["operationContext"], "answer-1");
     assert_eq!(connected.data["correlationId"], data["correlationId"]);
 
@@ -292,10 +272,7 @@ async fn an_incoming_call_through_a_webhook_route_is_answered() {
             break;
         }
     }
-    let disconnected = rig
-        .events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let disconnected = rig.events.wait_call("CallDisconnected", &id).await;
     assert_eq!(disconnected.data["resultInformation"]["code"], 200);
     assert!(rig.call_ids().await.is_empty());
 }
@@ -437,8 +414,8 @@ async fn a_blind_transfer_the_peer_accepts() {
     let id = rig.connected_call(&rig.bob(), "to-bob").await;
     let _bob = rig.bob_calls.recv().await.unwrap();
     let target = rig.demo_a("echo");
-    let (status, body) = rig
-        .post(
+    let body = rig
+        .accepted(
             &format!("/v1/calls/{id}:transferToParticipant"),
             json!({
                 "targetParticipant": { "sipUri": target },
@@ -447,14 +424,8 @@ async fn a_blind_transfer_the_peer_accepts() {
             }),
         )
         .await;
-    assert_eq!(status, 202, "{body}");
     assert_eq!(body["operationContext"], "xfer");
-    let accepted = rig
-        .events
-        .wait("CallTransferAccepted", |d| {
-            d["callConnectionId"] == json!(id)
-        })
-        .await;
+    let accepted = rig.events.wait_call("CallTransferAccepted", &id).await;
     assert_eq!(accepted.data["sipStatus"], 200);
     assert_eq!(accepted.data["resultInformation"]["message"], "200 OK");
     assert_eq!(accepted.data["operationContext"], "xfer");
@@ -464,9 +435,7 @@ async fn a_blind_transfer_the_peer_accepts() {
         rig.bob()
     );
     // RFC 5589 §6: our leg ends after a successful transfer.
-    rig.events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.events.wait_call("CallDisconnected", &id).await;
     let types: Vec<String> = rig
         .events
         .of_call(&id)
@@ -489,17 +458,12 @@ async fn a_transfer_to_a_busy_target_fails_with_its_status() {
     let mut rig = Rig::start("a_transfer_to_a_busy_target_fails").await;
     let id = rig.connected_call(&rig.bob(), "to-bob").await;
     let _bob = rig.bob_calls.recv().await.unwrap();
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}:transferToParticipant"),
-            json!({ "targetParticipant": { "sipUri": rig.demo_a("busy") } }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let failed = rig
-        .events
-        .wait("CallTransferFailed", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.accepted(
+        &format!("/v1/calls/{id}:transferToParticipant"),
+        json!({ "targetParticipant": { "sipUri": rig.demo_a("busy") } }),
+    )
+    .await;
+    let failed = rig.events.wait_call("CallTransferFailed", &id).await;
     assert_eq!(failed.data["sipStatus"], 486);
     assert_eq!(failed.data["resultInformation"]["code"], 486);
     // The target's own words, from the NOTIFY's sipfrag status line.
@@ -518,8 +482,8 @@ async fn add_participant_then_cancel_and_add_then_remove() {
     let bob = rig.bob_calls.recv().await.unwrap();
 
     // `ring` never answers: cancel it.
-    let (status, added) = rig
-        .post(
+    let added = rig
+        .accepted(
             &format!("/v1/calls/{id}/participants:add"),
             json!({
                 "participantToAdd": { "sipUri": rig.demo_b("ring") },
@@ -528,24 +492,19 @@ async fn add_participant_then_cancel_and_add_then_remove() {
             }),
         )
         .await;
-    assert_eq!(status, 202, "{added}");
     let invitation = added["invitationId"].as_str().unwrap().to_owned();
     assert_eq!(added["participant"]["state"], "connecting");
     let (_, list) = rig.get(&format!("/v1/calls/{id}/participants")).await;
     assert_eq!(list["value"].as_array().unwrap().len(), 2);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:cancelAddParticipant"),
-            json!({ "invitationId": invitation, "operationContext": "cancel-ring" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:cancelAddParticipant"),
+        json!({ "invitationId": invitation, "operationContext": "cancel-ring" }),
+    )
+    .await;
     let cancelled = rig
         .events
-        .wait("CancelAddParticipantSucceeded", |d| {
-            d["callConnectionId"] == json!(id)
-        })
+        .wait_call("CancelAddParticipantSucceeded", &id)
         .await;
     assert_eq!(cancelled.data["invitationId"], json!(invitation));
     assert_eq!(cancelled.data["operationContext"], "cancel-ring");
@@ -582,19 +541,13 @@ async fn add_participant_then_cancel_and_add_then_remove() {
 
     // `echo` answers: a three-party call.
     let echo = rig.demo_b("echo");
-    let (status, added) = rig
-        .post(
+    let added = rig
+        .accepted(
             &format!("/v1/calls/{id}/participants:add"),
             json!({ "participantToAdd": { "sipUri": echo }, "operationContext": "add-echo" }),
         )
         .await;
-    assert_eq!(status, 202, "{added}");
-    let succeeded = rig
-        .events
-        .wait("AddParticipantSucceeded", |d| {
-            d["callConnectionId"] == json!(id)
-        })
-        .await;
+    let succeeded = rig.events.wait_call("AddParticipantSucceeded", &id).await;
     assert_eq!(succeeded.data["operationContext"], "add-echo");
     assert_eq!(succeeded.data["invitationId"], added["invitationId"]);
     let three = rig
@@ -629,26 +582,23 @@ async fn add_participant_then_cancel_and_add_then_remove() {
     );
     // Bob and echo talk in the call's room: a play to the call goes to the room.
     let wav = write_wav("joined", 0.2);
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}:play"),
-            json!({ "file": wav.display().to_string(), "operationContext": "to-room" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}:play"),
+        json!({ "file": wav.display().to_string(), "operationContext": "to-room" }),
+    )
+    .await;
     let played = rig
         .events
         .wait("PlayCompleted", |d| d["operationContext"] == "to-room")
         .await;
     assert_eq!(played.data["callConnectionId"], json!(id));
     // A fourth party is welcome in a room: it rings, and is cancelled.
-    let (status, fourth) = rig
-        .post(
+    let fourth = rig
+        .accepted(
             &format!("/v1/calls/{id}/participants:add"),
             json!({ "participantToAdd": { "sipUri": rig.demo_b("ring") } }),
         )
         .await;
-    assert_eq!(status, 202, "{fourth}");
     let (status, _) = rig
         .post(
             &format!("/v1/calls/{id}/participants:cancelAddParticipant"),
@@ -662,18 +612,14 @@ async fn add_participant_then_cancel_and_add_then_remove() {
         })
         .await;
 
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:remove"),
-            json!({ "participantToRemove": { "sipUri": echo }, "operationContext": "rm" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:remove"),
+        json!({ "participantToRemove": { "sipUri": echo }, "operationContext": "rm" }),
+    )
+    .await;
     let removed = rig
         .events
-        .wait("RemoveParticipantSucceeded", |d| {
-            d["callConnectionId"] == json!(id)
-        })
+        .wait_call("RemoveParticipantSucceeded", &id)
         .await;
     assert_eq!(removed.data["operationContext"], "rm");
     assert_eq!(
@@ -715,10 +661,7 @@ async fn park_and_retrieve() {
     assert_eq!(status, 200, "{parked}");
     let orbit = parked["orbit"].as_u64().unwrap();
     assert!((701..=720).contains(&orbit));
-    let event = rig
-        .events
-        .wait("CallParked", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let event = rig.events.wait_call("CallParked", &id).await;
     assert_eq!(event.data["orbit"], orbit);
     assert_eq!(event.data["operationContext"], "park-1");
     let (_, props) = rig.get(&format!("/v1/calls/{id}")).await;
@@ -726,22 +669,17 @@ async fn park_and_retrieve() {
 
     // A retriever that is busy: RetrieveFailed with its status, to the operation's
     // callback, and the call stays parked.
-    let (status, retrieved) = rig
-        .post(
-            "/v1/calls:retrieve",
-            json!({
-                "orbit": orbit,
-                "target": { "sipUri": rig.demo_b("busy") },
-                "operationContext": "retrieve-busy",
-                "operationCallbackUri": "http://127.0.0.1:9/retrieve-hook"
-            }),
-        )
-        .await;
-    assert_eq!(status, 202, "{retrieved}");
-    let failed = rig
-        .events
-        .wait("RetrieveFailed", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.accepted(
+        "/v1/calls:retrieve",
+        json!({
+            "orbit": orbit,
+            "target": { "sipUri": rig.demo_b("busy") },
+            "operationContext": "retrieve-busy",
+            "operationCallbackUri": "http://127.0.0.1:9/retrieve-hook"
+        }),
+    )
+    .await;
+    let failed = rig.events.wait_call("RetrieveFailed", &id).await;
     assert_eq!(failed.data["operationContext"], "retrieve-busy");
     assert_eq!(failed.data["resultInformation"]["code"], 486);
     assert_eq!(failed.data["orbit"], orbit);
@@ -764,8 +702,8 @@ async fn park_and_retrieve() {
     );
     assert_eq!(props["participants"][0]["state"], "parked");
 
-    let (status, retrieved) = rig
-        .post(
+    let retrieved = rig
+        .accepted(
             "/v1/calls:retrieve",
             json!({
                 "orbit": orbit,
@@ -774,12 +712,8 @@ async fn park_and_retrieve() {
             }),
         )
         .await;
-    assert_eq!(status, 202, "{retrieved}");
     assert_eq!(retrieved["callConnectionId"], json!(id));
-    let succeeded = rig
-        .events
-        .wait("RetrieveSucceeded", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let succeeded = rig.events.wait_call("RetrieveSucceeded", &id).await;
     assert_eq!(succeeded.data["operationContext"], "retrieve-echo");
     let updated = rig
         .events
@@ -810,9 +744,7 @@ async fn park_and_retrieve() {
         )
         .await;
     assert_eq!(status, 204);
-    rig.events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.events.wait_call("CallDisconnected", &id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -823,17 +755,12 @@ async fn play_and_dtmf_both_ways() {
     bob_waits(&mut bob, is_flow_active).await;
 
     let wav = write_wav("prompt", 0.3);
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}:play"),
-            json!({ "file": wav.display().to_string(), "operationContext": "prompt" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let played = rig
-        .events
-        .wait("PlayCompleted", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.accepted(
+        &format!("/v1/calls/{id}:play"),
+        json!({ "file": wav.display().to_string(), "operationContext": "prompt" }),
+    )
+    .await;
+    let played = rig.events.wait_call("PlayCompleted", &id).await;
     assert_eq!(played.data["operationContext"], "prompt");
 
     let (status, problem) = rig
@@ -879,10 +806,7 @@ async fn play_and_dtmf_both_ways() {
 
     // Bob's DTMF: ToneReceived events.
     bob.call.flow().send_dtmf("7").await.unwrap();
-    let tone = rig
-        .events
-        .wait("ToneReceived", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let tone = rig.events.wait_call("ToneReceived", &id).await;
     assert_eq!(tone.data["tone"], "7");
     assert_eq!(tone.data["participant"]["identifier"]["sipUri"], rig.bob());
 }
@@ -899,11 +823,7 @@ async fn the_application_leaves_a_three_party_call() {
         )
         .await;
     assert_eq!(status, 202);
-    rig.events
-        .wait("AddParticipantSucceeded", |d| {
-            d["callConnectionId"] == json!(id)
-        })
-        .await;
+    rig.events.wait_call("AddParticipantSucceeded", &id).await;
     // Without forEveryone the application leaves; bob and echo stay together.
     let (status, _) = rig
         .post(
@@ -912,10 +832,7 @@ async fn the_application_leaves_a_three_party_call() {
         )
         .await;
     assert_eq!(status, 204);
-    let left = rig
-        .events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let left = rig.events.wait_call("CallDisconnected", &id).await;
     assert_eq!(left.data["operationContext"], "leave");
     assert!(rig.call_ids().await.is_empty());
     assert_eq!(rig.get(&format!("/v1/calls/{id}")).await.0, 404);
@@ -1019,10 +936,7 @@ async fn a_caller_that_hangs_up_before_its_ack_fails_the_answer() {
          Content-Length: 0\r\n\r\n"
     );
     caller.send(&bye, from).await;
-    let failed = rig
-        .events
-        .wait("AnswerFailed", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let failed = rig.events.wait_call("AnswerFailed", &id).await;
     assert_eq!(failed.data["operationContext"], "answer-af");
     assert_ne!(failed.data["resultInformation"]["code"], 200);
     let types: Vec<String> = rig
@@ -1044,35 +958,25 @@ async fn a_remove_of_a_participant_already_leaving_fails() {
     // response (RFC 3261 §9.1), so the participant's call stays ending.
     let silent = RawPeer::bind("127.0.0.72").await;
     let dave = silent.uri("dave");
-    let (status, added) = rig
-        .post(
+    let added = rig
+        .accepted(
             &format!("/v1/calls/{id}/participants:add"),
             json!({ "participantToAdd": { "sipUri": dave }, "invitationTimeoutInSeconds": 60 }),
         )
         .await;
-    assert_eq!(status, 202, "{added}");
     let invitation = added["invitationId"].as_str().unwrap().to_owned();
     silent.recv("INVITE").await;
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:cancelAddParticipant"),
-            json!({ "invitationId": invitation }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:remove"),
-            json!({ "participantToRemove": { "sipUri": dave }, "operationContext": "remove-dave" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let failed = rig
-        .events
-        .wait("RemoveParticipantFailed", |d| {
-            d["callConnectionId"] == json!(id)
-        })
-        .await;
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:cancelAddParticipant"),
+        json!({ "invitationId": invitation }),
+    )
+    .await;
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:remove"),
+        json!({ "participantToRemove": { "sipUri": dave }, "operationContext": "remove-dave" }),
+    )
+    .await;
+    let failed = rig.events.wait_call("RemoveParticipantFailed", &id).await;
     assert_eq!(failed.data["operationContext"], "remove-dave");
     assert_eq!(failed.data["resultInformation"]["code"], 487);
     assert_eq!(
@@ -1097,8 +1001,8 @@ async fn an_invitation_that_times_out_fails_the_add_with_its_caller_id_and_conte
     let _bob = rig.bob_calls.recv().await.unwrap();
     let ringing = RawPeer::bind("127.0.0.73").await;
     let dave = ringing.uri("dave");
-    let (status, added) = rig
-        .post(
+    let added = rig
+        .accepted(
             &format!("/v1/calls/{id}/participants:add"),
             json!({
                 "participantToAdd": { "sipUri": dave },
@@ -1113,7 +1017,6 @@ async fn an_invitation_that_times_out_fails_the_add_with_its_caller_id_and_conte
             }),
         )
         .await;
-    assert_eq!(status, 202, "{added}");
     let invitation = added["invitationId"].as_str().unwrap().to_owned();
     // Dave sees the caller ID, the display name and the custom context.
     let (invite, from) = ringing.recv("INVITE").await;
@@ -1139,12 +1042,7 @@ async fn an_invitation_that_times_out_fails_the_add_with_its_caller_id_and_conte
     ringing
         .respond(&invite, 487, "Request Terminated", "dave", from)
         .await;
-    let failed = rig
-        .events
-        .wait("AddParticipantFailed", |d| {
-            d["callConnectionId"] == json!(id)
-        })
-        .await;
+    let failed = rig.events.wait_call("AddParticipantFailed", &id).await;
     assert_eq!(failed.data["invitationId"], json!(invitation));
     assert_eq!(failed.data["operationContext"], "add-dave");
     assert_eq!(
@@ -1188,10 +1086,7 @@ async fn create_with_a_caller_id_shows_it_in_the_from() {
         assert!(from_header.contains(expected), "{from_header}");
         assert!(from_header.contains("\"Sales\""), "{from_header}");
         peer.respond(&invite, 486, "Busy Here", "erin", from).await;
-        let failed = rig
-            .events
-            .wait("CreateCallFailed", |d| d["callConnectionId"] == json!(id))
-            .await;
+        let failed = rig.events.wait_call("CreateCallFailed", &id).await;
         assert_eq!(failed.data["resultInformation"]["code"], 486);
     }
 }
@@ -1291,9 +1186,7 @@ async fn the_event_stream_resumes_mid_call_with_last_event_id() {
         .await;
     assert_eq!(status, 204);
     bob_waits(&mut bob, is_terminated).await;
-    rig.events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.events.wait_call("CallDisconnected", &id).await;
 
     // Resumed from the last id received: what followed it, once each, in order, and the
     // CallDisconnected among it.

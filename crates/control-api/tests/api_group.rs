@@ -173,10 +173,7 @@ async fn a_group_call_of_three_in_a_room() {
     assert_eq!(status, 201, "{created}");
     let id = created["callConnectionId"].as_str().unwrap().to_owned();
     assert_eq!(created["participants"].as_array().unwrap().len(), 3);
-    let connected_event = rig
-        .events
-        .wait("CallConnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let connected_event = rig.events.wait_call("CallConnected", &id).await;
     assert_eq!(connected_event.data["operationContext"], "group");
     rig.events
         .wait("ParticipantsUpdated", |d| {
@@ -290,13 +287,11 @@ async fn a_group_call_of_three_in_a_room() {
     // Then the application plays to the call: all hear it.
     let wav = write_wav("to-the-group", 1.5);
     let t_play = Instant::now();
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}:play"),
-            json!({ "file": wav.display().to_string(), "operationContext": "to-all" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}:play"),
+        json!({ "file": wav.display().to_string(), "operationContext": "to-all" }),
+    )
+    .await;
     rig.events
         .wait("PlayCompleted", |d| d["operationContext"] == "to-all")
         .await;
@@ -325,17 +320,13 @@ async fn a_group_call_of_three_in_a_room() {
     assert!(plays[0].0 > unmute_at, "{order:?}");
 
     // p3 is removed: it leaves the room and its call ends.
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:remove"),
-            json!({ "participantToRemove": { "sipUri": peers[2].uri } }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:remove"),
+        json!({ "participantToRemove": { "sipUri": peers[2].uri } }),
+    )
+    .await;
     rig.events
-        .wait("RemoveParticipantSucceeded", |d| {
-            d["callConnectionId"] == json!(id)
-        })
+        .wait_call("RemoveParticipantSucceeded", &id)
         .await;
     until_terminated(&mut calls[2].1).await;
     let t3_end = Instant::now();
@@ -350,17 +341,15 @@ async fn a_group_call_of_three_in_a_room() {
     // p1 and p2 go on; then p2 is held (out of the room) and taken off hold.
     tokio::time::sleep(ms(1200)).await;
     let t_hold = Instant::now();
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:hold"),
-            json!({
-                "targetParticipant": { "sipUri": peers[1].uri },
-                "file": write_wav("p2-music", 3.0).display().to_string(),
-                "operationContext": "hold-p2"
-            }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:hold"),
+        json!({
+            "targetParticipant": { "sipUri": peers[1].uri },
+            "file": write_wav("p2-music", 3.0).display().to_string(),
+            "operationContext": "hold-p2"
+        }),
+    )
+    .await;
     let held = rig
         .events
         .wait("HoldSucceeded", |d| d["operationContext"] == "hold-p2")
@@ -368,13 +357,11 @@ async fn a_group_call_of_three_in_a_room() {
     assert_eq!(held.data["participant"]["isOnHold"], true);
     tokio::time::sleep(ms(1200)).await;
     let t_unhold = Instant::now();
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:unhold"),
-            json!({ "targetParticipant": { "sipUri": peers[1].uri }, "operationContext": "unhold-p2" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:unhold"),
+        json!({ "targetParticipant": { "sipUri": peers[1].uri }, "operationContext": "unhold-p2" }),
+    )
+    .await;
     let back = rig
         .events
         .wait("UnholdSucceeded", |d| d["operationContext"] == "unhold-p2")
@@ -408,10 +395,7 @@ async fn a_group_call_of_three_in_a_room() {
         .unwrap();
     until_terminated(&mut calls[1].1).await;
     let t2_end = Instant::now();
-    let disconnected = rig
-        .events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let disconnected = rig.events.wait_call("CallDisconnected", &id).await;
     assert_eq!(disconnected.data["resultInformation"]["code"], 200);
     let (status, _) = rig.get(&format!("/v1/calls/{id}")).await;
     assert_eq!(status, 404);
@@ -519,21 +503,14 @@ async fn a_group_call_whose_targets_fail() {
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["callConnectionId"].as_str().unwrap().to_owned();
-    let busy = rig
-        .events
-        .wait("AddParticipantFailed", |d| {
-            d["callConnectionId"] == json!(id)
-        })
-        .await;
+    let busy = rig.events.wait_call("AddParticipantFailed", &id).await;
     assert_eq!(busy.data["resultInformation"]["code"], 486);
     assert_eq!(busy.data["operationContext"], "half");
     assert_eq!(
         busy.data["participant"]["identifier"]["sipUri"],
         json!(rig.demo_b("busy"))
     );
-    rig.events
-        .wait("CallConnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.events.wait_call("CallConnected", &id).await;
     let (call, mut events) = p1.calls.recv().await.unwrap();
     // The busy target is gone once its call has ended.
     let mut props = json!(null);
@@ -572,9 +549,7 @@ async fn a_group_call_whose_targets_fail() {
         .await;
     call.terminate(CallTerminateOptions::new()).await.unwrap();
     until_terminated(&mut events).await;
-    rig.events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.events.wait_call("CallDisconnected", &id).await;
 
     // Nobody answers: each target fails, then the call.
     let (status, created) = rig
@@ -589,10 +564,7 @@ async fn a_group_call_whose_targets_fail() {
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["callConnectionId"].as_str().unwrap().to_owned();
-    let failed = rig
-        .events
-        .wait("CreateCallFailed", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let failed = rig.events.wait_call("CreateCallFailed", &id).await;
     assert_eq!(failed.data["operationContext"], "none");
     let types: Vec<String> = rig
         .events
@@ -650,10 +622,7 @@ async fn connect_takes_over_a_call_a_route_bridged() {
     assert_eq!(parties.len(), 2, "{taken}");
     assert!(parties.iter().any(|p| p.contains("carol")), "{parties:?}");
     assert!(parties.iter().any(|p| p.contains("bob")), "{parties:?}");
-    let connected_event = rig
-        .events
-        .wait("CallConnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let connected_event = rig.events.wait_call("CallConnected", &id).await;
     assert_eq!(connected_event.application, "app");
     assert_eq!(connected_event.data["operationContext"], "adopt");
     assert_eq!(rig.call_ids().await, vec![id.clone()]);
@@ -667,10 +636,7 @@ async fn connect_takes_over_a_call_a_route_bridged() {
         .await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["application"], "slow");
-    let left = rig
-        .events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    let left = rig.events.wait_call("CallDisconnected", &id).await;
     assert_eq!(left.application, "app");
     let to_slow = rig
         .events
@@ -754,17 +720,15 @@ async fn hold_and_unhold_a_participant() {
         std::env::temp_dir().join(format!("tandem-api-{}-held-hears.wav", std::process::id()));
     let music = write_wav("music", 2.0);
 
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:hold"),
-            json!({
-                "targetParticipant": { "sipUri": rig.bob() },
-                "file": music.display().to_string(),
-                "operationContext": "hold"
-            }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:hold"),
+        json!({
+            "targetParticipant": { "sipUri": rig.bob() },
+            "file": music.display().to_string(),
+            "operationContext": "hold"
+        }),
+    )
+    .await;
     let held = rig
         .events
         .wait("HoldSucceeded", |d| d["operationContext"] == "hold")
@@ -798,13 +762,11 @@ async fn hold_and_unhold_a_participant() {
         .await;
     assert_eq!(status, 409);
 
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}/participants:unhold"),
-            json!({ "targetParticipant": { "sipUri": rig.bob() }, "operationContext": "unhold" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}/participants:unhold"),
+        json!({ "targetParticipant": { "sipUri": rig.bob() }, "operationContext": "unhold" }),
+    )
+    .await;
     let back = rig
         .events
         .wait("UnholdSucceeded", |d| d["operationContext"] == "unhold")
@@ -899,17 +861,15 @@ async fn a_transfer_in_a_group_call_names_its_transferee() {
     assert_eq!(rig.events.all().len(), before, "nothing happened");
 
     // p2 named: the REFER goes to p2 (who accepts it), p1 stays.
-    let (status, body) = rig
-        .post(
-            &format!("/v1/calls/{id}:transferToParticipant"),
-            json!({
-                "targetParticipant": { "sipUri": target },
-                "transferee": { "sipUri": p2.uri },
-                "operationContext": "xfer-p2"
-            }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    rig.accepted(
+        &format!("/v1/calls/{id}:transferToParticipant"),
+        json!({
+            "targetParticipant": { "sipUri": target },
+            "transferee": { "sipUri": p2.uri },
+            "operationContext": "xfer-p2"
+        }),
+    )
+    .await;
     let handle = c2.handle();
     let transfer = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -930,12 +890,7 @@ async fn a_transfer_in_a_group_call_names_its_transferee() {
         })
         .await;
     assert!(matches!(accepted, Ok(Ok(_))), "{accepted:?}");
-    let accepted = rig
-        .events
-        .wait("CallTransferAccepted", |d| {
-            d["callConnectionId"] == json!(id)
-        })
-        .await;
+    let accepted = rig.events.wait_call("CallTransferAccepted", &id).await;
     assert_eq!(accepted.data["operationContext"], "xfer-p2");
     assert_eq!(accepted.data["sipStatus"], 200);
     assert_eq!(
@@ -961,8 +916,6 @@ async fn a_transfer_in_a_group_call_names_its_transferee() {
     assert_eq!(props["callConnectionState"], "connected");
     c1.terminate(CallTerminateOptions::new()).await.unwrap();
     until_terminated(&mut e1).await;
-    rig.events
-        .wait("CallDisconnected", |d| d["callConnectionId"] == json!(id))
-        .await;
+    rig.events.wait_call("CallDisconnected", &id).await;
     drop(c2);
 }

@@ -210,13 +210,8 @@ async fn messaging_with_the_echo_user() {
         ("text/plain", "hello echo", "m-1"),
         ("text/html", "<b>bold</b> move", "m-2"),
     ] {
-        let (status, sent) = rig
-            .post(
-                &format!("/v1/conversations/{id}/messaging:sendMessage"),
-                json!({ "contentType": content_type, "content": content, "operationContext": context }),
-            )
-            .await;
-        assert_eq!(status, 202, "{sent}");
+        let sent = rig.accepted(&format!("/v1/conversations/{id}/messaging:sendMessage"),
+                json!({ "contentType": content_type, "content": content, "operationContext": context })).await;
         assert_eq!(sent["operationContext"], context);
         let message_id = sent["messageId"].as_str().unwrap().to_owned();
         let done = rig
@@ -340,13 +335,12 @@ async fn the_peer_sees_the_invitation_typing_messages_and_the_end() {
     // Typing, then a message: the message ends composing (RFC 3994 §3.2).
     let (status, _) = rig.post(&typing, json!({ "isTyping": true })).await;
     assert_eq!(status, 204);
-    let (status, sent) = rig
-        .post(
+    let sent = rig
+        .accepted(
             &format!("/v1/conversations/{id}/messaging:sendMessage"),
             json!({ "contentType": "text/plain", "content": "to dave" }),
         )
         .await;
-    assert_eq!(status, 202, "{sent}");
     let got = carol_waits(&mut events, |e| {
         matches!(e, CallEvent::MessageReceived { .. })
     })
@@ -591,13 +585,12 @@ async fn an_incoming_invitation_accepted_then_the_peer_hangs_up() {
     assert_eq!(message.data["contentType"], "text/plain");
 
     // The application → carol.
-    let (status, sent) = rig
-        .post(
+    let sent = rig
+        .accepted(
             &format!("/v1/conversations/{id}/messaging:sendMessage"),
             json!({ "contentType": "text/html", "content": "<i>from app</i>" }),
         )
         .await;
-    assert_eq!(status, 202, "{sent}");
     rig.events
         .wait("messageCompleted", |d| d["messageId"] == sent["messageId"])
         .await;
@@ -1108,8 +1101,8 @@ async fn a_message_the_peer_refuses_fails_with_its_status() {
             d["conversationId"] == json!(id) && d["state"] == "Connected"
         })
         .await;
-    let (status, sent) = rig
-        .post(
+    let sent = rig
+        .accepted(
             &format!("/v1/conversations/{id}/messaging:sendMessage"),
             json!({
                 "contentType": "text/plain",
@@ -1118,7 +1111,6 @@ async fn a_message_the_peer_refuses_fails_with_its_status() {
             }),
         )
         .await;
-    assert_eq!(status, 202, "{sent}");
     let (message, from) = peer.recv("MESSAGE").await;
     assert!(message.ends_with("refused"), "{message}");
     peer.respond(&message, 488, "Not Acceptable Here", "erin", from)

@@ -108,9 +108,11 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The daemon runs as a task on a worker, not on this thread: a worker that finds a
-    // socket readable runs the driver itself, where `block_on` had the worker wake
-    // this thread for every batch of datagrams.
+    // The daemon runs as a task on a worker, not as this thread's `block_on` future:
+    // the driver then runs where the receive tasks woke it, not on a thread of its own
+    // that a worker had to wake. The receive tasks stay tasks of their own: reading
+    // the sockets beside the driver keeps both cores busy at saturation (the driver
+    // reading them itself measured 3,500 clean calls/s against 4,500).
     let served = tokio.block_on(async { tokio::spawn(serve(config, tls, path, log)).await });
     match served {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -136,9 +136,7 @@ pub async fn run_observed(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(&[(sip_message::Transport, SocketAddr)]),
 ) -> Result<(), RuntimeError> {
-    // UDP is read by this task itself (no queue, no task switch per datagram); the
-    // stream transports' receive tasks queue what they frame.
-    let (transports, mut inbound, mut udp) = Transports::bind_with_inbox(config.transport).await?;
+    let (transports, mut inbound) = Transports::bind(config.transport).await?;
     ready(&transports.local_addrs());
     observe.bound(&transports);
     let mut engine_config = config.engine;
@@ -259,26 +257,6 @@ pub async fn run_observed(
                 }
                 None => control_open = false,
             },
-            () = udp.readable() => {
-                let now = now();
-                batch = Some(Instant::now());
-                for _ in 0..INBOUND_BATCH {
-                    match udp.try_recv() {
-                        Some(item) => feed(&mut endpoint, &mut observe, now, item),
-                        None => break,
-                    }
-                }
-                // Stream input waiting meanwhile gets its turn in the same batch.
-                for _ in 0..INBOUND_BATCH {
-                    match inbound.try_recv() {
-                        Ok(item) => feed(&mut endpoint, &mut observe, now, item),
-                        Err(_) => break,
-                    }
-                }
-                if endpoint.poll_timeout().is_some_and(|due| due <= now) {
-                    endpoint.handle_timeout(now);
-                }
-            }
             item = inbound.recv() => {
                 let Some(item) = item else { break };
                 let now = now();
@@ -288,12 +266,6 @@ pub async fn run_observed(
                     match inbound.try_recv() {
                         Ok(item) => feed(&mut endpoint, &mut observe, now, item),
                         Err(_) => break,
-                    }
-                }
-                for _ in 0..INBOUND_BATCH {
-                    match udp.try_recv() {
-                        Some(item) => feed(&mut endpoint, &mut observe, now, item),
-                        None => break,
                     }
                 }
                 // `biased` polls input before the timer: under a sustained flood the

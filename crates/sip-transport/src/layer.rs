@@ -6,7 +6,7 @@ use crate::framing::FramingError;
 use crate::stats::{Stats, TransportStats, inc};
 use crate::stream::{self, ConnTable, Enqueue};
 use crate::tls;
-use crate::udp::{self, UdpInbox};
+use crate::udp;
 use bytes::Bytes;
 use rustls_pki_types::ServerName;
 use sip_message::Transport;
@@ -194,24 +194,6 @@ impl Transports {
     pub async fn bind(
         config: TransportConfig,
     ) -> Result<(Transports, mpsc::Receiver<Inbound>), TransportError> {
-        let (transports, rx, _) = Self::bind_inner(config, false)?;
-        Ok((transports, rx))
-    }
-
-    /// [`bind`](Self::bind), with the UDP sockets left to the caller to read through
-    /// the returned [`UdpInbox`] instead of receive tasks: for a core that runs in one
-    /// task, each datagram then reaches it without a queue and a task switch. Stream
-    /// transports still deliver through the receiver.
-    pub async fn bind_with_inbox(
-        config: TransportConfig,
-    ) -> Result<(Transports, mpsc::Receiver<Inbound>, UdpInbox), TransportError> {
-        Self::bind_inner(config, true)
-    }
-
-    fn bind_inner(
-        config: TransportConfig,
-        inline_udp: bool,
-    ) -> Result<(Transports, mpsc::Receiver<Inbound>, UdpInbox), TransportError> {
         let mut local_addrs = Vec::new();
         let mut udp_sockets = Vec::new();
         for &addr in &config.udp {
@@ -279,18 +261,11 @@ impl Transports {
             tls_acceptor: RwLock::new(tls_acceptor),
             tls_connector,
         });
-        for (local, _) in &recv_sockets {
+        for (local, socket) in recv_sockets {
             info!(transport = "UDP", %local, "listening");
+            let task = udp::recv_loop(Arc::clone(&inner), socket, local, tx.clone());
+            inner.spawn(task);
         }
-        let inbox = if inline_udp {
-            UdpInbox::new(Arc::clone(&inner), recv_sockets)
-        } else {
-            for (local, socket) in recv_sockets {
-                let task = udp::recv_loop(Arc::clone(&inner), socket, local, tx.clone());
-                inner.spawn(task);
-            }
-            UdpInbox::new(Arc::clone(&inner), Vec::new())
-        };
         for (transport, local, listener) in listeners {
             info!(transport = transport.as_str(), %local, "listening");
             let task =
@@ -301,7 +276,7 @@ impl Transports {
             _last_handle: Arc::new(LastHandle(Arc::clone(&inner))),
             inner,
         };
-        Ok((transports, rx, inbox))
+        Ok((transports, rx))
     }
 
     /// Sends an encoded message where `transmit.flow` says.

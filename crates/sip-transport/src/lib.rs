@@ -65,5 +65,4 @@ pub use layer::{CloseReason, Inbound, SentBy, Transports};
 pub use rustls;
 pub use stats::TransportStats;
 pub use tls::{TlsConfig, client_config, crypto_provider};
-pub use udp::UdpInbox;
 pub use ws::SUBPROTOCOL as WS_SUBPROTOCOL;

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use sip_message::Transport;
 use sip_transaction::{ConnectionId, Flow};
-use sip_transport::{CloseReason, Inbound, TransportConfig, TransportError, Transports, UdpInbox};
+use sip_transport::{CloseReason, Inbound, TransportConfig, TransportError, Transports};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -152,104 +152,6 @@ async fn udp_receive_survives_icmp_port_unreachable() {
     let peer = UdpSocket::bind(any_port()).await.unwrap();
     peer.send_to(b"still here", local).await.unwrap();
     assert_eq!(next_message(&mut rx).await.1, "still here".as_bytes());
-    layer.shutdown().await;
-}
-
-// ------------------------------------------------- UDP read through an inbox
-
-/// The next datagram through `inbox`, waiting for the socket at most `WAIT`.
-async fn inbox_next(inbox: &mut UdpInbox) -> (Flow, Bytes) {
-    timeout(WAIT, async {
-        loop {
-            if let Some(Inbound::Message { flow, data }) = inbox.try_recv() {
-                return (flow, data);
-            }
-            inbox.readable().await;
-        }
-    })
-    .await
-    .expect("no datagram through the inbox")
-}
-
-#[tokio::test]
-async fn inbox_reads_what_receive_tasks_would_and_drops_the_same() {
-    let mut cfg = config();
-    cfg.max_datagram = 100;
-    let (layer, mut rx, mut inbox) = Transports::bind_with_inbox(cfg).await.unwrap();
-    let local = layer.local_addr(Transport::Udp).unwrap();
-    let peer = UdpSocket::bind(any_port()).await.unwrap();
-    let peer_addr = peer.local_addr().unwrap();
-    assert!(inbox.try_recv().is_none(), "nothing sent yet");
-    peer.send_to(b"", local).await.unwrap();
-    peer.send_to(b"\r\n\r\n", local).await.unwrap();
-    peer.send_to(&[b'x'; 101], local).await.unwrap();
-    peer.send_to(&[b'y'; 100], local).await.unwrap();
-    peer.send_to(b"second", local).await.unwrap();
-    let (flow, data) = inbox_next(&mut inbox).await;
-    assert_eq!(data, vec![b'y'; 100]);
-    assert_eq!(flow, udp_flow(local, peer_addr));
-    assert_eq!(inbox_next(&mut inbox).await.1, "second".as_bytes());
-    assert!(inbox.try_recv().is_none());
-    let stats = layer.stats();
-    assert_eq!(stats.datagrams_dropped, 3);
-    assert_eq!(stats.datagrams_in, 2);
-    // UDP never goes through the receiver; an ICMP error is counted, not fatal.
-    let closed = std::net::UdpSocket::bind(any_port())
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    layer
-        .send(transmit(udp_flow(local, closed), "x"))
-        .await
-        .ok();
-    peer.send_to(b"still here", local).await.unwrap();
-    assert_eq!(inbox_next(&mut inbox).await.1, "still here".as_bytes());
-    quiet(&mut rx).await;
-    layer.shutdown().await;
-    assert!(inbox.try_recv().is_none(), "nothing is read after shutdown");
-}
-
-#[tokio::test]
-async fn inbox_reads_every_socket_and_tcp_still_comes_through_the_receiver() {
-    let mut cfg = TransportConfig::new(vec![any_port(), any_port()], vec![any_port()]);
-    cfg.max_datagram = 1000;
-    let (layer, mut rx, mut inbox) = Transports::bind_with_inbox(cfg).await.unwrap();
-    let udp: Vec<SocketAddr> = layer
-        .local_addrs()
-        .into_iter()
-        .filter(|(t, _)| *t == Transport::Udp)
-        .map(|(_, a)| a)
-        .collect();
-    assert_eq!(udp.len(), 2);
-    let peer = UdpSocket::bind(any_port()).await.unwrap();
-    for round in 0..3 {
-        for (i, to) in udp.iter().enumerate() {
-            peer.send_to(format!("{round}-{i}").as_bytes(), to)
-                .await
-                .unwrap();
-        }
-    }
-    let mut got = Vec::new();
-    for _ in 0..6 {
-        let (flow, data) = inbox_next(&mut inbox).await;
-        got.push((flow.local, String::from_utf8(data.to_vec()).unwrap()));
-    }
-    for (i, to) in udp.iter().enumerate() {
-        let texts: Vec<&str> = got
-            .iter()
-            .filter(|(l, _)| l == to)
-            .map(|(_, t)| t.as_str())
-            .collect();
-        let want: Vec<String> = (0..3).map(|r| format!("{r}-{i}")).collect();
-        assert_eq!(texts, want, "socket {i} in order");
-    }
-    let tcp = layer.local_addr(Transport::Tcp).unwrap();
-    let mut stream = TcpStream::connect(tcp).await.unwrap();
-    let request = message("over-tcp", "");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let (flow, data) = next_message(&mut rx).await;
-    assert_eq!(flow.transport, Transport::Tcp);
-    assert_eq!(data, request.as_bytes());
     layer.shutdown().await;
 }
 

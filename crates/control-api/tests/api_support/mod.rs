@@ -99,6 +99,16 @@ impl Recorder {
         self.all().into_iter().map(|e| e.event_type).collect()
     }
 
+    /// The first event of `event_type` for the call connection `id` (waits up to 10 s).
+    pub async fn wait_call(
+        &self,
+        event_type: &str,
+        id: &(impl serde::Serialize + ?Sized),
+    ) -> Published {
+        let id = serde_json::json!(id);
+        self.wait(event_type, |d| d["callConnectionId"] == id).await
+    }
+
     /// The first event of `event_type` that `matches` (waits up to 10 s).
     pub async fn wait(&self, event_type: &str, matches: impl Fn(&Value) -> bool) -> Published {
         let found = tokio::time::timeout(Duration::from_secs(10), async {
@@ -302,6 +312,13 @@ impl Rig {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// POSTs an action and asserts it was accepted (202); its answer.
+    pub async fn accepted(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.post(path, body).await;
+        assert_eq!(status, 202, "{path}: {answer}");
+        answer
     }
 
     /// POST `body` as JSON with the token; the status and the JSON answer (`Null`
