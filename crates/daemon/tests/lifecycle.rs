@@ -448,26 +448,9 @@ fn trunk(expires: u64, registrar: SocketAddr) -> String {
 const ROUTE_486: &str = "[[route]]\nname = \"closed\"\naction = \"decline\"\nstatus = 486\n\
                          [route.match]\nuser = '^closed$'\n";
 
-/// REGISTERs the fake registrar received, as text.
-fn registrar() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = socket.recv(&mut buf) {
-            sink.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    (addr, got)
-}
-
 #[test]
 fn reload_under_20_live_sipp_calls_drops_none() {
-    let (registrar, registers) = registrar();
+    let (registrar, registers) = answering_registrar();
     let env = [("TANDEM_TEST_TRUNK_PASSWORD", "s3cret")];
     let before = config_text(&format!(
         "[log]\nlevel = \"info\"\n\n{}",
