@@ -279,8 +279,10 @@ struct Call {
     state: CallState,
     direction: Direction2,
     session: Option<SessionId>,
-    /// The peer's INVITE while it is unanswered.
-    invite_tx: Option<TransactionKey>,
+    /// The peer's INVITE while it is unanswered. Boxed, as `caps_before` and
+    /// `configuration`: each is there for a while or for some calls, and inline they
+    /// made every call 320 bytes larger.
+    invite_tx: Option<Box<TransactionKey>>,
     sdp: OfferAnswer,
     flow: Option<MediaFlowState>,
     /// Deadlines, to tell a live timer from a stale one.
@@ -296,10 +298,10 @@ struct Call {
     /// being held does not change it.
     wish: Direction,
     /// Our capabilities before `apply_changes` changed the codecs, until its answer.
-    caps_before: Option<LocalCapabilities>,
+    caps_before: Option<Box<LocalCapabilities>>,
     /// The flow configuration in effect: negotiated at the answer, then as last
     /// reported by `FlowConfigurationChanged`.
-    configuration: Option<FlowConfiguration>,
+    configuration: Option<Box<FlowConfiguration>>,
     remote_direction: Direction,
     /// In-dialog MESSAGEs waiting for their response.
     messages: HashMap<TransactionKey, MessageId>,
@@ -386,7 +388,7 @@ impl Call {
     fn undo_reoffer(&mut self) {
         self.sdp.set_direction(self.wish);
         if let Some(caps) = self.caps_before.take() {
-            self.sdp.set_local(caps);
+            self.sdp.set_local(*caps);
         }
     }
 }
@@ -951,7 +953,7 @@ impl Engine {
         options: CallAcceptOptions,
     ) -> Result<(), CallError> {
         let c = self.check(call, Operation::Accept)?;
-        let tx = c.invite_tx.clone();
+        let tx = c.invite_tx.as_deref().cloned();
         let headers = to_wire(&options.headers)?;
         let Some(tx) = tx else {
             return Err(CallError::InvalidState {
@@ -1076,7 +1078,7 @@ impl Engine {
         reason: Reason,
     ) -> Result<(), CallError> {
         let c = self.check(call, operation)?;
-        let Some(tx) = c.invite_tx.clone() else {
+        let Some(tx) = c.invite_tx.as_deref().cloned() else {
             return Err(CallError::InvalidState {
                 operation,
                 state: CallState::Incoming,
@@ -1107,7 +1109,7 @@ impl Engine {
             });
         }
         let c = self.check(call, Operation::SendProvisional)?;
-        let Some(tx) = c.invite_tx.clone() else {
+        let Some(tx) = c.invite_tx.as_deref().cloned() else {
             return Err(CallError::InvalidState {
                 operation: Operation::SendProvisional,
                 state: CallState::Incoming,
@@ -1229,7 +1231,7 @@ impl Engine {
         };
         if let Some(codecs) = codecs {
             let mut caps = c.sdp.local().clone();
-            c.caps_before = Some(caps.clone());
+            c.caps_before = Some(Box::new(caps.clone()));
             caps.codecs = codecs;
             c.sdp.set_local(caps);
         }
@@ -1640,10 +1642,12 @@ impl Engine {
         self.calls.insert(
             call,
             Box::new(Call {
-                remote_offer: split.sdp.clone(),
+                // Copied: a slice would keep the caller's whole INVITE datagram for the
+                // call's life (a signalling-only bridge relays this offer to leg B).
+                remote_offer: split.sdp.as_deref().map(Bytes::copy_from_slice),
                 sip_call_id: request.headers.call_id().unwrap_or_default().to_owned(),
                 session: Some(session),
-                invite_tx: Some(tx),
+                invite_tx: Some(Box::new(tx)),
                 accept_types,
                 ..Call::new(kind, endpoint, conversation, Direction2::Incoming, sdp)
             }),
@@ -2000,7 +2004,7 @@ impl Engine {
         c.established_once = true;
         let accept_types = accept_types_of(&c.sdp);
         c.accept_types = accept_types;
-        c.configuration = configuration_of(c.sdp.negotiated());
+        c.configuration = configuration_of(c.sdp.negotiated()).map(Box::new);
         if let Some(reason) = failure {
             // RFC 3264: the call cannot go on without an answer we can use.
             c.ending = Some(Reason::MediaFailure {
@@ -2709,10 +2713,10 @@ impl Engine {
         let Some(configuration) = configuration_of(c.sdp.negotiated()) else {
             return;
         };
-        let changed = c.configuration.as_ref() != Some(&configuration);
+        let changed = c.configuration.as_deref() != Some(&configuration);
         c.remote_direction = configuration.remote_direction;
         c.local_direction = configuration.local_direction;
-        c.configuration = Some(configuration.clone());
+        c.configuration = Some(Box::new(configuration.clone()));
         if changed {
             self.emit(call, CallEvent::FlowConfigurationChanged { configuration });
             self.start_media(call);

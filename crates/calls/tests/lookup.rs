@@ -1,7 +1,8 @@
 //! Finding a call by its SIP Call-ID ([`Engine::call_by_sip_call_id`]): both ends of a
 //! dialog share the Call-ID (RFC 3261 §8.1.1.4), so T finds its side of A's call by the
 //! Call-ID A chose; an unknown Call-ID finds nothing, and neither does one whose call
-//! has ended. [`Engine::remote_party`] names each side's peer.
+//! has ended. [`Engine::remote_party`] names each side's peer, before and after the
+//! sessions settle.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -53,6 +54,10 @@ fn a_call_is_found_by_its_sip_call_id_until_it_ends() {
     assert!(from.contains("alice"), "{from}");
     let to = net.engine(A).remote_party(call).unwrap();
     assert!(to.contains("sip:t@127.0.0.4"), "{to}");
+    // And still after 64·T1, when each session has cut its INVITE down to what it reads.
+    net.run_for(Duration::from_secs(40));
+    assert_eq!(net.engine(T).remote_party(t_call), Some(from));
+    assert_eq!(net.engine(A).remote_party(call), Some(to));
 
     let now = net.now;
     net.engine(A)

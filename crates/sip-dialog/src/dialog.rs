@@ -60,10 +60,16 @@ impl Dialog {
             },
             state: DialogState::Early,
             local_uri: with_tag(to, local_tag),
-            remote_uri: request.headers.get(&HeaderName::From)?.clone(),
+            // Copied, as the route set: a slice would keep the peer's whole INVITE
+            // datagram for the dialog's life.
+            remote_uri: Bytes::copy_from_slice(request.headers.get(&HeaderName::From)?),
             remote_target: contact_uri(&request.headers).unwrap_or_else(|| from.uri.to_bytes()),
             // The Record-Route values in order (§12.1.1).
-            route_set: request.headers.values(&HeaderName::RecordRoute).collect(),
+            route_set: request
+                .headers
+                .values(&HeaderName::RecordRoute)
+                .map(|v| Bytes::copy_from_slice(&v))
+                .collect(),
             // §12.1.1: the local sequence number is chosen by us; start low.
             local_cseq: 1,
             remote_cseq: Some(cseq.seq),

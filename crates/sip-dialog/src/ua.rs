@@ -80,6 +80,9 @@ enum TimerKind {
     Reliable,
     /// The session timer's deadline (RFC 4028).
     SessionTimer,
+    /// 64·T1 after a 2xx was acknowledged: no retransmission of it can come any more,
+    /// so the ACK kept to answer them is freed and the INVITE slimmed.
+    Settle,
 }
 
 /// Our 2xx to an INVITE while it awaits its ACK.
@@ -127,9 +130,15 @@ struct Session {
     early: Vec<(Dialog, ReliableReceiver)>,
     cancel: Cancel,
     cancel_reason: Option<Bytes>,
-    ok: Option<PendingOk>,
-    /// UAC: the ACK for the confirmed 2xx of CSeq n, re-sent on a retransmitted 2xx.
-    ack: Option<(u32, Transmit)>,
+    /// Boxed, as `ack`: there for 64·T1 at most, and 300 bytes inline.
+    ok: Option<Box<PendingOk>>,
+    /// UAC: the ACK for the confirmed 2xx of CSeq n, re-sent on a retransmitted 2xx,
+    /// until `settle_at`.
+    ack: Option<Box<(u32, Transmit)>>,
+    /// When the last 2xx's retransmissions are over ([`TimerKind::Settle`]).
+    settle_at: Option<Instant>,
+    /// The INVITE was cut down to what a confirmed session still reads.
+    slim: bool,
     /// Boxed, as `glare` and `reliable`: only some calls have one, only for a while, and
     /// inline they made every session 750 bytes larger.
     ours: Option<Box<Outgoing>>,
@@ -1155,6 +1164,10 @@ impl UserAgent {
             return;
         }
         session.ok = None;
+        let settle_at = now + self.config.timers.t1 * 64;
+        session.settle_at = Some(settle_at);
+        self.timers
+            .push(Reverse((settle_at, TimerKind::Settle, id)));
         if let Some(reason) = session.hangup_after_ack.take() {
             session.phase = Phase::Confirmed;
             self.send_bye(now, id, reason);
@@ -1509,7 +1522,7 @@ impl UserAgent {
         if let Some(dialog) = &session.dialog {
             if dialog.id.remote_tag == tag {
                 // A retransmission: re-send the ACK (§13.2.2.4).
-                if let Some((ack_seq, ack)) = &session.ack
+                if let Some((ack_seq, ack)) = session.ack.as_deref()
                     && *ack_seq == seq
                 {
                     self.stats.retransmissions += 1;
@@ -1547,7 +1560,8 @@ impl UserAgent {
         session.peer_allows_update = allows(&response.headers, "UPDATE");
         let ack = self.build_ack(session, &dialog, seq);
         self.transmits.push_back(ack.clone());
-        session.ack = Some((seq, ack));
+        session.ack = Some(Box::new((seq, ack)));
+        self.settle_later(now, id, session);
         session.dialog = Some(dialog);
         session.phase = Phase::Confirmed;
         if let Some(negotiated) =
@@ -1752,7 +1766,7 @@ impl UserAgent {
         let Some(outgoing) = session.ours.take_if(|o| o.tx == key) else {
             // A retransmitted 2xx to our re-INVITE: the same ACK again (§13.2.2.4).
             let seq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
-            if let Some((ack_seq, ack)) = &session.ack
+            if let Some((ack_seq, ack)) = session.ack.as_deref()
                 && *ack_seq == seq
                 && (200..300).contains(&status)
             {
@@ -1772,7 +1786,8 @@ impl UserAgent {
                     if let Some(dialog) = session.dialog.clone() {
                         let ack = self.build_ack(&session, &dialog, seq);
                         self.transmits.push_back(ack.clone());
-                        session.ack = Some((seq, ack));
+                        session.ack = Some(Box::new((seq, ack)));
+                        self.settle_later(now, id, &mut session);
                     }
                 } else if let Some(dialog) = session.dialog.as_mut() {
                     dialog.refresh_target(&response.headers);
@@ -2237,7 +2252,7 @@ impl UserAgent {
             .push(Reverse((ok.next_at, TimerKind::Retransmit, id)));
         self.timers
             .push(Reverse((ok.deadline, TimerKind::AckTimeout, id)));
-        session.ok = Some(ok);
+        session.ok = Some(Box::new(ok));
     }
 
     fn respond_modify(
@@ -2444,6 +2459,16 @@ impl UserAgent {
                     self.arm_reliable(id, &mut session);
                 }
             }
+            TimerKind::Settle => {
+                if session.settle_at == Some(at) {
+                    session.settle_at = None;
+                    session.ack = None;
+                    if !session.slim && session.phase == Phase::Confirmed {
+                        session.invite = slim(&session.invite);
+                        session.slim = true;
+                    }
+                }
+            }
             TimerKind::SessionTimer => {
                 if session.timer_at != Some(at) {
                     self.sessions.insert(id, session);
@@ -2519,6 +2544,14 @@ impl UserAgent {
     }
 
     /// The same for the session timer.
+    /// The ACK just kept answers retransmissions of its 2xx for 64·T1 (RFC 6026 Timer
+    /// M: the transaction passes them up that long), then [`TimerKind::Settle`].
+    fn settle_later(&mut self, now: Instant, id: SessionId, session: &mut Session) {
+        let at = now + self.config.timers.t1 * 64;
+        session.settle_at = Some(at);
+        self.timers.push(Reverse((at, TimerKind::Settle, id)));
+    }
+
     fn schedule_session_timer(&mut self, id: SessionId, session: &mut Session) {
         let at = session.timer.as_ref().and_then(SessionTimer::poll_timeout);
         if at.is_some() && at != session.timer_at {
@@ -2707,7 +2740,7 @@ impl UserAgent {
     /// most six), so a peer that makes us re-arm timers over and over cannot grow the
     /// heap.
     fn compact_timers(&mut self) {
-        let live_bound = self.sessions.len() * 6 + 64;
+        let live_bound = self.sessions.len() * 7 + 64;
         if self.timers.len() <= live_bound * 2 {
             return;
         }
@@ -2823,6 +2856,8 @@ impl Session {
             cancel_reason: None,
             ok: None,
             ack: None,
+            settle_at: None,
+            slim: false,
             ours: None,
             theirs: None,
             glare: None,
@@ -2880,11 +2915,50 @@ impl Session {
             TimerKind::CancelGuard => self.cancel_guard,
             TimerKind::Reliable => self.reliable_at,
             TimerKind::SessionTimer => self.timer_at,
+            TimerKind::Settle => self.settle_at,
         }
     }
 
     fn early_seen(&mut self) {
         self.provisional_seen = true;
+    }
+}
+
+/// What a confirmed session still reads of its INVITE: the Request-URI, From and To
+/// (the parties a B2BUA shows, [`UserAgent::invite_request`]), Call-ID and CSeq, copied
+/// into one buffer of their own. The rest (the peer's whole datagram, or the headers we
+/// built, one allocation each) is freed: over a kilobyte per held call.
+fn slim(invite: &Request) -> Request {
+    const KEPT: [HeaderName; 4] = [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ];
+    let values: Vec<(HeaderName, &Bytes)> = KEPT
+        .into_iter()
+        .filter_map(|name| invite.headers.get(&name).map(|v| (name, v)))
+        .collect();
+    let mut buffer = bytes::BytesMut::with_capacity(
+        invite.uri.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>(),
+    );
+    buffer.extend_from_slice(&invite.uri);
+    for (_, value) in &values {
+        buffer.extend_from_slice(value);
+    }
+    let buffer = buffer.freeze();
+    let mut at = invite.uri.len();
+    let mut headers = sip_message::Headers::with_capacity(values.len());
+    for (name, value) in values {
+        headers.push(name, buffer.slice(at..at + value.len()));
+        at += value.len();
+    }
+    Request {
+        method: invite.method.clone(),
+        uri: buffer.slice(..invite.uri.len()),
+        version: invite.version.clone(),
+        headers,
+        body: Bytes::new(),
     }
 }
 

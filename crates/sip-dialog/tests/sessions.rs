@@ -275,6 +275,86 @@ fn established_call(sim: &mut Sim) -> (sip_dialog::SessionId, sip_dialog::Sessio
     (a, b)
 }
 
+/// 64·T1 after the 2xx was acknowledged (RFC 6026 Timer M/L: no retransmission of it can
+/// come) a session keeps only what it still reads of its INVITE, and the ACK it kept for
+/// 2xx retransmissions is gone: a stray copy of the 2xx gets no ACK, while a retransmitted
+/// 2xx before then did. The session goes on: a re-INVITE and its ACK, then BYE.
+#[test]
+fn a_settled_session_keeps_a_slim_invite_and_no_ack() {
+    let mut sim = Sim::new(2);
+    let (a, b) = established_call(&mut sim);
+    let full_a = sim.ua(0).invite_request(a).unwrap().clone();
+    let full_b = sim.ua(1).invite_request(b).unwrap().clone();
+    assert!(full_a.headers.get(&HeaderName::Via).is_some());
+    assert!(
+        !full_b.body.is_empty(),
+        "the UAS keeps the INVITE as received"
+    );
+    let ok = sim.peers[1]
+        .sent
+        .iter()
+        .find_map(|m| match m {
+            Message::Response(r) if r.status == 200 => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let flow = sim.flow(1, 0);
+    let inbound = sip_transaction::Flow {
+        local: flow.remote,
+        remote: flow.local,
+        ..flow
+    };
+    // Within Timer M a copy of the 2xx is acknowledged again (§13.2.2.4).
+    sim.run_for(Duration::from_secs(20));
+    let now = sim.now;
+    sim.ua(0).handle_message(now, ok.to_bytes(), inbound);
+    sim.run_for(Duration::from_millis(10));
+    assert_eq!(sim.sent_requests(0, Method::Ack), 2);
+
+    sim.run_for(Duration::from_secs(20));
+    for (ua, session, full) in [(0, a, &full_a), (1, b, &full_b)] {
+        let slim = sim.ua(ua).invite_request(session).unwrap().clone();
+        assert_eq!(slim.method, Method::Invite);
+        assert_eq!(slim.uri, full.uri);
+        assert!(slim.body.is_empty());
+        let names: Vec<HeaderName> = slim.headers.iter().map(|h| h.name.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                HeaderName::From,
+                HeaderName::To,
+                HeaderName::CallId,
+                HeaderName::CSeq
+            ]
+        );
+        for name in names {
+            assert_eq!(slim.headers.get(&name), full.headers.get(&name), "{name:?}");
+        }
+    }
+    // After Timer M the copy is stray: no ACK (the kept one is freed).
+    let now = sim.now;
+    sim.ua(0).handle_message(now, ok.to_bytes(), inbound);
+    sim.run_for(Duration::from_millis(10));
+    assert_eq!(sim.sent_requests(0, Method::Ack), 2);
+
+    let now = sim.now;
+    sim.ua(0).reinvite(now, a, Some(Body::sdp(SDP_A))).unwrap();
+    sim.run_for(Duration::from_millis(50));
+    let (_, tx, _) = sim.modify(1).expect("B sees the re-INVITE");
+    let now = sim.now;
+    sim.ua(1)
+        .respond(now, &tx, Reply::new(200).with_body(Body::sdp(SDP_B)))
+        .unwrap();
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.sent_requests(0, Method::Ack), 3);
+    let now = sim.now;
+    sim.ua(1).hangup(now, b, None).unwrap();
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(terminated(&sim.events(0)).len(), 1);
+    assert_eq!(sim.ua(0).stats().sessions, 0);
+    assert_eq!(sim.ua(1).stats().sessions, 0);
+}
+
 /// re-INVITE and UPDATE (RFC 3311) from either side, answered by the other.
 #[test]
 fn reinvite_and_update_change_the_session() {

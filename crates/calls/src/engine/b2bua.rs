@@ -266,15 +266,12 @@ pub(super) struct Bridge {
     /// Leg B candidates placed and not answered (several while ringing in parallel).
     ringing: Vec<CallHandle>,
     answered: bool,
-    /// Targets not tried yet (sequential ringing).
-    queue: VecDeque<BridgeTarget>,
+    /// What placing leg B needs, until A is answered: then freed (a held bridge keeps
+    /// 370 bytes less).
+    setup: Option<Box<Setup>>,
     ring: RingStrategy,
-    /// Each candidate's INVITE options (before its target's own headers and timeout).
-    establish: CallEstablishOptions,
     /// Signalling-only: A's offer, for each candidate's INVITE.
     relayed: Option<Bytes>,
-    /// The failure A gets if every candidate fails.
-    failure: Option<EstablishFailure>,
     /// The candidate whose early media (18x with SDP) A was given.
     early_from: Option<CallHandle>,
     /// A re-bridge in progress: the new leg B being placed, and whether the current
@@ -288,7 +285,18 @@ pub(super) struct Bridge {
     /// Header names passed across (validated).
     pass: Vec<HeaderName>,
     caller: Option<crate::types::Identity>,
-    /// Headers for A's 200 (validated), until A is answered.
+}
+
+/// A bridge's leg B search, while A waits.
+#[derive(Debug, Default)]
+struct Setup {
+    /// Targets not tried yet (sequential ringing).
+    queue: VecDeque<BridgeTarget>,
+    /// Each candidate's INVITE options (before its target's own headers and timeout).
+    establish: CallEstablishOptions,
+    /// The failure A gets if every candidate fails.
+    failure: Option<EstablishFailure>,
+    /// Headers for A's 200 (validated).
     accept_headers: Vec<crate::options::SignalingHeader>,
 }
 
@@ -412,11 +420,14 @@ impl Engine {
                 b: incoming,
                 ringing: Vec::new(),
                 answered: false,
-                queue: targets.into(),
+                setup: Some(Box::new(Setup {
+                    queue: targets.into(),
+                    establish,
+                    failure: None,
+                    accept_headers: options.accept.headers,
+                })),
                 ring: options.ring,
-                establish,
                 relayed,
-                failure: None,
                 early_from: None,
                 replacing: None,
                 transfer: None,
@@ -424,7 +435,6 @@ impl Engine {
                 mode,
                 pass,
                 caller: options.caller,
-                accept_headers: options.accept.headers,
             }),
         );
         if let Err(error) = self.place_next(now, handle) {
@@ -453,7 +463,7 @@ impl Engine {
             if !parallel && !entry.ringing.is_empty() {
                 return Ok(());
             }
-            let Some(target) = entry.queue.pop_front() else {
+            let Some(target) = entry.setup.as_mut().and_then(|s| s.queue.pop_front()) else {
                 let placed = !entry.ringing.is_empty();
                 return match (placed, first_error) {
                     (true, _) | (false, None) => Ok(()),
@@ -489,7 +499,11 @@ impl Engine {
             impersonation: entry.caller.clone(),
             ..ConversationSettings::default()
         };
-        let mut establish = entry.establish.clone();
+        let mut establish = entry
+            .setup
+            .as_ref()
+            .map(|s| s.establish.clone())
+            .unwrap_or_default();
         establish.headers.extend(target.headers);
         if target.timeout.is_some() {
             establish.max_establish_time = target.timeout;
@@ -535,8 +549,10 @@ impl Engine {
         let losers: Vec<CallHandle> = if won {
             entry.answered = true;
             entry.b = call;
-            entry.queue.clear();
-            entry.establish = CallEstablishOptions::default();
+            if let Some(setup) = entry.setup.as_mut() {
+                setup.queue.clear();
+                setup.establish = CallEstablishOptions::default();
+            }
             entry.ringing.drain(..).filter(|c| *c != call).collect()
         } else if entry.b != call {
             entry.ringing.retain(|c| *c != call);
@@ -613,7 +629,7 @@ impl Engine {
             return None;
         }
         let a = self.bridges.get(&bridge)?.a;
-        let tx = self.calls.get(&a)?.invite_tx.clone()?;
+        let tx = self.calls.get(&a)?.invite_tx.as_deref().cloned()?;
         Some((bridge, a, tx))
     }
 
@@ -729,7 +745,11 @@ impl Engine {
                     if let Some(r) = response {
                         reply.headers = passed(&r.headers, &entry.pass);
                     }
-                    let own = std::mem::take(&mut entry.accept_headers);
+                    let own = entry
+                        .setup
+                        .take()
+                        .map(|s| s.accept_headers)
+                        .unwrap_or_default();
                     reply
                         .headers
                         .extend(crate::options::to_wire(&own).unwrap_or_default());
@@ -936,17 +956,20 @@ impl Engine {
             // A candidate failed, timed out, or was cancelled.
             entry.ringing.retain(|c| *c != call);
             if let Some(f) = &failure
-                && entry
+                && let Some(setup) = entry.setup.as_mut()
+                && setup
                     .failure
                     .as_ref()
                     .is_none_or(|kept| rank(f) > rank(kept))
             {
-                entry.failure = Some(f.clone());
+                setup.failure = Some(f.clone());
             }
             let global = matches!(&failure, Some(EstablishFailure::Refused { status, .. }) if *status >= 600);
             if a_waiting && global {
                 // RFC 3261 §16.7: a 6xx ends the search; the others are cancelled.
-                entry.queue.clear();
+                if let Some(setup) = entry.setup.as_mut() {
+                    setup.queue.clear();
+                }
                 let rest: Vec<CallHandle> = entry.ringing.drain(..).collect();
                 for other in rest {
                     if let Some(c) = self.calls.get_mut(&other) {
@@ -972,7 +995,11 @@ impl Engine {
                 );
                 return;
             }
-            failure = entry.failure.take().or(failure);
+            failure = entry
+                .setup
+                .as_mut()
+                .and_then(|s| s.failure.take())
+                .or(failure);
         } else if leg == B2bLeg::B && entry.replacing.is_some_and(|(r, _)| r == call) {
             entry.replacing = None;
             let failure = failure.unwrap_or(EstablishFailure::Ended { reason });
@@ -1238,8 +1265,10 @@ impl Engine {
                     })
                     .collect();
                 let mut headers: Vec<crate::options::SignalingHeader> = headers;
-                if let Some(entry) = self.bridges.get_mut(&handle) {
-                    headers.append(&mut entry.accept_headers);
+                if let Some(entry) = self.bridges.get_mut(&handle)
+                    && let Some(setup) = entry.setup.take()
+                {
+                    headers.extend(setup.accept_headers);
                 }
                 let options = crate::options::CallAcceptOptions {
                     headers,
@@ -1402,11 +1431,9 @@ impl Engine {
                 b,
                 ringing: Vec::new(),
                 answered: true,
-                queue: VecDeque::new(),
+                setup: None,
                 ring: RingStrategy::Sequential,
-                establish: CallEstablishOptions::default(),
                 relayed: None,
-                failure: None,
                 early_from: None,
                 replacing: None,
                 transfer: None,
@@ -1414,7 +1441,6 @@ impl Engine {
                 mode: BridgeMode::MediaAnchored,
                 pass: Vec::new(),
                 caller: None,
-                accept_headers: Vec::new(),
             }),
         );
         for (call, leg) in [(a, B2bLeg::A), (b, B2bLeg::B)] {

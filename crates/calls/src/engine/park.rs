@@ -616,7 +616,7 @@ impl Engine {
             c.local_direction = configuration.local_direction;
             c.remote_direction = configuration.remote_direction;
         }
-        c.configuration = configuration;
+        c.configuration = configuration.map(Box::new);
         self.flow_requested(call);
         self.start_media(call);
         Ok(())
