@@ -142,13 +142,15 @@ struct Session {
     /// Boxed, as `glare` and `reliable`: only some calls have one, only for a while, and
     /// inline they made every session 750 bytes larger.
     ours: Option<Box<Outgoing>>,
-    theirs: Option<TransactionKey>,
+    /// Boxed, as `timer` and `local_body`: what a session holds only at times, each
+    /// 50 to 80 bytes inline.
+    theirs: Option<Box<TransactionKey>>,
     glare: Option<Box<(Instant, Outgoing)>>,
     cancel_guard: Option<Instant>,
     reliable: Option<Box<ReliableProvisionals>>,
-    timer: Option<SessionTimer>,
+    timer: Option<Box<SessionTimer>>,
     min_se_floor: Option<Duration>,
-    local_body: Option<Body>,
+    local_body: Option<Box<Body>>,
     peer_allows_update: bool,
     contact: Bytes,
     /// UAC: a provisional response arrived (CANCEL may be sent, §9.1).
@@ -252,6 +254,7 @@ impl UserAgent {
         }
         self.pump(now);
         self.compact_timers();
+        self.shrink_tables();
     }
 
     /// The time asked for by [`poll_timeout`](Self::poll_timeout) has come.
@@ -269,6 +272,7 @@ impl UserAgent {
             self.pump(now);
         }
         self.compact_timers();
+        self.shrink_tables();
     }
 
     /// The transport could not deliver to `flow` over a connection: the sessions on it
@@ -403,7 +407,7 @@ impl UserAgent {
             request,
             contact,
         ));
-        session.local_body = invite.body;
+        session.local_body = invite.body.map(Box::new);
         self.sessions.insert(id, session);
         self.pump(now);
         Ok(id)
@@ -672,7 +676,7 @@ impl UserAgent {
     pub fn session_timer(&self, id: SessionId) -> Option<Negotiated> {
         self.sessions
             .get(&id)
-            .and_then(|s| s.timer.as_ref().map(SessionTimer::negotiated))
+            .and_then(|s| s.timer.as_deref().map(SessionTimer::negotiated))
     }
 
     /// The flow a session's INVITE came or went on.
@@ -1073,7 +1077,7 @@ impl UserAgent {
         kind: TxKind,
     ) {
         if let Some(session) = self.sessions.get_mut(&id) {
-            session.theirs = Some(key.clone());
+            session.theirs = Some(Box::new(key.clone()));
             // Both are target refresh requests (§12.2, RFC 3311 §5.2).
             if let Some(dialog) = session.dialog.as_mut() {
                 dialog.refresh_target(&request.headers);
@@ -1567,7 +1571,7 @@ impl UserAgent {
         if let Some(negotiated) =
             session_timer::on_response(&self.config.session_timer, &session.invite, &response)
         {
-            session.timer = Some(SessionTimer::new(now, negotiated));
+            session.timer = Some(Box::new(SessionTimer::new(now, negotiated)));
             self.schedule_session_timer(id, session);
         }
         if session.cancel != Cancel::None {
@@ -1793,7 +1797,7 @@ impl UserAgent {
                     dialog.refresh_target(&response.headers);
                 }
                 if outgoing.body.is_some() {
-                    session.local_body = outgoing.body.clone();
+                    session.local_body = outgoing.body.clone().map(Box::new);
                 }
                 if allows(&response.headers, "UPDATE") {
                     session.peer_allows_update = true;
@@ -1875,7 +1879,7 @@ impl UserAgent {
         {
             match session.timer.as_mut() {
                 Some(timer) => timer.restart(now, negotiated),
-                None => session.timer = Some(SessionTimer::new(now, negotiated)),
+                None => session.timer = Some(Box::new(SessionTimer::new(now, negotiated))),
             }
             self.schedule_session_timer(id, session);
             self.events.push_back(Event::Refreshed { session: id });
@@ -1885,7 +1889,7 @@ impl UserAgent {
     /// The request we sent for `outgoing`, rebuilt enough for session-timer
     /// negotiation (its Session-Expires and Supported).
     fn transactions_request_of(&self, session: &Session, outgoing: &Outgoing) -> Option<Request> {
-        let current = session.timer.as_ref().map(SessionTimer::negotiated);
+        let current = session.timer.as_deref().map(SessionTimer::negotiated);
         let mut request = Request::new(
             outgoing.method.clone(),
             &sip_message::Uri::Other {
@@ -1923,10 +1927,10 @@ impl UserAgent {
         let body = match (&method, body) {
             (_, Some(b)) => Some(b),
             // A re-INVITE always offers (§14.1): our last description again.
-            (Method::Invite, None) => session.local_body.clone(),
+            (Method::Invite, None) => session.local_body.as_deref().cloned(),
             (_, None) => None,
         };
-        let current = session.timer.as_ref().map(SessionTimer::negotiated);
+        let current = session.timer.as_deref().map(SessionTimer::negotiated);
         let min_se_floor = session.min_se_floor;
         let mut headers = vec![(
             HeaderName::Supported,
@@ -2184,7 +2188,7 @@ impl UserAgent {
                 &mut response.headers,
             );
             if let Some(body) = &reply.body {
-                session.local_body = Some(body.clone());
+                session.local_body = Some(Box::new(body.clone()));
             }
             apply_reply(&mut response, reply);
             let seq = session
@@ -2196,7 +2200,7 @@ impl UserAgent {
             self.send_ok(now, id, &mut session, &key, response, seq);
             session.phase = Phase::Answered;
             if let Some(negotiated) = negotiated {
-                session.timer = Some(SessionTimer::new(now, negotiated));
+                session.timer = Some(Box::new(SessionTimer::new(now, negotiated)));
                 self.schedule_session_timer(id, &mut session);
             }
             self.sessions.insert(id, session);
@@ -2290,13 +2294,13 @@ impl UserAgent {
             {
                 match session.timer.as_mut() {
                     Some(timer) => timer.restart(now, negotiated),
-                    None => session.timer = Some(SessionTimer::new(now, negotiated)),
+                    None => session.timer = Some(Box::new(SessionTimer::new(now, negotiated))),
                 }
                 self.schedule_session_timer(id, &mut session);
                 self.events.push_back(Event::Refreshed { session: id });
             }
             if let Some(body) = &reply.body {
-                session.local_body = Some(body.clone());
+                session.local_body = Some(Box::new(body.clone()));
             }
             apply_reply(&mut response, reply);
             if kind == TxKind::Reinvite {
@@ -2553,7 +2557,10 @@ impl UserAgent {
     }
 
     fn schedule_session_timer(&mut self, id: SessionId, session: &mut Session) {
-        let at = session.timer.as_ref().and_then(SessionTimer::poll_timeout);
+        let at = session
+            .timer
+            .as_deref()
+            .and_then(SessionTimer::poll_timeout);
         if at.is_some() && at != session.timer_at {
             session.timer_at = at;
             if let Some(at) = at {
@@ -2734,10 +2741,8 @@ impl UserAgent {
         }
     }
 
-    /// Moves what the transaction layer produced into our queues, in order, and acts
-    /// on its events.
     /// Drops stale deadlines when they outnumber the live ones (each session holds at
-    /// most six), so a peer that makes us re-arm timers over and over cannot grow the
+    /// most seven), so a peer that makes us re-arm timers over and over cannot grow the
     /// heap.
     fn compact_timers(&mut self) {
         let live_bound = self.sessions.len() * 7 + 64;
@@ -2752,6 +2757,26 @@ impl UserAgent {
         });
     }
 
+    /// Gives back the slots of tables that emptied out after a peak
+    /// ([`sip_transaction::tables`]).
+    fn shrink_tables(&mut self) {
+        use sip_transaction::tables::{shrink_heap, shrink_map, shrink_set};
+        shrink_map(&mut self.sessions);
+        shrink_map(&mut self.by_dialog);
+        shrink_map(&mut self.txs);
+        shrink_map(&mut self.pending_requests);
+        shrink_map(&mut self.sent);
+        shrink_map(&mut self.auth_attempts);
+        shrink_map(&mut self.aliases);
+        shrink_map(&mut self.auth);
+        shrink_map(&mut self.merge);
+        shrink_map(&mut self.merge_by_key);
+        shrink_set(&mut self.usages);
+        shrink_heap(&mut self.timers);
+    }
+
+    /// Moves what the transaction layer produced into our queues, in order, and acts
+    /// on its events.
     fn pump(&mut self, now: Instant) {
         loop {
             while let Some(transmit) = self.transactions.poll_transmit() {

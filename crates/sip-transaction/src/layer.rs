@@ -555,6 +555,9 @@ impl TransactionLayer {
             return;
         };
         self.ids.remove(&tx.id);
+        crate::tables::shrink_map(&mut self.transactions);
+        crate::tables::shrink_map(&mut self.ids);
+        crate::tables::shrink_heap(&mut self.heap);
         let count = match tx.machine {
             Machine::ClientInvite { .. } => &mut self.stats.client_invite,
             Machine::ClientNonInvite { .. } => &mut self.stats.client_non_invite,

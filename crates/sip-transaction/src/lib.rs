@@ -66,6 +66,7 @@ pub mod flow;
 pub mod key;
 pub mod layer;
 pub mod machine;
+pub mod tables;
 pub mod timer;
 
 pub use error::Error;
