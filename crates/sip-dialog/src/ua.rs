@@ -2949,17 +2949,12 @@ impl Session {
     }
 }
 
-/// What a confirmed session still reads of its INVITE: the Request-URI, From and To
-/// (the parties a B2BUA shows, [`UserAgent::invite_request`]), Call-ID and CSeq, copied
+/// What a settled session still reads of its INVITE: the Request-URI, From and To (the
+/// parties a B2BUA shows, [`UserAgent::invite_request`]; the dialog has the rest), copied
 /// into one buffer of their own. The rest (the peer's whole datagram, or the headers we
 /// built, one allocation each) is freed: over a kilobyte per held call.
 fn slim(invite: &Request) -> Request {
-    const KEPT: [HeaderName; 4] = [
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ];
+    const KEPT: [HeaderName; 2] = [HeaderName::From, HeaderName::To];
     let values: Vec<(HeaderName, &Bytes)> = KEPT
         .into_iter()
         .filter_map(|name| invite.headers.get(&name).map(|v| (name, v)))
