@@ -47,7 +47,7 @@ impl Dialog {
     /// dialog-creating response. `None` when the request lacks what a dialog needs
     /// (validate() already refused such requests).
     pub fn uas(request: &Request, local_tag: &Bytes) -> Option<Dialog> {
-        let from = request.headers.from().ok()?;
+        let from = request.headers.from_ref().ok()?;
         let cseq = request.headers.cseq().ok()?;
         let call_id = Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes());
         let remote_tag = Bytes::copy_from_slice(from.tag().unwrap_or_default());
@@ -74,9 +74,9 @@ impl Dialog {
     /// UAC side (RFC 3261 §12.1.2): built from our request and a response with a To
     /// tag (a 1xx makes an early dialog, a 2xx a confirmed one).
     pub fn uac(request: &Request, response: &Response) -> Option<Dialog> {
-        let to = response.headers.to().ok()?;
+        let to = response.headers.to_ref().ok()?;
         let remote_tag = Bytes::copy_from_slice(to.tag()?);
-        let from = request.headers.from().ok()?;
+        let from = request.headers.from_ref().ok()?;
         let local_tag = Bytes::copy_from_slice(from.tag()?);
         let cseq = request.headers.cseq().ok()?;
         let call_id = Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes());

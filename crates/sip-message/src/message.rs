@@ -357,11 +357,12 @@ fn validate_common(h: &Headers) -> Result<(), ParseError> {
             return Err(ParseError::MultipleValues(name));
         }
     }
-    for v in h.vias() {
+    h.top_via_ref()?;
+    for v in h.vias().skip(1) {
         v?;
     }
-    h.from()?;
-    h.to()?;
+    h.from_ref()?;
+    h.to_ref()?;
     h.call_id()?;
     h.cseq()?;
     h.max_forwards()?;
