@@ -234,7 +234,7 @@ impl Dialog {
 
 /// The URI of the first Contact of a message, if it has one.
 fn contact_uri(headers: &sip_message::Headers) -> Option<Bytes> {
-    match headers.contacts().ok()? {
+    match headers.contacts_ref().ok()?.as_ref() {
         sip_message::Contacts::List(list) => list.first().map(|c| c.addr.uri.to_bytes()),
         _ => None,
     }

@@ -36,6 +36,7 @@ struct Parsed {
     from: OnceLock<Result<NameAddr, ParseError>>,
     to: OnceLock<Result<NameAddr, ParseError>>,
     cseq: OnceLock<Result<CSeq, ParseError>>,
+    contacts: OnceLock<Result<Contacts, ParseError>>,
 }
 
 /// The value in `slot` (parsed into it the first time), or parsed now when there is no slot.
@@ -403,6 +404,15 @@ impl Headers {
 
     /// The Contact header(s) (RFC 3261 §20.10): `*` alone, or a list (empty if absent).
     pub fn contacts(&self) -> Result<Contacts, ParseError> {
+        self.contacts_ref().map(Cow::into_owned)
+    }
+
+    /// The Contact header(s), parsed once per message (see [`Headers`]).
+    pub fn contacts_ref(&self) -> Result<Cow<'_, Contacts>, ParseError> {
+        kept(self.parsed().map(|p| &p.contacts), || self.parse_contacts())
+    }
+
+    fn parse_contacts(&self) -> Result<Contacts, ParseError> {
         let mut list = Vec::new();
         let mut star = false;
         let mut n = 0;

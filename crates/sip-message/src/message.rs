@@ -2,7 +2,7 @@
 
 use crate::headers::{Header, Headers};
 use crate::scan::{TOKEN, is, range, sub, trim_lws_range};
-use crate::{HeaderName, Method, ParseError, Uri};
+use crate::{HeaderName, Method, ParseError, Uri, Via};
 use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memchr;
 
@@ -358,15 +358,16 @@ fn validate_common(h: &Headers) -> Result<(), ParseError> {
         }
     }
     h.top_via_ref()?;
-    for v in h.vias().skip(1) {
-        v?;
+    // the others (skipped before the parse: the top one is parsed once, above)
+    for v in h.values(&HeaderName::Via).skip(1) {
+        Via::parse(&v)?;
     }
     h.from_ref()?;
     h.to_ref()?;
     h.call_id()?;
     h.cseq()?;
     h.max_forwards()?;
-    h.contacts()?;
+    h.contacts_ref()?;
     h.content_length()?;
     h.content_type()?;
     h.expires()?;

@@ -32,16 +32,21 @@ impl Engine {
             .get(&sip_message::HeaderName::From)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let headers: Vec<(String, String)> = request
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.as_str().to_owned(),
-                    String::from_utf8_lossy(&h.value).into_owned(),
-                )
-            })
-            .collect();
+        // Two strings per header line, built only when a rule looks at them.
+        let headers: Vec<(String, String)> = if self.config.routes.matches_headers() {
+            request
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.as_str().to_owned(),
+                        String::from_utf8_lossy(&h.value).into_owned(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let source = self
             .core
             .user_agent_ref()
