@@ -248,8 +248,16 @@ fn with_tag(value: &Bytes, tag: &Bytes) -> Bytes {
 }
 
 fn request_is_secure(request: &Request) -> bool {
+    // only a sips: URI can be (a parse of any other gives false)
+    if !request
+        .uri
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"sips:"))
+    {
+        return false;
+    }
     request
-        .uri()
+        .uri_ref()
         .ok()
         .and_then(|u| u.as_sip().map(|s| s.secure))
         .unwrap_or(false)

@@ -860,7 +860,7 @@ impl UserAgent {
         let id = self.new_session_id();
         let call_id = dialog.id.call_id.clone();
         let user = request
-            .uri()
+            .uri_ref()
             .ok()
             .and_then(|u| u.as_sip().and_then(|s| s.user.clone()))
             .map(|u| String::from_utf8_lossy(&u).into_owned())

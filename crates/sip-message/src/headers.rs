@@ -2,7 +2,7 @@
 
 use crate::scan::{is_lws, range, scan_quoted, sub, trim_lws_range};
 use crate::typed::{CSeq, Contact, Contacts, MediaType, NameAddr, SipDate, Via, valid_call_id};
-use crate::{HeaderName, ParseError};
+use crate::{HeaderName, ParseError, Uri};
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -37,6 +37,9 @@ struct Parsed {
     to: OnceLock<Result<NameAddr, ParseError>>,
     cseq: OnceLock<Result<CSeq, ParseError>>,
     contacts: OnceLock<Result<Contacts, ParseError>>,
+    /// The Request-URI of the request these headers belong to, with the bytes it was
+    /// parsed from (kept alive, so the same pointer and length are the same bytes).
+    request_uri: OnceLock<(Bytes, Result<Uri, ParseError>)>,
 }
 
 /// The value in `slot` (parsed into it the first time), or parsed now when there is no slot.
@@ -318,6 +321,21 @@ impl Headers {
 
     fn parsed(&self) -> Option<&Parsed> {
         self.parsed.get_or_init(|| Some(Box::default())).as_deref()
+    }
+
+    /// The Request-URI `uri` (of the request these headers belong to), parsed once per
+    /// message; parsed now if the request's `uri` was replaced since.
+    pub(crate) fn request_uri(&self, uri: &Bytes) -> Result<Cow<'_, Uri>, ParseError> {
+        let parse = || Uri::parse_bytes(uri).map_err(|_| ParseError::BadRequestUri);
+        let Some(parsed) = self.parsed() else {
+            return parse().map(Cow::Owned);
+        };
+        let (src, kept) = parsed.request_uri.get_or_init(|| (uri.clone(), parse()));
+        if src.as_ptr() == uri.as_ptr() && src.len() == uri.len() {
+            kept.as_ref().map(Cow::Borrowed).map_err(Clone::clone)
+        } else {
+            parse().map(Cow::Owned)
+        }
     }
 
     fn single(&self, name: HeaderName) -> Result<&Bytes, ParseError> {

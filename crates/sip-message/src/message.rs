@@ -5,6 +5,7 @@ use crate::scan::{TOKEN, is, range, sub, trim_lws_range};
 use crate::{HeaderName, Method, ParseError, Uri, Via};
 use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memchr;
+use std::borrow::Cow;
 
 /// The SIP-Version of a start line (RFC 3261 §7.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -391,7 +392,12 @@ impl Request {
 
     /// Parses the Request-URI.
     pub fn uri(&self) -> Result<Uri, ParseError> {
-        Uri::parse_bytes(&self.uri).map_err(|_| ParseError::BadRequestUri)
+        self.uri_ref().map(Cow::into_owned)
+    }
+
+    /// The Request-URI, parsed once per message (see [`Headers`]).
+    pub fn uri_ref(&self) -> Result<Cow<'_, Uri>, ParseError> {
+        self.headers.request_uri(&self.uri)
     }
 
     /// Strict check a UAS runs before processing (RFC 3261 §8.2, RFC 4475): version (505),
@@ -404,7 +410,7 @@ impl Request {
         if let Version::Other(v) = &self.version {
             return Err(ParseError::UnsupportedVersion { version: v.clone() });
         }
-        match self.uri()? {
+        match self.uri_ref()?.as_ref() {
             Uri::Sip(u) if !u.headers.is_empty() => return Err(ParseError::BadRequestUri),
             _ => {}
         }
@@ -775,6 +781,30 @@ v=0\r\nextra";
             &resp.headers.get(&HeaderName::To).unwrap()[..],
             b"<sip:a@b>;tag=old"
         );
+    }
+
+    #[test]
+    fn request_uri_parsed_once_and_again_when_replaced() {
+        let mut r = req(INVITE);
+        r.validate().unwrap();
+        assert!(matches!(r.uri_ref(), Ok(Cow::Borrowed(_))));
+        assert_eq!(r.uri().unwrap(), Uri::parse(b"sip:bob@biloxi.com").unwrap());
+        r.uri = Bytes::from_static(b"sips:carol@chicago.com");
+        assert!(matches!(r.uri_ref(), Ok(Cow::Owned(_))));
+        assert_eq!(
+            r.uri().unwrap(),
+            Uri::parse(b"sips:carol@chicago.com").unwrap()
+        );
+        r.uri = Bytes::from_static(b"sip:carol@chicago.com?Subject=x");
+        assert_eq!(r.validate(), Err(ParseError::BadRequestUri));
+        r.uri = Bytes::from_static(b"not a uri");
+        assert_eq!(r.uri(), Err(ParseError::BadRequestUri));
+        // an edit of the headers forgets the kept URI; a kept message keeps none
+        r.headers.push(HeaderName::Subject, "x");
+        assert_eq!(r.uri(), Err(ParseError::BadRequestUri));
+        r.uri = Bytes::from_static(b"sip:dave@example.com");
+        r.headers.keep_unparsed();
+        assert!(matches!(r.uri_ref(), Ok(Cow::Owned(_))));
     }
 
     #[test]

@@ -21,7 +21,7 @@ impl Engine {
         user: Option<&str>,
     ) -> Option<(EndpointHandle, Option<Routed>)> {
         let endpoint = self.route_endpoint?;
-        let uri = request.uri().ok();
+        let uri = request.uri_ref().ok();
         let host = uri
             .as_ref()
             .and_then(|u| u.as_sip().map(|s| s.host.to_string()))
