@@ -135,7 +135,13 @@ impl Identity {
                 name.replace(['"', '\\', '\r', '\n'], ""),
                 self.uri
             ),
-            None => format!("<{}>", self.uri),
+            None => {
+                let mut text = String::with_capacity(self.uri.len() + 2);
+                text.push('<');
+                text.push_str(&self.uri);
+                text.push('>');
+                text
+            }
         }
     }
 }

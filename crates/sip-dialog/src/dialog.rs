@@ -151,13 +151,7 @@ impl Dialog {
     /// CSeq `seq`, the Request-URI and Route from the route set (loose routing when
     /// the first route has `lr`, strict routing otherwise), and the top Via.
     pub fn request(&self, method: Method, seq: u32, via: Bytes) -> Request {
-        let mut request = Request::new(
-            method.clone(),
-            &Uri::Other {
-                scheme: Bytes::new(),
-                rest: Bytes::new(),
-            },
-        );
+        let mut request = Request::with_raw_uri(method.clone(), Bytes::new());
         let first_is_loose = self
             .route_set
             .first()
@@ -203,9 +197,11 @@ impl Dialog {
         request
             .headers
             .push(HeaderName::CallId, self.id.call_id.clone());
-        request
-            .headers
-            .push(HeaderName::CSeq, format!("{seq} {method}"));
+        let mut cseq = Vec::with_capacity(24);
+        sip_message::ascii::push_u32(&mut cseq, seq);
+        cseq.push(b' ');
+        cseq.extend_from_slice(method.as_str().as_bytes());
+        request.headers.push(HeaderName::CSeq, cseq);
         request
     }
 

@@ -587,14 +587,7 @@ impl UserAgent {
         to: &[u8],
         flow: &Flow,
     ) -> Request {
-        let mut request = Request::new(
-            method.clone(),
-            &sip_message::Uri::Other {
-                scheme: Bytes::new(),
-                rest: Bytes::new(),
-            },
-        );
-        request.uri = Bytes::copy_from_slice(uri);
+        let mut request = Request::with_raw_uri(method.clone(), Bytes::copy_from_slice(uri));
         request.headers.push(HeaderName::Via, self.via(flow));
         request.headers.push(HeaderName::MaxForwards, "70");
         let mut from = from.to_vec();
@@ -604,13 +597,14 @@ impl UserAgent {
         request
             .headers
             .push(HeaderName::To, Bytes::copy_from_slice(to));
-        request.headers.push(
-            HeaderName::CallId,
-            format!("{:016x}@tandem", self.ids.next_u64()),
-        );
-        request
-            .headers
-            .push(HeaderName::CSeq, format!("1 {method}"));
+        let mut call_id = Vec::with_capacity(23);
+        sip_message::ascii::push_hex64(&mut call_id, self.ids.next_u64());
+        call_id.extend_from_slice(b"@tandem");
+        request.headers.push(HeaderName::CallId, call_id);
+        let mut cseq = Vec::with_capacity(2 + method.as_str().len());
+        cseq.extend_from_slice(b"1 ");
+        cseq.extend_from_slice(method.as_str().as_bytes());
+        request.headers.push(HeaderName::CSeq, cseq);
         request
             .headers
             .push(HeaderName::UserAgent, self.user_agent.clone());

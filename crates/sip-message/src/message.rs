@@ -390,6 +390,18 @@ impl Request {
         }
     }
 
+    /// A request with the given method and raw Request-URI (as [`Request::new`], without
+    /// writing a parsed URI).
+    pub fn with_raw_uri(method: Method, uri: Bytes) -> Request {
+        Request {
+            method,
+            uri,
+            version: Version::Sip20,
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
+    }
+
     /// Parses the Request-URI.
     pub fn uri(&self) -> Result<Uri, ParseError> {
         self.uri_ref().map(Cow::into_owned)
