@@ -205,13 +205,39 @@ fn caller_of(received: &CallReceived) -> Option<Identity> {
         .and_then(|u| u.as_sip().map(|s| s.host.to_string()))?;
     let escaped: String = user
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(*c))
+        .filter(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '-' | '_'
+                        | '.'
+                        | '!'
+                        | '~'
+                        | '*'
+                        | '\''
+                        | '('
+                        | ')'
+                        | '&'
+                        | '='
+                        | '+'
+                        | '$'
+                        | ','
+                        | ';'
+                        | '?'
+                        | '/'
+                )
+        })
         .collect();
     if escaped.is_empty() {
         return None;
     }
+    let mut uri = String::with_capacity(5 + escaped.len() + host.len());
+    uri.push_str("sip:");
+    uri.push_str(&escaped);
+    uri.push('@');
+    uri.push_str(&host);
     Some(Identity {
-        uri: format!("sip:{escaped}@{host}"),
+        uri,
         display_name: display.filter(|d| !d.is_empty()),
     })
 }
