@@ -2848,7 +2848,7 @@ fn trunk_user(target: &str) -> String {
 }
 
 fn request_user(request: &Request) -> Option<String> {
-    let uri = request.uri().ok()?;
+    let uri = request.uri_ref().ok()?;
     let sip = uri.as_sip()?;
     sip.user_unescaped()
         .map(|u| String::from_utf8_lossy(&u).into_owned())

@@ -550,6 +550,12 @@ impl RouteTable {
         RouteTable { rules }
     }
 
+    /// Whether a rule matches on headers ([`Match::headers`]): only then does
+    /// [`RouteFacts::headers`] need to hold them.
+    pub fn matches_headers(&self) -> bool {
+        self.rules.iter().any(|r| !r.when.headers.is_empty())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

@@ -130,12 +130,25 @@ impl Identity {
     /// `"Display" <uri>` for From, To and P-Asserted-Identity.
     pub fn name_addr(&self) -> String {
         match &self.display_name {
-            Some(name) => format!(
-                "\"{}\" <{}>",
-                name.replace(['"', '\\', '\r', '\n'], ""),
-                self.uri
-            ),
-            None => format!("<{}>", self.uri),
+            Some(name) => {
+                let mut text = String::with_capacity(name.len() + self.uri.len() + 5);
+                text.push('"');
+                text.extend(
+                    name.chars()
+                        .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n')),
+                );
+                text.push_str("\" <");
+                text.push_str(&self.uri);
+                text.push('>');
+                text
+            }
+            None => {
+                let mut text = String::with_capacity(self.uri.len() + 2);
+                text.push('<');
+                text.push_str(&self.uri);
+                text.push('>');
+                text
+            }
         }
     }
 }

@@ -574,12 +574,21 @@ impl Guard {
 /// The value of the first header `name` (lower case, no compact form) in the raw
 /// header section of a message, trimmed; without parsing the message.
 fn raw_header<'a>(data: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let end = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(data.len());
+    // memchr's searches: a byte-wise `windows(4)` scan and `split` cost 2 K instructions
+    // a request here
+    let end = memchr::memmem::find(data, b"\r\n\r\n").unwrap_or(data.len());
     let head = data.get(..end)?;
-    head.split(|b| *b == b'\n').skip(1).find_map(|line| {
+    let mut rest = head;
+    let lines = std::iter::from_fn(move || {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
+            None if rest.is_empty() => return None,
+            None => (rest, &b""[..]),
+        };
+        rest = next;
+        Some(line)
+    });
+    lines.skip(1).find_map(|line| {
         let rest = line.get(name.len()..)?;
         if !line.get(..name.len())?.eq_ignore_ascii_case(name) {
             return None;
@@ -678,4 +687,51 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::raw_header;
+
+    /// The scan `raw_header` had before it used memchr.
+    fn reference<'a>(data: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+        let end = data
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(data.len());
+        data[..end].split(|b| *b == b'\n').skip(1).find_map(|line| {
+            let rest = line.get(name.len()..)?;
+            if !line.get(..name.len())?.eq_ignore_ascii_case(name) {
+                return None;
+            }
+            rest.trim_ascii_start()
+                .strip_prefix(b":")
+                .map(<[u8]>::trim_ascii)
+        })
+    }
+
+    #[test]
+    fn raw_header_finds_what_the_byte_scan_found() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"User-Agent: x",
+            b"INVITE sip:a@b SIP/2.0\r\nUser-Agent: friendly-scanner\r\n\r\n",
+            b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nuser-agent :  sipvicious \r\nTo: y\r\n\r\nUser-Agent: body",
+            b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\nUser-Agent: in the body",
+            b"INVITE sip:a@b SIP/2.0\nVia: x\nUser-Agentx: no\nUser-Agent:bare-lf\n\nbody",
+            b"INVITE sip:a@b SIP/2.0\r\nUser-Agent\r\nUser-Agent: second\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nUser-Agent:\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\n\r\n\r\n",
+        ];
+        for data in cases {
+            assert_eq!(
+                raw_header(data, b"user-agent"),
+                reference(data, b"user-agent"),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+    }
 }

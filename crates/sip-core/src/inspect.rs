@@ -56,9 +56,9 @@ impl Rejection {
 pub fn inspect(request: &Request, user: impl Fn(&str) -> bool) -> Result<Target, Rejection> {
     check_method(&request.method)?;
     let uri = request
-        .uri()
+        .uri_ref()
         .map_err(|e| Rejection::new(400).reason(e.reason_phrase()))?;
-    let target = match &uri {
+    let target = match uri.as_ref() {
         Uri::Sip(sip) => match sip.user_unescaped() {
             None if request.method == Method::Options => Target::Server,
             None => return Err(Rejection::new(404)),

@@ -47,7 +47,7 @@ impl Dialog {
     /// dialog-creating response. `None` when the request lacks what a dialog needs
     /// (validate() already refused such requests).
     pub fn uas(request: &Request, local_tag: &Bytes) -> Option<Dialog> {
-        let from = request.headers.from().ok()?;
+        let from = request.headers.from_ref().ok()?;
         let cseq = request.headers.cseq().ok()?;
         let call_id = Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes());
         let remote_tag = Bytes::copy_from_slice(from.tag().unwrap_or_default());
@@ -80,9 +80,9 @@ impl Dialog {
     /// UAC side (RFC 3261 §12.1.2): built from our request and a response with a To
     /// tag (a 1xx makes an early dialog, a 2xx a confirmed one).
     pub fn uac(request: &Request, response: &Response) -> Option<Dialog> {
-        let to = response.headers.to().ok()?;
+        let to = response.headers.to_ref().ok()?;
         let remote_tag = Bytes::copy_from_slice(to.tag()?);
-        let from = request.headers.from().ok()?;
+        let from = request.headers.from_ref().ok()?;
         let local_tag = Bytes::copy_from_slice(from.tag()?);
         let cseq = request.headers.cseq().ok()?;
         let call_id = Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes());
@@ -157,13 +157,7 @@ impl Dialog {
     /// CSeq `seq`, the Request-URI and Route from the route set (loose routing when
     /// the first route has `lr`, strict routing otherwise), and the top Via.
     pub fn request(&self, method: Method, seq: u32, via: Bytes) -> Request {
-        let mut request = Request::new(
-            method.clone(),
-            &Uri::Other {
-                scheme: Bytes::new(),
-                rest: Bytes::new(),
-            },
-        );
+        let mut request = Request::with_raw_uri(method.clone(), Bytes::new());
         let first_is_loose = self
             .route_set
             .first()
@@ -209,9 +203,11 @@ impl Dialog {
         request
             .headers
             .push(HeaderName::CallId, self.id.call_id.clone());
-        request
-            .headers
-            .push(HeaderName::CSeq, format!("{seq} {method}"));
+        let mut cseq = Vec::with_capacity(24);
+        sip_message::ascii::push_u32(&mut cseq, seq);
+        cseq.push(b' ');
+        cseq.extend_from_slice(method.as_str().as_bytes());
+        request.headers.push(HeaderName::CSeq, cseq);
         request
     }
 
@@ -240,7 +236,7 @@ impl Dialog {
 
 /// The URI of the first Contact of a message, if it has one.
 fn contact_uri(headers: &sip_message::Headers) -> Option<Bytes> {
-    match headers.contacts().ok()? {
+    match headers.contacts_ref().ok()?.as_ref() {
         sip_message::Contacts::List(list) => list.first().map(|c| c.addr.uri.to_bytes()),
         _ => None,
     }
@@ -254,8 +250,16 @@ fn with_tag(value: &Bytes, tag: &Bytes) -> Bytes {
 }
 
 fn request_is_secure(request: &Request) -> bool {
+    // only a sips: URI can be (a parse of any other gives false)
+    if !request
+        .uri
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"sips:"))
+    {
+        return false;
+    }
     request
-        .uri()
+        .uri_ref()
         .ok()
         .and_then(|u| u.as_sip().map(|s| s.secure))
         .unwrap_or(false)

@@ -600,14 +600,7 @@ impl UserAgent {
         to: &[u8],
         flow: &Flow,
     ) -> Request {
-        let mut request = Request::new(
-            method.clone(),
-            &sip_message::Uri::Other {
-                scheme: Bytes::new(),
-                rest: Bytes::new(),
-            },
-        );
-        request.uri = Bytes::copy_from_slice(uri);
+        let mut request = Request::with_raw_uri(method.clone(), Bytes::copy_from_slice(uri));
         request.headers.push(HeaderName::Via, self.via(flow));
         request.headers.push(HeaderName::MaxForwards, "70");
         let mut from = from.to_vec();
@@ -617,13 +610,14 @@ impl UserAgent {
         request
             .headers
             .push(HeaderName::To, Bytes::copy_from_slice(to));
-        request.headers.push(
-            HeaderName::CallId,
-            format!("{:016x}@tandem", self.ids.next_u64()),
-        );
-        request
-            .headers
-            .push(HeaderName::CSeq, format!("1 {method}"));
+        let mut call_id = Vec::with_capacity(23);
+        sip_message::ascii::push_hex64(&mut call_id, self.ids.next_u64());
+        call_id.extend_from_slice(b"@tandem");
+        request.headers.push(HeaderName::CallId, call_id);
+        let mut cseq = Vec::with_capacity(2 + method.as_str().len());
+        cseq.extend_from_slice(b"1 ");
+        cseq.extend_from_slice(method.as_str().as_bytes());
+        request.headers.push(HeaderName::CSeq, cseq);
         request
             .headers
             .push(HeaderName::UserAgent, self.user_agent.clone());
@@ -873,7 +867,7 @@ impl UserAgent {
         let id = self.new_session_id();
         let call_id = dialog.id.call_id.clone();
         let user = request
-            .uri()
+            .uri_ref()
             .ok()
             .and_then(|u| u.as_sip().and_then(|s| s.user.clone()))
             .map(|u| String::from_utf8_lossy(&u).into_owned())
@@ -2340,7 +2334,7 @@ impl UserAgent {
             return Err(Error::NoSuchTransaction(tx.clone()));
         };
         let status = reply.status;
-        let has_tag = request.headers.to().is_ok_and(|t| t.tag().is_some());
+        let has_tag = request.headers.to_ref().is_ok_and(|t| t.tag().is_some());
         let tag = match to_tag {
             _ if has_tag || status < 200 => None,
             Some(tag) => Some(tag),
@@ -2717,7 +2711,7 @@ impl UserAgent {
     fn is_merged(&mut self, key: &TransactionKey, request: &Request) -> bool {
         let (Ok(call_id), Ok(from), Ok(cseq)) = (
             request.headers.call_id(),
-            request.headers.from(),
+            request.headers.from_ref(),
             request.headers.cseq(),
         ) else {
             return false;
@@ -2861,9 +2855,11 @@ impl Session {
         local_tag: Bytes,
         flow: Flow,
         invite_tx: TransactionKey,
-        invite: Request,
+        mut invite: Request,
         contact: Bytes,
     ) -> Session {
+        // Kept for the call's life: without its typed headers (1.5 KB a bridge).
+        invite.headers.keep_unparsed();
         Session {
             role,
             phase: match role {
@@ -3064,7 +3060,7 @@ fn stamp_via(request: &mut Request, flow: &Flow) {
 
 /// The (Call-ID, local tag) an in-dialog request (or an ACK) names: its To tag.
 fn dialog_key_of(request: &Request) -> Option<(Bytes, Bytes)> {
-    let to = request.headers.to().ok()?;
+    let to = request.headers.to_ref().ok()?;
     let tag = to.tag()?;
     Some((
         Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes()),

@@ -6,7 +6,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 /// `n` in decimal into `out`.
 pub fn push_u32(out: &mut Vec<u8>, n: u32) {
-    let mut digits = [0u8; 10];
+    out.extend_from_slice(u32_digits(n, &mut [0; 10]));
+}
+
+/// `n` in decimal, as a slice of `digits`.
+pub fn u32_digits(n: u32, digits: &mut [u8; 10]) -> &[u8] {
     let mut at = digits.len();
     let mut n = n;
     loop {
@@ -19,7 +23,7 @@ pub fn push_u32(out: &mut Vec<u8>, n: u32) {
             break;
         }
     }
-    out.extend_from_slice(digits.get(at..).unwrap_or_default());
+    digits.get(at..).unwrap_or_default()
 }
 
 /// A dotted quad into `out`.

@@ -2,8 +2,10 @@
 
 use crate::scan::{is_lws, range, scan_quoted, sub, trim_lws_range};
 use crate::typed::{CSeq, Contact, Contacts, MediaType, NameAddr, SipDate, Via, valid_call_id};
-use crate::{HeaderName, ParseError};
+use crate::{HeaderName, ParseError, Uri};
 use bytes::Bytes;
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 /// One header line: the name and the value after the colon, surrounding LWS trimmed,
 /// folded lines kept as received (RFC 3261 §7.3.1).
@@ -14,9 +16,71 @@ pub struct Header {
 }
 
 /// The headers of a message, in order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// The typed top Via, From, To and CSeq are parsed at most once per message and kept (a
+/// request is checked by [`crate::Request::validate`], then keyed by the transaction layer,
+/// then matched to a dialog: each step used to parse them again). Any edit forgets them;
+/// a clone starts without them. A message kept for long (a session's INVITE) is marked
+/// with [`Headers::keep_unparsed`]: it then parses on each access and keeps nothing.
+#[derive(Default)]
 pub struct Headers {
     list: Vec<Header>,
+    /// Unset: nothing parsed yet; `Some`: the values parsed so far; `None`: keep none.
+    parsed: OnceLock<Option<Box<Parsed>>>,
+}
+
+/// The typed values parsed so far, errors included (the same input gives the same error).
+#[derive(Default)]
+struct Parsed {
+    top_via: OnceLock<Result<Via, ParseError>>,
+    from: OnceLock<Result<NameAddr, ParseError>>,
+    to: OnceLock<Result<NameAddr, ParseError>>,
+    cseq: OnceLock<Result<CSeq, ParseError>>,
+    contacts: OnceLock<Result<Contacts, ParseError>>,
+    /// The Request-URI of the request these headers belong to, with the bytes it was
+    /// parsed from (kept alive, so the same pointer and length are the same bytes).
+    request_uri: OnceLock<(Bytes, Result<Uri, ParseError>)>,
+}
+
+/// The value in `slot` (parsed into it the first time), or parsed now when there is no slot.
+fn kept<'a, T: Clone>(
+    slot: Option<&'a OnceLock<Result<T, ParseError>>>,
+    parse: impl FnOnce() -> Result<T, ParseError>,
+) -> Result<Cow<'a, T>, ParseError> {
+    match slot {
+        Some(slot) => slot
+            .get_or_init(parse)
+            .as_ref()
+            .map(Cow::Borrowed)
+            .map_err(Clone::clone),
+        None => parse().map(Cow::Owned),
+    }
+}
+
+impl Clone for Headers {
+    fn clone(&self) -> Self {
+        Headers {
+            list: self.list.clone(),
+            parsed: match self.parsed.get() {
+                Some(None) => OnceLock::from(None),
+                _ => OnceLock::new(),
+            },
+        }
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Headers {}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Headers").field("list", &self.list).finish()
+    }
 }
 
 /// Splits a comma-separated list value (RFC 3261 §7.3.1) honouring quoted strings with
@@ -94,18 +158,23 @@ impl Iterator for ListValues {
 impl Headers {
     /// An empty header section.
     pub fn new() -> Self {
-        Headers { list: Vec::new() }
+        Headers {
+            list: Vec::new(),
+            parsed: OnceLock::new(),
+        }
     }
 
     /// An empty header section with room for `n` lines.
     pub fn with_capacity(n: usize) -> Self {
         Headers {
             list: Vec::with_capacity(n),
+            parsed: OnceLock::new(),
         }
     }
 
     /// Appends a header line.
     pub fn push(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        self.forget_parsed();
         self.list.push(Header {
             name,
             value: value.into(),
@@ -120,6 +189,7 @@ impl Headers {
 
     /// Removes every header line of that name; returns how many.
     pub fn remove(&mut self, name: &HeaderName) -> usize {
+        self.forget_parsed();
         let before = self.list.len();
         self.list.retain(|h| h.name != *name);
         before - self.list.len()
@@ -170,6 +240,7 @@ impl Headers {
     /// (the remaining values move to a new line just after it). Used to stamp
     /// received/rport on the top Via (RFC 3261 §18.2.1). False if there is no such header.
     pub fn replace_first_value(&mut self, name: &HeaderName, value: impl Into<Bytes>) -> bool {
+        self.forget_parsed();
         let Some(idx) = self.list.iter().position(|h| h.name == *name) else {
             return false;
         };
@@ -213,6 +284,7 @@ impl Headers {
     /// Inserts a header line before all others of that name (e.g. a new top Via,
     /// RFC 3261 §16.6 step 8); at the very top if there is none.
     pub fn push_front(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        self.forget_parsed();
         let idx = self.list.iter().position(|h| h.name == name).unwrap_or(0);
         self.list.insert(
             idx,
@@ -229,7 +301,41 @@ impl Headers {
     }
 
     pub(crate) fn push_header(&mut self, h: Header) {
+        self.forget_parsed();
         self.list.push(h);
+    }
+
+    /// Drops the typed values parsed so far (every edit does).
+    fn forget_parsed(&mut self) {
+        if let Some(Some(_)) = self.parsed.get() {
+            self.parsed = OnceLock::new();
+        }
+    }
+
+    /// Drops the typed values parsed so far and keeps none from now on (this message and
+    /// its clones): for a message kept for a call's life, whose typed values would cost
+    /// more memory than parsing them again when (rarely) needed.
+    pub fn keep_unparsed(&mut self) {
+        self.parsed = OnceLock::from(None);
+    }
+
+    fn parsed(&self) -> Option<&Parsed> {
+        self.parsed.get_or_init(|| Some(Box::default())).as_deref()
+    }
+
+    /// The Request-URI `uri` (of the request these headers belong to), parsed once per
+    /// message; parsed now if the request's `uri` was replaced since.
+    pub(crate) fn request_uri(&self, uri: &Bytes) -> Result<Cow<'_, Uri>, ParseError> {
+        let parse = || Uri::parse_bytes(uri).map_err(|_| ParseError::BadRequestUri);
+        let Some(parsed) = self.parsed() else {
+            return parse().map(Cow::Owned);
+        };
+        let (src, kept) = parsed.request_uri.get_or_init(|| (uri.clone(), parse()));
+        if src.as_ptr() == uri.as_ptr() && src.len() == uri.len() {
+            kept.as_ref().map(Cow::Borrowed).map_err(Clone::clone)
+        } else {
+            parse().map(Cow::Owned)
+        }
     }
 
     fn single(&self, name: HeaderName) -> Result<&Bytes, ParseError> {
@@ -240,11 +346,19 @@ impl Headers {
 
     /// The first Via value (RFC 3261 §20.42).
     pub fn top_via(&self) -> Result<Via, ParseError> {
-        let v = self
-            .values(&HeaderName::Via)
-            .next()
-            .ok_or(ParseError::MissingHeader(HeaderName::Via))?;
-        Via::parse(&v)
+        self.top_via_ref().map(Cow::into_owned)
+    }
+
+    /// The first Via value, parsed once per message (see [`Headers`]).
+    pub fn top_via_ref(&self) -> Result<Cow<'_, Via>, ParseError> {
+        let parse = || {
+            let v = self
+                .values(&HeaderName::Via)
+                .next()
+                .ok_or(ParseError::MissingHeader(HeaderName::Via))?;
+            Via::parse(&v)
+        };
+        kept(self.parsed().map(|p| &p.top_via), parse)
     }
 
     /// Every Via value, top first.
@@ -255,12 +369,24 @@ impl Headers {
 
     /// The From header (RFC 3261 §20.20).
     pub fn from(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse_as(self.single(HeaderName::From)?, HeaderName::From)
+        self.from_ref().map(Cow::into_owned)
+    }
+
+    /// The From header, parsed once per message (see [`Headers`]).
+    pub fn from_ref(&self) -> Result<Cow<'_, NameAddr>, ParseError> {
+        let parse = || NameAddr::parse_as(self.single(HeaderName::From)?, HeaderName::From);
+        kept(self.parsed().map(|p| &p.from), parse)
     }
 
     /// The To header (RFC 3261 §20.39).
     pub fn to(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse_as(self.single(HeaderName::To)?, HeaderName::To)
+        self.to_ref().map(Cow::into_owned)
+    }
+
+    /// The To header, parsed once per message (see [`Headers`]).
+    pub fn to_ref(&self) -> Result<Cow<'_, NameAddr>, ParseError> {
+        let parse = || NameAddr::parse_as(self.single(HeaderName::To)?, HeaderName::To);
+        kept(self.parsed().map(|p| &p.to), parse)
     }
 
     /// The Call-ID (RFC 3261 §20.8), byte-exact; compare it byte-wise.
@@ -277,7 +403,8 @@ impl Headers {
 
     /// The CSeq header (RFC 3261 §20.16).
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
-        CSeq::parse(self.single(HeaderName::CSeq)?)
+        let parse = || CSeq::parse(self.single(HeaderName::CSeq)?);
+        kept(self.parsed().map(|p| &p.cseq), parse).map(Cow::into_owned)
     }
 
     /// Max-Forwards, 0..=255 (RFC 3261 §20.22); `None` if absent.
@@ -295,6 +422,15 @@ impl Headers {
 
     /// The Contact header(s) (RFC 3261 §20.10): `*` alone, or a list (empty if absent).
     pub fn contacts(&self) -> Result<Contacts, ParseError> {
+        self.contacts_ref().map(Cow::into_owned)
+    }
+
+    /// The Contact header(s), parsed once per message (see [`Headers`]).
+    pub fn contacts_ref(&self) -> Result<Cow<'_, Contacts>, ParseError> {
+        kept(self.parsed().map(|p| &p.contacts), || self.parse_contacts())
+    }
+
+    fn parse_contacts(&self) -> Result<Contacts, ParseError> {
         let mut list = Vec::new();
         let mut star = false;
         let mut n = 0;
@@ -515,6 +651,42 @@ mod tests {
             h.content_length(),
             Err(ParseError::MultipleValues(HeaderName::ContentLength))
         );
+    }
+
+    #[test]
+    fn typed_values_parsed_once_and_forgotten_on_edit() {
+        let mut h = Headers::new();
+        assert_eq!(h.top_via(), Err(ParseError::MissingHeader(HeaderName::Via)));
+        h.push(HeaderName::Via, "SIP/2.0/UDP a.example;branch=z9hG4bK1");
+        h.push(HeaderName::From, "<sip:a@a.example>;tag=1");
+        h.push(HeaderName::To, "<sip:b@b.example>");
+        h.push(HeaderName::CSeq, "1 INVITE");
+        // the error was not kept: the pushed Via is seen
+        assert_eq!(h.top_via().unwrap().branch(), Some(&b"z9hG4bK1"[..]));
+        assert!(matches!(h.top_via_ref(), Ok(Cow::Borrowed(_))));
+        assert_eq!(h.from_ref().unwrap().tag(), Some(&b"1"[..]));
+        assert_eq!(h.to().unwrap().tag(), None);
+        h.set(HeaderName::To, "<sip:b@b.example>;tag=2");
+        assert_eq!(h.to_ref().unwrap().tag(), Some(&b"2"[..]));
+        h.push_front(HeaderName::Via, "SIP/2.0/UDP c.example;branch=z9hG4bK3");
+        assert_eq!(h.top_via().unwrap().branch(), Some(&b"z9hG4bK3"[..]));
+        assert!(h.replace_first_value(&HeaderName::Via, "SIP/2.0/UDP d.example;branch=z9hG4bK4"));
+        assert_eq!(h.top_via().unwrap().branch(), Some(&b"z9hG4bK4"[..]));
+        h.remove(&HeaderName::CSeq);
+        assert!(h.cseq().is_err());
+        h.push(HeaderName::CSeq, "2 BYE");
+        assert_eq!(h.cseq().unwrap().seq, 2);
+        // a clone parses its own; a kept message parses on each access and keeps nothing
+        let c = h.clone();
+        assert_eq!(c, h);
+        assert_eq!(c.from().unwrap(), h.from().unwrap());
+        let mut kept = h.clone();
+        kept.keep_unparsed();
+        assert!(matches!(kept.top_via_ref(), Ok(Cow::Owned(_))));
+        assert_eq!(kept.top_via().unwrap(), h.top_via().unwrap());
+        kept.push_front(HeaderName::Via, "SIP/2.0/UDP e.example;branch=z9hG4bK5");
+        assert_eq!(kept.top_via().unwrap().branch(), Some(&b"z9hG4bK5"[..]));
+        assert!(matches!(kept.clone().from_ref(), Ok(Cow::Owned(_))));
     }
 
     #[test]

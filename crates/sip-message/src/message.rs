@@ -2,9 +2,10 @@
 
 use crate::headers::{Header, Headers};
 use crate::scan::{TOKEN, is, range, sub, trim_lws_range};
-use crate::{HeaderName, Method, ParseError, Uri};
+use crate::{HeaderName, Method, ParseError, Uri, Via};
 use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memchr;
+use std::borrow::Cow;
 
 /// The SIP-Version of a start line (RFC 3261 §7.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,7 +163,9 @@ impl Message {
             pos += 1;
         }
         let (sl_end, next) = line_end(b, pos).ok_or(ParseError::BadStartLine)?;
-        let mut headers = Headers::with_capacity(20);
+        // 16 lines (1 KB): a call's messages have 8 to 12; more grow it once. A session
+        // keeps its INVITE's list for the call's life.
+        let mut headers = Headers::with_capacity(16);
         let mut cl = None;
         let body_start = parse_header_block(&buf, next, &mut headers, &mut cl)?;
         let available = b.len().saturating_sub(body_start);
@@ -357,15 +360,17 @@ fn validate_common(h: &Headers) -> Result<(), ParseError> {
             return Err(ParseError::MultipleValues(name));
         }
     }
-    for v in h.vias() {
-        v?;
+    h.top_via_ref()?;
+    // the others (skipped before the parse: the top one is parsed once, above)
+    for v in h.values(&HeaderName::Via).skip(1) {
+        Via::parse(&v)?;
     }
-    h.from()?;
-    h.to()?;
+    h.from_ref()?;
+    h.to_ref()?;
     h.call_id()?;
     h.cseq()?;
     h.max_forwards()?;
-    h.contacts()?;
+    h.contacts_ref()?;
     h.content_length()?;
     h.content_type()?;
     h.expires()?;
@@ -387,9 +392,28 @@ impl Request {
         }
     }
 
+    /// A request with the given method and raw Request-URI (as [`Request::new`], without
+    /// writing a parsed URI).
+    pub fn with_raw_uri(method: Method, uri: Bytes) -> Request {
+        Request {
+            method,
+            uri,
+            version: Version::Sip20,
+            // what a request the stack builds holds (Via to User-Agent, Contact, Allow,
+            // Supported...): one allocation rather than growing 4, 8, 16
+            headers: Headers::with_capacity(16),
+            body: Bytes::new(),
+        }
+    }
+
     /// Parses the Request-URI.
     pub fn uri(&self) -> Result<Uri, ParseError> {
-        Uri::parse_bytes(&self.uri).map_err(|_| ParseError::BadRequestUri)
+        self.uri_ref().map(Cow::into_owned)
+    }
+
+    /// The Request-URI, parsed once per message (see [`Headers`]).
+    pub fn uri_ref(&self) -> Result<Cow<'_, Uri>, ParseError> {
+        self.headers.request_uri(&self.uri)
     }
 
     /// Strict check a UAS runs before processing (RFC 3261 §8.2, RFC 4475): version (505),
@@ -402,7 +426,7 @@ impl Request {
         if let Version::Other(v) = &self.version {
             return Err(ParseError::UnsupportedVersion { version: v.clone() });
         }
-        match self.uri()? {
+        match self.uri_ref()?.as_ref() {
             Uri::Sip(u) if !u.headers.is_empty() => return Err(ParseError::BadRequestUri),
             _ => {}
         }
@@ -773,6 +797,30 @@ v=0\r\nextra";
             &resp.headers.get(&HeaderName::To).unwrap()[..],
             b"<sip:a@b>;tag=old"
         );
+    }
+
+    #[test]
+    fn request_uri_parsed_once_and_again_when_replaced() {
+        let mut r = req(INVITE);
+        r.validate().unwrap();
+        assert!(matches!(r.uri_ref(), Ok(Cow::Borrowed(_))));
+        assert_eq!(r.uri().unwrap(), Uri::parse(b"sip:bob@biloxi.com").unwrap());
+        r.uri = Bytes::from_static(b"sips:carol@chicago.com");
+        assert!(matches!(r.uri_ref(), Ok(Cow::Owned(_))));
+        assert_eq!(
+            r.uri().unwrap(),
+            Uri::parse(b"sips:carol@chicago.com").unwrap()
+        );
+        r.uri = Bytes::from_static(b"sip:carol@chicago.com?Subject=x");
+        assert_eq!(r.validate(), Err(ParseError::BadRequestUri));
+        r.uri = Bytes::from_static(b"not a uri");
+        assert_eq!(r.uri(), Err(ParseError::BadRequestUri));
+        // an edit of the headers forgets the kept URI; a kept message keeps none
+        r.headers.push(HeaderName::Subject, "x");
+        assert_eq!(r.uri(), Err(ParseError::BadRequestUri));
+        r.uri = Bytes::from_static(b"sip:dave@example.com");
+        r.headers.keep_unparsed();
+        assert!(matches!(r.uri_ref(), Ok(Cow::Owned(_))));
     }
 
     #[test]

@@ -321,7 +321,8 @@ impl SipUri {
         }
         self.host.write(out);
         if let Some(p) = self.port {
-            out.extend_from_slice(format!(":{p}").as_bytes());
+            out.put_u8(b':');
+            out.extend_from_slice(crate::ascii::u32_digits(u32::from(p), &mut [0; 10]));
         }
         write_params(out, &self.params);
         for (n, h) in self.headers.iter().enumerate() {

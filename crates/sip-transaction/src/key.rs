@@ -126,7 +126,7 @@ impl TransactionKey {
     /// an RFC 3261 branch: we only create transactions that are matchable
     /// that way.
     pub fn client_for_request(request: &Request) -> Result<TransactionKey, Error> {
-        let via = request.headers.top_via()?;
+        let via = request.headers.top_via_ref()?;
         let branch = via.branch().ok_or(Error::MissingBranch)?;
         if !via.has_magic_cookie() {
             return Err(Error::NotRfc3261Branch {
@@ -146,7 +146,7 @@ impl TransactionKey {
     /// The client key a response matches (§17.1.3): its top Via branch and
     /// its CSeq method.
     pub fn client_for_response(response: &Response) -> Result<TransactionKey, ParseError> {
-        let via = response.headers.top_via()?;
+        let via = response.headers.top_via_ref()?;
         let cseq = response.headers.cseq()?;
         let branch = via.branch().ok_or(ParseError::BadHeader {
             name: HeaderName::Via,
@@ -174,7 +174,7 @@ impl TransactionKey {
         method: Method,
     ) -> Result<TransactionKey, ParseError> {
         let headers = &request.headers;
-        let via = headers.top_via()?;
+        let via = headers.top_via_ref()?;
         let id = match via.branch() {
             Some(branch) if via.has_magic_cookie() => KeyId::Branch {
                 branch: Bytes::copy_from_slice(branch),
@@ -182,8 +182,8 @@ impl TransactionKey {
                 method,
             },
             _ => {
-                let from = headers.from()?;
-                let to = headers.to()?;
+                let from = headers.from_ref()?;
+                let to = headers.to_ref()?;
                 let cseq = headers.cseq()?;
                 KeyId::Legacy(Box::new(LegacyId {
                     request_uri: request.uri.clone(),

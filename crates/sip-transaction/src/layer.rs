@@ -367,7 +367,7 @@ fn response_flow(via: &Via, flow: &Flow) -> Flow {
 }
 
 fn to_tag(headers: &Headers) -> Option<Bytes> {
-    let to = headers.to().ok()?;
+    let to = headers.to_ref().ok()?;
     to.tag().map(Bytes::copy_from_slice)
 }
 
@@ -574,7 +574,7 @@ impl TransactionLayer {
     /// outcome says where it went.
     pub fn handle_request(&mut self, now: Instant, request: Request, flow: Flow) -> RequestOutcome {
         let call_id = request.headers.get(&HeaderName::CallId).cloned();
-        let via = match request.headers.top_via() {
+        let via = match request.headers.top_via_ref() {
             Ok(via) => via,
             Err(e) => {
                 return RequestOutcome::Invalid {

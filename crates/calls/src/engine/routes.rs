@@ -21,7 +21,7 @@ impl Engine {
         user: Option<&str>,
     ) -> Option<(EndpointHandle, Option<Routed>)> {
         let endpoint = self.route_endpoint?;
-        let uri = request.uri().ok();
+        let uri = request.uri_ref().ok();
         let host = uri
             .as_ref()
             .and_then(|u| u.as_sip().map(|s| s.host.to_string()))
@@ -32,16 +32,21 @@ impl Engine {
             .get(&sip_message::HeaderName::From)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let headers: Vec<(String, String)> = request
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.as_str().to_owned(),
-                    String::from_utf8_lossy(&h.value).into_owned(),
-                )
-            })
-            .collect();
+        // Two strings per header line, built only when a rule looks at them.
+        let headers: Vec<(String, String)> = if self.config.routes.matches_headers() {
+            request
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.as_str().to_owned(),
+                        String::from_utf8_lossy(&h.value).into_owned(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let source = self
             .core
             .user_agent_ref()
@@ -200,13 +205,39 @@ fn caller_of(received: &CallReceived) -> Option<Identity> {
         .and_then(|u| u.as_sip().map(|s| s.host.to_string()))?;
     let escaped: String = user
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(*c))
+        .filter(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '-' | '_'
+                        | '.'
+                        | '!'
+                        | '~'
+                        | '*'
+                        | '\''
+                        | '('
+                        | ')'
+                        | '&'
+                        | '='
+                        | '+'
+                        | '$'
+                        | ','
+                        | ';'
+                        | '?'
+                        | '/'
+                )
+        })
         .collect();
     if escaped.is_empty() {
         return None;
     }
+    let mut uri = String::with_capacity(5 + escaped.len() + host.len());
+    uri.push_str("sip:");
+    uri.push_str(&escaped);
+    uri.push('@');
+    uri.push_str(&host);
     Some(Identity {
-        uri: format!("sip:{escaped}@{host}"),
+        uri,
         display_name: display.filter(|d| !d.is_empty()),
     })
 }
