@@ -2965,6 +2965,7 @@ fn slim(invite: &Request) -> Request {
     let buffer = buffer.freeze();
     let mut at = invite.uri.len();
     let mut headers = sip_message::Headers::with_capacity(values.len());
+    headers.keep_unparsed();
     for (name, value) in values {
         headers.push(name, buffer.slice(at..at + value.len()));
         at += value.len();
