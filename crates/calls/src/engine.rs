@@ -1676,7 +1676,13 @@ impl Engine {
             from: text(HeaderName::From),
             to: text(HeaderName::To),
             request_uri: String::from_utf8_lossy(&request.uri).into_owned(),
-            headers: body::headers_of(&request.headers),
+            // A routed call's headers are the application's only if a `webhook` route
+            // hands it over (`apply_route` writes them then); a bridge never reads them.
+            headers: if routed.is_none() && orbit.is_none() {
+                body::headers_of(&request.headers)
+            } else {
+                Vec::new()
+            },
             offer: split.sdp,
             custom_mime_parts: parts,
             subject,
@@ -1691,7 +1697,7 @@ impl Engine {
         }
         if let Some(routed) = routed {
             self.transition(call, CallState::Incoming, Reason::Incoming);
-            return self.apply_route(now, call, routed, &received);
+            return self.apply_route(now, call, routed, received, &request.headers);
         }
         self.events.push_back(Event::Endpoint {
             endpoint,

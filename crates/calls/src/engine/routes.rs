@@ -72,7 +72,8 @@ impl Engine {
         now: Instant,
         call: CallHandle,
         routed: Routed,
-        received: &CallReceived,
+        mut received: CallReceived,
+        headers: &sip_message::Headers,
     ) {
         let rule = routed.rule;
         let result = match routed.action {
@@ -98,7 +99,7 @@ impl Engine {
                     .collect();
                 let mut options = BridgeOptions::new().mode(mode).ring(ring);
                 options.pass_headers = pass_headers;
-                options.caller = caller_of(received);
+                options.caller = caller_of(&received);
                 self.bridge_targets(now, call, targets, options).map(drop)
             }
             RoutedAction::Forward { target } => {
@@ -123,6 +124,7 @@ impl Engine {
             RoutedAction::Webhook { application } => {
                 match self.applications.get(&application).copied() {
                     Some(endpoint) if self.endpoints.contains_key(&endpoint) => {
+                        received.headers = crate::body::headers_of(headers);
                         self.hand_to_application(call, endpoint, received);
                         Ok(())
                     }
@@ -167,7 +169,7 @@ impl Engine {
         &mut self,
         call: CallHandle,
         endpoint: EndpointHandle,
-        received: &CallReceived,
+        received: CallReceived,
     ) {
         let conversation = received.conversation;
         if let Some(c) = self.calls.get_mut(&call) {
@@ -178,7 +180,7 @@ impl Engine {
         }
         self.events.push_back(crate::types::Event::Endpoint {
             endpoint,
-            event: crate::types::EndpointEvent::CallReceived(Box::new(received.clone())),
+            event: crate::types::EndpointEvent::CallReceived(Box::new(received)),
         });
     }
 }
