@@ -26,23 +26,18 @@ impl Engine {
             .as_ref()
             .and_then(|u| u.as_sip().map(|s| s.host.to_string()))
             .unwrap_or_default();
-        let request_uri = String::from_utf8_lossy(&request.uri).into_owned();
+        let request_uri = crate::body::text(&request.uri);
         let from = request
             .headers
             .get(&sip_message::HeaderName::From)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .map(|v| crate::body::text(v))
             .unwrap_or_default();
         // Two strings per header line, built only when a rule looks at them.
         let headers: Vec<(String, String)> = if self.config.routes.matches_headers() {
             request
                 .headers
                 .iter()
-                .map(|h| {
-                    (
-                        h.name.as_str().to_owned(),
-                        String::from_utf8_lossy(&h.value).into_owned(),
-                    )
-                })
+                .map(|h| (h.name.as_str().to_owned(), crate::body::text(&h.value)))
                 .collect()
         } else {
             Vec::new()
@@ -194,10 +189,9 @@ fn caller_of(received: &CallReceived) -> Option<Identity> {
     let (display, user) = match &from {
         Some(f) => (
             f.display_name.clone(),
-            f.uri.as_sip().and_then(|s| {
-                s.user_unescaped()
-                    .map(|u| String::from_utf8_lossy(&u).into_owned())
-            }),
+            f.uri
+                .as_sip()
+                .and_then(|s| s.user_unescaped().map(|u| crate::body::text(&u))),
         ),
         None => (None, None),
     };
