@@ -1454,10 +1454,11 @@ impl UserAgent {
             {
                 Some(i) => Some(i),
                 None if session.early.len() >= MAX_EARLY_DIALOGS => None,
-                None => Dialog::uac(&session.invite, &response).map(|d| {
-                    session.early.push((d, ReliableReceiver::new()));
-                    session.early.len() - 1
-                }),
+                None => Dialog::uac_tagged(&session.invite, &response, session.local_tag.clone())
+                    .map(|d| {
+                        session.early.push((d, ReliableReceiver::new()));
+                        session.early.len() - 1
+                    }),
             };
             if let Some((dialog, receiver)) = index.and_then(|i| session.early.get_mut(i)) {
                 match receiver.on_provisional(&response) {
@@ -1538,7 +1539,8 @@ impl UserAgent {
             .position(|(d, _)| d.id.remote_tag == tag)
         {
             Some(i) => session.early.swap_remove(i).0,
-            None => match Dialog::uac(&session.invite, &response) {
+            None => match Dialog::uac_tagged(&session.invite, &response, session.local_tag.clone())
+            {
                 Some(d) => d,
                 None => return true,
             },
@@ -1667,7 +1669,9 @@ impl UserAgent {
     }
 
     fn ack_and_bye_fork(&mut self, now: Instant, session: &Session, response: &Response) {
-        let Some(mut fork) = Dialog::uac(&session.invite, response) else {
+        let Some(mut fork) =
+            Dialog::uac_tagged(&session.invite, response, session.local_tag.clone())
+        else {
             return;
         };
         let seq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
