@@ -1697,7 +1697,7 @@ impl Engine {
         }
         if let Some(routed) = routed {
             self.transition(call, CallState::Incoming, Reason::Incoming);
-            return self.apply_route(now, call, routed, received, &request.headers);
+            return self.apply_route(now, call, routed, received, request);
         }
         self.events.push_back(Event::Endpoint {
             endpoint,

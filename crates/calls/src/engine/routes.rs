@@ -68,7 +68,7 @@ impl Engine {
         call: CallHandle,
         routed: Routed,
         mut received: CallReceived,
-        headers: &sip_message::Headers,
+        request: &sip_message::Request,
     ) {
         let rule = routed.rule;
         let result = match routed.action {
@@ -94,7 +94,7 @@ impl Engine {
                     .collect();
                 let mut options = BridgeOptions::new().mode(mode).ring(ring);
                 options.pass_headers = pass_headers;
-                options.caller = caller_of(&received);
+                options.caller = caller_of(&received, request);
                 self.bridge_targets(now, call, targets, options).map(drop)
             }
             RoutedAction::Forward { target } => {
@@ -119,7 +119,7 @@ impl Engine {
             RoutedAction::Webhook { application } => {
                 match self.applications.get(&application).copied() {
                     Some(endpoint) if self.endpoints.contains_key(&endpoint) => {
-                        received.headers = crate::body::headers_of(headers);
+                        received.headers = crate::body::headers_of(&request.headers);
                         self.hand_to_application(call, endpoint, received);
                         Ok(())
                     }
@@ -183,9 +183,19 @@ impl Engine {
 /// Leg B's caller: the caller's own identity (display name and user), at our host
 /// (the Request-URI's), so its address stays hidden (topology hiding) while the
 /// number still shows.
-fn caller_of(received: &CallReceived) -> Option<Identity> {
-    let from =
-        sip_message::NameAddr::parse(&bytes::Bytes::copy_from_slice(received.from.as_bytes()));
+///
+/// The INVITE's From and Request-URI were parsed (and kept) when it was validated: they
+/// are taken from `request` when the text the application sees is the same bytes.
+fn caller_of(received: &CallReceived, request: &sip_message::Request) -> Option<Identity> {
+    let same_from = request
+        .headers
+        .get(&sip_message::HeaderName::From)
+        .is_some_and(|v| v.as_ref() == received.from.as_bytes());
+    let from = match request.headers.from_ref() {
+        Ok(from) if same_from => Some(from),
+        _ => sip_message::NameAddr::parse(&bytes::Bytes::copy_from_slice(received.from.as_bytes()))
+            .map(std::borrow::Cow::Owned),
+    };
     let (display, user) = match &from {
         Some(f) => (
             f.display_name.clone(),
@@ -196,9 +206,14 @@ fn caller_of(received: &CallReceived) -> Option<Identity> {
         None => (None, None),
     };
     let user = user?;
-    let host = sip_message::Uri::parse(received.request_uri.as_bytes())
-        .ok()
-        .and_then(|u| u.as_sip().map(|s| s.host.to_string()))?;
+    let same_uri = request.uri.as_ref() == received.request_uri.as_bytes();
+    let uri = match request.uri_ref() {
+        Ok(uri) if same_uri => Some(uri),
+        _ => sip_message::Uri::parse(received.request_uri.as_bytes())
+            .ok()
+            .map(std::borrow::Cow::Owned),
+    };
+    let host = uri.and_then(|u| u.as_sip().map(|s| s.host.to_string()))?;
     let escaped: String = user
         .chars()
         .filter(|c| {
