@@ -904,7 +904,11 @@ impl Engine {
                     .with_disposition("render;handling=optional"),
             );
         }
-        let mut invite = Invite::new(target.to_owned(), from_text, format!("<{target}>"), flow);
+        let mut to_text = String::with_capacity(target.len() + 2);
+        to_text.push('<');
+        to_text.push_str(target);
+        to_text.push('>');
+        let mut invite = Invite::new(target.to_owned(), from_text, to_text, flow);
         invite.headers = headers;
         invite.body = body::build(Some(offer), &parts);
         invite.contact_user = contact_user;

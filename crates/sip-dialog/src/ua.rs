@@ -339,7 +339,7 @@ impl UserAgent {
     /// Places a call (UAC): sends the INVITE and returns the session's handle.
     pub fn invite(&mut self, now: Instant, invite: Invite) -> Result<SessionId, Error> {
         let local_tag = Bytes::from(self.ids.tag());
-        let call_id = Bytes::from(format!("{:016x}@tandem", self.ids.next_u64()));
+        let call_id = Bytes::from(call_id_text(self.ids.next_u64()));
         let mut request = Request::new(
             Method::Invite,
             &sip_message::Uri::Other {
@@ -3099,5 +3099,30 @@ fn contact_transport(transport: sip_message::Transport) -> &'static str {
         sip_message::Transport::Tls => "tls",
         sip_message::Transport::Sctp => "sctp",
         _ => "udp",
+    }
+}
+
+/// `{n:016x}@tandem`, written without `core::fmt`.
+fn call_id_text(n: u64) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = Vec::with_capacity(23);
+    for shift in (0..16).rev() {
+        let nibble = (n >> (shift * 4)) & 0xf;
+        id.push(HEX.get(nibble as usize).copied().unwrap_or(b'0'));
+    }
+    id.extend_from_slice(b"@tandem");
+    id
+}
+
+#[cfg(test)]
+mod call_id_tests {
+    #[test]
+    fn call_id_text_is_hex_at_tandem() {
+        for n in [0, 1, 0xdead_beef, u64::MAX] {
+            assert_eq!(
+                super::call_id_text(n),
+                format!("{n:016x}@tandem").into_bytes()
+            );
+        }
     }
 }
