@@ -138,6 +138,15 @@ pub(crate) fn media_type(value: &str) -> Option<MediaType> {
     MediaType::parse(value.as_bytes()).ok()
 }
 
+/// Bytes as text, invalid UTF-8 replaced (as `String::from_utf8_lossy`), with the
+/// validator's word-at-a-time ASCII path for the usual valid text.
+pub(crate) fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -164,13 +173,16 @@ mod tests {
         assert!(!accepted("application/json", &list));
         assert!(accepted("application/json", &["application/*".to_owned()]));
     }
-}
 
-/// Bytes as text, invalid UTF-8 replaced (as `String::from_utf8_lossy`), with the
-/// validator's word-at-a-time ASCII path for the usual valid text.
-pub(crate) fn text(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    #[test]
+    fn text_is_from_utf8_lossy() {
+        for bytes in [
+            &b"Alice <sip:a@b>"[..],
+            b"",
+            b"caf\xc3\xa9",
+            b"bad \xff\xfe byte",
+        ] {
+            assert_eq!(text(bytes), String::from_utf8_lossy(bytes));
+        }
     }
 }
