@@ -63,7 +63,7 @@ fn custom_part(part: &multipart::Part) -> CustomMimePart {
         body: part.body.clone(),
     };
     for header in part.headers.iter() {
-        let value = String::from_utf8_lossy(&header.value).into_owned();
+        let value = text(&header.value);
         match header.name {
             HeaderName::ContentType => out.content_type = value,
             HeaderName::ContentDisposition => out.content_disposition = Some(value),
@@ -109,12 +109,7 @@ pub(crate) fn build(sdp: Option<Bytes>, parts: &[CustomMimePart]) -> Option<Body
 pub(crate) fn headers_of(headers: &Headers) -> Vec<SignalingHeader> {
     headers
         .iter()
-        .map(|h| {
-            SignalingHeader::new(
-                h.name.as_str(),
-                String::from_utf8_lossy(&h.value).into_owned(),
-            )
-        })
+        .map(|h| SignalingHeader::new(h.name.as_str(), text(&h.value)))
         .collect()
 }
 
@@ -143,6 +138,15 @@ pub(crate) fn media_type(value: &str) -> Option<MediaType> {
     MediaType::parse(value.as_bytes()).ok()
 }
 
+/// Bytes as text, invalid UTF-8 replaced (as `String::from_utf8_lossy`), with the
+/// validator's word-at-a-time ASCII path for the usual valid text.
+pub(crate) fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -168,5 +172,17 @@ mod tests {
         assert!(accepted("TEXT/HTML", &list));
         assert!(!accepted("application/json", &list));
         assert!(accepted("application/json", &["application/*".to_owned()]));
+    }
+
+    #[test]
+    fn text_is_from_utf8_lossy() {
+        for bytes in [
+            &b"Alice <sip:a@b>"[..],
+            b"",
+            b"caf\xc3\xa9",
+            b"bad \xff\xfe byte",
+        ] {
+            assert_eq!(text(bytes), String::from_utf8_lossy(bytes));
+        }
     }
 }

@@ -601,10 +601,10 @@ impl Engine {
         let domain = host_text(&uri.host);
         let name = format!("user:{}", settings.owner.uri);
         let mut trunk = sip_core::TrunkConfig::new(&name, &settings.registrar, &domain);
-        trunk.username = settings.username.clone().or_else(|| {
-            uri.user_unescaped()
-                .map(|u| String::from_utf8_lossy(&u).into_owned())
-        });
+        trunk.username = settings
+            .username
+            .clone()
+            .or_else(|| uri.user_unescaped().map(|u| crate::body::text(&u)));
         trunk.password = settings.password.clone();
         trunk.realm = settings.realm.clone();
         trunk.register = true;
@@ -627,7 +627,7 @@ impl Engine {
         let uri = parse_sip(&owner.uri, "owner URI")?;
         let user = uri
             .user_unescaped()
-            .map(|u| String::from_utf8_lossy(&u).into_owned())
+            .map(|u| crate::body::text(&u))
             .ok_or_else(|| CallError::InvalidArgument {
                 what: "owner URI",
                 problem: "it has no user part".into(),
@@ -787,7 +787,7 @@ impl Engine {
             Direction2::Outgoing => HeaderName::To,
         };
         let value = invite.headers.get(&name)?;
-        Some(String::from_utf8_lossy(value).into_owned())
+        Some(crate::body::text(value))
     }
 
     /// The settings of a call's conversation.
@@ -904,7 +904,11 @@ impl Engine {
                     .with_disposition("render;handling=optional"),
             );
         }
-        let mut invite = Invite::new(target.to_owned(), from_text, format!("<{target}>"), flow);
+        let mut to_text = String::with_capacity(target.len() + 2);
+        to_text.push('<');
+        to_text.push_str(target);
+        to_text.push('>');
+        let mut invite = Invite::new(target.to_owned(), from_text, to_text, flow);
         invite.headers = headers;
         invite.body = body::build(Some(offer), &parts);
         invite.contact_user = contact_user;
@@ -928,7 +932,7 @@ impl Engine {
             .core
             .user_agent_ref()
             .call_id(session)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .map(|c| crate::body::text(c))
             .unwrap_or_default();
         if let Some(c) = self.calls.get_mut(&call) {
             c.session = Some(session);
@@ -1666,7 +1670,7 @@ impl Engine {
             request
                 .headers
                 .get(&name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .map(|v| crate::body::text(v))
                 .unwrap_or_default()
         };
         let received = CallReceived {
@@ -1675,8 +1679,14 @@ impl Engine {
             kind,
             from: text(HeaderName::From),
             to: text(HeaderName::To),
-            request_uri: String::from_utf8_lossy(&request.uri).into_owned(),
-            headers: body::headers_of(&request.headers),
+            request_uri: crate::body::text(&request.uri),
+            // A routed call's headers are the application's only if a `webhook` route
+            // hands it over (`apply_route` writes them then); a bridge never reads them.
+            headers: if routed.is_none() && orbit.is_none() {
+                body::headers_of(&request.headers)
+            } else {
+                Vec::new()
+            },
             offer: split.sdp,
             custom_mime_parts: parts,
             subject,
@@ -1691,7 +1701,7 @@ impl Engine {
         }
         if let Some(routed) = routed {
             self.transition(call, CallState::Incoming, Reason::Incoming);
-            return self.apply_route(now, call, routed, &received);
+            return self.apply_route(now, call, routed, received, request);
         }
         self.events.push_back(Event::Endpoint {
             endpoint,
@@ -1721,7 +1731,7 @@ impl Engine {
             request
                 .headers
                 .get(&name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .map(|v| crate::body::text(v))
                 .unwrap_or_default()
         };
         let message = PageMessage {
@@ -1783,7 +1793,7 @@ impl Engine {
         let content_type = request
             .headers
             .get(&HeaderName::ContentType)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .map(|v| crate::body::text(v))
             .unwrap_or_default();
         let Some(c) = self.calls.get_mut(&call) else {
             return Reply::new(481);
@@ -1953,7 +1963,7 @@ impl Engine {
                 call,
                 CallEvent::ProvisionalResponseReceived {
                     status: response.status,
-                    reason_phrase: String::from_utf8_lossy(&response.reason).into_owned(),
+                    reason_phrase: crate::body::text(&response.reason),
                     headers: body::headers_of(&response.headers),
                 },
             );
@@ -2188,7 +2198,7 @@ impl Engine {
                 failure,
                 termination_reason: termination
                     .and_then(|t| t.reason.as_ref())
-                    .map(|r| String::from_utf8_lossy(r).into_owned()),
+                    .map(|r| crate::body::text(r)),
             });
         }
         let pending = c.pending.take();
@@ -2823,7 +2833,7 @@ fn parse_sip(text: &str, what: &'static str) -> Result<sip_message::SipUri, Call
 
 fn host_text(host: &Host) -> String {
     match host {
-        Host::Domain(d) => String::from_utf8_lossy(d).into_owned(),
+        Host::Domain(d) => crate::body::text(d),
         Host::Ipv4(ip) => ip.to_string(),
         Host::Ipv6(ip) => format!("[{ip}]"),
     }
@@ -2841,7 +2851,7 @@ fn trunk_user(target: &str) -> String {
         Ok(uri) => uri
             .as_sip()
             .and_then(|s| s.user_unescaped())
-            .map(|u| String::from_utf8_lossy(&u).into_owned())
+            .map(|u| crate::body::text(&u))
             .unwrap_or_default(),
         Err(_) => target.to_owned(),
     }
@@ -2850,8 +2860,7 @@ fn trunk_user(target: &str) -> String {
 fn request_user(request: &Request) -> Option<String> {
     let uri = request.uri_ref().ok()?;
     let sip = uri.as_sip()?;
-    sip.user_unescaped()
-        .map(|u| String::from_utf8_lossy(&u).into_owned())
+    sip.user_unescaped().map(|u| crate::body::text(&u))
 }
 
 fn header_text(request: &Request, name: &str) -> Option<String> {
@@ -2956,7 +2965,7 @@ fn reason_of(termination: &Termination) -> Reason {
             reason_phrase: termination
                 .response
                 .as_deref()
-                .map(|r| String::from_utf8_lossy(&r.reason).into_owned())
+                .map(|r| crate::body::text(&r.reason))
                 .unwrap_or_default(),
         },
         (Side::Local, EndCause::Rejected { status }) => Reason::LocalDeclined { status },
@@ -2990,7 +2999,7 @@ fn failure_of(reason: &Reason, termination: Option<&Termination>) -> EstablishFa
                 reason_phrase: reason_phrase.clone(),
                 reason: termination
                     .and_then(|t| t.reason.as_ref())
-                    .map(|r| String::from_utf8_lossy(r).into_owned()),
+                    .map(|r| crate::body::text(r)),
                 headers: response
                     .map(|r| body::headers_of(&r.headers))
                     .unwrap_or_default(),

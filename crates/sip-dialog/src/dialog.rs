@@ -80,10 +80,16 @@ impl Dialog {
     /// UAC side (RFC 3261 §12.1.2): built from our request and a response with a To
     /// tag (a 1xx makes an early dialog, a 2xx a confirmed one).
     pub fn uac(request: &Request, response: &Response) -> Option<Dialog> {
-        let to = response.headers.to_ref().ok()?;
-        let remote_tag = Bytes::copy_from_slice(to.tag()?);
         let from = request.headers.from_ref().ok()?;
         let local_tag = Bytes::copy_from_slice(from.tag()?);
+        Dialog::uac_tagged(request, response, local_tag)
+    }
+
+    /// [`Dialog::uac`] for a request whose From tag, `local_tag`, we wrote ourselves:
+    /// its From is not parsed again (a session's INVITE keeps no parsed values).
+    pub fn uac_tagged(request: &Request, response: &Response, local_tag: Bytes) -> Option<Dialog> {
+        let to = response.headers.to_ref().ok()?;
+        let remote_tag = Bytes::copy_from_slice(to.tag()?);
         let cseq = request.headers.cseq().ok()?;
         let call_id = Bytes::copy_from_slice(request.headers.call_id().ok()?.as_bytes());
         // §12.1.2: the Record-Route values in reverse order. Copied, like the To value

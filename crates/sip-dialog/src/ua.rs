@@ -339,7 +339,7 @@ impl UserAgent {
     /// Places a call (UAC): sends the INVITE and returns the session's handle.
     pub fn invite(&mut self, now: Instant, invite: Invite) -> Result<SessionId, Error> {
         let local_tag = Bytes::from(self.ids.tag());
-        let call_id = Bytes::from(format!("{:016x}@tandem", self.ids.next_u64()));
+        let call_id = Bytes::from(call_id_text(self.ids.next_u64()));
         let mut request = Request::new(
             Method::Invite,
             &sip_message::Uri::Other {
@@ -1454,10 +1454,11 @@ impl UserAgent {
             {
                 Some(i) => Some(i),
                 None if session.early.len() >= MAX_EARLY_DIALOGS => None,
-                None => Dialog::uac(&session.invite, &response).map(|d| {
-                    session.early.push((d, ReliableReceiver::new()));
-                    session.early.len() - 1
-                }),
+                None => Dialog::uac_tagged(&session.invite, &response, session.local_tag.clone())
+                    .map(|d| {
+                        session.early.push((d, ReliableReceiver::new()));
+                        session.early.len() - 1
+                    }),
             };
             if let Some((dialog, receiver)) = index.and_then(|i| session.early.get_mut(i)) {
                 match receiver.on_provisional(&response) {
@@ -1538,7 +1539,8 @@ impl UserAgent {
             .position(|(d, _)| d.id.remote_tag == tag)
         {
             Some(i) => session.early.swap_remove(i).0,
-            None => match Dialog::uac(&session.invite, &response) {
+            None => match Dialog::uac_tagged(&session.invite, &response, session.local_tag.clone())
+            {
                 Some(d) => d,
                 None => return true,
             },
@@ -1667,7 +1669,9 @@ impl UserAgent {
     }
 
     fn ack_and_bye_fork(&mut self, now: Instant, session: &Session, response: &Response) {
-        let Some(mut fork) = Dialog::uac(&session.invite, response) else {
+        let Some(mut fork) =
+            Dialog::uac_tagged(&session.invite, response, session.local_tag.clone())
+        else {
             return;
         };
         let seq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
@@ -3095,5 +3099,30 @@ fn contact_transport(transport: sip_message::Transport) -> &'static str {
         sip_message::Transport::Tls => "tls",
         sip_message::Transport::Sctp => "sctp",
         _ => "udp",
+    }
+}
+
+/// `{n:016x}@tandem`, written without `core::fmt`.
+fn call_id_text(n: u64) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = Vec::with_capacity(23);
+    for shift in (0..16).rev() {
+        let nibble = (n >> (shift * 4)) & 0xf;
+        id.push(HEX.get(nibble as usize).copied().unwrap_or(b'0'));
+    }
+    id.extend_from_slice(b"@tandem");
+    id
+}
+
+#[cfg(test)]
+mod call_id_tests {
+    #[test]
+    fn call_id_text_is_hex_at_tandem() {
+        for n in [0, 1, 0xdead_beef, u64::MAX] {
+            assert_eq!(
+                super::call_id_text(n),
+                format!("{n:016x}@tandem").into_bytes()
+            );
+        }
     }
 }

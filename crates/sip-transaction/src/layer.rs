@@ -223,7 +223,8 @@ enum Machine {
     },
     ServerInvite {
         fsm: ServerInvite,
-        /// The To tag of our last response (RFC 2543 ACK matching, §17.2.3).
+        /// The To tag of our last final response, for an RFC 2543 key only (ACK
+        /// matching, §17.2.3).
         to_tag: Option<Bytes>,
     },
     ServerNonInvite {
@@ -906,7 +907,9 @@ impl TransactionLayer {
         let result = match &mut tx.machine {
             Machine::ServerInvite { fsm, to_tag } => {
                 let r = fsm.send_response(now, class);
-                if r.is_ok() && class.is_final() {
+                // Only an RFC 2543 ACK is matched by it (see `handle_ack`): a branch
+                // key's response is not parsed for it.
+                if r.is_ok() && class.is_final() && key.is_rfc2543() {
                     *to_tag = self::to_tag(&response.headers);
                 }
                 r

@@ -405,10 +405,7 @@ impl Engine {
             establish
                 .headers
                 .extend(passed(&request.headers, &pass).into_iter().map(|(n, v)| {
-                    crate::options::SignalingHeader::new(
-                        n.as_str(),
-                        String::from_utf8_lossy(&v).into_owned(),
-                    )
+                    crate::options::SignalingHeader::new(n.as_str(), crate::body::text(&v))
                 }));
         }
         let passthrough = mode == BridgeMode::SignalingOnly;
@@ -647,7 +644,7 @@ impl Engine {
         if let Some((bridge, _)) = self.calls.get(&call).and_then(|c| c.bridge)
             && self.is_replacing(bridge, call)
         {
-            let phrase = String::from_utf8_lossy(&response.reason).into_owned();
+            let phrase = crate::body::text(&response.reason);
             return self.transfer_progress(now, bridge, response.status, &phrase);
         }
         let Some((bridge, _, tx)) = self.unanswered_a_of(call) else {
@@ -669,8 +666,8 @@ impl Engine {
             BridgeMode::MediaAnchored => None,
         };
         let early_media = sdp.is_some();
-        let mut reply = Reply::new(response.status)
-            .with_reason(String::from_utf8_lossy(&response.reason).into_owned());
+        let mut reply =
+            Reply::new(response.status).with_reason(crate::body::text(&response.reason));
         reply.headers = passed(&response.headers, &entry.pass);
         if let Some(sdp) = sdp {
             reply = reply.with_body(Body::sdp(sdp));
@@ -1188,8 +1185,8 @@ impl Engine {
         let answer = body::split(&response.headers, &response.body)
             .ok()
             .and_then(|s| s.sdp);
-        let mut reply = Reply::new(response.status)
-            .with_reason(String::from_utf8_lossy(&response.reason).into_owned());
+        let mut reply =
+            Reply::new(response.status).with_reason(crate::body::text(&response.reason));
         if let Some(entry) = self.bridges.get(&relay.bridge) {
             reply.headers = passed(&response.headers, &entry.pass);
         }
@@ -1258,10 +1255,7 @@ impl Engine {
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(n, v)| {
-                        crate::options::SignalingHeader::new(
-                            n.as_str(),
-                            String::from_utf8_lossy(&v).into_owned(),
-                        )
+                        crate::options::SignalingHeader::new(n.as_str(), crate::body::text(&v))
                     })
                     .collect();
                 let mut headers: Vec<crate::options::SignalingHeader> = headers;

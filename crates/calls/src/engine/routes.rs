@@ -26,23 +26,18 @@ impl Engine {
             .as_ref()
             .and_then(|u| u.as_sip().map(|s| s.host.to_string()))
             .unwrap_or_default();
-        let request_uri = String::from_utf8_lossy(&request.uri).into_owned();
+        let request_uri = crate::body::text(&request.uri);
         let from = request
             .headers
             .get(&sip_message::HeaderName::From)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .map(|v| crate::body::text(v))
             .unwrap_or_default();
         // Two strings per header line, built only when a rule looks at them.
         let headers: Vec<(String, String)> = if self.config.routes.matches_headers() {
             request
                 .headers
                 .iter()
-                .map(|h| {
-                    (
-                        h.name.as_str().to_owned(),
-                        String::from_utf8_lossy(&h.value).into_owned(),
-                    )
-                })
+                .map(|h| (h.name.as_str().to_owned(), crate::body::text(&h.value)))
                 .collect()
         } else {
             Vec::new()
@@ -72,7 +67,8 @@ impl Engine {
         now: Instant,
         call: CallHandle,
         routed: Routed,
-        received: &CallReceived,
+        mut received: CallReceived,
+        request: &sip_message::Request,
     ) {
         let rule = routed.rule;
         let result = match routed.action {
@@ -98,7 +94,7 @@ impl Engine {
                     .collect();
                 let mut options = BridgeOptions::new().mode(mode).ring(ring);
                 options.pass_headers = pass_headers;
-                options.caller = caller_of(received);
+                options.caller = caller_of(&received, request);
                 self.bridge_targets(now, call, targets, options).map(drop)
             }
             RoutedAction::Forward { target } => {
@@ -123,6 +119,7 @@ impl Engine {
             RoutedAction::Webhook { application } => {
                 match self.applications.get(&application).copied() {
                     Some(endpoint) if self.endpoints.contains_key(&endpoint) => {
+                        received.headers = crate::body::headers_of(&request.headers);
                         self.hand_to_application(call, endpoint, received);
                         Ok(())
                     }
@@ -167,7 +164,7 @@ impl Engine {
         &mut self,
         call: CallHandle,
         endpoint: EndpointHandle,
-        received: &CallReceived,
+        received: CallReceived,
     ) {
         let conversation = received.conversation;
         if let Some(c) = self.calls.get_mut(&call) {
@@ -178,7 +175,7 @@ impl Engine {
         }
         self.events.push_back(crate::types::Event::Endpoint {
             endpoint,
-            event: crate::types::EndpointEvent::CallReceived(Box::new(received.clone())),
+            event: crate::types::EndpointEvent::CallReceived(Box::new(received)),
         });
     }
 }
@@ -186,23 +183,37 @@ impl Engine {
 /// Leg B's caller: the caller's own identity (display name and user), at our host
 /// (the Request-URI's), so its address stays hidden (topology hiding) while the
 /// number still shows.
-fn caller_of(received: &CallReceived) -> Option<Identity> {
-    let from =
-        sip_message::NameAddr::parse(&bytes::Bytes::copy_from_slice(received.from.as_bytes()));
+///
+/// The INVITE's From and Request-URI were parsed (and kept) when it was validated: they
+/// are taken from `request` when the text the application sees is the same bytes.
+fn caller_of(received: &CallReceived, request: &sip_message::Request) -> Option<Identity> {
+    let same_from = request
+        .headers
+        .get(&sip_message::HeaderName::From)
+        .is_some_and(|v| v.as_ref() == received.from.as_bytes());
+    let from = match request.headers.from_ref() {
+        Ok(from) if same_from => Some(from),
+        _ => sip_message::NameAddr::parse(&bytes::Bytes::copy_from_slice(received.from.as_bytes()))
+            .map(std::borrow::Cow::Owned),
+    };
     let (display, user) = match &from {
         Some(f) => (
             f.display_name.clone(),
-            f.uri.as_sip().and_then(|s| {
-                s.user_unescaped()
-                    .map(|u| String::from_utf8_lossy(&u).into_owned())
-            }),
+            f.uri
+                .as_sip()
+                .and_then(|s| s.user_unescaped().map(|u| crate::body::text(&u))),
         ),
         None => (None, None),
     };
     let user = user?;
-    let host = sip_message::Uri::parse(received.request_uri.as_bytes())
-        .ok()
-        .and_then(|u| u.as_sip().map(|s| s.host.to_string()))?;
+    let same_uri = request.uri.as_ref() == received.request_uri.as_bytes();
+    let uri = match request.uri_ref() {
+        Ok(uri) if same_uri => Some(uri),
+        _ => sip_message::Uri::parse(received.request_uri.as_bytes())
+            .ok()
+            .map(std::borrow::Cow::Owned),
+    };
+    let host = uri.and_then(|u| u.as_sip().map(|s| s.host.to_string()))?;
     let escaped: String = user
         .chars()
         .filter(|c| {
