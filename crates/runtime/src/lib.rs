@@ -414,21 +414,13 @@ async fn flush(
     transports: &Transports,
     observe: &mut observe::Observe,
 ) {
-    // A 100 Trying and an ACK wait for the rest of the turn: each send on loopback costs
-    // tens of microseconds (it runs the receiver's path too), and what they would delay is
-    // the message a caller waits for (the INVITE to leg B after A's 100, the 200 to A after
-    // B's ACK). Neither is urgent: a 100 only stops retransmissions 500 ms away, and the
-    // peer re-sends its 2xx only after T1.
-    let mut later = Vec::new();
     while let Some(transmit) = endpoint.poll_transmit() {
-        if can_wait(&transmit.payload) {
-            later.push(transmit);
-        } else {
-            send(endpoint, transports, observe, transmit).await;
+        let flow = transmit.flow;
+        observe.sent(&transmit);
+        if let Err(error) = transports.send(transmit).await {
+            debug!(remote = %flow.remote, transport = %flow.transport, %error, "send failed");
+            endpoint.handle_transport_error(now(), flow);
         }
-    }
-    for transmit in later {
-        send(endpoint, transports, observe, transmit).await;
     }
     while let Some(event) = endpoint.poll_event() {
         let _call = observe::event_span(endpoint, &event);
@@ -453,25 +445,6 @@ async fn flush(
             }
             other => app.route(other),
         }
-    }
-}
-
-/// A 100 Trying or an ACK ([`flush`]).
-fn can_wait(payload: &[u8]) -> bool {
-    payload.starts_with(b"SIP/2.0 100 ") || payload.starts_with(b"ACK ")
-}
-
-async fn send(
-    endpoint: &mut Engine,
-    transports: &Transports,
-    observe: &mut observe::Observe,
-    transmit: calls::sip_core::Transmit,
-) {
-    let flow = transmit.flow;
-    observe.sent(&transmit);
-    if let Err(error) = transports.send(transmit).await {
-        debug!(remote = %flow.remote, transport = %flow.transport, %error, "send failed");
-        endpoint.handle_transport_error(now(), flow);
     }
 }
 
@@ -568,26 +541,5 @@ impl Running {
     pub async fn stop(self) -> Result<(), RuntimeError> {
         let _ = self.stop.send(());
         self.task.await.map_err(|_| RuntimeError::Stopped)?
-    }
-}
-
-#[cfg(test)]
-mod flush_tests {
-    use super::can_wait;
-
-    #[test]
-    fn only_a_100_and_an_ack_wait_for_the_rest_of_the_turn() {
-        assert!(can_wait(b"SIP/2.0 100 Trying\r\n"));
-        assert!(can_wait(b"ACK sip:bob@192.0.2.2 SIP/2.0\r\n"));
-        for urgent in [
-            &b"SIP/2.0 180 Ringing\r\n"[..],
-            b"SIP/2.0 200 OK\r\n",
-            b"SIP/2.0 1000 Odd\r\n",
-            b"INVITE sip:bob@192.0.2.2 SIP/2.0\r\n",
-            b"ACKNOWLEDGE sip:bob@192.0.2.2 SIP/2.0\r\n",
-            b"BYE sip:bob@192.0.2.2 SIP/2.0\r\n",
-        ] {
-            assert!(!can_wait(urgent), "{}", String::from_utf8_lossy(urgent));
-        }
     }
 }
